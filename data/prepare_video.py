@@ -1,0 +1,318 @@
+"""Prepare a video anomaly-detection data set for MemAE, without MATLAB.
+
+    python -m data.prepare_video --src SRC --dst DST [--size 256 256] [--clip-len 16] [--stride 1]
+
+Does what the authors' MATLAB scripts (``script_img_prep.m``, ``script_index_gen.m``) did: every frame is
+converted to grayscale, resized to 256 x 256 (bicubic with antialiasing, like MATLAB's ``imresize``) and
+written as JPEG (quality 75, MATLAB's ``imwrite`` default) with 1-based names ``NNN.jpg``; one index file is
+written per clip of 16 frames at start stride 1; each test video gets frame labels, from pixel masks (a frame
+is anomalous iff its mask has a non-zero pixel) or from frame-range annotations. Videos are renamed
+``TrainNNN`` / ``TestNNN`` in the order of the source's folder names. The result is the layout that
+:mod:`data.layout` describes, plus ``prepare.json`` recording what was done.
+
+Source layouts, detected from SRC:
+
+1. the original UCSD release, ``UCSD_Anomaly_Dataset.v1p2/UCSDped2`` (or ``UCSDped1``): ``Train/TrainNNN/*.tif``,
+   ``Test/TestNNN/*.tif``, pixel masks ``Test/TestNNN_gt/*.bmp`` where they exist and the frame ranges of
+   ``Test/UCSDped2.m``;
+2. the JPEG re-distribution of Liu et al. (CVPR 2018): ``training/frames/NN/NNN.jpg`` (0-based names),
+   ``testing/frames/NN/NNN.jpg`` and ``<name>.mat`` whose variable ``gt`` is a 1 x K cell of [start; end]
+   1-based frame ranges.
+
+``--masks DIR`` takes the labels from a folder of ``TestNNN_gt`` mask folders instead (e.g. the official
+UCSD masks for the JPEG re-distribution).
+"""
+import argparse
+import json
+import re
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.io as sio
+from PIL import Image
+from tqdm import tqdm
+
+from data.layout import natural_key
+from data.readers import DataFormatError, FRAME_SUFFIXES, write_ground_truth, write_index
+from utils.errors import run_cli
+
+JPEG_QUALITY = 75  # MATLAB imwrite's default for .jpg
+OUTPUT_FOLDERS = ('training', 'training_idx', 'testing', 'testing_idx', 'testing_gt')
+
+
+@dataclass
+class SourceVideo:
+    name: str                      # output name: TrainNNN / TestNNN
+    frames: list                   # source frame paths in temporal order
+    labels: np.ndarray = None      # test videos: 0/1 per frame
+
+
+@dataclass
+class Source:
+    layout: str
+    train: list
+    test: list
+    label_origin: str
+    notes: list = field(default_factory=list)
+
+
+def _image_files(folder):
+    return sorted((p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES),
+                  key=lambda p: natural_key(p.name))
+
+
+def _numbered_subfolders(folder, pattern):
+    regex = re.compile(pattern)
+    return sorted((p for p in Path(folder).iterdir() if p.is_dir() and regex.fullmatch(p.name)),
+                  key=lambda p: natural_key(p.name))
+
+
+def _videos(folders, prefix):
+    videos = []
+    for k, folder in enumerate(folders, start=1):
+        frames = _image_files(folder)
+        if not frames:
+            raise DataFormatError(f'video folder {folder} holds no frames')
+        videos.append(SourceVideo(f'{prefix}{k:03d}', frames))
+    return videos
+
+
+def mask_labels(mask_folder):
+    """One label per mask image, sorted by name: 1 iff the mask has a non-zero pixel. (MATLAB's rule was
+    sum(im2double(mask)) >= 1; the two agree on the UCSD masks, which hold only 0 and 255.)"""
+    masks = _image_files(mask_folder)
+    if not masks:
+        raise DataFormatError(f'mask folder {mask_folder} holds no mask images')
+    labels = []
+    for mask in masks:
+        with Image.open(mask) as image:
+            labels.append(int(np.asarray(image).any()))
+    return np.array(labels, dtype=np.int64)
+
+
+def ranges_to_labels(ranges, num_frames):
+    """0/1 labels of ``num_frames`` frames from 1-based inclusive (start, end) ranges."""
+    labels = np.zeros(num_frames, dtype=np.int64)
+    for start, end in ranges:
+        if not 1 <= start <= end <= num_frames:
+            raise DataFormatError(f'anomaly range {start}:{end} does not fit a video of {num_frames} frames')
+        labels[start - 1:end] = 1
+    return labels
+
+
+def parse_ucsd_m_file(path):
+    """Frame ranges per test video from ``UCSDped*.m`` (``TestVideoFile{end+1}.gt_frame = [61:180];``)."""
+    ranges = []
+    for match in re.finditer(r'gt_frame\s*=\s*\[([^\]]*)\]', Path(path).read_text()):
+        video_ranges = []
+        for part in re.split(r'[,;\s]+', match.group(1).strip()):
+            if not part:
+                continue
+            bounds = part.split(':')
+            if len(bounds) not in (1, 2) or not all(b.isdigit() for b in bounds):
+                raise DataFormatError(f'{path}: cannot read the frame range {part!r}')
+            video_ranges.append((int(bounds[0]), int(bounds[-1])))
+        ranges.append(video_ranges)
+    if not ranges:
+        raise DataFormatError(f'{path} holds no gt_frame lines')
+    return ranges
+
+
+def read_range_mat(path):
+    """Frame ranges per test video from a ``.mat`` whose ``gt`` is a cell of [start; end] columns."""
+    try:
+        cells = sio.loadmat(str(path))['gt']
+    except Exception as error:
+        raise DataFormatError(f'{path} has no readable variable gt ({type(error).__name__}: {error})') from None
+    ranges = []
+    for cell in cells.ravel():
+        bounds = np.asarray(cell).astype(np.int64)  # stored as uint8 in ped2.mat: widen before use
+        if bounds.ndim != 2 or bounds.shape[0] != 2:
+            raise DataFormatError(f'{path}: each gt cell must be a 2 x K array of [start; end] ranges')
+        ranges.append([(int(s), int(e)) for s, e in bounds.T])
+    return ranges
+
+
+def _labels_from_masks(mask_root, test_videos):
+    for k, video in enumerate(test_videos, start=1):
+        folder = Path(mask_root) / f'Test{k:03d}_gt'
+        if not folder.is_dir():
+            raise DataFormatError(f'mask folder {folder} does not exist (--masks {mask_root})')
+        video.labels = mask_labels(folder)
+
+
+def _labels_from_ranges(ranges, test_videos, origin):
+    if len(ranges) != len(test_videos):
+        raise DataFormatError(f'{origin} annotates {len(ranges)} test videos but the source has {len(test_videos)}')
+    for video, video_ranges in zip(test_videos, ranges):
+        video.labels = ranges_to_labels(video_ranges, len(video.frames))
+
+
+def _ucsd_original(src, labels):
+    train = _videos(_numbered_subfolders(src / 'Train', r'Train\d+'), 'Train')
+    test_folders = _numbered_subfolders(src / 'Test', r'Test\d+')
+    test = _videos(test_folders, 'Test')
+    mask_folders = [folder.with_name(folder.name + '_gt') for folder in test_folders]
+    have_masks = all(folder.is_dir() for folder in mask_folders)
+    m_files = sorted((src / 'Test').glob('UCSDped*.m'))
+    if labels == 'masks' or (labels == 'auto' and have_masks):
+        for video, folder in zip(test, mask_folders):
+            if not folder.is_dir():
+                raise DataFormatError(f'mask folder {folder} does not exist (use --labels ranges)')
+            video.labels = mask_labels(folder)
+        origin = 'pixel masks Test/TestNNN_gt'
+    else:
+        if not m_files:
+            raise DataFormatError(f'{src / "Test"} has neither a mask folder for every test video nor a UCSDped*.m '
+                                  f'file to take frame labels from')
+        _labels_from_ranges(parse_ucsd_m_file(m_files[0]), test, m_files[0].name)
+        origin = f'frame ranges of {m_files[0].name}'
+    return Source('ucsd_original', train, test, origin)
+
+
+def _jpeg_redistribution(src, labels):
+    train = _videos(_numbered_subfolders(src / 'training' / 'frames', r'\d+'), 'Train')
+    test = _videos(_numbered_subfolders(src / 'testing' / 'frames', r'\d+'), 'Test')
+    if labels == 'masks':
+        raise DataFormatError(f'{src} holds no pixel masks; pass --masks DIR or use --labels ranges')
+    mat_files = sorted(src.glob('*.mat'))
+    if not mat_files:
+        raise DataFormatError(f'{src} has no .mat file with the test frame ranges (variable gt), e.g. ped2.mat')
+    _labels_from_ranges(read_range_mat(mat_files[0]), test, mat_files[0].name)
+    return Source('jpeg_redistribution', train, test, f'frame ranges of {mat_files[0].name}')
+
+
+def detect_source(src, labels='auto'):
+    """The videos and labels of a source folder, whichever supported layout it has."""
+    src = Path(src)
+    if not src.is_dir():
+        raise DataFormatError(f'--src {src} is not a folder')
+    if (src / 'Train').is_dir() and (src / 'Test').is_dir():
+        return _ucsd_original(src, labels)
+    if (src / 'training' / 'frames').is_dir() and (src / 'testing' / 'frames').is_dir():
+        return _jpeg_redistribution(src, labels)
+    peds = sorted(p.name for p in src.glob('UCSDped*') if p.is_dir())
+    if peds:
+        raise DataFormatError(f"--src {src} is the UCSD release's root; pass one of its data sets: "
+                              f"{', '.join(str(src / p) for p in peds)}")
+    raise DataFormatError(f'--src {src} is not a known source layout: expected Train/ and Test/ (original UCSD) '
+                          f'or training/frames/ and testing/frames/ (JPEG re-distribution)')
+
+
+def clip_starts(num_frames, clip_len, stride):
+    """1-based first frames of the clips: 1, 1 + stride, ... while the clip fits in the video."""
+    return list(range(1, num_frames - clip_len + 2, stride))
+
+
+def _convert_frame(job):
+    source, target, size, channels = job
+    with Image.open(source) as image:
+        image = image.convert('L' if channels == 1 else 'RGB')
+        if image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC)
+        image.save(target, quality=JPEG_QUALITY)
+
+
+def _prepare_output(dst, overwrite):
+    dst = Path(dst)
+    if dst.exists() and any(dst.iterdir()):
+        if not overwrite:
+            raise DataFormatError(f'--dst {dst} is not empty; pass --overwrite to replace its prepared data')
+        for name in OUTPUT_FOLDERS + ('prepare.json',):
+            path = dst / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    dst.mkdir(parents=True, exist_ok=True)
+    return dst
+
+
+def write_split(dst, folder, videos, size, channels, clip_len, stride, workers, progress):
+    """Frames and index files of one split; returns the number of clips written."""
+    jobs = []
+    num_clips = 0
+    for video in videos:
+        frame_dir = dst / folder / video.name
+        index_dir = dst / f'{folder}_idx' / video.name
+        frame_dir.mkdir(parents=True)
+        index_dir.mkdir(parents=True)
+        width = max(3, len(str(len(video.frames))))
+        jobs += [(source, frame_dir / f'{n:0{width}d}.jpg', size, channels)
+                 for n, source in enumerate(video.frames, start=1)]
+        starts = clip_starts(len(video.frames), clip_len, stride)
+        index_width = max(3, len(str(len(starts))))
+        for j, start in enumerate(starts, start=1):
+            write_index(index_dir / f'{video.name}_i{j:0{index_width}d}.mat', video.name,
+                        np.arange(start, start + clip_len))
+        num_clips += len(starts)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in tqdm(pool.map(_convert_frame, jobs), total=len(jobs), desc=f'{folder} frames', unit='frame',
+                      disable=not progress):
+            pass
+    return num_clips
+
+
+def prepare(src, dst, size=(256, 256), clip_len=16, stride=1, channels=1, labels='auto', masks=None,
+            overwrite=False, workers=4, progress=True):
+    """Prepare SRC into DST; returns the summary also written to ``DST/prepare.json``."""
+    if clip_len < 1 or stride < 1:
+        raise DataFormatError('--clip-len and --stride must be at least 1')
+    source = detect_source(src, labels)
+    if masks is not None:
+        _labels_from_masks(masks, source.test)
+        source.label_origin = f'pixel masks in {masks}'
+    for video in source.test:
+        if len(video.labels) != len(video.frames):
+            raise DataFormatError(f'{video.name}: {len(video.labels)} frame labels ({source.label_origin}) for '
+                                  f'{len(video.frames)} frames')
+    dst = _prepare_output(dst, overwrite)
+    summary = {'src': str(src), 'layout': source.layout, 'label_origin': source.label_origin,
+               'size': list(size), 'channels': channels, 'clip_len': clip_len, 'stride': stride,
+               'jpeg_quality': JPEG_QUALITY}
+    for folder, videos in (('training', source.train), ('testing', source.test)):
+        summary[folder] = {
+            'videos': len(videos),
+            'frames': sum(len(v.frames) for v in videos),
+            'clips': write_split(dst, folder, videos, size, channels, clip_len, stride, workers, progress),
+        }
+    (dst / 'testing_gt').mkdir()
+    for video in source.test:
+        write_ground_truth(dst / 'testing_gt' / f'{video.name}.mat', video.labels)
+    summary['testing']['anomalous_frames'] = int(sum(v.labels.sum() for v in source.test))
+    (dst / 'prepare.json').write_text(json.dumps(summary, indent=2) + '\n')
+    return summary
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--src', required=True, help='downloaded data set (see the module doc for layouts)')
+    parser.add_argument('--dst', required=True, help='output folder, e.g. ./dataset/UCSD_P2_256')
+    parser.add_argument('--size', type=int, nargs=2, default=(256, 256), metavar=('H', 'W'),
+                        help='output frame size')
+    parser.add_argument('--clip-len', type=int, default=16, help='frames per clip')
+    parser.add_argument('--stride', type=int, default=1, help='frames between the starts of consecutive clips')
+    parser.add_argument('--channels', type=int, choices=(1, 3), default=1, help='1 = grayscale, 3 = colour')
+    parser.add_argument('--labels', choices=('auto', 'masks', 'ranges'), default='auto',
+                        help='original UCSD layout: labels from pixel masks or from the .m frame ranges')
+    parser.add_argument('--masks', default=None, help='folder of TestNNN_gt mask folders to take labels from')
+    parser.add_argument('--workers', type=int, default=4, help='threads converting frames')
+    parser.add_argument('--overwrite', action='store_true', help='replace prepared data already in --dst')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    summary = prepare(args.src, args.dst, tuple(args.size), args.clip_len, args.stride, args.channels,
+                      args.labels, args.masks, args.overwrite, args.workers)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))

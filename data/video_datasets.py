@@ -1,0 +1,102 @@
+"""PyTorch datasets of video clips listed by index files.
+
+Each item is ``(item, clip)`` as released: the position of the clip and a C x T x H x W float tensor whose
+frames are mapped to [-1, 1] (ToTensor, then Normalize(mean 0.5, std 0.5)). Frames are used at the size they
+are stored; data preparation does the resizing.
+
+Unlike the released loaders, these read every index file once (at construction), find frames whatever their
+zero-padding, and keep the most recently decoded frames: consecutive test clips overlap in all but one frame,
+so a video is decoded about once instead of ``clip_len`` times.
+"""
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from data.readers import DataFormatError, frame_files, load_frame, read_index
+from data.layout import list_index_files, list_video_folders
+
+NORM_MEAN = 0.5
+NORM_STD = 0.5
+
+
+def frame_to_tensor(frame):
+    """uint8 H x W x C -> float C x H x W in [-1, 1]; the same operations as torchvision's ToTensor followed by
+    Normalize(0.5, 0.5), so the values are bit-identical to the released transform's."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))).to(torch.float32).div(255)
+    return tensor.sub_(NORM_MEAN).div_(NORM_STD)
+
+
+class ClipDataset(Dataset):
+    """Clips given as (index file, frame folder, 1-based frame numbers)."""
+
+    def __init__(self, clips, transform=None, channels=1, frame_num=None, cache_frames=64):
+        self.clips = clips
+        self.transform = transform or frame_to_tensor
+        self.channels = channels
+        self.cache_frames = cache_frames
+        self._cache = OrderedDict()
+        self._frame_paths = {}
+        if frame_num is not None:
+            for index_file, _, frames in clips:
+                if len(frames) != frame_num:
+                    raise DataFormatError(f'{index_file} lists {len(frames)} frames but --FrameNum is {frame_num}')
+
+    def __len__(self):
+        return len(self.clips)
+
+    def frame_indices(self):
+        """(num_clips x clip_len) 1-based frame numbers, one row per clip."""
+        return np.stack([frames for _, _, frames in self.clips])
+
+    def _frame_path(self, folder, number, index_file):
+        if folder not in self._frame_paths:
+            self._frame_paths[folder] = frame_files(folder)
+        path = self._frame_paths[folder].get(int(number))
+        if path is None:
+            raise DataFormatError(f'{index_file} names frame {number}, which is not in {folder}')
+        return path
+
+    def _frame(self, folder, number, index_file):
+        key = (folder, int(number))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        tensor = self.transform(load_frame(self._frame_path(folder, number, index_file), self.channels))
+        self._cache[key] = tensor
+        if len(self._cache) > self.cache_frames:
+            self._cache.popitem(last=False)
+        return tensor
+
+    def __getitem__(self, item):
+        index_file, folder, frames = self.clips[item]
+        clip = torch.stack([self._frame(folder, n, index_file) for n in frames], dim=1)  # C x T x H x W
+        return item, clip
+
+
+def _read_clips(index_files, frame_folder_of):
+    clips = []
+    for index_file in index_files:
+        v_name, frames = read_index(index_file)
+        clips.append((index_file, frame_folder_of(v_name), frames))
+    return clips
+
+
+class VideoDataset(ClipDataset):
+    """All clips of all videos under ``idx_root`` (one sub-folder per video), for training. The frames of a clip
+    are read from ``frame_root/<v_name>``, ``v_name`` being the video name its index file holds."""
+
+    def __init__(self, idx_root, frame_root, transform=None, channels=1, frame_num=None, cache_frames=0):
+        index_files = [f for video in list_video_folders(idx_root) for f in list_index_files(video)]
+        clips = _read_clips(index_files, lambda v_name: Path(frame_root) / v_name)
+        super().__init__(clips, transform, channels, frame_num, cache_frames)
+
+
+class VideoDatasetOneDir(ClipDataset):
+    """The clips of one video: index files in ``idx_dir``, frames in ``frame_root``, in clip order (testing)."""
+
+    def __init__(self, idx_dir, frame_root, transform=None, channels=1, frame_num=None, cache_frames=64):
+        clips = _read_clips(list_index_files(idx_dir), lambda v_name: Path(frame_root))
+        super().__init__(clips, transform, channels, frame_num, cache_frames)

@@ -1,0 +1,124 @@
+"""Command-line options shared by training and testing.
+
+Every flag of the released scripts keeps its name and default (they are a public interface); flags we added
+say so in their help text. :meth:`BaseOptions.parse` prints the options, marking the ones that differ from
+their default, and :meth:`BaseOptions.save` writes them beside a run's outputs as ``opt.txt`` and ``opt.json``.
+"""
+import argparse
+import json
+from pathlib import Path
+
+from models import ADDRESSING_CHOICES, is_memory_model
+
+TRUE_WORDS = ('yes', 'true', 't', 'y', '1')
+FALSE_WORDS = ('no', 'false', 'f', 'n', '0')
+
+
+def str2bool(value):
+    """The released boolean parser: yes/true/t/y/1 and no/false/f/n/0, in any case."""
+    if isinstance(value, bool):
+        return value
+    if value.lower() in TRUE_WORDS:
+        return True
+    if value.lower() in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f'boolean value expected ({"/".join(TRUE_WORDS)} or {"/".join(FALSE_WORDS)}), '
+                                     f'got {value!r}')
+
+
+def optional_path(value):
+    """A path flag whose default is None. The released test script passes ``--ModelFilePath None``, which it
+    then took for a file literally called 'None'; here 'None' and '' mean "no path"."""
+    return None if value in ('None', 'none', '') else value
+
+
+def model_setting(opt):
+    """The run name, built exactly as released; it names weight files and result folders.
+
+    MemAE: ``{ModelName}_{ModelSetting}_{Dataset}_MemDim{N}_EntW{a}_ShrThres{l}_Seed{s}_{Suffix}``, with the
+    numbers as Python's ``str()`` writes them (``EntW0.0002``); AE: ``{ModelName}_{ModelSetting}_{Dataset}_{Suffix}``.
+    The paper's cosine addressing (not in the release) adds ``_AddrCosine`` before the seed, so that its runs
+    never overwrite the released-style ones.
+    """
+    if not is_memory_model(opt.ModelName):
+        return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_{opt.Suffix}'
+    addressing = '' if opt.MemAddressing == 'dot' else f'_Addr{opt.MemAddressing.capitalize()}'
+    return (f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_MemDim{opt.MemDim}'
+            f'_EntW{opt.EntropyLossWeight}_ShrThres{opt.ShrinkThres}{addressing}_Seed{opt.Seed}_{opt.Suffix}')
+
+
+class BaseOptions:
+    """The flags both scripts take; subclasses set ``mode`` and add their own in :meth:`add_arguments`."""
+
+    mode = None  # 'train' or 'eval', the released --Mode value of the script
+    description = ''
+    batch_size = 1
+    positive_flags = ('BatchSize', 'FrameNum', 'ImgChnNum', 'MemDim')
+
+    def __init__(self):
+        self.parser = argparse.ArgumentParser(description=self.description,
+                                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        self.add_base_arguments(self.parser)
+        self.add_arguments(self.parser)
+
+    def add_base_arguments(self, parser):
+        parser.add_argument('--UseCUDA', help='use CUDA when available (without CUDA: a warning, then the CPU)',
+                            type=str2bool, nargs='?', const=True, default=True)
+        parser.add_argument('--Mode', help='script mode, kept from the release: must match the script',
+                            choices=['train', 'eval'], default=self.mode)
+        parser.add_argument('--ModelName', help='AE/MemAE', type=str, default='MemAE')
+        parser.add_argument('--ModelSetting', help='Conv3D/Conv3DSpar: a label that goes into the run name',
+                            type=str, default='Conv3DSpar')
+        parser.add_argument('--Seed', type=int, default=1)
+        parser.add_argument('--Dataset', help='data set folder under --DataRoot', type=str, default='UCSD_P2_256')
+        parser.add_argument('--ImgChnNum', help='image channels (1 = grayscale, 3 = colour)', type=int, default=1)
+        parser.add_argument('--FrameNum', help='frames per video clip', type=int, default=16)
+        parser.add_argument('--BatchSize', help='batch size', type=int, default=self.batch_size)
+        parser.add_argument('--NumWorker', help='DataLoader worker processes', type=int, default=1)
+        parser.add_argument('--MemDim', help='memory size N (number of slots)', type=int, default=2000)
+        parser.add_argument('--EntropyLossWeight', help='weight alpha of the entropy loss', type=float,
+                            default=0.0002)
+        parser.add_argument('--ShrinkThres', help='hard-shrinkage threshold lambda (0: no shrinkage)', type=float,
+                            default=0.0025)
+        parser.add_argument('--MemAddressing', help='(added) memory addressing: dot product as released, or the '
+                            "paper's cosine similarity", choices=ADDRESSING_CHOICES, default='dot')
+        parser.add_argument('--DataRoot', help='folder holding the prepared data sets', type=str,
+                            default='./dataset/')
+        parser.add_argument('--ModelRoot', help='folder of model weights (the release said ./models/, which is the '
+                            'Python package here)', type=str, default='./memae_models/')
+        parser.add_argument('--Suffix', help='last field of the run name', type=str, default='Non')
+
+    def add_arguments(self, parser):
+        """Flags of one script only."""
+
+    def parse(self, args=None, is_print=True):
+        opt = self.parser.parse_args(args)
+        if opt.Mode != self.mode:
+            self.parser.error(f'--Mode {opt.Mode} does not fit this script, which runs in --Mode {self.mode}')
+        for flag in self.positive_flags:
+            if getattr(opt, flag) < 1:
+                self.parser.error(f'--{flag} must be at least 1, got {getattr(opt, flag)}')
+        if opt.ShrinkThres < 0 or opt.EntropyLossWeight < 0:
+            self.parser.error('--ShrinkThres and --EntropyLossWeight must not be negative')
+        opt.setting = model_setting(opt)
+        self.opt = opt
+        if is_print:
+            print(self.format_options(opt))
+        return opt
+
+    def format_options(self, opt):
+        """One line per option, with ``[default: ...]`` behind those that differ from their default."""
+        lines = ['----------------- Options ---------------']
+        for name, value in sorted(vars(opt).items()):
+            default = self.parser.get_default(name)
+            comment = f'\t[default: {default}]' if name != 'setting' and value != default else ''
+            lines.append(f'{name:>25}: {str(value):<30}{comment}')
+        lines.append('----------------- End -------------------')
+        return '\n'.join(lines)
+
+    def save(self, opt, folder):
+        """Write ``opt.txt`` (as printed) and ``opt.json`` into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / 'opt.txt').write_text(self.format_options(opt) + '\n')
+        (folder / 'opt.json').write_text(json.dumps(vars(opt), indent=2, sort_keys=True) + '\n')

@@ -1,0 +1,25 @@
+"""Options of ``script_training.py``."""
+from options.base_options import BaseOptions, str2bool
+
+
+class TrainOptions(BaseOptions):
+    mode = 'train'
+    description = 'Train a video MemAE or AE on a prepared data set.'
+    batch_size = 14
+    positive_flags = BaseOptions.positive_flags + ('EpochNum', 'TextLogInterval', 'SnapInterval', 'TBImgLogInterval',
+                                                   'SaveCheckInterval')
+
+    def add_arguments(self, parser):
+        parser.add_argument('--IsDeter', type=str2bool, help='deterministic cuDNN (set False for speed)',
+                            default=True)
+        parser.add_argument('--IsTbLog', type=str2bool, help='TensorBoard log under <ModelRoot>/log_<setting>/',
+                            default=True)
+        parser.add_argument('--LR', help='learning rate (Adam)', type=float, default=1e-4)
+        parser.add_argument('--EpochNum', help='number of epochs', type=int, default=100)
+        parser.add_argument('--TextLogInterval', help='text log every N iterations', type=int, default=1)
+        parser.add_argument('--SnapInterval', help='save <setting>_snap.pt every N iterations', type=int,
+                            default=100)
+        parser.add_argument('--TBImgLogInterval', help='TensorBoard images every N iterations', type=int,
+                            default=200)
+        parser.add_argument('--SaveCheckInterval', help='save <setting>_epoch_NNNN.pt every N epochs', type=int,
+                            default=1)

@@ -1,0 +1,95 @@
+"""Score every clip of a prepared test set with a trained MemAE or AE, and compute the frame-level AUC.
+
+    python script_testing.py --ModelName MemAE --ModelSetting Conv3DSpar --Dataset UCSD_P2_256 \
+        --MemDim 2000 --EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --Seed 1 \
+        --ModelRoot ./memae_models/ --DataRoot ./dataset/ --OutRoot ./results/ --Suffix Non
+
+Writes, as the released script did, ``<OutRoot>/res_<setting>/<Video>.npy`` (the clip scores in clip order)
+and ``acc.txt`` (the data path, then ``AUC: <value>``); and ``results.json`` (every metric of
+:mod:`utils.eval`, the weights used and the options) with ``opt.txt`` / ``opt.json``.
+"""
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from data.layout import VideoLayout
+from data.readers import read_ground_truth
+from data.registry import dataset_class
+from data.video_datasets import VideoDatasetOneDir
+from models import build_model, is_memory_model
+from options import TestOptions
+from utils.checkpoint import find_weights, load_weights
+from utils.errors import run_cli
+from utils.eval import VideoResult, align_labels, centre_frames_from_clips, evaluate, write_acc_txt, \
+    write_results_json
+from utils.runtime import select_device
+from utils.scoring import clip_scores, resolve_score_type
+
+
+def load_model(opt, device):
+    """The model the options describe, with its weights, in eval mode; and the weights' path."""
+    model = build_model(opt)
+    weights = find_weights(opt)
+    load_weights(model, weights, opt)
+    return model.to(device).eval(), weights
+
+
+def score_clips(model, loader, score, device, memory_model):
+    """Per-clip scores of one video, in clip order."""
+    scores = []
+    for _, clips in loader:
+        clips = clips.to(device)
+        output = model(clips)
+        recon = output['output'] if memory_model else output
+        scores += clip_scores(recon, clips, score)
+    return np.asarray(scores, dtype=np.float64)
+
+
+def main(argv=None):
+    options = TestOptions()
+    opt = options.parse(argv)
+    device = select_device(opt.UseCUDA)
+    dataset_class(opt.Dataset, opt.DataRoot)
+    layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
+    model, weights = load_model(opt, device)
+    print(f'weights: {weights}')
+    res_path = Path(opt.OutRoot) / f'res_{opt.setting}'
+    options.save(opt, res_path)
+    score = resolve_score_type(opt.ScoreType, opt.ModelName)
+    memory_model = is_memory_model(opt.ModelName)
+
+    started = time.perf_counter()
+    videos = []
+    names = layout.videos('test')
+    with torch.inference_mode():
+        for name in tqdm(names, desc='test videos', unit='video'):
+            dataset = VideoDatasetOneDir(layout.index_dir('test') / name, layout.frames_dir('test') / name,
+                                         channels=opt.ImgChnNum, frame_num=opt.FrameNum)
+            loader = DataLoader(dataset, batch_size=opt.BatchSize, shuffle=False, num_workers=opt.NumWorker)
+            scores = score_clips(model, loader, score, device, memory_model)
+            np.save(res_path / f'{name}.npy', scores)
+            centres = centre_frames_from_clips(dataset.frame_indices())
+            labels = align_labels(read_ground_truth(layout.gt_file(name)), centres, name)
+            videos.append(VideoResult(name, scores, labels))
+    seconds = time.perf_counter() - started
+
+    evaluation = evaluate(videos)
+    data_path = f'{layout.root}/'
+    write_acc_txt(res_path, data_path, evaluation.auc)
+    write_results_json(res_path, evaluation, {
+        'setting': opt.setting, 'weights': str(weights), 'data_path': data_path, 'score': score,
+        'test_seconds': seconds, 'clips_per_second': evaluation.num_clips / seconds, 'device': str(device),
+        'options': vars(opt)})
+    if evaluation.constant_score_videos:
+        print(f'note: constant scores (regularity set to 1) in {", ".join(evaluation.constant_score_videos)}')
+    print(f'AUC: {evaluation.auc:.4f} ({evaluation.num_clips} clips, {seconds:.1f} s) -> {res_path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))

@@ -1,0 +1,120 @@
+"""Train a video MemAE (or the AE baseline) on the training clips of a prepared data set.
+
+    python script_training.py --ModelName MemAE --ModelSetting Conv3DSpar --Dataset UCSD_P2_256 \
+        --MemDim 2000 --EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --BatchSize 10 --Seed 1 \
+        --DataRoot ./dataset/ --ModelRoot ./results/ --Suffix Non
+
+As released: Adam, loss = MSE(reconstruction, input) + EntropyLossWeight * entropy of the addressing weights
+(MemAE only), shuffled batches. Outputs under ``<ModelRoot>/model_<setting>/``: ``<setting>_snap.pt`` every
+``SnapInterval`` iterations, ``<setting>_epoch_NNNN.pt`` every ``SaveCheckInterval`` epochs and
+``<setting>_epoch_NNNN_final.pt`` at the end (plain state dicts that ``script_testing.py`` loads), plus
+``opt.txt``/``opt.json`` and ``train_log.csv``; TensorBoard logs under ``<ModelRoot>/log_<setting>/``.
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from data.layout import VideoLayout
+from data.registry import dataset_class
+from models import EntropyLossEncap, build_model, is_memory_model, weights_init
+from options import TrainOptions
+from utils.errors import run_cli
+from utils.runtime import seed_everything, select_device, set_deterministic
+from utils.scoring import NORM_MEAN, NORM_STD
+
+LOG_COLUMNS = ('epoch', 'iteration', 'loss', 'recon_loss', 'entropy_loss')
+TB_FRAME_STEP = 5  # TensorBoard shows frames 1, 6, 11 of the first clip, as released
+
+
+def compute_losses(model, clips, entropy_weight, memory_model):
+    """(loss to minimise, reconstruction, {loss term: float}) for one batch."""
+    output = model(clips)
+    recon = output['output'] if memory_model else output
+    recon_loss = nn.functional.mse_loss(recon, clips)
+    entropy_loss = EntropyLossEncap()(output['att']) if memory_model else torch.zeros(())
+    loss = recon_loss + entropy_weight * entropy_loss if memory_model else recon_loss
+    return loss, recon, {'loss': loss.item(), 'recon_loss': recon_loss.item(), 'entropy_loss': entropy_loss.item()}
+
+
+def frame_strip(clip):
+    """C x T x H x W clip in [-1, 1] -> H x (k W) strip of every 5th frame of the first channel, in [0, 1]."""
+    frames = clip[0, 1::TB_FRAME_STEP].detach().float().cpu() * NORM_STD + NORM_MEAN
+    return torch.cat(list(frames.clamp(0, 1)), dim=-1)
+
+
+def open_tensorboard(opt):
+    from torch.utils.tensorboard import SummaryWriter  # imported only when logging: it is slow to import
+    return SummaryWriter(log_dir=str(Path(opt.ModelRoot) / f'log_{opt.setting}'))
+
+
+def main(argv=None):
+    options = TrainOptions()
+    opt = options.parse(argv)
+    seed_everything(opt.Seed)
+    set_deterministic(opt.IsDeter)
+    device = select_device(opt.UseCUDA)
+
+    layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
+    dataset = dataset_class(opt.Dataset, opt.DataRoot)(layout.index_dir('train'), layout.frames_dir('train'),
+                                                       channels=opt.ImgChnNum, frame_num=opt.FrameNum)
+    loader = DataLoader(dataset, batch_size=opt.BatchSize, shuffle=True, num_workers=opt.NumWorker,
+                        generator=torch.Generator().manual_seed(opt.Seed), pin_memory=device.type == 'cuda')
+    model = build_model(opt)
+    model.apply(weights_init)
+    model.to(device)
+    memory_model = is_memory_model(opt.ModelName)
+    optimizer = torch.optim.Adam(model.parameters(), lr=opt.LR)
+
+    model_dir = Path(opt.ModelRoot) / f'model_{opt.setting}'
+    options.save(opt, model_dir)
+    tb_writer = open_tensorboard(opt) if opt.IsTbLog else None
+    log_file = (model_dir / 'train_log.csv').open('w')
+    log_file.write(','.join(LOG_COLUMNS) + '\n')
+    print(f'setting: {opt.setting}; {len(dataset)} training clips, {len(loader)} iterations per epoch on {device}')
+
+    iteration = 0
+    model.train()
+    for epoch in range(opt.EpochNum):
+        epoch_losses = []
+        progress = tqdm(loader, desc=f'epoch {epoch + 1}/{opt.EpochNum}', unit='batch')
+        for batch_idx, (_, clips) in enumerate(progress):
+            clips = clips.to(device, non_blocking=True)
+            loss, recon, values = compute_losses(model, clips, opt.EntropyLossWeight, memory_model)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            epoch_losses.append(values['loss'])
+
+            if batch_idx % opt.TextLogInterval == 0:
+                progress.set_postfix({k: f'{v:.5f}' for k, v in values.items()})
+                log_file.write(','.join(str(x) for x in (epoch, iteration, *values.values())) + '\n')
+            if tb_writer is not None:
+                for name, value in values.items():
+                    tb_writer.add_scalar(name, value, iteration)
+                if iteration % opt.TBImgLogInterval == 0:
+                    tb_writer.add_image('x', frame_strip(clips[0]), iteration, dataformats='HW')
+                    tb_writer.add_image('x_rec', frame_strip(recon[0]), iteration, dataformats='HW')
+            if iteration % opt.SnapInterval == 0:
+                torch.save(model.state_dict(), model_dir / f'{opt.setting}_snap.pt')
+            iteration += 1
+        log_file.flush()
+        print(f'epoch {epoch + 1}/{opt.EpochNum}: mean loss {np.mean(epoch_losses):.6f}')
+        if epoch % opt.SaveCheckInterval == 0:
+            torch.save(model.state_dict(), model_dir / f'{opt.setting}_epoch_{epoch:04d}.pt')
+
+    final = model_dir / f'{opt.setting}_epoch_{opt.EpochNum - 1:04d}_final.pt'
+    torch.save(model.state_dict(), final)
+    log_file.close()
+    if tb_writer is not None:
+        tb_writer.close()
+    print(f'final weights: {final}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))

@@ -1,0 +1,96 @@
+"""Finding and loading model weights: the authors' released files, our training outputs, or any state dict.
+
+Accepted files: plain state dicts saved by PyTorch 0.4 (legacy, non-zip pickle; no ``num_batches_tracked``) or
+later, and dicts that wrap one under ``model``/``state_dict``/``model_state_dict``; a ``module.`` prefix left by
+DataParallel is removed. Files are read with ``weights_only=True`` (no arbitrary pickle) onto the CPU, so
+weights saved on a GPU load anywhere.
+"""
+import re
+from pathlib import Path
+
+import torch
+
+from utils.errors import InputError
+
+WRAPPER_KEYS = ('model', 'state_dict', 'model_state_dict')
+
+
+class CheckpointError(InputError):
+    """The weights are missing, unreadable or do not fit the model the options describe."""
+
+
+def candidate_paths(opt):
+    """Where ``script_testing.py`` looks for weights, in order: ``--ModelFilePath``; ``<ModelRoot>/<setting>.pt``;
+    the released file name, which lacks the ``_Seed{n}`` field; the newest final weights that
+    ``script_training.py`` wrote under ``<ModelRoot>/model_<setting>/``."""
+    if opt.ModelFilePath:
+        return [Path(opt.ModelFilePath)]
+    root = Path(opt.ModelRoot)
+    released = re.sub(r'_Seed\d+', '', opt.setting, count=1)
+    paths = [root / f'{opt.setting}.pt', root / f'{released}.pt']
+    paths += sorted((root / f'model_{opt.setting}').glob(f'{opt.setting}_epoch_*_final.pt'), reverse=True)
+    return list(dict.fromkeys(paths))
+
+
+def find_weights(opt):
+    paths = candidate_paths(opt)
+    for path in paths:
+        if path.is_file():
+            return path
+    raise CheckpointError('no model weights found; tried: ' + ', '.join(str(p) for p in paths)
+                          + ' (set --ModelFilePath, or --ModelRoot and the flags that make up the file name)')
+
+
+def read_state_dict(path):
+    """The state dict stored in ``path``, unwrapped and without a DataParallel prefix."""
+    try:
+        content = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # truncated files, foreign pickles and wrong formats all end here
+        raise CheckpointError(f'{path} is not a readable PyTorch weights file ({type(error).__name__}: {error})') \
+            from None
+    if isinstance(content, dict):
+        for key in WRAPPER_KEYS:
+            if isinstance(content.get(key), dict):
+                content = content[key]
+                break
+    if not isinstance(content, dict) or not all(torch.is_tensor(v) for v in content.values()):
+        raise CheckpointError(f'{path} does not hold a state dict of tensors')
+    return {key.removeprefix('module.'): value for key, value in content.items()}
+
+
+def _fill_legacy_batchnorm(state, model):
+    """PyTorch 0.4.0 files have no ``num_batches_tracked``; it only matters for momentum=None, so use 0."""
+    for key, value in model.state_dict().items():
+        if key.endswith('num_batches_tracked') and key not in state:
+            state[key] = torch.zeros_like(value)
+
+
+def _mismatch_message(path, state, model, opt):
+    expected = model.state_dict()
+    memory_key = 'mem_rep.memory.weight'
+    if memory_key in expected and memory_key not in state:
+        return f'{path} has no memory ({memory_key}): it holds an AE, not a --ModelName {opt.ModelName}'
+    if memory_key in state and memory_key not in expected:
+        return f'{path} holds a memory model (MemAE), not a --ModelName {opt.ModelName}'
+    if memory_key in state and state[memory_key].shape != expected[memory_key].shape:
+        return (f'{path} has {state[memory_key].shape[0]} memory slots, but --MemDim is {opt.MemDim}: '
+                f'pass --MemDim {state[memory_key].shape[0]}')
+    first_conv = 'encoder.0.weight'
+    if first_conv in state and state[first_conv].shape[1] != expected[first_conv].shape[1]:
+        return (f'{path} takes {state[first_conv].shape[1]}-channel frames, but --ImgChnNum is {opt.ImgChnNum}')
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    return (f'{path} does not fit --ModelName {opt.ModelName}: missing keys {missing[:5]}, unexpected keys '
+            f'{unexpected[:5]}, wrong shapes {wrong[:5]}')
+
+
+def load_weights(model, path, opt):
+    """Load ``path`` into ``model`` strictly; a mismatch is one sentence naming the flag at fault."""
+    state = read_state_dict(path)
+    _fill_legacy_batchnorm(state, model)
+    expected = model.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+        raise CheckpointError(_mismatch_message(path, state, model, opt))
+    model.load_state_dict(state, strict=True)
+    return model

@@ -1,0 +1,49 @@
+"""Per-clip reconstruction-error scores, as the released ``script_testing.py`` computes them.
+
+Clips and reconstructions are normalised tensors (B x C x T x H x W, frames mapped to [-1, 1] by
+Normalize(0.5, 0.5)). The released code scores the two models differently:
+
+* ``l2`` (released for MemAE): r = reconstruction - input on the normalised tensors; the L2 norm of r over the
+  channels at every pixel; the mean of that map over T x H x W.
+* ``mse`` (released for AE): both tensors un-normalised to [0, 1] (x * 0.5 + 0.5), then the mean squared
+  difference over C x T x H x W, in float32 NumPy as released. Up to a constant this is the paper's
+  ||x - x^||^2 per clip, so it is also the paper's choice for MemAE.
+
+``released`` picks the model's own score; per-video min-max normalisation in :mod:`utils.eval` makes any
+constant factor irrelevant for the AUC.
+"""
+import numpy as np
+import torch
+
+SCORE_TYPES = ('released', 'l2', 'mse')
+RELEASED_SCORE = {'MemAE': 'l2', 'AE': 'mse'}
+NORM_MEAN = 0.5
+NORM_STD = 0.5
+
+
+def resolve_score_type(score_type, model_name):
+    """The concrete score ('l2' or 'mse') for a ``--ScoreType`` value and a model."""
+    if score_type not in SCORE_TYPES:
+        raise ValueError(f"unknown --ScoreType {score_type!r}; valid: {', '.join(SCORE_TYPES)}")
+    return RELEASED_SCORE[model_name] if score_type == 'released' else score_type
+
+
+def l2_scores(recon, clips):
+    """Mean over T x H x W of the per-pixel L2 norm over channels: one float per clip."""
+    error_map = torch.sum((recon - clips) ** 2, dim=1) ** 0.5
+    return torch.mean(error_map.reshape(error_map.shape[0], -1), dim=-1).cpu().tolist()
+
+
+def mse_scores(recon, clips):
+    """Mean squared error between the clips un-normalised to [0, 1]: one float per clip."""
+    recon01 = (recon.float() * NORM_STD + NORM_MEAN).cpu().numpy()
+    clips01 = (clips.float() * NORM_STD + NORM_MEAN).cpu().numpy()
+    return [float(np.mean((r - c) ** 2)) for r, c in zip(recon01, clips01)]
+
+
+SCORE_FUNCTIONS = {'l2': l2_scores, 'mse': mse_scores}
+
+
+def clip_scores(recon, clips, score):
+    """Scores of a batch of clips under the concrete score name ('l2' or 'mse')."""
+    return SCORE_FUNCTIONS[score](recon, clips)
