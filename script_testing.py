@@ -59,22 +59,25 @@ def main(argv=None):
     model, weights = load_model(opt, device)
     print(f'weights: {weights}')
     res_path = Path(opt.OutRoot) / f'res_{opt.setting}'
-    options.save(opt, res_path)
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
     memory_model = is_memory_model(opt.ModelName)
 
+    # Every index and ground-truth file is read (and checked) before the first clip is scored: bad data fails early.
+    test_videos = {}
+    for name in layout.videos('test'):
+        dataset = VideoDatasetOneDir(layout.index_dir('test') / name, layout.frames_dir('test') / name,
+                                     channels=opt.ImgChnNum, frame_num=opt.FrameNum)
+        centres = centre_frames_from_clips(dataset.frame_indices())
+        test_videos[name] = (dataset, align_labels(read_ground_truth(layout.gt_file(name)), centres, name))
+
+    options.save(opt, res_path)
     started = time.perf_counter()
     videos = []
-    names = layout.videos('test')
     with torch.inference_mode():
-        for name in tqdm(names, desc='test videos', unit='video'):
-            dataset = VideoDatasetOneDir(layout.index_dir('test') / name, layout.frames_dir('test') / name,
-                                         channels=opt.ImgChnNum, frame_num=opt.FrameNum)
+        for name, (dataset, labels) in tqdm(test_videos.items(), desc='test videos', unit='video'):
             loader = DataLoader(dataset, batch_size=opt.BatchSize, shuffle=False, num_workers=opt.NumWorker)
             scores = score_clips(model, loader, score, device, memory_model)
             np.save(res_path / f'{name}.npy', scores)
-            centres = centre_frames_from_clips(dataset.frame_indices())
-            labels = align_labels(read_ground_truth(layout.gt_file(name)), centres, name)
             videos.append(VideoResult(name, scores, labels))
     seconds = time.perf_counter() - started
 

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Evaluate weights with the paper's settings:  bash test.sh [ped2|ped2_ae|ped2_nonspar] [extra script_testing.py flags]
+# Environment: DATA_ROOT (./dataset/), MODEL_ROOT (./memae_models/), OUT_ROOT (./results/).
+set -euo pipefail
+cd "$(dirname "$0")"
+source utils/experiments.sh
+EXPERIMENT="${1:-ped2}"
+[ $# -gt 0 ] && shift
+experiment_flags "$EXPERIMENT" || exit 2
+python script_testing.py "${FLAGS[@]}" \
+  --DataRoot "${DATA_ROOT:-./dataset/}" \
+  --ModelRoot "${MODEL_ROOT:-./memae_models/}" \
+  --OutRoot "${OUT_ROOT:-./results/}" \
+  --Suffix Non "$@"

@@ -1,0 +1,32 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from data.prepare_video import prepare
+from synthetic import make_ucsd_original
+
+# Small enough for the 3-D autoencoder (time / 8, space / 16) and fast on 2 CPU cores.
+PREPARED_SIZE = (32, 32)
+NUM_FRAMES = 20  # 5 clips of 16 frames per video
+
+
+@pytest.fixture(scope='session')
+def prepared_root(tmp_path_factory):
+    """A prepared data set ``<root>/UCSD_P2_256`` (2 training and 2 test videos of 20 frames of 32 x 32)."""
+    root = tmp_path_factory.mktemp('prepared')
+    src = make_ucsd_original(root / 'src', num_frames=NUM_FRAMES)
+    prepare(src, root / 'data' / 'UCSD_P2_256', size=PREPARED_SIZE, progress=False)
+    return root / 'data'
+
+
+@pytest.fixture(scope='session')
+def real_data():
+    """The real data sets folder named by MEMAE_REAL_DATA; tests that use it skip when it is unset."""
+    folder = os.environ.get('MEMAE_REAL_DATA')
+    if not folder:
+        pytest.skip('MEMAE_REAL_DATA is not set')
+    path = Path(folder)
+    if not path.is_dir():
+        pytest.fail(f'MEMAE_REAL_DATA={folder} is not a folder')
+    return path

@@ -1,0 +1,120 @@
+import numpy as np
+import pytest
+import scipy.io as sio
+from sklearn import metrics
+
+from data.readers import write_ground_truth
+from utils.eval import (VideoResult, align_labels, centre_frame_positions, centre_frames_from_clips, eval_video,
+                        evaluate, regularity)
+
+
+def released_protocol_auc(gt_per_video, scores_per_video):
+    """The released evaluation re-derived step by step: gt[8:-7], per-video min-max regularity, labels 2 for
+    normal and 1 for anomalous frames, ROC with positive label 2, trapezoid AUC."""
+    labels, regularities = [], []
+    for gt, scores in zip(gt_per_video, scores_per_video):
+        gt = np.asarray(gt)[8:-7]
+        shifted = scores - scores.min()
+        regularities += list(1 - shifted / shifted.max())
+        labels += list(1 - gt + 1)
+    fpr, tpr, _ = metrics.roc_curve(np.array(labels), np.array(regularities), pos_label=2)
+    return metrics.auc(fpr, tpr)
+
+
+def mann_whitney_auc(anomalous, normal):
+    """P(anomaly score > normal score) + 0.5 P(tie), counted over all pairs: the AUC's definition."""
+    a = np.asarray(anomalous)[:, None]
+    n = np.asarray(normal)[None, :]
+    return float(((a > n).sum() + 0.5 * (a == n).sum()) / (a.size * n.size))
+
+
+def random_videos(seed, num_videos=4):
+    rng = np.random.default_rng(seed)
+    gts, scores = [], []
+    for _ in range(num_videos):
+        num_frames = int(rng.integers(40, 90))
+        gt = np.zeros(num_frames, dtype=np.int64)
+        start = int(rng.integers(0, num_frames - 10))
+        gt[start:start + int(rng.integers(5, num_frames - start))] = 1
+        clip_labels = gt[8:-7]
+        # anomalous clips score higher on average; the scale differs per video as it does for real videos
+        s = rng.normal(size=num_frames - 15) + 1.5 * clip_labels
+        gts.append(gt)
+        scores.append(rng.uniform(0.5, 3) * (s - s.min() + 0.1))
+    return gts, scores
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_auc_equals_the_released_protocol(seed):
+    gts, scores = random_videos(seed)
+    videos = [VideoResult(f'Test{k:03d}', s, align_labels(g, centre_frame_positions(len(s)), f'Test{k:03d}'))
+              for k, (g, s) in enumerate(zip(gts, scores), start=1)]
+    result = evaluate(videos)
+    assert result.auc == pytest.approx(released_protocol_auc(gts, scores), abs=1e-12)
+    anomaly = np.concatenate([1 - regularity(s) for s in scores])
+    labels = np.concatenate([g[8:-7] for g in gts])
+    assert result.auc == pytest.approx(mann_whitney_auc(anomaly[labels == 1], anomaly[labels == 0]), abs=1e-12)
+    assert result.auc_unnormalised == pytest.approx(metrics.roc_auc_score(labels, np.concatenate(scores)))
+    assert 0.5 < result.auc < 1
+
+
+def test_released_alignment_is_the_centre_frame():
+    gt = np.arange(100) % 2
+    assert np.array_equal(align_labels(gt, centre_frame_positions(85)), gt[8:-7])
+    clips = np.array([np.arange(k + 1, k + 17) for k in range(85)])  # 1-based frame lists of 16-frame clips
+    assert np.array_equal(centre_frames_from_clips(clips), np.arange(8, 93))
+
+
+def test_general_alignment_for_other_clip_lengths_and_strides():
+    clips = np.array([np.arange(s, s + 8) for s in range(1, 40, 3)])  # 8-frame clips starting 1, 4, 7, ...
+    assert np.array_equal(centre_frames_from_clips(clips), centre_frame_positions(len(clips), clip_len=8, stride=3))
+    assert centre_frame_positions(3, clip_len=8, stride=3).tolist() == [4, 7, 10]
+
+
+def test_clips_beyond_the_ground_truth_are_an_error():
+    with pytest.raises(ValueError, match='Test007'):
+        align_labels(np.zeros(20), centre_frame_positions(15), 'Test007')
+
+
+def test_constant_scores_give_regularity_one_not_nan():
+    videos = [VideoResult('flat', np.full(10, 0.3), np.array([0] * 5 + [1] * 5)),
+              VideoResult('varied', np.linspace(0, 1, 10), np.array([0] * 5 + [1] * 5))]
+    result = evaluate(videos)
+    assert np.array_equal(regularity(np.full(4, 2.0)), np.ones(4))
+    assert not np.isnan(result.auc)
+    assert result.constant_score_videos == ['flat']
+
+
+def test_extra_metrics_on_a_perfect_separation():
+    result = evaluate([VideoResult('a', np.array([0.1, 0.2, 0.9, 1.0]), np.array([0, 0, 1, 1]))])
+    assert (result.auc, result.aupr, result.eer, result.mean_video_auc) == (1.0, 1.0, 0.0, 1.0)
+
+
+def test_extra_metrics_use_the_normalised_scores_and_skip_one_class_videos():
+    videos = [VideoResult('a', np.array([0.1, 0.2, 0.9, 1.0]), np.array([0, 0, 1, 1])),
+              VideoResult('b', np.array([0.5, 0.6, 0.7]), np.array([0, 0, 0]))]
+    result = evaluate(videos)
+    assert result.per_video_auc['a'] == 1.0 and np.isnan(result.per_video_auc['b'])
+    assert result.mean_video_auc == 1.0
+    labels = [0, 0, 1, 1, 0, 0, 0]
+    anomaly = [0, 1 / 9, 8 / 9, 1, 0, 0.5, 1]  # 1 - p, per video
+    assert result.aupr == pytest.approx(metrics.average_precision_score(labels, anomaly))
+    # Thresholds: above 8/9 one false alarm in 5 normals and one miss in 2 anomalies; the nearest point of the
+    # ROC to FPR = FNR is (FPR 1/5, FNR 0) or (FPR 1/5, FNR 1/2): the EER lies between 0.1 and 0.35.
+    assert 0.1 <= result.eer <= 0.35
+    assert (result.num_clips, result.num_anomalous) == (7, 2)
+
+
+def test_eval_video_reads_npy_and_gt_and_writes_acc_txt(tmp_path):
+    gts, scores = random_videos(3, num_videos=2)
+    data = tmp_path / 'UCSD_P2_256'
+    (data / 'testing_gt').mkdir(parents=True)
+    res = tmp_path / 'res'
+    res.mkdir()
+    for k, (g, s) in enumerate(zip(gts, scores), start=1):
+        write_ground_truth(data / 'testing_gt' / f'Test{k:03d}.mat', g)
+        np.save(res / f'Test{k:03d}.npy', s)
+    assert sio.loadmat(str(data / 'testing_gt' / 'Test001.mat'))['l'].shape == (1, len(gts[0]))
+    auc = eval_video(data, res)
+    assert auc == pytest.approx(released_protocol_auc(gts, scores), abs=1e-12)
+    assert (res / 'acc.txt').read_text() == f'{data}\nAUC: {auc}\n'

@@ -1,0 +1,130 @@
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from models import MemModule, MemoryUnit, hard_shrink_relu
+
+
+def reference_addressing(queries, memory, lambd, addressing='dot'):
+    """Eq. 4-7 written out independently: soft-max, keep weights above lambda, L1 re-normalise, read out."""
+    if addressing == 'cosine':
+        logits = (queries / queries.norm(dim=1, keepdim=True)) @ (memory / memory.norm(dim=1, keepdim=True)).T
+    else:
+        logits = queries @ memory.T
+    weights = torch.softmax(logits, dim=1)
+    if lambd > 0:
+        weights = torch.where(weights > lambd, weights, torch.zeros_like(weights))
+        weights = weights / weights.sum(dim=1, keepdim=True)
+    return weights, weights @ memory
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 5), (2, 8, 3, 4), (2, 8, 2, 3, 4)])
+def test_mem_module_keeps_feature_shape_and_returns_weights_per_position(shape):
+    module = MemModule(mem_dim=10, fea_dim=8, shrink_thres=0.05)
+    result = module(torch.randn(*shape))
+    assert result['output'].shape == shape
+    assert result['att'].shape == (shape[0], 10, *shape[2:])
+    torch.testing.assert_close(result['att'].sum(dim=1), torch.ones(shape[0], *shape[2:]))
+
+
+def test_mem_module_positions_map_to_their_own_queries():
+    """Position (b, t, h, w) of the feature map is addressed with the feature vector found there."""
+    torch.manual_seed(0)
+    module = MemModule(mem_dim=6, fea_dim=4, shrink_thres=0.1)
+    features = torch.randn(2, 4, 2, 3, 5)
+    result = module(features)
+    query = features[1, :, 1, 2, 3][None]
+    expected_w, expected_out = reference_addressing(query, module.memory.weight.detach(), 0.1)
+    torch.testing.assert_close(result['att'][1, :, 1, 2, 3], expected_w[0])
+    torch.testing.assert_close(result['output'][1, :, 1, 2, 3], expected_out[0])
+
+
+@pytest.mark.parametrize('addressing', ['dot', 'cosine'])
+def test_memory_unit_matches_the_equations(addressing):
+    torch.manual_seed(1)
+    unit = MemoryUnit(mem_dim=12, fea_dim=6, shrink_thres=1 / 12, addressing=addressing)
+    queries = 3 * torch.randn(40, 6)
+    result = unit(queries)
+    expected_w, expected_out = reference_addressing(queries, unit.weight.detach(), 1 / 12, addressing)
+    torch.testing.assert_close(result['att'], expected_w)
+    torch.testing.assert_close(result['output'], result['att'] @ unit.weight)
+    torch.testing.assert_close(result['output'], expected_out)
+
+
+def test_weights_below_the_threshold_become_exactly_zero():
+    torch.manual_seed(2)
+    unit = MemoryUnit(mem_dim=20, fea_dim=8, shrink_thres=0.06)
+    queries = 2 * torch.randn(30, 8)
+    softmax = torch.softmax(queries @ unit.weight.detach().T, dim=1)
+    att = unit(queries)['att'].detach()
+    below = softmax < 0.06
+    assert below.any() and (~below).any()
+    assert torch.all(att[below] == 0)
+    assert torch.all(att[~below] > 0)
+    torch.testing.assert_close(att.sum(dim=1), torch.ones(30))
+
+
+def test_zero_threshold_is_the_plain_softmax():
+    torch.manual_seed(3)
+    unit = MemoryUnit(mem_dim=7, fea_dim=5, shrink_thres=0)
+    queries = torch.randn(9, 5)
+    assert torch.equal(unit(queries)['att'], torch.softmax(queries @ unit.weight.T, dim=1))
+
+
+def test_hard_shrink_relu_values():
+    weights = torch.tensor([0.0, 0.01, 0.02, 0.5, 0.97])
+    shrunk = hard_shrink_relu(weights, lambd=0.02)
+    assert shrunk[:3].tolist() == [0.0, 0.0, 0.0]
+    torch.testing.assert_close(shrunk[3:], weights[3:])
+
+
+def test_cosine_addressing_ignores_query_scale():
+    torch.manual_seed(4)
+    unit = MemoryUnit(mem_dim=10, fea_dim=6, shrink_thres=0.05, addressing='cosine')
+    queries = torch.randn(5, 6)
+    torch.testing.assert_close(unit(queries)['att'], unit(7.5 * queries)['att'])
+    dot = MemoryUnit(mem_dim=10, fea_dim=6, shrink_thres=0.05, addressing='dot')
+    dot.weight.data.copy_(unit.weight.data)
+    assert not torch.allclose(dot(queries)['att'], dot(7.5 * queries)['att'])
+
+
+def test_gradcheck_float64():
+    torch.manual_seed(5)
+    unit = MemoryUnit(mem_dim=6, fea_dim=4, shrink_thres=0).double()
+    queries = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    memory = unit.weight.detach().clone().requires_grad_()
+    # Put the threshold in the widest gap between soft-max weights, away from the kink of the shrinkage where
+    # the function has no derivative; some weights fall below it, some stay.
+    weights = torch.softmax(queries.detach() @ memory.detach().T, dim=1).flatten().sort().values
+    gaps = weights[1:] - weights[:-1]
+    widest = int(torch.argmax(gaps[weights[:-1] > 0.02]) + (weights[:-1] <= 0.02).sum())
+    unit.shrink_thres = float(weights[widest] + weights[widest + 1]) / 2
+    assert 0 < (weights < unit.shrink_thres).sum() < len(weights)
+    module = MemModule(6, 4).double()
+    module.memory = unit
+
+    def read_out(q, m):
+        return torch.func.functional_call(module, {'memory.weight': m}, (q[..., None],))['output']
+
+    assert torch.autograd.gradcheck(read_out, (queries, memory))
+
+
+def test_memory_init_is_uniform_in_one_over_sqrt_c():
+    torch.manual_seed(6)
+    unit = MemoryUnit(mem_dim=2000, fea_dim=256)
+    bound = 1 / math.sqrt(256)
+    assert unit.weight.abs().max() <= bound
+    assert unit.weight.abs().max() > 0.95 * bound
+    assert abs(unit.weight.mean().item()) < 0.01 * bound
+
+
+def test_rejects_wrong_inputs():
+    module = MemModule(mem_dim=4, fea_dim=3)
+    with pytest.raises(ValueError, match='B x C'):
+        module(torch.randn(3, 3))
+    with pytest.raises(ValueError, match='3 feature channels'):
+        module(torch.randn(1, 5, 2, 2))
+    with pytest.raises(ValueError, match='addressing'):
+        MemoryUnit(4, 3, addressing='euclidean')

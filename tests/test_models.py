@@ -1,0 +1,103 @@
+import inspect
+
+import pytest
+import torch
+
+from models import AutoEncoderCov3D, AutoEncoderCov3DMem, EntropyLoss, EntropyLossEncap, weights_init
+from utils.errors import InputError
+
+ENCODER = [('encoder.0', (96, 1, 3, 3, 3)), ('encoder.1', 96), ('encoder.3', (128, 96, 3, 3, 3)), ('encoder.4', 128),
+           ('encoder.6', (256, 128, 3, 3, 3)), ('encoder.7', 256), ('encoder.9', (256, 256, 3, 3, 3)),
+           ('encoder.10', 256)]
+DECODER = [('decoder.0', (256, 256, 3, 3, 3)), ('decoder.1', 256), ('decoder.3', (256, 128, 3, 3, 3)), ('decoder.4', 128),
+           ('decoder.6', (128, 96, 3, 3, 3)), ('decoder.7', 96), ('decoder.9', (96, 1, 3, 3, 3))]
+
+
+def expected_keys(layers):
+    """(key, shape) of conv layers (given their weight shape) and BatchNorm layers (given their channels), in
+    the order of the released state dicts (with the num_batches_tracked buffers PyTorch >= 0.4.1 adds)."""
+    keys = []
+    for name, spec in layers:
+        if isinstance(spec, tuple):
+            keys += [(f'{name}.weight', spec), (f'{name}.bias', (spec[1] if 'decoder' in name else spec[0],))]
+        else:
+            keys += [(f'{name}.{k}', (spec,)) for k in ('weight', 'bias', 'running_mean', 'running_var')]
+            keys.append((f'{name}.num_batches_tracked', ()))
+    return keys
+
+
+MEMAE_KEYS = expected_keys(ENCODER) + [('mem_rep.memory.weight', (2000, 256))] + expected_keys(DECODER)
+AE_KEYS = expected_keys(ENCODER) + expected_keys(DECODER)
+
+
+def state_shapes(model):
+    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+
+
+def test_memae_state_dict_keys_and_shapes_are_pinned():
+    assert state_shapes(AutoEncoderCov3DMem(1, 2000, shrink_thres=0.0025)) == MEMAE_KEYS
+
+
+def test_ae_state_dict_keys_and_shapes_are_pinned():
+    assert state_shapes(AutoEncoderCov3D(1)) == AE_KEYS
+
+
+def test_constructor_signatures_are_the_released_ones():
+    ae = inspect.signature(AutoEncoderCov3D).parameters
+    memae = inspect.signature(AutoEncoderCov3DMem).parameters
+    assert list(ae) == ['chnum_in']
+    assert list(memae)[:3] == ['chnum_in', 'mem_dim', 'shrink_thres']
+    assert memae['shrink_thres'].default == 0.0025
+
+
+def test_memae_forward_returns_reconstruction_and_addressing_weights():
+    torch.manual_seed(0)
+    model = AutoEncoderCov3DMem(1, 30).eval()
+    clips = torch.randn(2, 1, 16, 32, 48)
+    with torch.no_grad():
+        result = model(clips)
+    assert result['output'].shape == clips.shape
+    assert result['att'].shape == (2, 30, 2, 2, 3)
+    torch.testing.assert_close(result['att'].sum(dim=1), torch.ones(2, 2, 2, 3))
+
+
+def test_ae_forward_returns_a_tensor_of_the_input_shape():
+    model = AutoEncoderCov3D(3).eval()
+    clips = torch.randn(1, 3, 8, 16, 16)
+    with torch.no_grad():
+        assert model(clips).shape == clips.shape
+
+
+@pytest.mark.parametrize('shape', [(1, 1, 12, 32, 32), (1, 1, 16, 40, 32), (1, 1, 16, 32, 24)])
+def test_clip_shapes_that_do_not_fit_fail_with_one_sentence(shape):
+    with pytest.raises(InputError, match='multiple of 8 .* multiples of 16'):
+        AutoEncoderCov3DMem(1, 10)(torch.randn(*shape))
+
+
+def test_weights_init_follows_the_release():
+    torch.manual_seed(0)
+    model = AutoEncoderCov3DMem(1, 2000)
+    memory_before = model.mem_rep.memory.weight.detach().clone()
+    conv_bias_before = model.encoder[0].bias.detach().clone()
+    model.apply(weights_init)
+    conv = model.encoder[9].weight.detach()
+    assert abs(conv.mean().item()) < 1e-3 and abs(conv.std().item() - 0.02) < 1e-3
+    bn = model.decoder[1]
+    assert abs(bn.weight.mean().item() - 1) < 0.01 and abs(bn.weight.std().item() - 0.02) < 0.01
+    assert torch.all(bn.bias == 0)
+    assert torch.equal(model.mem_rep.memory.weight, memory_before)
+    assert torch.equal(model.encoder[0].bias, conv_bias_before)
+
+
+def test_entropy_loss_values():
+    one_hot = torch.eye(5)
+    uniform = torch.full((3, 5), 0.2)
+    assert EntropyLoss()(one_hot).item() == pytest.approx(0.0, abs=1e-9)
+    assert EntropyLoss()(uniform).item() == pytest.approx(torch.log(torch.tensor(5.0)).item(), rel=1e-6)
+
+
+def test_entropy_loss_encap_averages_over_every_position():
+    torch.manual_seed(1)
+    att = torch.softmax(torch.randn(2, 7, 2, 3, 4), dim=1)
+    per_position = -(att * torch.log(att + 1e-12)).sum(dim=1)
+    torch.testing.assert_close(EntropyLossEncap()(att), per_position.mean())

@@ -1,0 +1,112 @@
+import argparse
+import json
+
+import pytest
+
+from options import TestOptions as EvalOptions  # a name starting with "Test" is collected by pytest
+from options import TrainOptions, str2bool
+from utils.checkpoint import candidate_paths
+
+# The flag lists of the released shell scripts, verbatim.
+RELEASED_TEST_MEMAE = ('--ModelName MemAE --ModelSetting Conv3DSpar --Dataset UCSD_P2_256 --MemDim 2000 '
+                       '--EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --Seed 1 --ModelRoot ./memae_models/ '
+                       '--ModelFilePath None --DataRoot ./dataset/ --OutRoot ./results/ --Suffix Non').split()
+RELEASED_TEST_AE = ('--ModelName AE --ModelSetting Conv3D --Dataset UCSD_P2_256 --ModelRoot ./memae_models/ '
+                    '--DataRoot ./dataset/ --OutRoot ./results/ --Suffix Non').split()
+RELEASED_TRAIN_MEMAE = ('--ModelName MemAE --ModelSetting Conv3DSpar --Dataset UCSD_P2_256 --MemDim 2000 '
+                        '--EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --BatchSize 10 --Seed 1 '
+                        '--SaveCheckInterval 1 --IsTbLog True --IsDeter True --DataRoot ./datasets/processed/ '
+                        '--ModelRoot ./results/ --Suffix Non').split()
+
+RELEASED_TEST_DEFAULTS = {
+    'UseCUDA': True, 'Mode': 'eval', 'ModelName': 'MemAE', 'ModelSetting': 'Conv3DSpar', 'Seed': 1,
+    'Dataset': 'UCSD_P2_256', 'ImgChnNum': 1, 'FrameNum': 16, 'BatchSize': 1, 'MemDim': 2000,
+    'EntropyLossWeight': 0.0002, 'ShrinkThres': 0.0025, 'ModelRoot': './memae_models/', 'ModelFilePath': None,
+    'DataRoot': './dataset/', 'OutRoot': './results/', 'Suffix': 'Non'}
+RELEASED_TRAIN_DEFAULTS = {
+    'UseCUDA': True, 'NumWorker': 1, 'Mode': 'train', 'ModelName': 'MemAE', 'ModelSetting': 'Conv3DSpar', 'Seed': 1,
+    'IsDeter': True, 'IsTbLog': True, 'Dataset': 'UCSD_P2_256', 'ImgChnNum': 1, 'FrameNum': 16, 'BatchSize': 14,
+    'LR': 1e-4, 'EpochNum': 100, 'MemDim': 2000, 'EntropyLossWeight': 0.0002, 'ShrinkThres': 0.0025,
+    'TextLogInterval': 1, 'SnapInterval': 100, 'TBImgLogInterval': 200, 'SaveCheckInterval': 1,
+    'DataRoot': './dataset/', 'ModelRoot': './memae_models/', 'Suffix': 'Non'}
+
+
+@pytest.mark.parametrize('options, defaults', [(EvalOptions, RELEASED_TEST_DEFAULTS),
+                                               (TrainOptions, RELEASED_TRAIN_DEFAULTS)])
+def test_released_flags_keep_names_and_defaults(options, defaults):
+    opt = vars(options().parse([], is_print=False))
+    assert {k: opt[k] for k in defaults} == defaults
+    for value, default in ((opt[k], defaults[k]) for k in defaults):
+        assert type(value) is type(default)
+
+
+def test_released_test_script_flags_build_the_released_setting():
+    opt = EvalOptions().parse(RELEASED_TEST_MEMAE, is_print=False)
+    assert opt.setting == 'MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_Seed1_Non'
+    assert opt.ModelFilePath is None  # the released script passed the string 'None'
+
+
+def test_released_ae_flags_build_the_released_file_name():
+    opt = EvalOptions().parse(RELEASED_TEST_AE, is_print=False)
+    assert opt.setting == 'AE_Conv3D_UCSD_P2_256_Non'
+    assert str(candidate_paths(opt)[0]) == 'memae_models/AE_Conv3D_UCSD_P2_256_Non.pt'
+
+
+def test_released_train_script_flags_parse():
+    opt = TrainOptions().parse(RELEASED_TRAIN_MEMAE, is_print=False)
+    assert (opt.BatchSize, opt.IsTbLog, opt.IsDeter, opt.ModelRoot) == (10, True, True, './results/')
+    assert opt.setting == 'MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_Seed1_Non'
+
+
+def test_setting_uses_python_str_of_the_numbers():
+    opt = EvalOptions().parse('--MemDim 500 --EntropyLossWeight 0 --ShrinkThres 1e-3 --Seed 7 --Suffix X'.split(),
+                              is_print=False)
+    assert opt.setting == 'MemAE_Conv3DSpar_UCSD_P2_256_MemDim500_EntW0.0_ShrThres0.001_Seed7_X'
+
+
+def test_cosine_addressing_gets_its_own_run_name():
+    opt = EvalOptions().parse(['--MemAddressing', 'cosine'], is_print=False)
+    assert opt.setting == 'MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_AddrCosine_Seed1_Non'
+
+
+def test_released_weights_name_without_seed_is_a_candidate():
+    opt = EvalOptions().parse(RELEASED_TEST_MEMAE, is_print=False)
+    names = [p.name for p in candidate_paths(opt)]
+    assert names[:2] == ['MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_Seed1_Non.pt',
+                         'MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_Non.pt']
+
+
+@pytest.mark.parametrize('word', ['yes', 'True', 't', 'Y', '1'])
+def test_str2bool_true(word):
+    assert str2bool(word) is True
+
+
+@pytest.mark.parametrize('word', ['no', 'FALSE', 'f', 'n', '0'])
+def test_str2bool_false(word):
+    assert str2bool(word) is False
+
+
+def test_str2bool_rejects_other_words():
+    with pytest.raises(argparse.ArgumentTypeError):
+        str2bool('maybe')
+
+
+def test_bad_values_are_rejected_naming_the_flag(capsys):
+    with pytest.raises(SystemExit):
+        TrainOptions().parse(['--Mode', 'eval'], is_print=False)
+    assert '--Mode eval' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        EvalOptions().parse(['--BatchSize', '0'], is_print=False)
+    assert '--BatchSize' in capsys.readouterr().err
+
+
+def test_options_are_printed_with_non_defaults_marked_and_saved(tmp_path, capsys):
+    options = EvalOptions()
+    opt = options.parse(['--MemDim', '100'], is_print=True)
+    printed = capsys.readouterr().out
+    memdim_line = next(line for line in printed.splitlines() if line.strip().startswith('MemDim'))
+    seed_line = next(line for line in printed.splitlines() if line.strip().startswith('Seed'))
+    assert '[default: 2000]' in memdim_line and 'default' not in seed_line
+    options.save(opt, tmp_path / 'run')
+    assert (tmp_path / 'run' / 'opt.txt').read_text().strip() == options.format_options(opt)
+    assert json.loads((tmp_path / 'run' / 'opt.json').read_text())['MemDim'] == 100

@@ -1,0 +1,166 @@
+"""End to end through the two scripts on a prepared synthetic data set of 16 x 32 x 32 clips."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import script_testing
+import script_training
+from data.layout import VideoLayout
+from data.video_datasets import VideoDatasetOneDir
+from models import AutoEncoderCov3DMem
+from utils.errors import run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+MEMAE = ['--MemDim', '20', '--UseCUDA', 'False', '--NumWorker', '0']
+AE = ['--ModelName', 'AE', '--ModelSetting', 'Conv3D', '--UseCUDA', 'False', '--NumWorker', '0']
+
+
+@pytest.fixture(scope='module')
+def trained(prepared_root, tmp_path_factory):
+    """MemAE and AE trained for one epoch through script_training.py."""
+    model_root = tmp_path_factory.mktemp('models')
+    common = ['--DataRoot', str(prepared_root), '--ModelRoot', str(model_root), '--EpochNum', '1', '--BatchSize', '4',
+              '--IsTbLog', 'True', '--TBImgLogInterval', '1']
+    assert script_training.main(MEMAE + common) == 0
+    assert script_training.main(AE + common) == 0
+    return model_root
+
+
+def run_testing(prepared_root, model_root, out_root, *extra):
+    argv = ['--DataRoot', str(prepared_root), '--ModelRoot', str(model_root), '--OutRoot', str(out_root), *extra]
+    assert script_testing.main(argv) == 0
+    res = [p for p in Path(out_root).iterdir() if p.name.startswith('res_')]
+    assert len(res) == 1
+    return res[0]
+
+
+def test_training_writes_the_released_outputs(trained):
+    setting = 'MemAE_Conv3DSpar_UCSD_P2_256_MemDim20_EntW0.0002_ShrThres0.0025_Seed1_Non'
+    folder = trained / f'model_{setting}'
+    names = {p.name for p in folder.iterdir()}
+    assert {f'{setting}_snap.pt', f'{setting}_epoch_0000.pt', f'{setting}_epoch_0000_final.pt', 'opt.txt',
+            'opt.json', 'train_log.csv'} <= names
+    log = (folder / 'train_log.csv').read_text().splitlines()
+    assert log[0] == 'epoch,iteration,loss,recon_loss,entropy_loss' and len(log) == 1 + 3  # 10 clips, batch 4
+    assert any((trained / f'log_{setting}').iterdir())  # TensorBoard events
+    assert (trained / 'model_AE_Conv3D_UCSD_P2_256_Non' / 'AE_Conv3D_UCSD_P2_256_Non_epoch_0000_final.pt').is_file()
+
+
+def test_testing_writes_scores_acc_and_results(prepared_root, trained, tmp_path):
+    res = run_testing(prepared_root, trained, tmp_path, *MEMAE)
+    assert res.name == 'res_MemAE_Conv3DSpar_UCSD_P2_256_MemDim20_EntW0.0002_ShrThres0.0025_Seed1_Non'
+    for video in ('Test001', 'Test002'):
+        scores = np.load(res / f'{video}.npy')
+        assert scores.shape == (5,) and np.all(np.isfinite(scores)) and np.all(scores > 0)
+    acc = (res / 'acc.txt').read_text().splitlines()
+    assert acc[0] == f'{prepared_root / "UCSD_P2_256"}/' and acc[1].startswith('AUC: ')
+    results = json.loads((res / 'results.json').read_text())
+    assert results['metrics']['auc'] == pytest.approx(float(acc[1].split()[1]))
+    assert results['metrics']['num_clips'] == 10 and results['score'] == 'l2'
+    assert {'auc_unnormalised', 'mean_video_auc', 'aupr', 'eer'} <= set(results['metrics'])
+    assert (res / 'opt.txt').is_file() and (res / 'opt.json').is_file()
+
+
+def test_ae_is_scored_with_the_released_ae_score(prepared_root, trained, tmp_path):
+    res = run_testing(prepared_root, trained, tmp_path, *AE)
+    assert json.loads((res / 'results.json').read_text())['score'] == 'mse'
+
+
+def test_legacy_checkpoint_through_the_script_equals_a_direct_forward_pass(prepared_root, tmp_path):
+    torch.manual_seed(3)
+    model = AutoEncoderCov3DMem(1, 20)
+    model.apply(lambda m: m.reset_running_stats() if hasattr(m, 'reset_running_stats') else None)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)):
+        bn.running_mean.uniform_(-0.1, 0.1)
+        bn.running_var.uniform_(0.5, 1.5)
+    legacy = {k: v for k, v in model.state_dict().items() if not k.endswith('num_batches_tracked')}
+    weights = tmp_path / 'released.pt'
+    torch.save(legacy, weights, _use_new_zipfile_serialization=False)
+
+    res = run_testing(prepared_root, tmp_path / 'unused', tmp_path / 'out', *MEMAE, '--ModelFilePath', str(weights))
+
+    layout = VideoLayout(prepared_root / 'UCSD_P2_256')
+    model.eval()
+    for video in ('Test001', 'Test002'):
+        dataset = VideoDatasetOneDir(layout.index_dir('test') / video, layout.frames_dir('test') / video)
+        expected = []
+        with torch.no_grad():
+            for i in range(len(dataset)):
+                clip = dataset[i][1][None]
+                r = model(clip)['output'] - clip
+                expected.append(torch.mean((torch.sum(r ** 2, dim=1) ** 0.5).view(1, -1), dim=-1).item())
+        assert np.array_equal(np.load(res / f'{video}.npy'), np.array(expected))
+
+
+def test_batch_size_does_not_change_scores(prepared_root, trained, tmp_path):
+    one = run_testing(prepared_root, trained, tmp_path / 'b1', *MEMAE)
+    three = run_testing(prepared_root, trained, tmp_path / 'b3', *MEMAE, '--BatchSize', '3', '--NumWorker', '1')
+    for video in ('Test001', 'Test002'):
+        np.testing.assert_allclose(np.load(three / f'{video}.npy'), np.load(one / f'{video}.npy'), rtol=1e-6)
+
+
+def test_score_type_option_switches_the_score(prepared_root, trained, tmp_path):
+    released = run_testing(prepared_root, trained, tmp_path / 'a', *AE)
+    l2 = run_testing(prepared_root, trained, tmp_path / 'b', *AE, '--ScoreType', 'l2')
+    assert json.loads((l2 / 'results.json').read_text())['score'] == 'l2'
+    assert not np.allclose(np.load(l2 / 'Test001.npy'), np.load(released / 'Test001.npy'))
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--DataRoot', '/nonexistent'], 'does not exist'),
+    (['--ModelName', 'VAE'], "unknown --ModelName 'VAE'; valid: AE, MemAE"),
+    (['--Dataset', 'Nope'], "unknown --Dataset 'Nope'"),
+    (['--FrameNum', '8'], '--FrameNum is 8'),
+])
+def test_bad_input_is_one_sentence_and_exit_code_2(prepared_root, trained, tmp_path, capsys, args, message):
+    argv = ['--DataRoot', str(prepared_root), '--ModelRoot', str(trained), '--OutRoot', str(tmp_path), *MEMAE, *args]
+    assert run_cli(script_testing.main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and message in err and 'Traceback' not in err
+
+
+def test_missing_weights_list_the_names_tried(prepared_root, tmp_path, capsys):
+    argv = ['--DataRoot', str(prepared_root), '--ModelRoot', str(tmp_path), '--OutRoot', str(tmp_path), *MEMAE]
+    assert run_cli(script_testing.main, argv) == 2
+    assert 'no model weights found; tried:' in capsys.readouterr().err
+
+
+def test_scripts_run_as_commands(prepared_root, trained, tmp_path):
+    """The command line a user types, in a subprocess: CUDA asked for on a machine without it is a warning."""
+    result = subprocess.run([sys.executable, 'script_testing.py', '--DataRoot', str(prepared_root), '--ModelRoot',
+                             str(trained), '--OutRoot', str(tmp_path), '--MemDim', '20', '--NumWorker', '0'],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert 'AUC: ' in result.stdout
+    if not torch.cuda.is_available():
+        assert 'CUDA is not available' in result.stderr
+
+
+def run_shell(script, env_roots, *args):
+    import os
+    env = {**os.environ, **{k: str(v) for k, v in env_roots.items()}}
+    return subprocess.run(['bash', script, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_shell_scripts_train_then_test_an_experiment(prepared_root, tmp_path):
+    roots = {'DATA_ROOT': prepared_root, 'MODEL_ROOT': tmp_path / 'models', 'OUT_ROOT': tmp_path / 'out'}
+    trained = run_shell('train.sh', roots, 'ped2_ae', '--EpochNum', '1', '--UseCUDA', 'False', '--NumWorker', '0',
+                        '--IsTbLog', 'False')
+    assert trained.returncode == 0, trained.stderr
+    tested = run_shell('test.sh', roots, 'ped2_ae', '--UseCUDA', 'False', '--NumWorker', '0')
+    assert tested.returncode == 0, tested.stderr
+    assert (tmp_path / 'out' / 'res_AE_Conv3D_UCSD_P2_256_Non' / 'acc.txt').is_file()
+
+
+def test_shell_experiment_ped2_is_the_released_test_command():
+    listed = subprocess.run(['bash', '-c', 'source utils/experiments.sh && experiment_flags ped2 && echo "${FLAGS[@]}"'],
+                            cwd=REPO, capture_output=True, text=True).stdout.split()
+    assert listed == ('--ModelName MemAE --ModelSetting Conv3DSpar --Dataset UCSD_P2_256 --MemDim 2000 '
+                      '--EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --Seed 1').split()
+    unknown = run_shell('test.sh', {}, 'nope')
+    assert unknown.returncode == 2 and 'valid: ped2 ped2_ae ped2_nonspar' in unknown.stderr
