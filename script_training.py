@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.layout import VideoLayout
 from data.registry import dataset_class
-from models import EntropyLossEncap, build_model, is_memory_model, weights_init
+from models import build_model, is_memory_model, weights_init
+from models.losses import entropy_loss, reconstruction_loss
 from options import TrainOptions
 from utils.errors import run_cli
 from utils.runtime import seed_everything, select_device, set_deterministic
@@ -31,14 +31,14 @@ LOG_COLUMNS = ('epoch', 'iteration', 'loss', 'recon_loss', 'entropy_loss')
 TB_FRAME_STEP = 5  # TensorBoard shows frames 1, 6, 11 of the first clip, as released
 
 
-def compute_losses(model, clips, entropy_weight, memory_model):
+def compute_losses(model, clips, opt, memory_model):
     """(loss to minimise, reconstruction, {loss term: float}) for one batch."""
     output = model(clips)
     recon = output['output'] if memory_model else output
-    recon_loss = nn.functional.mse_loss(recon, clips)
-    entropy_loss = EntropyLossEncap()(output['att']) if memory_model else torch.zeros(())
-    loss = recon_loss + entropy_weight * entropy_loss if memory_model else recon_loss
-    return loss, recon, {'loss': loss.item(), 'recon_loss': recon_loss.item(), 'entropy_loss': entropy_loss.item()}
+    recon_loss = reconstruction_loss(recon, clips, opt.LossScaling)
+    ent_loss = entropy_loss(output['att'], opt.LossScaling) if memory_model else torch.zeros(())
+    loss = recon_loss + opt.EntropyLossWeight * ent_loss if memory_model else recon_loss
+    return loss, recon, {'loss': loss.item(), 'recon_loss': recon_loss.item(), 'entropy_loss': ent_loss.item()}
 
 
 def frame_strip(clip):
@@ -84,7 +84,7 @@ def main(argv=None):
         progress = tqdm(loader, desc=f'epoch {epoch + 1}/{opt.EpochNum}', unit='batch')
         for batch_idx, (_, clips) in enumerate(progress):
             clips = clips.to(device, non_blocking=True)
-            loss, recon, values = compute_losses(model, clips, opt.EntropyLossWeight, memory_model)
+            loss, recon, values = compute_losses(model, clips, opt, memory_model)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -1,4 +1,5 @@
 """Options of ``script_training.py``."""
+from models.losses import LOSS_SCALINGS
 from options.base_options import BaseOptions, str2bool
 
 
@@ -15,6 +16,9 @@ class TrainOptions(BaseOptions):
         parser.add_argument('--IsTbLog', type=str2bool, help='TensorBoard log under <ModelRoot>/log_<setting>/',
                             default=True)
         parser.add_argument('--LR', help='learning rate (Adam)', type=float, default=1e-4)
+        parser.add_argument('--LossScaling', help='(added) "released": MSE and entropy averaged over all elements and '
+                            'queries; "paper": per-clip sums as Eq. 10 reads (see models/losses.py)',
+                            choices=LOSS_SCALINGS, default='released')
         parser.add_argument('--EpochNum', help='number of epochs', type=int, default=100)
         parser.add_argument('--TextLogInterval', help='text log every N iterations', type=int, default=1)
         parser.add_argument('--SnapInterval', help='save <setting>_snap.pt every N iterations', type=int,

@@ -101,3 +101,16 @@ def test_entropy_loss_encap_averages_over_every_position():
     att = torch.softmax(torch.randn(2, 7, 2, 3, 4), dim=1)
     per_position = -(att * torch.log(att + 1e-12)).sum(dim=1)
     torch.testing.assert_close(EntropyLossEncap()(att), per_position.mean())
+
+
+def test_loss_scalings():
+    from models.losses import entropy_loss, reconstruction_loss
+    torch.manual_seed(2)
+    clips, recon = torch.randn(3, 1, 4, 5, 6), torch.randn(3, 1, 4, 5, 6)
+    att = torch.softmax(torch.randn(3, 7, 2, 2, 2), dim=1)
+    torch.testing.assert_close(reconstruction_loss(recon, clips), ((recon - clips) ** 2).mean())
+    torch.testing.assert_close(reconstruction_loss(recon, clips, 'paper'),
+                               ((recon - clips) ** 2).flatten(1).sum(1).mean())
+    per_query = -(att * torch.log(att + 1e-12)).sum(dim=1)  # 3 x 2 x 2 x 2
+    torch.testing.assert_close(entropy_loss(att), per_query.mean())
+    torch.testing.assert_close(entropy_loss(att, 'paper'), per_query.flatten(1).sum(1).mean())

@@ -1,0 +1,26 @@
+"""The training objective (paper Eq. 10): reconstruction error plus alpha times the entropy of the addressing.
+
+Two scalings, which differ by constant factors per term:
+
+* ``released`` (default): MSE averaged over every element of the batch, plus alpha times the entropy averaged
+  over every query (every position of the latent feature map) of the batch;
+* ``paper``: per clip, the squared L2 error ||x - x^||^2 summed over its elements plus alpha times the entropy
+  summed over its queries, averaged over the clips of the batch, as Eq. 10 reads. Relative to ``released`` the
+  reconstruction term is multiplied by the elements per clip and the entropy term by the queries per clip
+  (for 16 x 256 x 256 clips: 1,048,576 and 512), so the same alpha weighs the entropy 2048 times less.
+"""
+from torch.nn import functional as F
+
+from models.entropy_loss import EntropyLossEncap
+
+LOSS_SCALINGS = ('released', 'paper')
+
+
+def reconstruction_loss(recon, clips, scaling='released'):
+    loss = F.mse_loss(recon, clips)
+    return loss * clips[0].numel() if scaling == 'paper' else loss
+
+
+def entropy_loss(att, scaling='released'):
+    loss = EntropyLossEncap()(att)
+    return loss * att[0, 0].numel() if scaling == 'paper' else loss
