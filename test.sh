@@ -4,11 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source utils/experiments.sh
-EXPERIMENT="${1:-ped2}"
-[ $# -gt 0 ] && shift
-experiment_flags "$EXPERIMENT" || exit 2
+parse_experiment "$@" || exit 2
 python script_testing.py "${FLAGS[@]}" \
   --DataRoot "${DATA_ROOT:-./dataset/}" \
   --ModelRoot "${MODEL_ROOT:-./memae_models/}" \
   --OutRoot "${OUT_ROOT:-./results/}" \
-  --Suffix Non "$@"
+  --Suffix Non "${EXTRA_ARGS[@]}"

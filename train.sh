@@ -5,12 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source utils/experiments.sh
-EXPERIMENT="${1:-ped2}"
-[ $# -gt 0 ] && shift
-experiment_flags "$EXPERIMENT" || exit 2
+parse_experiment "$@" || exit 2
 # BatchSize 10 is what the released train_video_MemAE.sh passed (the option's default is 14).
 python script_training.py "${FLAGS[@]}" \
   --BatchSize 10 --SaveCheckInterval 1 --IsTbLog True --IsDeter True \
   --DataRoot "${DATA_ROOT:-./dataset/}" \
   --ModelRoot "${MODEL_ROOT:-./results/}" \
-  --Suffix Non "$@"
+  --Suffix Non "${EXTRA_ARGS[@]}"

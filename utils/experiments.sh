@@ -1,5 +1,6 @@
 # The paper's experiments as flag lists, shared by test.sh and train.sh (sourced, not run).
-# experiment_flags NAME sets the array FLAGS, or prints the valid names and returns 1.
+# parse_experiment [NAME [ARGS...]] sets FLAGS (the experiment's flags, NAME defaulting to ped2) and EXTRA_ARGS
+# (the ARGS to pass through), or prints the valid names and returns 1.
 EXPERIMENTS="ped2 ped2_ae ped2_nonspar"
 
 experiment_flags() {
@@ -16,4 +17,9 @@ experiment_flags() {
       echo "unknown experiment '$1'; valid: $EXPERIMENTS" >&2
       return 1 ;;
   esac
+}
+
+parse_experiment() {
+  experiment_flags "${1:-ped2}" || return 1
+  EXTRA_ARGS=("${@:2}")
 }
