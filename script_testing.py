@@ -1,4 +1,5 @@
-"""Score every clip of a prepared test set with a trained MemAE or AE, and compute the frame-level AUC.
+"""Score every clip of a prepared test set with a trained MemAE or AE, and compute the frame-level AUC; for the
+image and KDDCUP99 experiments, evaluate the trained model of every protocol unit (see utils/one_class.py).
 
     python script_testing.py --ModelName MemAE --ModelSetting Conv3DSpar --Dataset UCSD_P2_256 \
         --MemDim 2000 --EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --Seed 1 \
@@ -19,12 +20,13 @@ from tqdm import tqdm
 
 from data.layout import VideoLayout
 from data.readers import read_ground_truth
-from data.registry import dataset_class
+from data.registry import dataset_spec
 from data.video_datasets import VideoDatasetOneDir
 from models import build_model, is_memory_model
 from options import TestOptions
 from utils.checkpoint import find_weights, load_weights
 from utils.errors import run_cli
+from utils.one_class import run_protocol
 from utils.eval import VideoResult, align_labels, centre_frames_from_clips, evaluate, write_acc_txt, \
     write_results_json
 from utils.runtime import select_device
@@ -54,7 +56,10 @@ def main(argv=None):
     options = TestOptions()
     opt = options.parse(argv)
     device = select_device(opt.UseCUDA)
-    dataset_class(opt.Dataset, opt.DataRoot)
+    spec = dataset_spec(opt.Dataset, opt.DataRoot)
+    if spec.family != 'video':  # images and KDDCUP99: evaluate the trained model of every protocol unit
+        run_protocol(opt, options, spec, device, train=False)
+        return 0
     layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
     model, weights = load_model(opt, device)
     print(f'weights: {weights}')

@@ -1,4 +1,5 @@
-"""Train a video MemAE (or the AE baseline) on the training clips of a prepared data set.
+"""Train MemAE (or the AE baseline): on the training clips of a prepared video data set, or through the whole
+one-class protocol of an image or KDDCUP99 experiment (see utils/one_class.py), which it then evaluates.
 
     python script_training.py --ModelName MemAE --ModelSetting Conv3DSpar --Dataset UCSD_P2_256 \
         --MemDim 2000 --EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --BatchSize 10 --Seed 1 \
@@ -19,26 +20,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.layout import VideoLayout
-from data.registry import dataset_class
+from data.registry import dataset_spec
 from models import build_model, is_memory_model, weights_init
-from models.losses import entropy_loss, reconstruction_loss
 from options import TrainOptions
 from utils.errors import run_cli
+from utils.one_class import run_protocol
 from utils.runtime import seed_everything, select_device, set_deterministic
+from utils.training import training_step
 from utils.scoring import NORM_MEAN, NORM_STD
 
 LOG_COLUMNS = ('epoch', 'iteration', 'loss', 'recon_loss', 'entropy_loss')
 TB_FRAME_STEP = 5  # TensorBoard shows frames 1, 6, 11 of the first clip, as released
-
-
-def compute_losses(model, clips, opt, memory_model):
-    """(loss to minimise, reconstruction, {loss term: float}) for one batch."""
-    output = model(clips)
-    recon = output['output'] if memory_model else output
-    recon_loss = reconstruction_loss(recon, clips, opt.LossScaling)
-    ent_loss = entropy_loss(output['att'], opt.LossScaling) if memory_model else torch.zeros(())
-    loss = recon_loss + opt.EntropyLossWeight * ent_loss if memory_model else recon_loss
-    return loss, recon, {'loss': loss.item(), 'recon_loss': recon_loss.item(), 'entropy_loss': ent_loss.item()}
 
 
 def frame_strip(clip):
@@ -58,10 +50,14 @@ def main(argv=None):
     seed_everything(opt.Seed)
     set_deterministic(opt.IsDeter)
     device = select_device(opt.UseCUDA)
+    spec = dataset_spec(opt.Dataset, opt.DataRoot)
+    if spec.family != 'video':  # images and KDDCUP99: a whole protocol of one-class models, evaluated at the end
+        run_protocol(opt, options, spec, device, train=True)
+        return 0
 
     layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
-    dataset = dataset_class(opt.Dataset, opt.DataRoot)(layout.index_dir('train'), layout.frames_dir('train'),
-                                                       channels=opt.ImgChnNum, frame_num=opt.FrameNum)
+    dataset = spec.reader(layout.index_dir('train'), layout.frames_dir('train'), channels=opt.ImgChnNum,
+                          frame_num=opt.FrameNum)
     loader = DataLoader(dataset, batch_size=opt.BatchSize, shuffle=True, num_workers=opt.NumWorker,
                         generator=torch.Generator().manual_seed(opt.Seed), pin_memory=device.type == 'cuda')
     model = build_model(opt)
@@ -84,10 +80,7 @@ def main(argv=None):
         progress = tqdm(loader, desc=f'epoch {epoch + 1}/{opt.EpochNum}', unit='batch')
         for batch_idx, (_, clips) in enumerate(progress):
             clips = clips.to(device, non_blocking=True)
-            loss, recon, values = compute_losses(model, clips, opt, memory_model)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            recon, values = training_step(model, clips, optimizer, opt, memory_model)
             epoch_losses.append(values['loss'])
 
             if batch_idx % opt.TextLogInterval == 0:

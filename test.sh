@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Evaluate weights with the paper's settings:  bash test.sh [ped2|ped2_ae|ped2_nonspar] [extra script_testing.py flags]
+# Evaluate weights with the paper's settings:  bash test.sh [EXPERIMENT] [extra script_testing.py flags]
+# Experiments (utils/experiments.sh): ped2 mnist cifar10 kdd, each also as _ae and _nonspar.
 # Environment: DATA_ROOT (./dataset/), MODEL_ROOT (./memae_models/), OUT_ROOT (./results/).
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -1,20 +1,41 @@
-"""The registry that maps ``--Dataset`` to the dataset class that reads it.
+"""The registry that maps ``--Dataset`` to how its data is read and which family of models it takes.
 
-The video data sets of the paper are prepared into the layout of :mod:`data.layout` under these names. A folder
-of another name under ``--DataRoot`` that has that layout is accepted as a video data set too, so that users can
-prepare their own footage.
+* video data sets (prepared by ``data.prepare_video``) are read clip by clip by :class:`VideoDataset`; a folder
+  of another name under ``--DataRoot`` with that layout counts as a video data set too;
+* image data sets (one-class protocol) are read whole by a loader returning :class:`ImageSplits`; a folder
+  ``<DataRoot>/<name>/<class>/*.png`` of another name counts as one, if its images fit an architecture;
+* KDDCUP99 is read by :func:`data.kdd.load_kdd`.
 """
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from data.image_sets import load_cifar10, load_image_folder, load_mnist
+from data.kdd import load_kdd
 from data.layout import SPLIT_FOLDERS
 from data.video_datasets import VideoDataset
 from utils.errors import InputError
 
+FAMILIES = ('video', 'image', 'tabular')
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    family: str                  # 'video', 'image' or 'tabular': which models and scripts' path apply
+    reader: object               # video: the training Dataset class; otherwise a loader function
+    arch: str = None             # image architecture of models.image_ae (None: from the images' shape)
+    anomaly_ratio: float = None  # one-class protocols: anomalies in the test set (images) or flagged (KDD)
+    summary_name: str = None     # one-class protocols: <summary_name>_summary.json in --OutRoot
+
+
 DATASETS = {
-    'UCSD_P2_256': VideoDataset,
-    'UCSD_P1_256': VideoDataset,
-    'Avenue_256': VideoDataset,
-    'ShanghaiTech_256': VideoDataset,
+    'UCSD_P2_256': DatasetSpec('video', VideoDataset),
+    'UCSD_P1_256': DatasetSpec('video', VideoDataset),
+    'Avenue_256': DatasetSpec('video', VideoDataset),
+    'ShanghaiTech_256': DatasetSpec('video', VideoDataset),
+    'MNIST': DatasetSpec('image', load_mnist, arch='mnist', anomaly_ratio=0.3, summary_name='mnist'),
+    'CIFAR10': DatasetSpec('image', load_cifar10, arch='cifar10', anomaly_ratio=0.3, summary_name='cifar10'),
+    'KDDCUP99': DatasetSpec('tabular', load_kdd, anomaly_ratio=0.2, summary_name='kdd'),
 }
 
 
@@ -22,11 +43,19 @@ def _is_prepared_video_folder(folder):
     return any((folder / f'{name}_idx').is_dir() for names in SPLIT_FOLDERS.values() for name in names)
 
 
-def dataset_class(name, data_root):
-    """The dataset class for ``--Dataset name``; an unknown name that is no prepared folder is an error."""
+def _is_image_folder(folder):
+    return folder.is_dir() and any(p.is_dir() for p in folder.iterdir())
+
+
+def dataset_spec(name, data_root):
+    """The :class:`DatasetSpec` for ``--Dataset name``; an unknown name that is no usable folder is an error."""
     if name in DATASETS:
         return DATASETS[name]
-    if _is_prepared_video_folder(Path(data_root) / name):
-        return VideoDataset
+    folder = Path(data_root) / name
+    if _is_prepared_video_folder(folder):
+        return DatasetSpec('video', VideoDataset)
+    if _is_image_folder(folder):
+        return DatasetSpec('image', partial(load_image_folder, name=name), anomaly_ratio=0.3,
+                           summary_name=name.lower())
     raise InputError(f"unknown --Dataset {name!r}: valid names are {', '.join(DATASETS)}, or the name of a prepared "
-                     f"video folder under --DataRoot {data_root}")
+                     f"video folder (or of a folder of class folders of images) under --DataRoot {data_root}")

@@ -5,13 +5,15 @@ from utils.errors import InputError
 
 from models.ae_3dconv import AutoEncoderCov3D
 from models.entropy_loss import EntropyLoss, EntropyLossEncap
+from models.image_ae import IMAGE_ARCHITECTURES, QUERY_CHOICES, ImageAutoEncoder, ImageMemAE
 from models.memae_3dconv import AutoEncoderCov3DMem
 from models.memory_module import ADDRESSING_CHOICES, MemModule, MemoryUnit, hard_shrink_relu
+from models.mlp_ae import MLPAutoEncoder, MLPMemAE
 
-# --ModelName -> model class. Names and classes are the released ones.
+# --ModelName -> data family (data/registry.py) -> model class. The video classes are the released ones.
 MODELS = {
-    'AE': AutoEncoderCov3D,
-    'MemAE': AutoEncoderCov3DMem,
+    'AE': {'video': AutoEncoderCov3D, 'image': ImageAutoEncoder, 'tabular': MLPAutoEncoder},
+    'MemAE': {'video': AutoEncoderCov3DMem, 'image': ImageMemAE, 'tabular': MLPMemAE},
 }
 
 
@@ -19,14 +21,20 @@ def is_memory_model(model_name):
     return model_name == 'MemAE'
 
 
-def build_model(opt):
-    """The model that ``opt.ModelName`` names, with the sizes the options give."""
+def build_model(opt, family='video', arch=None, input_dim=None):
+    """The model that ``opt.ModelName`` names for a data family, sized by the options (and, for images, the
+    architecture; for records, their width)."""
     if opt.ModelName not in MODELS:
         raise InputError(f"unknown --ModelName {opt.ModelName!r}; valid: {', '.join(MODELS)}")
-    if is_memory_model(opt.ModelName):
-        return MODELS[opt.ModelName](opt.ImgChnNum, opt.MemDim, shrink_thres=opt.ShrinkThres,
-                                     addressing=opt.MemAddressing)
-    return MODELS[opt.ModelName](opt.ImgChnNum)
+    model_class = MODELS[opt.ModelName][family]
+    memory = is_memory_model(opt.ModelName)
+    memory_args = {'shrink_thres': opt.ShrinkThres, 'addressing': opt.MemAddressing}
+    if family == 'video':
+        return model_class(opt.ImgChnNum, opt.MemDim, **memory_args) if memory else model_class(opt.ImgChnNum)
+    if family == 'image':
+        return model_class(opt.MemDim, arch=arch, query=opt.MemQuery, **memory_args) if memory \
+            else model_class(arch)
+    return model_class(input_dim, opt.MemDim, **memory_args) if memory else model_class(input_dim)
 
 
 def weights_init(module):
@@ -40,5 +48,6 @@ def weights_init(module):
 
 
 __all__ = ['ADDRESSING_CHOICES', 'AutoEncoderCov3D', 'AutoEncoderCov3DMem', 'EntropyLoss', 'EntropyLossEncap',
-           'MODELS', 'MemModule', 'MemoryUnit', 'build_model', 'hard_shrink_relu', 'is_memory_model',
+           'IMAGE_ARCHITECTURES', 'ImageAutoEncoder', 'ImageMemAE', 'MLPAutoEncoder', 'MLPMemAE', 'MODELS',
+           'MemModule', 'MemoryUnit', 'QUERY_CHOICES', 'build_model', 'hard_shrink_relu', 'is_memory_model',
            'weights_init']

@@ -8,10 +8,14 @@ import argparse
 import json
 from pathlib import Path
 
-from models import ADDRESSING_CHOICES, is_memory_model
+from data.protocols import PROTOCOLS
+from models import ADDRESSING_CHOICES, QUERY_CHOICES, is_memory_model
+from utils.scoring import SCORE_TYPES
 
 TRUE_WORDS = ('yes', 'true', 't', 'y', '1')
 FALSE_WORDS = ('no', 'false', 'f', 'n', '0')
+# (flag, run-name field, default) of added memory options that go into the run name when not at their default
+ADDED_MEMORY_FIELDS = (('MemAddressing', 'Addr', 'dot'), ('MemQuery', 'Query', 'whole'))
 
 
 def str2bool(value):
@@ -37,14 +41,15 @@ def model_setting(opt):
 
     MemAE: ``{ModelName}_{ModelSetting}_{Dataset}_MemDim{N}_EntW{a}_ShrThres{l}_Seed{s}_{Suffix}``, with the
     numbers as Python's ``str()`` writes them (``EntW0.0002``); AE: ``{ModelName}_{ModelSetting}_{Dataset}_{Suffix}``.
-    The paper's cosine addressing (not in the release) adds ``_AddrCosine`` before the seed, so that its runs
-    never overwrite the released-style ones.
+    Memory options we added name themselves before the seed when they differ from their default
+    (``_AddrCosine``, ``_QueryPosition``), so that such runs never overwrite the released-style ones.
     """
     if not is_memory_model(opt.ModelName):
         return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_{opt.Suffix}'
-    addressing = '' if opt.MemAddressing == 'dot' else f'_Addr{opt.MemAddressing.capitalize()}'
+    added = ''.join(f'_{field}{getattr(opt, flag).capitalize()}' for flag, field, default in ADDED_MEMORY_FIELDS
+                    if getattr(opt, flag) != default)
     return (f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_MemDim{opt.MemDim}'
-            f'_EntW{opt.EntropyLossWeight}_ShrThres{opt.ShrinkThres}{addressing}_Seed{opt.Seed}_{opt.Suffix}')
+            f'_EntW{opt.EntropyLossWeight}_ShrThres{opt.ShrinkThres}{added}_Seed{opt.Seed}_{opt.Suffix}')
 
 
 class BaseOptions:
@@ -53,7 +58,7 @@ class BaseOptions:
     mode = None  # 'train' or 'eval', the released --Mode value of the script
     description = ''
     batch_size = 1
-    positive_flags = ('BatchSize', 'FrameNum', 'ImgChnNum', 'MemDim')
+    positive_flags = ('BatchSize', 'FrameNum', 'ImgChnNum', 'MemDim', 'Runs')
 
     def __init__(self):
         self.parser = argparse.ArgumentParser(description=self.description,
@@ -82,8 +87,30 @@ class BaseOptions:
                             default=0.0025)
         parser.add_argument('--MemAddressing', help='(added) memory addressing: dot product as released, or the '
                             "paper's cosine similarity", choices=ADDRESSING_CHOICES, default='dot')
+        parser.add_argument('--MemQuery', help='(added) image memories: the whole encoding is one query (a slot '
+                            'decodes into an image) or every latent position is one', choices=QUERY_CHOICES,
+                            default='whole')
+        parser.add_argument('--ScoreType', help='(added) per-sample score: "released" = what the released code '
+                            'computes for --ModelName on video (MemAE: mean per-pixel L2 error on [-1, 1] frames; AE: '
+                            'MSE on [0, 1] frames) and MSE for images and records; or "l2" / "mse" for any model',
+                            choices=SCORE_TYPES, default='released')
+        parser.add_argument('--NormalClass', help='(added) image experiments: the normal class; -1 = each class in '
+                            'turn', type=int, default=-1)
+        parser.add_argument('--Runs', help='(added) image and KDD experiments: repetitions with seeds Seed, Seed+1, '
+                            '...', type=int, default=1)
+        parser.add_argument('--Protocol', help='(added) image experiments: "standard" (train split / test split), '
+                            '"pooled" (one split: 2/3 of the normal class train), "auto" = standard when a training '
+                            'split exists', choices=PROTOCOLS, default='auto')
+        parser.add_argument('--AnomalyRatio', help='(added) image experiments: fraction of anomalies in the test '
+                            'set (default 0.3); KDD: fraction of test records flagged (default 0.2)', type=float,
+                            default=None)
+        parser.add_argument('--Download', help='(added) let torchvision download MNIST / CIFAR-10 into --DataRoot',
+                            type=str2bool, default=False)
         parser.add_argument('--DataRoot', help='folder holding the prepared data sets', type=str,
                             default='./dataset/')
+        parser.add_argument('--OutRoot', help='results go to <OutRoot>/res_<setting>/ (testing, and training for '
+                            'the image and KDD experiments, which evaluates at the end)', type=str,
+                            default='./results/')
         parser.add_argument('--ModelRoot', help='folder of model weights (the release said ./models/, which is the '
                             'Python package here)', type=str, default='./memae_models/')
         parser.add_argument('--Suffix', help='last field of the run name', type=str, default='Non')

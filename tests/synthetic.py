@@ -74,3 +74,75 @@ def make_jpeg_redistribution(root, num_train=2, num_test=2, num_frames=20):
         cells[0, k] = np.array([[start], [end]], dtype=np.uint8)
     sio.savemat(str(src / 'ped2.mat'), {'gt': cells})
     return src, ranges
+
+
+def write_idx(path, array):
+    """An unsigned-byte IDX file (the MNIST format); gzip-compressed when the name ends in .gz."""
+    import gzip
+    header = bytes([0, 0, 0x08, array.ndim]) + b''.join(int(n).to_bytes(4, 'big') for n in array.shape)
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    opener = gzip.open if str(path).endswith('.gz') else open
+    with opener(path, 'wb') as f:
+        f.write(data)
+
+
+def digit_images(labels, size=28, seed=0):
+    """Images whose class is drawn as a bar at a class-specific position, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 20, size=(len(labels), size, size)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        row = 2 + 2 * int(label)
+        images[i, row:row + 3, 4:size - 4] = 230
+    return images
+
+
+def make_mnist(root, per_class_train=12, per_class_test=6, folder='MNIST/raw', compressed=True):
+    """The four MNIST IDX files with 10 classes of synthetic 28 x 28 images."""
+    folder = Path(root) / folder
+    folder.mkdir(parents=True)
+    suffix = '.gz' if compressed else ''
+    for split, count, seed in (('train', per_class_train, 1), ('t10k', per_class_test, 2)):
+        labels = np.repeat(np.arange(10), count).astype(np.uint8)
+        write_idx(folder / f'{split}-images-idx3-ubyte{suffix}', digit_images(labels, seed=seed))
+        write_idx(folder / f'{split}-labels-idx1-ubyte{suffix}', labels)
+    return folder
+
+
+def make_image_folder(folder, classes=('cat', 'dog', 'ship'), per_class=9, size=32):
+    """``<folder>/<class>/*.png`` colour images."""
+    for k, name in enumerate(classes):
+        (Path(folder) / name).mkdir(parents=True)
+        images = digit_images(np.full(per_class, k), size=size, seed=k)
+        for i, image in enumerate(images):
+            Image.fromarray(np.repeat(image[:, :, None], 3, axis=2)).save(Path(folder) / name / f'{name}_{i:03d}.png')
+
+
+SERVICES = ('http', 'smtp', 'ftp', 'private')
+FLAGS = ('SF', 'S0', 'REJ')
+
+
+def kdd_rows(num_rows, anomaly_fraction=0.2, seed=0):
+    """KDDCUP99-like records: 41 features and a label; 'normal.' records (the anomalies) differ in their bytes."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(num_rows):
+        normal = rng.random() < anomaly_fraction
+        numeric = rng.random(38) * (5 if normal else 1)
+        fields = [f'{numeric[0]:.2f}', ('tcp', 'udp', 'icmp')[i % 3], SERVICES[i % len(SERVICES)], FLAGS[i % 3]]
+        fields += [f'{v:.2f}' for v in numeric[1:]]
+        fields.append('normal.' if normal else ('smurf.', 'neptune.')[i % 2])
+        rows.append(','.join(fields))
+    return rows
+
+
+def make_kdd(root, num_rows=400, folder='KDDCUP99', name='kddcup.data_10_percent.gz', seed=0):
+    import gzip
+    path = Path(root) / folder / name
+    path.parent.mkdir(parents=True)
+    text = '\n'.join(kdd_rows(num_rows, seed=seed)) + '\n'
+    if name.endswith('.gz'):
+        with gzip.open(path, 'wt') as f:
+            f.write(text)
+    else:
+        path.write_text(text)
+    return path

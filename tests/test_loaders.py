@@ -6,7 +6,7 @@ from torchvision import transforms
 
 from data.layout import VideoLayout
 from data.readers import DataFormatError, read_ground_truth, read_index, write_index
-from data.registry import dataset_class
+from data.registry import DATASETS, dataset_spec
 from data.video_datasets import VideoDataset, VideoDatasetOneDir, frame_to_tensor
 from utils.errors import InputError
 
@@ -109,9 +109,11 @@ def test_missing_dataset_folder_says_how_to_prepare(tmp_path):
 
 
 def test_dataset_registry(prepared_root, tmp_path):
-    assert dataset_class('UCSD_P2_256', tmp_path) is VideoDataset
-    assert dataset_class('UCSD_P2_256', prepared_root) is VideoDataset
+    assert dataset_spec('UCSD_P2_256', tmp_path).reader is VideoDataset
+    assert dataset_spec('UCSD_P2_256', prepared_root) is DATASETS['UCSD_P2_256']
     (tmp_path / 'MyCam' / 'testing_idx').mkdir(parents=True)
-    assert dataset_class('MyCam', tmp_path) is VideoDataset
+    assert dataset_spec('MyCam', tmp_path).family == 'video'
+    (tmp_path / 'MyImages' / 'cats').mkdir(parents=True)
+    assert dataset_spec('MyImages', tmp_path).family == 'image'
     with pytest.raises(InputError, match='UCSD_P2_256, UCSD_P1_256'):
-        dataset_class('Nope', tmp_path)
+        dataset_spec('Nope', tmp_path)

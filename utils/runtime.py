@@ -1,6 +1,7 @@
 """Run-time set-up shared by the scripts: seeding, determinism and the device."""
 import random
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -25,3 +26,15 @@ def select_device(use_cuda):
         warnings.warn('--UseCUDA is True but CUDA is not available: running on the CPU', stacklevel=2)
         return torch.device('cpu')
     return torch.device('cuda' if use_cuda else 'cpu')
+
+
+@contextmanager
+def onednn_disabled(disabled):
+    """Run the block with PyTorch's native CPU kernels instead of oneDNN's when ``disabled`` (restored after).
+    (``torch.backends.mkldnn.flags`` would do it too, but warns about TF32 on every use.)"""
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = previous and not disabled
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous

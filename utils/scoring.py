@@ -21,11 +21,14 @@ NORM_MEAN = 0.5
 NORM_STD = 0.5
 
 
-def resolve_score_type(score_type, model_name):
-    """The concrete score ('l2' or 'mse') for a ``--ScoreType`` value and a model."""
+def resolve_score_type(score_type, model_name, family='video'):
+    """The concrete score ('l2' or 'mse') for a ``--ScoreType`` value, a model and a data family. For images and
+    records 'released' means the paper's squared error (the release has no such experiments)."""
     if score_type not in SCORE_TYPES:
         raise ValueError(f"unknown --ScoreType {score_type!r}; valid: {', '.join(SCORE_TYPES)}")
-    return RELEASED_SCORE[model_name] if score_type == 'released' else score_type
+    if score_type != 'released':
+        return score_type
+    return RELEASED_SCORE[model_name] if family == 'video' else 'mse'
 
 
 def l2_scores(recon, clips):
@@ -34,16 +37,14 @@ def l2_scores(recon, clips):
     return torch.mean(error_map.reshape(error_map.shape[0], -1), dim=-1).cpu().tolist()
 
 
-def mse_scores(recon, clips):
-    """Mean squared error between the clips un-normalised to [0, 1]: one float per clip."""
-    recon01 = (recon.float() * NORM_STD + NORM_MEAN).cpu().numpy()
-    clips01 = (clips.float() * NORM_STD + NORM_MEAN).cpu().numpy()
-    return [float(np.mean((r - c) ** 2)) for r, c in zip(recon01, clips01)]
+def mse_scores(recon, clips, normalised=True):
+    """Mean squared error per sample, after un-normalising [-1, 1] data to [0, 1] when ``normalised``."""
+    if normalised:
+        recon, clips = recon.float() * NORM_STD + NORM_MEAN, clips.float() * NORM_STD + NORM_MEAN
+    return [float(np.mean((r - c) ** 2)) for r, c in zip(recon.cpu().numpy(), clips.cpu().numpy())]
 
 
-SCORE_FUNCTIONS = {'l2': l2_scores, 'mse': mse_scores}
-
-
-def clip_scores(recon, clips, score):
-    """Scores of a batch of clips under the concrete score name ('l2' or 'mse')."""
-    return SCORE_FUNCTIONS[score](recon, clips)
+def clip_scores(recon, clips, score, normalised=True):
+    """Scores of a batch under the concrete score name ('l2' or 'mse'). ``normalised``: the data lies in [-1, 1]
+    (video frames) rather than [0, 1] (images, records), which only the MSE un-normalises."""
+    return l2_scores(recon, clips) if score == 'l2' else mse_scores(recon, clips, normalised)

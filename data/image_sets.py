@@ -1,0 +1,138 @@
+"""Readers of the image data sets of the one-class experiments: MNIST, CIFAR-10 and image folders.
+
+All return :class:`ImageSplits`: uint8 arrays N x C x H x W with integer labels, one per available split
+('train', 'test'). Where they are read from, under ``--DataRoot``:
+
+* MNIST: the four IDX files (``train-images-idx3-ubyte`` ..., gzip-compressed or not) in ``MNIST/raw/``,
+  ``MNIST/`` or ``mnist/``. ``--Download True`` lets torchvision fetch them into ``MNIST/raw/``.
+* CIFAR-10: torchvision's ``cifar-10-batches-py/`` (``--Download True`` fetches it), or PNG folders
+  ``cifar10/{train,test}/<class>/*.png`` (either split may be missing: with the test split alone the pooled
+  protocol applies).
+* any other name: ``<DataRoot>/<Dataset>/<class>/*.png`` (or .jpg), one split.
+"""
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from data.readers import DataFormatError
+
+MNIST_FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+               'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
+MNIST_FOLDERS = ('MNIST/raw', 'MNIST', 'mnist')
+CIFAR_FOLDERS = ('cifar10', 'CIFAR10', 'cifar-10')
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
+IDX_TYPES = {0x08: np.uint8}
+
+
+@dataclass
+class ImageSplits:
+    """Images (uint8, N x C x H x W) and labels per split, and the class names in label order."""
+    splits: dict
+    classes: list
+    source: str
+    notes: list = field(default_factory=list)
+
+    @property
+    def image_shape(self):
+        return next(iter(self.splits.values()))[0].shape[1:]
+
+
+def read_idx(path):
+    """An IDX array (the MNIST format), from a plain or gzip-compressed file."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == '.gz' else open
+    try:
+        with opener(path, 'rb') as f:
+            data = f.read()
+    except (OSError, EOFError) as error:
+        raise DataFormatError(f'{path} is not readable ({error})') from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES:
+        raise DataFormatError(f'{path} is not an unsigned-byte IDX file')
+    dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(dims))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
+    if body.size != int(np.prod(shape)):
+        raise DataFormatError(f'{path} holds {body.size} values, its header promises {int(np.prod(shape))}')
+    return body.reshape(shape)
+
+
+def _find_file(folders, name):
+    for folder in folders:
+        for candidate in (folder / name, folder / f'{name}.gz'):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def load_mnist(data_root, download=False):
+    root = Path(data_root)
+    if download:
+        from torchvision.datasets import MNIST  # fetches into <root>/MNIST/raw
+        for train in (True, False):
+            MNIST(str(root), train=train, download=True)
+    folders = [root / name for name in MNIST_FOLDERS]
+    splits = {}
+    for split, (images_name, labels_name) in MNIST_FILES.items():
+        images, labels = _find_file(folders, images_name), _find_file(folders, labels_name)
+        if images is None or labels is None:
+            raise DataFormatError(f"MNIST file {images_name if images is None else labels_name}(.gz) is in none of "
+                                  f"{', '.join(str(f) for f in folders)}; pass --Download True to fetch it")
+        x, y = read_idx(images), read_idx(labels)
+        if len(x) != len(y):
+            raise DataFormatError(f'{images} has {len(x)} images but {labels} has {len(y)} labels')
+        splits[split] = (x[:, None], y.astype(np.int64))
+    return ImageSplits(splits, [str(d) for d in range(10)], f'MNIST IDX files in {images.parent}')
+
+
+def read_image_folder(folder):
+    """``<folder>/<class>/*.png``: images (N x C x H x W uint8), labels, class names (sorted)."""
+    folder = Path(folder)
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not classes:
+        raise DataFormatError(f'{folder} holds no class folders of images')
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        for path in files:
+            with Image.open(path) as image:
+                images.append(np.array(image.convert('L' if image.mode in ('L', 'I', 'I;16') else 'RGB')))
+            labels.append(label)
+    shapes = {image.shape for image in images}
+    if len(shapes) != 1:
+        raise DataFormatError(f'the images under {folder} differ in size or channels: {sorted(shapes)[:3]}')
+    x = np.stack(images)
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+    return x, np.array(labels, dtype=np.int64), classes
+
+
+def load_cifar10(data_root, download=False):
+    root = Path(data_root)
+    if download or (root / 'cifar-10-batches-py').is_dir():
+        from torchvision.datasets import CIFAR10
+        splits = {}
+        for split in ('train', 'test'):
+            data = CIFAR10(str(root), train=split == 'train', download=download)
+            splits[split] = (data.data.transpose(0, 3, 1, 2).copy(), np.array(data.targets, dtype=np.int64))
+        return ImageSplits(splits, list(data.classes), f'torchvision CIFAR-10 batches in {root}')
+    for name in CIFAR_FOLDERS:
+        folder = root / name
+        available = [split for split in ('train', 'test') if (folder / split).is_dir()]
+        if available:
+            splits, classes = {}, None
+            for split in available:
+                x, y, split_classes = read_image_folder(folder / split)
+                if classes is not None and split_classes != classes:
+                    raise DataFormatError(f'{folder}: the train and test splits have different class folders')
+                splits[split], classes = (x, y), split_classes
+            return ImageSplits(splits, classes, f'CIFAR-10 PNG folders in {folder} ({", ".join(available)})')
+    raise DataFormatError(f"CIFAR-10 is in none of {root / 'cifar-10-batches-py'}, "
+                          f"{', '.join(str(root / n) for n in CIFAR_FOLDERS)} (train/ and test/ class folders); "
+                          f"pass --Download True to fetch it")
+
+
+def load_image_folder(data_root, name):
+    x, y, classes = read_image_folder(Path(data_root) / name)
+    return ImageSplits({'test': (x, y)}, classes, f'image folders in {Path(data_root) / name}')

@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+
+from data.image_sets import load_cifar10, load_mnist, read_idx
+from data.kdd import encode_kdd, load_kdd, read_kdd_rows
+from data.protocols import image_split, kdd_split, resolve_protocol
+from data.readers import DataFormatError
+from synthetic import SERVICES, make_image_folder, make_kdd, make_mnist, write_idx
+from utils.errors import InputError
+
+
+@pytest.mark.parametrize('name', ['a.idx', 'a.idx.gz'])
+def test_idx_round_trip(tmp_path, name):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / name, array)
+    assert np.array_equal(read_idx(tmp_path / name), array)
+
+
+def test_idx_errors(tmp_path):
+    (tmp_path / 'bad').write_bytes(b'\x00\x00\x0d\x01\x00\x00\x00\x02ab')
+    with pytest.raises(DataFormatError, match='unsigned-byte IDX'):
+        read_idx(tmp_path / 'bad')
+    (tmp_path / 'short').write_bytes(b'\x00\x00\x08\x01\x00\x00\x00\x05ab')
+    with pytest.raises(DataFormatError, match='holds 2 values, its header promises 5'):
+        read_idx(tmp_path / 'short')
+
+
+@pytest.mark.parametrize('folder, compressed', [('MNIST/raw', True), ('mnist', False)])
+def test_mnist_is_found_in_either_folder(tmp_path, folder, compressed):
+    make_mnist(tmp_path, folder=folder, compressed=compressed)
+    data = load_mnist(tmp_path)
+    assert data.splits['train'][0].shape == (120, 1, 28, 28) and data.splits['test'][0].shape == (60, 1, 28, 28)
+    assert np.bincount(data.splits['train'][1]).tolist() == [12] * 10
+    assert data.image_shape == (1, 28, 28)
+
+
+def test_missing_mnist_suggests_download(tmp_path):
+    with pytest.raises(DataFormatError, match='--Download True'):
+        load_mnist(tmp_path)
+
+
+def test_cifar_png_test_split_alone(tmp_path):
+    make_image_folder(tmp_path / 'cifar10' / 'test')
+    data = load_cifar10(tmp_path)
+    assert list(data.splits) == ['test'] and data.classes == ['cat', 'dog', 'ship']
+    assert data.splits['test'][0].shape == (27, 3, 32, 32)
+    assert resolve_protocol('auto', data.splits) == 'pooled'
+    with pytest.raises(InputError, match='--Protocol pooled'):
+        resolve_protocol('standard', data.splits)
+
+
+def test_kdd_encoding(tmp_path):
+    path = make_kdd(tmp_path, num_rows=300)
+    data = load_kdd(tmp_path)
+    rows = read_kdd_rows(path)
+    assert data.x.shape == (300, 38 + 3 + len(SERVICES) + 3)  # numeric + protocol + service + flag one-hots
+    assert data.x.min() == 0 and data.x.max() == 1
+    assert np.array_equal(data.y, [int(r[-1] == 'normal.') for r in rows])
+    protocol_columns = [i for i, n in enumerate(data.feature_names) if n.startswith('c1=')]
+    assert data.x[:, protocol_columns].sum(axis=1).tolist() == [1.0] * 300
+    duration = data.feature_names.index('c0')
+    values = np.array([float(r[0]) for r in rows])
+    np.testing.assert_allclose(data.x[:, duration], (values - values.min()) / (values.max() - values.min()), rtol=1e-6)
+
+
+def test_kdd_constant_column_and_bad_rows(tmp_path):
+    rows = [['0', 'tcp', 'http', 'SF'] + ['1'] * 37 + ['normal.'], ['0', 'udp', 'http', 'SF'] + ['1'] * 37 + ['smurf.']]
+    data = encode_kdd(rows)
+    assert np.all(data.x[:, data.feature_names.index('c0')] == 0)
+    (tmp_path / 'KDDCUP99').mkdir()
+    (tmp_path / 'KDDCUP99' / 'kddcup.data_10_percent').write_text('1,2,3\n')
+    with pytest.raises(DataFormatError, match='does not have 42'):
+        load_kdd(tmp_path)
+    with pytest.raises(DataFormatError, match='is in none of'):
+        load_kdd(tmp_path / 'elsewhere')
+
+
+def labelled(n_per_class, classes=10):
+    y = np.repeat(np.arange(classes), n_per_class)
+    return np.arange(len(y))[:, None], y  # each sample is its own index, so splits can be traced
+
+
+def test_standard_image_protocol():
+    splits = {'train': labelled(20), 'test': labelled(7)}
+    split = image_split(splits, 3, 'standard', 0.3, seed=5)
+    assert np.all(splits['train'][1][split.train_x[:, 0]] == 3) and len(split.train_x) == 20
+    test_classes = splits['test'][1][split.test_x[:, 0]]
+    assert np.array_equal(split.test_y, (test_classes != 3).astype(int))
+    assert (test_classes == 3).sum() == 7 and split.test_y.sum() == 3  # round(7 * 0.3 / 0.7) = 3
+    assert len(set(split.test_x[:, 0])) == len(split.test_x)  # anomalies drawn without replacement
+    again = image_split(splits, 3, 'standard', 0.3, seed=5)
+    other = image_split(splits, 3, 'standard', 0.3, seed=6)
+    assert np.array_equal(again.test_x, split.test_x) and not np.array_equal(other.test_x, split.test_x)
+
+
+def test_pooled_image_protocol():
+    splits = {'test': labelled(30)}
+    split = image_split(splits, 0, 'pooled', 0.3, seed=1)
+    assert len(split.train_x) == 20 and (split.test_y == 0).sum() == 10 and split.test_y.sum() == 4
+    assert not set(split.train_x[:, 0]) & set(split.test_x[:, 0])
+    assert np.all(splits['test'][1][split.train_x[:, 0]] == 0)
+
+
+def test_kdd_protocol():
+    x = np.arange(100)[:, None]
+    y = (np.arange(100) % 5 == 0).astype(int)
+    split = kdd_split(x, y, seed=3)
+    assert len(split.test_x) == 50 and np.all(y[split.train_x[:, 0]] == 0)
+    assert not set(split.train_x[:, 0]) & set(split.test_x[:, 0])
+    assert np.array_equal(split.test_y, y[split.test_x[:, 0]])
+    assert np.array_equal(kdd_split(x, y, seed=3).test_x, split.test_x)

@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from models import ImageAutoEncoder, ImageMemAE, MLPAutoEncoder, MLPMemAE, EntropyLossEncap
+from models.image_ae import latent_shape
+
+
+@pytest.mark.parametrize('arch, shape, latent', [('mnist', (1, 28, 28), (64, 4, 4)), ('cifar10', (3, 32, 32), (256, 2, 2))])
+def test_image_models_map_images_back_to_their_size(arch, shape, latent):
+    assert latent_shape(arch) == latent
+    x = torch.rand(3, *shape)
+    assert ImageAutoEncoder(arch)(x).shape == x.shape
+    result = ImageMemAE(20, arch=arch)(x)
+    assert result['output'].shape == x.shape and result['att'].shape == (3, 20)
+    assert ImageMemAE(20, arch=arch).mem_rep.memory.weight.shape == (20, latent[0] * latent[1] * latent[2])
+    positional = ImageMemAE(20, arch=arch, query='position')
+    assert positional(x)['att'].shape == (3, 20, latent[1], latent[2])
+    assert positional.mem_rep.memory.weight.shape == (20, latent[0])
+
+
+def test_mnist_layers_follow_the_paper():
+    model = ImageAutoEncoder('mnist')
+    convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert [(m.kernel_size[0], m.stride[0], m.out_channels) for m in convs] == \
+        [(1, 2, 16), (3, 2, 32), (3, 2, 64), (3, 2, 64), (3, 2, 32), (3, 2, 1)]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 5  # every layer but the last
+    assert isinstance(model.decoder[-1], torch.nn.ConvTranspose2d)
+
+
+def test_memory_slots_decode_into_images():
+    model = ImageMemAE(7, arch='mnist').eval()
+    assert model.decode_slots().shape == (7, 1, 28, 28)
+    with pytest.raises(ValueError, match='--MemQuery whole'):
+        ImageMemAE(7, arch='mnist', query='position').decode_slots()
+
+
+def test_mlp_models():
+    x = torch.rand(5, 118)
+    ae = MLPAutoEncoder(118)
+    assert ae(x).shape == x.shape
+    widths = [m.out_features for m in ae.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [60, 30, 10, 3, 10, 30, 60, 118]
+    assert isinstance(ae.encoder[-1], torch.nn.Linear) and isinstance(ae.decoder[-1], torch.nn.Linear)
+    assert sum(isinstance(m, torch.nn.Tanh) for m in ae.modules()) == 6
+    result = MLPMemAE(118, 50, 0.02)(x)
+    assert result['output'].shape == x.shape and result['att'].shape == (5, 50)
+    assert torch.all((result['att'] == 0) | (result['att'] >= 0.02 / result['att'].sum(1, keepdim=True)))
+    assert EntropyLossEncap()(result['att']).item() >= 0

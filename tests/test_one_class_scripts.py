@@ -1,0 +1,93 @@
+"""The image and KDDCUP99 experiments end to end through the scripts, on tiny synthetic data."""
+import json
+
+import numpy as np
+import pytest
+from sklearn import metrics
+
+import script_testing
+import script_training
+from synthetic import make_image_folder, make_kdd, make_mnist
+from utils.one_class import unit_metrics
+
+COMMON = ['--UseCUDA', 'False', '--IsTbLog', 'False', '--EpochNum', '2', '--BatchSize', '16', '--LR', '1e-3']
+MNIST_MEMAE = ['--Dataset', 'MNIST', '--ModelSetting', 'Conv2DSpar', '--MemDim', '10', '--ShrinkThres', '0.1']
+KDD_MEMAE = ['--Dataset', 'KDDCUP99', '--ModelSetting', 'FCSpar', '--MemDim', '8', '--ShrinkThres', '0.125']
+
+
+def roots(tmp_path):
+    return ['--DataRoot', str(tmp_path / 'data'), '--ModelRoot', str(tmp_path / 'models'), '--OutRoot',
+            str(tmp_path / 'out')]
+
+
+def test_mnist_protocol_trains_every_class_then_testing_reproduces_it(tmp_path):
+    make_mnist(tmp_path / 'data')
+    argv = MNIST_MEMAE + roots(tmp_path) + ['--Runs', '2']
+    assert script_training.main(argv + COMMON) == 0
+    summary = json.loads((tmp_path / 'out' / 'mnist_summary.json').read_text())
+    assert summary['protocol'] == 'standard' and summary['runs'] == 2 and summary['classes'] == list(range(10))
+    assert len(summary['auc']['per_class']) == 10 and 0 <= summary['auc']['mean'] <= 1
+    setting = 'MemAE_Conv2DSpar_MNIST_MemDim10_EntW0.0002_ShrThres0.1_Seed1_Non'
+    res = tmp_path / 'out' / f'res_{setting}'
+    unit = json.loads((res / 'class4_run1.json').read_text())
+    assert (unit['seed'], unit['normal_class'], unit['train_samples'], unit['test_samples']) == (2, 4, 12, 9)
+    assert (res / 'class4_run1_memory.png').stat().st_size > 0
+    assert (tmp_path / 'models' / f'model_{setting}' / f'{setting}_Class4_Run1.pt').is_file()
+    # per-class AUC = mean over runs; summary mean = mean over runs of the mean over classes
+    aucs = {(c, r): json.loads((res / f'class{c}_run{r}.json').read_text())['metrics']['auc']
+            for c in range(10) for r in range(2)}
+    assert summary['auc']['per_class'][4] == pytest.approx((aucs[4, 0] + aucs[4, 1]) / 2)
+    per_run = [np.mean([aucs[c, r] for c in range(10)]) for r in range(2)]
+    assert summary['auc']['mean'] == pytest.approx(np.mean(per_run))
+    assert summary['auc']['std'] == pytest.approx(np.std(per_run))
+
+    (tmp_path / 'out' / 'mnist_summary.json').unlink()
+    assert script_testing.main(MNIST_MEMAE + roots(tmp_path) + ['--Runs', '2', '--UseCUDA', 'False']) == 0
+    tested = json.loads((tmp_path / 'out' / 'mnist_summary.json').read_text())
+    assert tested['auc'] == summary['auc']
+
+
+def test_single_class_and_ae(tmp_path):
+    make_mnist(tmp_path / 'data', folder='mnist', compressed=False)
+    argv = ['--Dataset', 'MNIST', '--ModelName', 'AE', '--ModelSetting', 'Conv2D', '--NormalClass', '7']
+    assert script_training.main(argv + roots(tmp_path) + COMMON) == 0
+    summary = json.loads((tmp_path / 'out' / 'mnist_summary.json').read_text())
+    assert summary['classes'] == [7] and summary['setting'] == 'AE_Conv2D_MNIST_Non'
+
+
+def test_pooled_protocol_on_a_png_folder(tmp_path):
+    make_image_folder(tmp_path / 'data' / 'cifar10' / 'test', classes=[f'c{k}' for k in range(4)], per_class=12)
+    argv = ['--Dataset', 'CIFAR10', '--ModelSetting', 'Conv2DSpar', '--MemDim', '6', '--ShrinkThres', '0.1']
+    assert script_training.main(argv + roots(tmp_path) + COMMON) == 0
+    summary = json.loads((tmp_path / 'out' / 'cifar10_summary.json').read_text())
+    assert summary['protocol'] == 'pooled' and len(summary['auc']['per_class']) == 4
+    unit = json.loads(next((tmp_path / 'out').glob('res_*/class0_run0.json')).read_text())
+    assert (unit['train_samples'], unit['test_samples'], unit['test_anomalies']) == (8, 6, 2)
+
+
+def test_kdd_runs_then_testing_reproduces_them(tmp_path):
+    make_kdd(tmp_path / 'data', num_rows=400)
+    argv = KDD_MEMAE + roots(tmp_path) + ['--Runs', '3']
+    assert script_training.main(argv + COMMON) == 0
+    summary = json.loads((tmp_path / 'out' / 'kdd_summary.json').read_text())
+    assert summary['runs'] == 3 and set(summary) >= {'precision', 'recall', 'f1'}
+    assert set(summary['f1']) == {'mean', 'std'}
+    (tmp_path / 'out' / 'kdd_summary.json').unlink()
+    assert script_testing.main(KDD_MEMAE + roots(tmp_path) + ['--Runs', '3', '--UseCUDA', 'False']) == 0
+    assert json.loads((tmp_path / 'out' / 'kdd_summary.json').read_text())['f1'] == summary['f1']
+
+
+def test_testing_without_weights_lists_the_names_tried(tmp_path, capsys):
+    from utils.errors import run_cli
+    make_kdd(tmp_path / 'data', num_rows=100)
+    assert run_cli(script_testing.main, KDD_MEMAE + roots(tmp_path) + ['--UseCUDA', 'False']) == 2
+    assert 'no weights for run0; tried:' in capsys.readouterr().err
+
+
+def test_kdd_metrics_flag_the_top_fraction():
+    scores = np.arange(10, dtype=float)
+    labels = np.array([0, 0, 0, 0, 0, 0, 0, 1, 0, 1])
+    result = unit_metrics('tabular', scores, labels, 0.2)  # flags the two highest scores: 8 and 9
+    assert (result['precision'], result['recall']) == (0.5, 0.5)
+    assert result['f1'] == pytest.approx(metrics.f1_score(labels, scores >= 8))
+    assert unit_metrics('image', scores, labels, 0.3)['auc'] == pytest.approx(metrics.roc_auc_score(labels, scores))

@@ -1,0 +1,279 @@
+"""The paper's image (MNIST, CIFAR-10) and KDDCUP99 experiments: train and evaluate every unit of a protocol.
+
+A *unit* is one model: for images one normal class and one run (seed), for KDDCUP99 one run (one random
+split). ``script_training.py`` trains every unit and evaluates it; ``script_testing.py`` loads the units' weights
+and evaluates them. Both write, under ``<OutRoot>/res_<setting>/``, one ``<unit>.json`` and ``<unit>_scores.npz``
+per unit, ``summary.json`` and ``opt.txt``/``opt.json``; and ``<OutRoot>/<name>_summary.json``
+(``mnist``, ``cifar10``, ``kdd``):
+
+* images: ``{"auc": {"mean", "std", "per_class": [...], "std_over_classes"}, ...}``: the ROC AUC (anomalies
+  positive, score = reconstruction error) per class averaged over runs; mean and std over runs of the mean over
+  classes; the std of the per-class AUCs;
+* KDDCUP99: ``{"runs": n, "precision": {"mean", "std"}, "recall": {...}, "f1": {...}, ...}``: the records whose
+  score is above the 80th percentile of the test scores are flagged; precision, recall and F1 of the anomaly class.
+
+Weights: ``<ModelRoot>/model_<setting>/<setting>_Class{c}_Run{r}.pt`` (images) or ``<setting>_Run{r}.pt`` (KDD)
+after training; testing also finds them directly in ``<ModelRoot>``, where shipped weights live.
+"""
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn import metrics
+from tqdm import tqdm
+
+from data.protocols import image_split, kdd_split, resolve_protocol
+from models import IMAGE_ARCHITECTURES, build_model, is_memory_model, weights_init
+from utils.checkpoint import CheckpointError, load_weights
+from utils.errors import InputError
+from utils.runtime import onednn_disabled, seed_everything
+from utils.scoring import clip_scores, resolve_score_type
+from utils.training import training_step
+
+SCORE_BATCH = 4096
+
+
+@dataclass
+class Unit:
+    name: str            # class3_run0 / run7
+    weight_suffix: str   # _Class3_Run0 / _Run7
+    seed: int
+    normal_class: int = None
+
+
+def load_source(spec, opt):
+    if spec.family == 'image':
+        return spec.reader(opt.DataRoot, download=opt.Download) if spec.arch else spec.reader(opt.DataRoot)
+    return spec.reader(opt.DataRoot)
+
+
+def image_arch(spec, source):
+    """The image architecture: the data set's own, or the one whose input shape the images have."""
+    if spec.arch:
+        return spec.arch
+    for arch, layout in IMAGE_ARCHITECTURES.items():
+        if tuple(source.image_shape) == layout['in_shape']:
+            return arch
+    raise InputError(f'images of shape {tuple(source.image_shape)} fit no image architecture; valid input shapes: '
+                     f"{', '.join(str(a['in_shape']) for a in IMAGE_ARCHITECTURES.values())}")
+
+
+def protocol_units(spec, source, opt):
+    runs = range(opt.Runs)
+    if spec.family == 'tabular':
+        return [Unit(f'run{r}', f'_Run{r}', opt.Seed + r) for r in runs]
+    classes = range(len(source.classes)) if opt.NormalClass < 0 else [opt.NormalClass]
+    if opt.NormalClass >= len(source.classes):
+        raise InputError(f'--NormalClass {opt.NormalClass} does not exist; the data set has classes 0 to '
+                         f'{len(source.classes) - 1} ({", ".join(source.classes)})')
+    return [Unit(f'class{c}_run{r}', f'_Class{c}_Run{r}', opt.Seed + r, c) for c in classes for r in runs]
+
+
+def unit_split(spec, source, unit, protocol, anomaly_ratio):
+    if spec.family == 'tabular':
+        return kdd_split(source.x, source.y, unit.seed)
+    return image_split(source.splits, unit.normal_class, protocol, anomaly_ratio, unit.seed)
+
+
+def as_tensor(samples):
+    """uint8 images to float [0, 1]; records (already float) as they are."""
+    tensor = torch.from_numpy(np.ascontiguousarray(samples))
+    return tensor.float().div(255) if tensor.dtype == torch.uint8 else tensor.float()
+
+
+def train_unit(model, train_x, opt, device, memory_model, seed, tb_writer=None):
+    """EpochNum epochs of shuffled mini-batches (Adam, LR); returns the mean loss of each epoch."""
+    data = as_tensor(train_x).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=opt.LR)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    epoch_losses = []
+    for epoch in range(opt.EpochNum):
+        order = torch.randperm(len(data), generator=generator).to(device)
+        losses = [training_step(model, data[order[i:i + opt.BatchSize]], optimizer, opt, memory_model)[1]
+                  for i in range(0, len(data), opt.BatchSize)]
+        epoch_losses.append(float(np.mean([v['loss'] for v in losses])))
+        if tb_writer is not None:
+            for name in losses[0]:
+                tb_writer.add_scalar(name, float(np.mean([v[name] for v in losses])), epoch)
+    return epoch_losses
+
+
+def score_samples(model, samples, score, device, memory_model):
+    """Per-sample reconstruction error, in batches, in eval mode."""
+    model.eval()
+    scores = []
+    with torch.inference_mode():
+        for i in range(0, len(samples), SCORE_BATCH):
+            batch = as_tensor(samples[i:i + SCORE_BATCH]).to(device)
+            output = model(batch)
+            scores += clip_scores(output['output'] if memory_model else output, batch, score, normalised=False)
+    return np.asarray(scores, dtype=np.float64)
+
+
+def unit_metrics(family, scores, labels, anomaly_ratio):
+    """Images: ROC AUC. Records: flag the top ``anomaly_ratio`` of scores; precision, recall, F1."""
+    if family == 'image':
+        return {'auc': float(metrics.roc_auc_score(labels, scores))}
+    threshold = float(np.percentile(scores, 100 * (1 - anomaly_ratio)))
+    predicted = (scores > threshold).astype(np.int64)
+    precision, recall, f1, _ = metrics.precision_recall_fscore_support(labels, predicted, average='binary',
+                                                                       pos_label=1, zero_division=0)
+    return {'precision': float(precision), 'recall': float(recall), 'f1': float(f1), 'threshold': threshold}
+
+
+def _mean_std(values):
+    return {'mean': float(np.mean(values)), 'std': float(np.std(values))}
+
+
+def summarise(family, units, results):
+    """The summary of all units, in the fixed format of the module docstring."""
+    if family == 'tabular':
+        summary = {'runs': len(results)}
+        summary.update({k: _mean_std([r['metrics'][k] for r in results]) for k in ('precision', 'recall', 'f1')})
+        return summary
+    classes = sorted({u.normal_class for u in units})
+    runs = sorted({u.seed for u in units})
+    auc = {(u.normal_class, u.seed): r['metrics']['auc'] for u, r in zip(units, results)}
+    per_class = [float(np.mean([auc[c, s] for s in runs])) for c in classes]
+    per_run_mean = [float(np.mean([auc[c, s] for c in classes])) for s in runs]
+    return {'auc': {**_mean_std(per_run_mean), 'per_class': per_class, 'std_over_classes': float(np.std(per_class))},
+            'classes': classes, 'runs': len(runs)}
+
+
+def weight_candidates(opt, unit):
+    name = f'{opt.setting}{unit.weight_suffix}.pt'
+    if opt.ModelFilePath:
+        return [Path(opt.ModelFilePath) / name]
+    return [Path(opt.ModelRoot) / name, Path(opt.ModelRoot) / f'model_{opt.setting}' / name]
+
+
+def find_unit_weights(opt, unit):
+    paths = weight_candidates(opt, unit)
+    for path in paths:
+        if path.is_file():
+            return path
+    raise CheckpointError(f'no weights for {unit.name}; tried: ' + ', '.join(str(p) for p in paths)
+                          + ' (train them with script_training.py, or set --ModelRoot)')
+
+
+def save_memory_grid(model, path):
+    """Every memory slot decoded into an image, as one PNG grid (whole-encoding image memories only)."""
+    from torchvision.utils import save_image
+    model.eval()
+    with torch.inference_mode():
+        images = model.decode_slots().clamp(0, 1).cpu()
+    save_image(images, str(path), nrow=int(np.ceil(np.sqrt(len(images)))), padding=1)
+
+
+@dataclass
+class Experiment:
+    """Everything the units of one protocol share."""
+    opt: object
+    spec: object
+    source: object
+    protocol: str
+    anomaly_ratio: float
+    arch: str
+    input_dim: int
+    score: str
+    device: torch.device
+    res_path: Path
+    model_dir: Path
+
+    @property
+    def family(self):
+        return self.spec.family
+
+    @property
+    def memory_model(self):
+        return is_memory_model(self.opt.ModelName)
+
+
+def prepare_experiment(opt, spec, device):
+    source = load_source(spec, opt)
+    return Experiment(
+        opt=opt, spec=spec, source=source,
+        protocol=resolve_protocol(opt.Protocol, source.splits) if spec.family == 'image' else 'dagmm',
+        anomaly_ratio=opt.AnomalyRatio if opt.AnomalyRatio is not None else spec.anomaly_ratio,
+        arch=image_arch(spec, source) if spec.family == 'image' else None,
+        input_dim=source.x.shape[1] if spec.family == 'tabular' else None,
+        score=resolve_score_type(opt.ScoreType, opt.ModelName, spec.family), device=device,
+        res_path=Path(opt.OutRoot) / f'res_{opt.setting}', model_dir=Path(opt.ModelRoot) / f'model_{opt.setting}')
+
+
+def trained_model(exp, unit, train_x):
+    """A new model trained on ``train_x``, saved; returns (model, weights path, epoch losses)."""
+    opt = exp.opt
+    model = build_model(opt, exp.family, arch=exp.arch, input_dim=exp.input_dim)
+    model.apply(weights_init)
+    model.to(exp.device)
+    tb_writer = None
+    if opt.IsTbLog:
+        from torch.utils.tensorboard import SummaryWriter  # slow to import: only when logging
+        tb_writer = SummaryWriter(str(Path(opt.ModelRoot) / f'log_{opt.setting}' / unit.name))
+    losses = train_unit(model, train_x, opt, exp.device, exp.memory_model, unit.seed, tb_writer)
+    if tb_writer is not None:
+        tb_writer.close()
+    weights = exp.model_dir / f'{opt.setting}{unit.weight_suffix}.pt'
+    torch.save(model.state_dict(), weights)
+    return model, weights, losses
+
+
+def loaded_model(exp, unit):
+    """The model of a unit with its saved weights; returns (model, weights path)."""
+    model = build_model(exp.opt, exp.family, arch=exp.arch, input_dim=exp.input_dim)
+    weights = find_unit_weights(exp.opt, unit)
+    load_weights(model, weights, exp.opt)
+    return model.to(exp.device), weights
+
+
+def run_unit(exp, unit, train):
+    """Train (if ``train``) or load one unit's model, score its test samples, write and return its result."""
+    started = time.perf_counter()
+    split = unit_split(exp.spec, exp.source, unit, exp.protocol, exp.anomaly_ratio)
+    seed_everything(unit.seed)
+    if train:
+        model, weights, losses = trained_model(exp, unit, split.train_x)
+    else:
+        (model, weights), losses = loaded_model(exp, unit), None
+    scores = score_samples(model, split.test_x, exp.score, exp.device, exp.memory_model)
+    result = {'unit': unit.name, 'seed': unit.seed, 'normal_class': unit.normal_class,
+              'metrics': unit_metrics(exp.family, scores, split.test_y, exp.anomaly_ratio),
+              'train_samples': int(len(split.train_x)), 'test_samples': int(len(split.test_y)),
+              'test_anomalies': int(split.test_y.sum()), 'protocol': split.description,
+              'weights': str(weights), 'epoch_losses': losses, 'seconds': time.perf_counter() - started}
+    np.savez(exp.res_path / f'{unit.name}_scores.npz', scores=scores, labels=split.test_y)
+    (exp.res_path / f'{unit.name}.json').write_text(json.dumps(result, indent=2) + '\n')
+    if exp.family == 'image' and exp.memory_model and exp.opt.MemQuery == 'whole':
+        save_memory_grid(model, exp.res_path / f'{unit.name}_memory.png')
+    tqdm.write(f'{unit.name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in result['metrics'].items()))
+    return result
+
+
+def run_protocol(opt, options, spec, device, train):
+    """Train (if ``train``) and evaluate every unit; write the per-unit results and the summaries."""
+    exp = prepare_experiment(opt, spec, device)
+    units = protocol_units(spec, exp.source, opt)
+    options.save(opt, exp.res_path)
+    if train:
+        options.save(opt, exp.model_dir)
+    print(f'{opt.Dataset}: {exp.source.source}; protocol {exp.protocol}; {len(units)} unit(s)')
+    # oneDNN's CPU kernels intermittently corrupted the heap while training the image models with torch 2.14.1
+    # (a segfault or "corrupted size vs. prev_size" in about one MNIST run in three; never with them switched
+    # off), so the image experiments use PyTorch's native CPU convolutions, about half as fast.
+    with onednn_disabled(exp.family == 'image' and device.type == 'cpu'):
+        results = [run_unit(exp, unit, train) for unit in tqdm(units, desc='units', unit='model')]
+
+    summary = summarise(exp.family, units, results)
+    summary.update({'dataset': opt.Dataset, 'setting': opt.setting, 'protocol': exp.protocol, 'score': exp.score,
+                    'anomaly_ratio': exp.anomaly_ratio, 'data': exp.source.source,
+                    'seconds': float(sum(r['seconds'] for r in results))})
+    text = json.dumps(summary, indent=2) + '\n'
+    (exp.res_path / 'summary.json').write_text(text)
+    Path(opt.OutRoot, f'{spec.summary_name}_summary.json').write_text(text)
+    print(json.dumps({k: v for k, v in summary.items() if k in ('auc', 'precision', 'recall', 'f1')}))
+    return summary
