@@ -80,9 +80,14 @@ def image_split(splits, normal_class, protocol, anomaly_ratio, seed):
     return OneClassSplit(normal_train, x, y, description)
 
 
+def kdd_halves(num_records, seed):
+    """Indices of the random training and test halves of split ``seed``."""
+    order = np.random.default_rng(seed).permutation(num_records)
+    return order[:num_records // 2], order[num_records // 2:]
+
+
 def kdd_split(x, y, seed):
     """Random halves; train on the label-0 records of the first half, test on the whole second half."""
-    order = np.random.default_rng(seed).permutation(len(x))
-    train, test = order[:len(x) // 2], order[len(x) // 2:]
+    train, test = kdd_halves(len(x), seed)
     return OneClassSplit(x[train][y[train] == 0], x[test], y[test],
                          'DAGMM: random 50/50 split; train on the attack ("normal") records of the first half')

@@ -109,3 +109,17 @@ def test_kdd_protocol():
     assert not set(split.train_x[:, 0]) & set(split.test_x[:, 0])
     assert np.array_equal(split.test_y, y[split.test_x[:, 0]])
     assert np.array_equal(kdd_split(x, y, seed=3).test_x, split.test_x)
+
+
+def test_kdd_validation_uses_only_the_training_half():
+    from data.protocols import kdd_halves
+    from utils.kdd_validation import validation_split
+    x = np.arange(2000)[:, None]
+    y = (np.random.default_rng(0).random(2000) < 0.3).astype(int)
+    train_x, val_x, val_y = validation_split(x, y, seed=4)
+    train_half, test_half = kdd_halves(2000, 4)
+    assert set(train_x[:, 0]) | set(val_x[:, 0]) <= set(train_half)
+    assert not set(train_x[:, 0]) & set(val_x[:, 0])
+    assert np.all(y[train_x[:, 0]] == 0) and np.array_equal(y[val_x[:, 0]], val_y)
+    assert val_y.mean() == pytest.approx(0.2, abs=0.01)
+    assert not set(val_x[:, 0]) & set(test_half)

@@ -84,8 +84,9 @@ def as_tensor(samples):
     return tensor.float().div(255) if tensor.dtype == torch.uint8 else tensor.float()
 
 
-def train_unit(model, train_x, opt, device, memory_model, seed, tb_writer=None):
-    """EpochNum epochs of shuffled mini-batches (Adam, LR); returns the mean loss of each epoch."""
+def train_unit(model, train_x, opt, device, memory_model, seed, tb_writer=None, on_epoch_end=None):
+    """EpochNum epochs of shuffled mini-batches (Adam, LR); returns the mean loss of each epoch.
+    ``on_epoch_end(epoch, model)``, if given, is called after every epoch (1-based)."""
     data = as_tensor(train_x).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=opt.LR)
     generator = torch.Generator().manual_seed(seed)
@@ -99,6 +100,9 @@ def train_unit(model, train_x, opt, device, memory_model, seed, tb_writer=None):
         if tb_writer is not None:
             for name in losses[0]:
                 tb_writer.add_scalar(name, float(np.mean([v[name] for v in losses])), epoch)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, model)
+            model.train()
     return epoch_losses
 
 
