@@ -133,6 +133,8 @@ def load_cifar10(data_root, download=False):
                           f"pass --Download True to fetch it")
 
 
-def load_image_folder(data_root, name):
+def load_image_folder(data_root, name, download=False):
+    if download:
+        raise DataFormatError(f'--Download fetches MNIST and CIFAR10 only, not {name}')
     x, y, classes = read_image_folder(Path(data_root) / name)
     return ImageSplits({'test': (x, y)}, classes, f'image folders in {Path(data_root) / name}')

@@ -45,9 +45,7 @@ class Unit:
 
 
 def load_source(spec, opt):
-    if spec.family == 'image':
-        return spec.reader(opt.DataRoot, download=opt.Download) if spec.arch else spec.reader(opt.DataRoot)
-    return spec.reader(opt.DataRoot)
+    return spec.reader(opt.DataRoot, download=opt.Download) if spec.family == 'image' else spec.reader(opt.DataRoot)
 
 
 def image_arch(spec, source):
