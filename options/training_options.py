@@ -5,7 +5,8 @@ from options.base_options import BaseOptions, str2bool
 
 class TrainOptions(BaseOptions):
     mode = 'train'
-    description = 'Train a video MemAE or AE on a prepared data set.'
+    description = ('Train a video MemAE or AE on a prepared data set, or train and evaluate every model of an image '
+                   'or KDDCUP99 experiment.')
     batch_size = 14
     positive_flags = BaseOptions.positive_flags + ('EpochNum', 'TextLogInterval', 'SnapInterval', 'TBImgLogInterval',
                                                    'SaveCheckInterval')
