@@ -11,7 +11,7 @@ All return :class:`ImageSplits`: uint8 arrays N x C x H x W with integer labels,
 * any other name: ``<DataRoot>/<Dataset>/<class>/*.png`` (or .jpg), one split.
 """
 import gzip
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,6 @@ class ImageSplits:
     splits: dict
     classes: list
     source: str
-    notes: list = field(default_factory=list)
 
     @property
     def image_shape(self):

@@ -28,7 +28,7 @@ import re
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,6 @@ class Source:
     train: list
     test: list
     label_origin: str
-    notes: list = field(default_factory=list)
 
 
 def _image_files(folder):

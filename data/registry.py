@@ -16,9 +16,6 @@ from data.layout import SPLIT_FOLDERS
 from data.video_datasets import VideoDataset
 from utils.errors import InputError
 
-FAMILIES = ('video', 'image', 'tabular')
-
-
 @dataclass(frozen=True)
 class DatasetSpec:
     family: str                  # 'video', 'image' or 'tabular': which models and scripts' path apply
