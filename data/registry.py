@@ -16,6 +16,7 @@ from data.layout import SPLIT_FOLDERS
 from data.video_datasets import VideoDataset
 from utils.errors import InputError
 
+
 @dataclass(frozen=True)
 class DatasetSpec:
     family: str                  # 'video', 'image' or 'tabular': which models and scripts' path apply
