@@ -21,12 +21,12 @@ from tqdm import tqdm
 
 from data.layout import VideoLayout
 from data.registry import dataset_spec
+from data.video_datasets import NORM_MEAN, NORM_STD
 from models import build_model, is_memory_model, weights_init
 from options import TrainOptions
 from utils.errors import run_cli
 from utils.one_class import run_protocol
 from utils.runtime import seed_everything, select_device, set_deterministic
-from utils.scoring import NORM_MEAN, NORM_STD
 from utils.training import training_step
 
 LOG_COLUMNS = ('epoch', 'iteration', 'loss', 'recon_loss', 'entropy_loss')

@@ -15,10 +15,10 @@ constant factor irrelevant for the AUC.
 import numpy as np
 import torch
 
+from data.video_datasets import NORM_MEAN, NORM_STD
+
 SCORE_TYPES = ('released', 'l2', 'mse')
 RELEASED_SCORE = {'MemAE': 'l2', 'AE': 'mse'}
-NORM_MEAN = 0.5
-NORM_STD = 0.5
 
 
 def resolve_score_type(score_type, model_name, family='video'):
