@@ -30,7 +30,7 @@ from utils.one_class import run_protocol
 from utils.eval import VideoResult, align_labels, centre_frames_from_clips, evaluate, write_acc_txt, \
     write_results_json
 from utils.runtime import select_device
-from utils.scoring import clip_scores, resolve_score_type
+from utils.scoring import model_scores, resolve_score_type
 
 
 def load_model(opt, device):
@@ -45,10 +45,7 @@ def score_clips(model, loader, score, device, memory_model):
     """Per-clip scores of one video, in clip order."""
     scores = []
     for _, clips in loader:
-        clips = clips.to(device)
-        output = model(clips)
-        recon = output['output'] if memory_model else output
-        scores += clip_scores(recon, clips, score)
+        scores += model_scores(model, clips.to(device), score, memory_model)
     return np.asarray(scores, dtype=np.float64)
 
 

@@ -33,12 +33,13 @@ class OneClassSplit:
 
 
 def resolve_protocol(protocol, splits):
-    """'auto' -> 'standard' when a training split exists, else 'pooled'."""
+    """'auto' -> 'standard' when a training and a test split exist, else 'pooled'."""
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown --Protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    both = 'train' in splits and 'test' in splits
     if protocol == 'auto':
-        return 'standard' if 'train' in splits else 'pooled'
-    if protocol == 'standard' and not ('train' in splits and 'test' in splits):
+        return 'standard' if both else 'pooled'
+    if protocol == 'standard' and not both:
         raise InputError('--Protocol standard needs a training and a test split; this data set has only '
                          f"{', '.join(splits)}: use --Protocol pooled")
     return protocol

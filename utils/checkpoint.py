@@ -32,13 +32,17 @@ def candidate_paths(opt):
     return list(dict.fromkeys(paths))
 
 
-def find_weights(opt):
-    paths = candidate_paths(opt)
+def first_existing(paths, missing, hint):
+    """The first of ``paths`` that is a file; else an error: ``missing``, every path tried, then ``hint``."""
     for path in paths:
         if path.is_file():
             return path
-    raise CheckpointError('no model weights found; tried: ' + ', '.join(str(p) for p in paths)
-                          + ' (set --ModelFilePath, or --ModelRoot and the flags that make up the file name)')
+    raise CheckpointError(f"{missing}; tried: {', '.join(str(p) for p in paths)} ({hint})")
+
+
+def find_weights(opt):
+    return first_existing(candidate_paths(opt), 'no model weights found',
+                          'set --ModelFilePath, or --ModelRoot and the flags that make up the file name')
 
 
 def read_state_dict(path):

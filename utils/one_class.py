@@ -27,10 +27,10 @@ from tqdm import tqdm
 
 from data.protocols import image_split, kdd_split, resolve_protocol
 from models import IMAGE_ARCHITECTURES, build_model, is_memory_model, weights_init
-from utils.checkpoint import CheckpointError, load_weights
+from utils.checkpoint import first_existing, load_weights
 from utils.errors import InputError
 from utils.runtime import onednn_disabled, seed_everything
-from utils.scoring import clip_scores, resolve_score_type
+from utils.scoring import model_scores, resolve_score_type
 from utils.training import training_step
 
 SCORE_BATCH = 4096
@@ -111,8 +111,7 @@ def score_samples(model, samples, score, device, memory_model):
     with torch.inference_mode():
         for i in range(0, len(samples), SCORE_BATCH):
             batch = as_tensor(samples[i:i + SCORE_BATCH]).to(device)
-            output = model(batch)
-            scores += clip_scores(output['output'] if memory_model else output, batch, score, normalised=False)
+            scores += model_scores(model, batch, score, memory_model, normalised=False)
     return np.asarray(scores, dtype=np.float64)
 
 
@@ -154,12 +153,8 @@ def weight_candidates(opt, unit):
 
 
 def find_unit_weights(opt, unit):
-    paths = weight_candidates(opt, unit)
-    for path in paths:
-        if path.is_file():
-            return path
-    raise CheckpointError(f'no weights for {unit.name}; tried: ' + ', '.join(str(p) for p in paths)
-                          + ' (train them with script_training.py, or set --ModelRoot)')
+    return first_existing(weight_candidates(opt, unit), f'no weights for {unit.name}',
+                          'train them with script_training.py, or set --ModelRoot')
 
 
 def save_memory_grid(model, path):

@@ -44,6 +44,12 @@ def mse_scores(recon, clips, normalised=True):
     return [float(np.mean((r - c) ** 2)) for r, c in zip(recon.cpu().numpy(), clips.cpu().numpy())]
 
 
+def model_scores(model, batch, score, memory_model, normalised=True):
+    """Run ``model`` on a batch and score each sample's reconstruction (a MemAE returns it under 'output')."""
+    output = model(batch)
+    return clip_scores(output['output'] if memory_model else output, batch, score, normalised)
+
+
 def clip_scores(recon, clips, score, normalised=True):
     """Scores of a batch under the concrete score name ('l2' or 'mse'). ``normalised``: the data lies in [-1, 1]
     (video frames) rather than [0, 1] (images, records), which only the MSE un-normalises."""
