@@ -180,6 +180,7 @@ class Experiment:
     device: torch.device
     res_path: Path
     model_dir: Path
+    weights: dict = None  # testing: unit name -> weights file, all found before the first unit runs
 
     @property
     def family(self):
@@ -223,7 +224,7 @@ def trained_model(exp, unit, train_x):
 def loaded_model(exp, unit):
     """The model of a unit with its saved weights; returns (model, weights path)."""
     model = build_model(exp.opt, exp.family, arch=exp.arch, input_dim=exp.input_dim)
-    weights = find_unit_weights(exp.opt, unit)
+    weights = exp.weights[unit.name]
     load_weights(model, weights, exp.opt)
     return model.to(exp.device), weights
 
@@ -255,6 +256,8 @@ def run_protocol(opt, options, spec, device, train):
     """Train (if ``train``) and evaluate every unit; write the per-unit results and the summaries."""
     exp = prepare_experiment(opt, spec, device)
     units = protocol_units(spec, exp.source, opt)
+    if not train:  # a missing file fails before any unit is evaluated
+        exp.weights = {unit.name: find_unit_weights(opt, unit) for unit in units}
     options.save(opt, exp.res_path)
     if train:
         options.save(opt, exp.model_dir)
