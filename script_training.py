@@ -27,9 +27,9 @@ from options import TrainOptions
 from utils.errors import run_cli
 from utils.one_class import run_protocol
 from utils.runtime import seed_everything, select_device, set_deterministic
-from utils.training import training_step
+from utils.training import LOSS_TERMS, training_step
 
-LOG_COLUMNS = ('epoch', 'iteration', 'loss', 'recon_loss', 'entropy_loss')
+LOG_COLUMNS = ('epoch', 'iteration', *LOSS_TERMS)
 TB_FRAME_STEP = 5  # TensorBoard shows frames 1, 6, 11 of the first clip, as released
 
 

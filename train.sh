@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Train with the paper's settings:  bash train.sh [EXPERIMENT] [extra script_training.py flags]
-# Experiments (utils/experiments.sh): ped2 mnist cifar10 kdd, each also as _ae and _nonspar. The image and KDD
-# experiments train every class / run of their protocol and evaluate them (summary in OUT_ROOT, ./results/).
+# Experiments (utils/experiments.sh): ped2 mnist cifar10 kdd, each also as _ae, _nonspar and the ablations
+# _noshrink, _noentropy, _ael1, _cosine. The image and KDD experiments train every class / run of their protocol
+# and evaluate them (summary in OUT_ROOT, ./results/).
+# A whole ablation table:  bash train.sh ablation_DATA [utils/ablation.py arguments]  (DATA: ped2 mnist cifar10 kdd)
 # Environment: DATA_ROOT (./dataset/), MODEL_ROOT (./results/, as the released training script: trained weights
 # never overwrite the released ones in ./memae_models/). Evaluate the result with MODEL_ROOT=./results/ bash test.sh.
 set -euo pipefail
 cd "$(dirname "$0")"
+case "${1:-}" in
+  ablation_*) exec python -m utils.ablation "${1#ablation_}" "${@:2}" ;;
+esac
 source utils/experiments.sh
 parse_experiment "$@" || exit 2
 python script_training.py "${FLAGS[@]}" "${TRAIN_FLAGS[@]}" \

@@ -15,10 +15,18 @@ MODELS = {
     'AE': {'video': AutoEncoderCov3D, 'image': ImageAutoEncoder, 'tabular': MLPAutoEncoder},
     'MemAE': {'video': AutoEncoderCov3DMem, 'image': ImageMemAE, 'tabular': MLPMemAE},
 }
+# AE-l1 (the paper's ablation): the AE's network and weights, trained with an l1 penalty on its encoding
+# (--L1Weight; see utils/training.py). It differs from the AE only in training.
+MODELS['AEL1'] = MODELS['AE']
 
 
 def is_memory_model(model_name):
     return model_name == 'MemAE'
+
+
+def has_latent_penalty(model_name):
+    """Whether training adds the l1 penalty on the encoding (AE-l1)."""
+    return model_name == 'AEL1'
 
 
 def build_model(opt, family='video', arch=None, input_dim=None):
@@ -49,5 +57,6 @@ def weights_init(module):
 
 __all__ = ['ADDRESSING_CHOICES', 'AutoEncoderCov3D', 'AutoEncoderCov3DMem', 'EntropyLoss', 'EntropyLossEncap',
            'IMAGE_ARCHITECTURES', 'ImageAutoEncoder', 'ImageMemAE', 'MLPAutoEncoder', 'MLPMemAE', 'MODELS',
-           'MemModule', 'MemoryUnit', 'QUERY_CHOICES', 'build_model', 'hard_shrink_relu', 'is_memory_model',
+           'MemModule', 'MemoryUnit', 'QUERY_CHOICES', 'build_model', 'hard_shrink_relu', 'has_latent_penalty',
+           'is_memory_model',
            'weights_init']

@@ -1,4 +1,5 @@
-"""The training objective (paper Eq. 10): reconstruction error plus alpha times the entropy of the addressing.
+"""The training objective (paper Eq. 10): reconstruction error plus alpha times the entropy of the addressing;
+for the AE-l1 ablation, reconstruction error plus a weight times the l1 norm of the encoding instead.
 
 Two scalings, which differ by constant factors per term:
 
@@ -8,6 +9,9 @@ Two scalings, which differ by constant factors per term:
   summed over its queries, averaged over the clips of the batch, as Eq. 10 reads. Relative to ``released`` the
   reconstruction term is multiplied by the elements per clip and the entropy term by the queries per clip
   (for 16 x 256 x 256 clips: 1,048,576 and 512), so the same alpha weighs the entropy 2048 times less.
+
+The l1 penalty follows the same two scalings: the mean of |z| over every element of the batch's encodings
+(``released``), or ||z||_1 per sample averaged over the batch (``paper``).
 """
 from torch.nn import functional as F
 
@@ -24,3 +28,8 @@ def reconstruction_loss(recon, clips, scaling='released'):
 def entropy_loss(att, scaling='released'):
     loss = EntropyLossEncap()(att)
     return loss * att[0, 0].numel() if scaling == 'paper' else loss
+
+
+def latent_l1_loss(latent, scaling='released'):
+    loss = latent.abs().mean()
+    return loss * latent[0].numel() if scaling == 'paper' else loss

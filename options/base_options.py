@@ -9,11 +9,14 @@ import json
 from pathlib import Path
 
 from data.protocols import PROTOCOLS
-from models import ADDRESSING_CHOICES, QUERY_CHOICES, is_memory_model
+from models import ADDRESSING_CHOICES, MODELS, QUERY_CHOICES, has_latent_penalty, is_memory_model
 from utils.scoring import SCORE_TYPES
 
 TRUE_WORDS = ('yes', 'true', 't', 'y', '1')
 FALSE_WORDS = ('no', 'false', 'f', 'n', '0')
+# AE-l1: the paper gives no weight. Ours equals the entropy weight alpha, the other sparsity term of the objective,
+# under the same (released) scaling: fixed a priori, not tuned.
+DEFAULT_L1_WEIGHT = 0.0002
 # (flag, run-name field, default) of added memory options that go into the run name when not at their default
 ADDED_MEMORY_FIELDS = (('MemAddressing', 'Addr', 'dot'), ('MemQuery', 'Query', 'whole'))
 
@@ -40,10 +43,13 @@ def model_setting(opt):
     """The run name, built exactly as released; it names weight files and result folders.
 
     MemAE: ``{ModelName}_{ModelSetting}_{Dataset}_MemDim{N}_EntW{a}_ShrThres{l}_Seed{s}_{Suffix}``, with the
-    numbers as Python's ``str()`` writes them (``EntW0.0002``); AE: ``{ModelName}_{ModelSetting}_{Dataset}_{Suffix}``.
+    numbers as Python's ``str()`` writes them (``EntW0.0002``); AE: ``{ModelName}_{ModelSetting}_{Dataset}_{Suffix}``;
+    AE-l1 (ours): ``AEL1_{ModelSetting}_{Dataset}_L1W{w}_{Suffix}``.
     Memory options we added name themselves before the seed when they differ from their default
     (``_AddrCosine``, ``_QueryPosition``), so that such runs never overwrite the released-style ones.
     """
+    if has_latent_penalty(opt.ModelName):
+        return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_L1W{opt.L1Weight}_{opt.Suffix}'
     if not is_memory_model(opt.ModelName):
         return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_{opt.Suffix}'
     added = ''.join(f'_{field}{getattr(opt, flag).capitalize()}' for flag, field, default in ADDED_MEMORY_FIELDS
@@ -71,7 +77,8 @@ class BaseOptions:
                             type=str2bool, nargs='?', const=True, default=True)
         parser.add_argument('--Mode', help='script mode, kept from the release: must match the script',
                             choices=['train', 'eval'], default=self.mode)
-        parser.add_argument('--ModelName', help='AE/MemAE', type=str, default='MemAE')
+        parser.add_argument('--ModelName', help=f"{'/'.join(MODELS)} (AEL1, added: the AE trained with an l1 "
+                            'penalty on its encoding, the paper\'s AE-l1 ablation)', type=str, default='MemAE')
         parser.add_argument('--ModelSetting', help='Conv3D/Conv3DSpar: a label that goes into the run name',
                             type=str, default='Conv3DSpar')
         parser.add_argument('--Seed', type=int, default=1)
@@ -85,6 +92,9 @@ class BaseOptions:
                             default=0.0002)
         parser.add_argument('--ShrinkThres', help='hard-shrinkage threshold lambda (0: no shrinkage)', type=float,
                             default=0.0025)
+        parser.add_argument('--L1Weight', help='(added) --ModelName AEL1: weight of the l1 penalty on the encoding '
+                            '(same scaling as the entropy loss; see models/losses.py)', type=float,
+                            default=DEFAULT_L1_WEIGHT)
         parser.add_argument('--MemAddressing', help='(added) memory addressing: dot product as released, or the '
                             "paper's cosine similarity", choices=ADDRESSING_CHOICES, default='dot')
         parser.add_argument('--MemQuery', help='(added) image memories: the whole encoding is one query (a slot '
@@ -125,8 +135,8 @@ class BaseOptions:
         for flag in self.positive_flags:
             if getattr(opt, flag) < 1:
                 self.parser.error(f'--{flag} must be at least 1, got {getattr(opt, flag)}')
-        if opt.ShrinkThres < 0 or opt.EntropyLossWeight < 0:
-            self.parser.error('--ShrinkThres and --EntropyLossWeight must not be negative')
+        if opt.ShrinkThres < 0 or opt.EntropyLossWeight < 0 or opt.L1Weight < 0:
+            self.parser.error('--ShrinkThres, --EntropyLossWeight and --L1Weight must not be negative')
         opt.setting = model_setting(opt)
         self.opt = opt
         if is_print:

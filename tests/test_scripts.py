@@ -46,7 +46,7 @@ def test_training_writes_the_released_outputs(trained):
     assert {f'{setting}_snap.pt', f'{setting}_epoch_0000.pt', f'{setting}_epoch_0000_final.pt', 'opt.txt',
             'opt.json', 'train_log.csv'} <= names
     log = (folder / 'train_log.csv').read_text().splitlines()
-    assert log[0] == 'epoch,iteration,loss,recon_loss,entropy_loss' and len(log) == 1 + 3  # 10 clips, batch 4
+    assert log[0] == 'epoch,iteration,loss,recon_loss,entropy_loss,l1_loss' and len(log) == 1 + 3  # 10 clips, batch 4
     assert any((trained / f'log_{setting}').iterdir())  # TensorBoard events
     assert (trained / 'model_AE_Conv3D_UCSD_P2_256_Non' / 'AE_Conv3D_UCSD_P2_256_Non_epoch_0000_final.pt').is_file()
 
@@ -113,7 +113,7 @@ def test_score_type_option_switches_the_score(prepared_root, trained, tmp_path):
 
 @pytest.mark.parametrize('args, message', [
     (['--DataRoot', '/nonexistent'], 'does not exist'),
-    (['--ModelName', 'VAE'], "unknown --ModelName 'VAE'; valid: AE, MemAE"),
+    (['--ModelName', 'VAE'], "unknown --ModelName 'VAE'; valid: AE, MemAE, AEL1"),
     (['--Dataset', 'Nope'], "unknown --Dataset 'Nope'"),
     (['--FrameNum', '8'], '--FrameNum is 8'),
 ])

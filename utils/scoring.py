@@ -18,7 +18,7 @@ import torch
 from data.video_datasets import NORM_MEAN, NORM_STD
 
 SCORE_TYPES = ('released', 'l2', 'mse')
-RELEASED_SCORE = {'MemAE': 'l2', 'AE': 'mse'}
+RELEASED_SCORE = {'MemAE': 'l2', 'AE': 'mse', 'AEL1': 'mse'}  # AE-l1 is an AE: scored as one
 
 
 def resolve_score_type(score_type, model_name, family='video'):

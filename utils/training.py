@@ -1,21 +1,39 @@
 """One optimisation step of MemAE or AE training, shared by the video script and the one-class experiments."""
 import torch
 
-from models.losses import entropy_loss, reconstruction_loss
+from models import has_latent_penalty
+from models.losses import entropy_loss, latent_l1_loss, reconstruction_loss
+
+LOSS_TERMS = ('loss', 'recon_loss', 'entropy_loss', 'l1_loss')
 
 
 def compute_losses(model, batch, opt, memory_model):
-    """(loss to minimise, reconstruction, {loss term: float}) for one batch.
+    """(loss to minimise, reconstruction, {term of LOSS_TERMS: float}) for one batch.
 
-    loss = reconstruction + EntropyLossWeight x entropy for a memory model, the reconstruction alone for an AE;
-    ``opt.LossScaling`` chooses between the released and the paper's scaling of both terms.
+    MemAE: reconstruction + EntropyLossWeight x entropy of the addressing; AE-l1: reconstruction + L1Weight x
+    l1 norm of the encoding; AE: the reconstruction alone. ``opt.LossScaling`` chooses between the released and
+    the paper's scaling of every term (models/losses.py). Terms a model does not have are reported as 0.
     """
-    output = model(batch)
-    recon = output['output'] if memory_model else output
+    zero = torch.zeros(())
+    ent_loss = l1_loss = zero
+    if has_latent_penalty(opt.ModelName):
+        # the AE's forward would hide the encoding, which the penalty needs
+        latent = model.encoder(batch)
+        recon = model.decoder(latent)
+        l1_loss = latent_l1_loss(latent, opt.LossScaling)
+    else:
+        output = model(batch)
+        recon = output['output'] if memory_model else output
+        if memory_model:
+            ent_loss = entropy_loss(output['att'], opt.LossScaling)
     recon_loss = reconstruction_loss(recon, batch, opt.LossScaling)
-    ent_loss = entropy_loss(output['att'], opt.LossScaling) if memory_model else torch.zeros(())
-    loss = recon_loss + opt.EntropyLossWeight * ent_loss if memory_model else recon_loss
-    return loss, recon, {'loss': loss.item(), 'recon_loss': recon_loss.item(), 'entropy_loss': ent_loss.item()}
+    loss = recon_loss
+    if memory_model:
+        loss = loss + opt.EntropyLossWeight * ent_loss
+    if has_latent_penalty(opt.ModelName):
+        loss = loss + opt.L1Weight * l1_loss
+    values = dict(zip(LOSS_TERMS, (loss.item(), recon_loss.item(), ent_loss.item(), l1_loss.item())))
+    return loss, recon, values
 
 
 def training_step(model, batch, optimizer, opt, memory_model):

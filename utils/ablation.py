@@ -1,0 +1,239 @@
+"""The paper's ablation study as one command: train and evaluate every variant of one data set, then tabulate.
+
+    python -m utils.ablation mnist [--variants ...] [--mem-dims 25 50 200] [--runs R] [--out DIR] [FLAGS...]
+    bash train.sh ablation_mnist [the same arguments]
+
+Every variant is an experiment of ``utils/experiments.sh`` run through ``train.sh`` (and, for video, ``test.sh``),
+so each row of the table is a command a user can run alone; FLAGS the sweep does not know go to every one of those
+commands (e.g. ``--UseCUDA False``). The paper's Table 4 (UCSD Ped2) is the model: full MemAE; without shrinkage;
+without the entropy loss; without both (MemAE-nonSpar); the AE; AE-l1; and, ours, the paper's cosine addressing.
+The memory-size study reruns the full MemAE with other ``--MemDim`` values.
+
+Outputs under ``--out`` (default ``./results/ablation_<data>/``): a folder per variant (its ``train.sh`` outputs,
+``log.txt`` and ``command.json``), and ``ablation_<data>.json``, ``ablation_<data>.md`` (variant, metric as
+mean +- std over runs, runs, command) and ``ablation_<data>_memdim.png`` (metric against N). A variant whose folder
+holds the result of the same command is not run again (``--redo`` reruns it), so an interrupted sweep resumes.
+
+The metric is each experiment's own: frame AUC (video), mean AUC over classes (images), F1 (KDDCUP99).
+"""
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.registry import DATASETS
+from options import TestOptions, TrainOptions
+from utils.errors import InputError, run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+ABLATION_DATA = ('ped2', 'mnist', 'cifar10', 'kdd')
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    label: str
+    suffix: str                 # experiment name = <data><suffix> (utils/experiments.sh)
+    paper_ped2: float = None    # the paper's Table 4 AUC on UCSD Ped2, where it reports one
+    mem_dim: int = None         # memory-size study: the full MemAE with --MemDim mem_dim
+
+
+VARIANTS = (
+    Variant('memae', 'MemAE', '', 0.9410),
+    Variant('noshrink', 'MemAE without shrinkage', '_noshrink', 0.9324),
+    Variant('noentropy', 'MemAE without entropy loss', '_noentropy', 0.9372),
+    Variant('nonspar', 'MemAE-nonSpar (neither)', '_nonspar'),
+    Variant('ae', 'AE', '_ae', 0.9170),
+    Variant('ael1', 'AE-l1', '_ael1', 0.9286),
+    Variant('cosine', 'MemAE, cosine addressing', '_cosine'),
+)
+# Memory sizes besides the experiment's own N (ped2 2000, mnist 100, cifar10 500, kdd 50): the paper's Ped2 range
+# (500 too small, 1000-3000 alike) and, elsewhere, a factor of 4 either side.
+MEM_DIMS = {'ped2': (500, 1000, 3000), 'mnist': (25, 50, 200, 400), 'cifar10': (125, 250, 1000, 2000),
+            'kdd': (12, 25, 100, 200)}
+
+
+def experiment_flags(experiment):
+    """The flags ``utils/experiments.sh`` gives an experiment (FLAGS then TRAIN_FLAGS)."""
+    script = f'source utils/experiments.sh && experiment_flags {shlex.quote(experiment)} && printf "%s\\n" "${{FLAGS[@]}}"'
+    result = subprocess.run(['bash', '-c', script], cwd=REPO, capture_output=True, text=True)
+    if result.returncode:
+        raise InputError(result.stderr.strip())
+    return result.stdout.split('\n')[:-1]
+
+
+def flag_value(flags, name):
+    return flags[flags.index(name) + 1] if name in flags else None
+
+
+def memory_variants(mem_dims, default_dim):
+    return tuple(Variant(f'memdim{n}', f'MemAE, N = {n}', '', mem_dim=n) for n in mem_dims if n != default_dim)
+
+
+def variant_args(variant, runs):
+    return [*(['--MemDim', str(variant.mem_dim)] if variant.mem_dim else []),
+            *(['--Runs', str(runs)] if runs else [])]
+
+
+def training_only_flags():
+    """Flags of script_training.py that script_testing.py refuses."""
+    def flags(options):
+        return {flag for action in options.parser._actions for flag in action.option_strings}
+    return flags(TrainOptions()) - flags(TestOptions())
+
+
+def without_training_flags(flags):
+    """``flags`` less the training-only ones and their values (each takes one), for the ``test.sh`` half of a
+    video variant, which gets the sweep's other flags too."""
+    training_only = training_only_flags()
+    kept, skip = [], False
+    for flag in flags:
+        if not skip and flag in training_only:
+            skip = True
+            continue
+        if not skip:
+            kept.append(flag)
+        skip = False
+    return kept
+
+
+def read_result(folder, spec):
+    """(mean, std, runs) of the experiment's metric from the outputs of one variant, or None if there are none."""
+    if spec.family == 'video':
+        found = sorted(folder.glob('res_*/results.json'))
+        return (json.loads(found[0].read_text())['auc'], 0.0, 1) if found else None
+    path = folder / f'{spec.summary_name}_summary.json'
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    metric = summary['f1'] if spec.family == 'tabular' else summary['auc']
+    return metric['mean'], metric['std'], summary['runs']
+
+
+def run_logged(command, env, log):
+    with log.open('a') as stream:
+        stream.write(f'$ {shlex.join(command)}\n')
+        stream.flush()
+        done = subprocess.run(command, cwd=REPO, env=env, stdout=stream, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise InputError(f'`{shlex.join(command)}` failed (exit {done.returncode}); its output is in {log}')
+
+
+def run_variant(data, variant, spec, args, extra, out):
+    """Train (and, for video, test) one variant unless its folder already holds the result of the same command;
+    returns its table row."""
+    folder = out / variant.key
+    experiment = f'{data}{variant.suffix}'
+    flags = [*variant_args(variant, args.runs), *extra]
+    commands = [['bash', 'train.sh', experiment, *flags]]
+    if spec.family == 'video':
+        commands.append(['bash', 'test.sh', experiment, *without_training_flags(flags)])
+    record = {'commands': [shlex.join(c) for c in commands]}
+    done_before = folder / 'command.json'
+    result = read_result(folder, spec)
+    if args.redo or result is None or not done_before.is_file() or json.loads(done_before.read_text()) != record:
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, 'OUT_ROOT': str(folder), 'MODEL_ROOT': str(folder / 'models')}
+        started = time.perf_counter()
+        for command in commands:
+            run_logged(command, env, folder / 'log.txt')
+        done_before.write_text(json.dumps({**record, 'seconds': time.perf_counter() - started}, indent=2) + '\n')
+        result = read_result(folder, spec)
+        if result is None:
+            raise InputError(f'{experiment} finished without a result in {folder}; see {folder / "log.txt"}')
+    mean, std, runs = result
+    mem_dim = variant.mem_dim or flag_value(experiment_flags(experiment), '--MemDim')
+    return {'variant': variant.key, 'label': variant.label, 'experiment': experiment, 'mean': mean, 'std': std,
+            'runs': runs, 'mem_dim': int(mem_dim) if mem_dim else None,
+            'paper_ped2': variant.paper_ped2, 'commands': record['commands'],
+            'seconds': json.loads(done_before.read_text()).get('seconds')}
+
+
+def format_metric(row):
+    return f"{row['mean']:.4f} ± {row['std']:.4f}" if row['runs'] > 1 else f"{row['mean']:.4f}"
+
+
+def markdown_table(data, metric, rows):
+    lines = [f'| variant ({data}) | {metric} | runs | paper, Ped2 (Table 4) | command |', '| --- | --- | --- | --- | --- |']
+    for row in rows:
+        paper = f"{row['paper_ped2']:.4f}" if row['paper_ped2'] else '—'
+        command = '; '.join(f'`{c}`' for c in row['commands'])
+        lines.append(f"| {row['label']} | {format_metric(row)} | {row['runs']} | {paper} | {command} |")
+    return '\n'.join(lines) + '\n'
+
+
+def plot_memory_sizes(data, metric, rows, path):
+    """The metric (mean +- std over runs) against the memory size N, log-scaled."""
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt
+    points = sorted((row['mem_dim'], row['mean'], row['std']) for row in rows
+                    if row['variant'] == 'memae' or row['variant'].startswith('memdim'))
+    if len(points) < 2:
+        return None
+    sizes, means, stds = zip(*points)
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    axis.errorbar(sizes, means, yerr=stds, marker='o', capsize=3)
+    axis.set_xscale('log')
+    axis.set_xticks(sizes, [str(n) for n in sizes])
+    axis.set_xlabel('memory size N (slots)')
+    axis.set_ylabel(metric)
+    axis.set_title(f'{data}: MemAE {metric} against memory size')
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], allow_abbrev=False)
+    parser.add_argument('data', choices=ABLATION_DATA)
+    parser.add_argument('--variants', nargs='*', choices=[v.key for v in VARIANTS], default=None,
+                        help='the variants to run (default: all)')
+    parser.add_argument('--mem-dims', nargs='*', type=int, default=None,
+                        help='memory sizes N for the memory-size study (default: per data set; none: no study)')
+    parser.add_argument('--runs', type=int, default=None,
+                        help="image and KDD experiments: runs (seeds) per variant (default: the experiment's own)")
+    parser.add_argument('--out', type=Path, default=None, help='output folder (default ./results/ablation_<data>/)')
+    parser.add_argument('--redo', action='store_true', help='rerun variants that already have a result')
+    args, extra = parser.parse_known_args(argv)
+    if args.runs is not None and args.runs < 1:
+        parser.error(f'--runs must be at least 1, got {args.runs}')
+    return args, extra
+
+
+def main(argv=None):
+    args, extra = parse_args(argv)
+    data = args.data
+    memae_flags = experiment_flags(data)
+    dataset = flag_value(memae_flags, '--Dataset')
+    spec = DATASETS[dataset]
+    metric = {'video': 'frame AUC', 'image': 'AUC', 'tabular': 'F1'}[spec.family]
+    default_dim = int(flag_value(memae_flags, '--MemDim'))
+    chosen = [v for v in VARIANTS if args.variants is None or v.key in args.variants]
+    mem_dims = MEM_DIMS[data] if args.mem_dims is None else args.mem_dims
+    variants = [*chosen, *memory_variants(mem_dims, default_dim)]
+    out = args.out or Path('results') / f'ablation_{data}'
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, variant in enumerate(variants, 1):
+        print(f'[{i}/{len(variants)}] {variant.label} ...', flush=True)
+        rows.append(run_variant(data, variant, spec, args, extra, out))
+        print(f'[{i}/{len(variants)}] {variant.label}: {metric} {format_metric(rows[-1])}', flush=True)
+    summary = {'data': data, 'dataset': dataset, 'metric': metric, 'extra_flags': extra, 'rows': rows}
+    (out / f'ablation_{data}.json').write_text(json.dumps(summary, indent=2) + '\n')
+    (out / f'ablation_{data}.md').write_text(markdown_table(data, metric, rows))
+    plot = plot_memory_sizes(data, metric, rows, out / f'ablation_{data}_memdim.png')
+    print(markdown_table(data, metric, rows))
+    print(f'-> {out / f"ablation_{data}.json"}, {out / f"ablation_{data}.md"}' + (f', {plot}' if plot else ''))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))
