@@ -115,6 +115,11 @@ def read_result(folder, spec):
     return metric['mean'], metric['std'], summary['runs']
 
 
+def same_run(record_file, record):
+    """Whether ``record_file`` records the same commands on the same data as ``record``."""
+    return record_file.is_file() and all(json.loads(record_file.read_text()).get(k) == v for k, v in record.items())
+
+
 def run_logged(command, env, log):
     with log.open('a') as stream:
         stream.write(f'$ {shlex.join(command)}\n')
@@ -133,10 +138,10 @@ def run_variant(data, variant, spec, args, extra, out):
     commands = [['bash', 'train.sh', experiment, *flags]]
     if spec.family == 'video':
         commands.append(['bash', 'test.sh', experiment, *without_training_flags(flags)])
-    record = {'commands': [shlex.join(c) for c in commands]}
+    record = {'commands': [shlex.join(c) for c in commands], 'DATA_ROOT': os.environ.get('DATA_ROOT')}
     done_before = folder / 'command.json'
     result = read_result(folder, spec)
-    if args.redo or result is None or not done_before.is_file() or json.loads(done_before.read_text()) != record:
+    if args.redo or result is None or not same_run(done_before, record):
         folder.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, 'OUT_ROOT': str(folder), 'MODEL_ROOT': str(folder / 'models')}
         started = time.perf_counter()

@@ -1,0 +1,111 @@
+"""The ablation variants (utils/experiments.sh, AE-l1) and the sweep that tabulates them (utils/ablation.py)."""
+import json
+import os
+import subprocess
+
+import pytest
+import torch
+
+from models import build_model, weights_init
+from models.losses import latent_l1_loss
+from options import TrainOptions
+from synthetic import make_kdd
+from utils.ablation import VARIANTS, experiment_flags, flag_value, without_training_flags
+from utils.training import compute_losses, training_step
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# (data, model family, image architecture or input width, a batch the family takes)
+FAMILIES = [('ped2', 'video', None, (2, 1, 16, 32, 32)), ('mnist', 'image', 'mnist', (4, 1, 28, 28)),
+            ('cifar10', 'image', 'cifar10', (4, 3, 32, 32)), ('kdd', 'tabular', 7, (8, 7))]
+
+
+def variant_options(experiment, *extra):
+    flags = experiment_flags(experiment)
+    return TrainOptions().parse([*flags, '--UseCUDA', 'False', *extra], is_print=False)
+
+
+@pytest.mark.parametrize('data,family,arch,shape', FAMILIES)
+@pytest.mark.parametrize('variant', VARIANTS, ids=lambda v: v.key)
+def test_every_variant_builds_and_trains_one_step(data, family, arch, shape, variant):
+    opt = variant_options(f'{data}{variant.suffix}', '--MemDim', '6')
+    torch.manual_seed(0)
+    model = build_model(opt, family, arch=arch if family == 'image' else None,
+                        input_dim=arch if family == 'tabular' else None)
+    model.apply(weights_init)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    _, values = training_step(model, torch.rand(shape), optimizer, opt, opt.ModelName == 'MemAE')
+    assert all(torch.isfinite(torch.tensor(v)) for v in values.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_variant_flags_are_single_factor_changes_of_memae():
+    memae = experiment_flags('mnist')
+    assert flag_value(experiment_flags('mnist_noshrink'), '--ShrinkThres') == '0'
+    assert flag_value(experiment_flags('mnist_noshrink'), '--EntropyLossWeight') == '0.0002'
+    assert flag_value(experiment_flags('mnist_noentropy'), '--EntropyLossWeight') == '0'
+    assert flag_value(experiment_flags('mnist_noentropy'), '--ShrinkThres') == flag_value(memae, '--ShrinkThres')
+    assert flag_value(experiment_flags('mnist_cosine'), '--MemAddressing') == 'cosine'
+    assert flag_value(experiment_flags('mnist_ael1'), '--ModelName') == 'AEL1'
+    settings = {variant_options(f'mnist{v.suffix}').setting for v in VARIANTS}
+    assert len(settings) == len(VARIANTS)  # no variant overwrites another's weights or results
+    assert variant_options('mnist_ael1').setting == 'AEL1_Conv2D_MNIST_L1W0.0002_Non'
+
+
+@pytest.mark.parametrize('scaling,per_element', [('released', True), ('paper', False)])
+def test_l1_penalty_gradient_is_the_scaled_sign_of_the_encoding(scaling, per_element):
+    latent = torch.randn(3, 4, 5, requires_grad=True)
+    latent_l1_loss(latent, scaling).backward()
+    scale = latent.numel() if per_element else latent.shape[0]
+    assert torch.allclose(latent.grad, torch.sign(latent.detach()) / scale)
+
+
+def test_ael1_adds_the_weighted_penalty_to_the_ae_loss():
+    opt = variant_options('kdd_ael1', '--L1Weight', '0.5')
+    model = build_model(opt, 'tabular', input_dim=7)
+    batch = torch.rand(8, 7)
+    loss, _, values = compute_losses(model, batch, opt, memory_model=False)
+    latent = model.encoder(batch)
+    expected = torch.mean((model.decoder(latent) - batch) ** 2) + 0.5 * latent.abs().mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert values['l1_loss'] == pytest.approx(latent.abs().mean().item(), rel=1e-6)
+    ae_opt = variant_options('kdd_ae')
+    assert compute_losses(model, batch, ae_opt, memory_model=False)[2]['l1_loss'] == 0
+
+
+def test_video_variants_keep_test_flags_and_drop_training_ones():
+    assert without_training_flags(['--EpochNum', '3', '--UseCUDA', 'False', '--LR', '1e-3', '--MemDim', '500']) == \
+        ['--UseCUDA', 'False', '--MemDim', '500']
+
+
+def test_sweep_writes_table_and_plot_then_resumes_without_rerunning(tmp_path):
+    make_kdd(tmp_path / 'data', num_rows=200)
+    out = tmp_path / 'ablation'
+    command = ['bash', 'train.sh', 'ablation_kdd', '--variants', 'memae', 'ael1', '--mem-dims', '4', '--runs', '2',
+               '--out', str(out), '--EpochNum', '1', '--UseCUDA', 'False']
+    env = {**os.environ, 'DATA_ROOT': str(tmp_path / 'data')}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((out / 'ablation_kdd.json').read_text())
+    rows = {row['variant']: row for row in summary['rows']}
+    assert list(rows) == ['memae', 'ael1', 'memdim4'] and summary['metric'] == 'F1'
+    assert rows['memdim4']['commands'] == ['bash train.sh kdd --MemDim 4 --Runs 2 --EpochNum 1 --UseCUDA False']
+    assert (rows['memae']['mem_dim'], rows['memdim4']['mem_dim'], rows['ael1']['mem_dim']) == (50, 4, None)
+    for key, row in rows.items():
+        f1 = json.loads((out / key / 'kdd_summary.json').read_text())['f1']
+        assert (row['mean'], row['std'], row['runs']) == (f1['mean'], f1['std'], 2)
+    table = (out / 'ablation_kdd.md').read_text().splitlines()
+    assert len(table) == 2 + 3 and table[2].startswith('| MemAE | ') and '| 0.9410 |' in table[2]
+    assert (out / 'ablation_kdd_memdim.png').stat().st_size > 0
+
+    log = (out / 'ael1' / 'log.txt').read_text()
+    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and (out / 'ael1' / 'log.txt').read_text() == log  # nothing ran again
+
+
+def test_sweep_names_the_failing_command(tmp_path):
+    done = subprocess.run(['bash', 'train.sh', 'ablation_kdd', '--variants', 'ae', '--mem-dims', '--out',
+                           str(tmp_path / 'out'), '--UseCUDA', 'False'], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, 'DATA_ROOT': str(tmp_path / 'missing')}, timeout=300)
+    assert done.returncode == 2
+    assert '`bash train.sh kdd_ae --UseCUDA False` failed' in done.stderr and 'log.txt' in done.stderr
