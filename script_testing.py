@@ -7,10 +7,12 @@ image and KDDCUP99 experiments, evaluate the trained model of every protocol uni
 
 Writes, as the released script did, ``<OutRoot>/res_<setting>/<Video>.npy`` (the clip scores in clip order)
 and ``acc.txt`` (the data path, then ``AUC: <value>``); and ``results.json`` (every metric of
-:mod:`utils.eval`, the weights used and the options) with ``opt.txt`` / ``opt.json``.
+:mod:`utils.eval`, the weights used and the options) with ``opt.txt`` / ``opt.json``; with ``--Plots True``, the
+figures of :mod:`utils.plots` under ``plots/``.
 """
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ from utils.errors import run_cli
 from utils.one_class import run_protocol
 from utils.eval import VideoResult, align_labels, centre_frames_from_clips, evaluate, write_acc_txt, \
     write_results_json
+from utils.plots import SlotUsage, write_test_plots
 from utils.runtime import select_device
 from utils.scoring import model_scores, resolve_score_type
 
@@ -65,22 +68,25 @@ def main(argv=None):
     memory_model = is_memory_model(opt.ModelName)
 
     # Every index and ground-truth file is read (and checked) before the first clip is scored: bad data fails early.
-    test_videos = {}
+    datasets, frame_labels, centres = {}, {}, {}
     for name in layout.videos('test'):
-        dataset = VideoDatasetOneDir(layout.index_dir('test') / name, layout.frames_dir('test') / name,
-                                     channels=opt.ImgChnNum, frame_num=opt.FrameNum)
-        centres = centre_frames_from_clips(dataset.frame_indices())
-        test_videos[name] = (dataset, align_labels(read_ground_truth(layout.gt_file(name)), centres, name))
+        datasets[name] = VideoDatasetOneDir(layout.index_dir('test') / name, layout.frames_dir('test') / name,
+                                            channels=opt.ImgChnNum, frame_num=opt.FrameNum)
+        frame_labels[name] = read_ground_truth(layout.gt_file(name))
+        centres[name] = centre_frames_from_clips(datasets[name].frame_indices())
+    clip_labels = {name: align_labels(frame_labels[name], centres[name], name) for name in datasets}
 
     options.save(opt, res_path)
+    # The figures' memory usage is recorded while scoring, not by another pass over the test set.
+    usage = SlotUsage(model.mem_rep) if opt.Plots and memory_model else nullcontext()
     started = time.perf_counter()
     videos = []
-    with torch.inference_mode():
-        for name, (dataset, labels) in tqdm(test_videos.items(), desc='test videos', unit='video'):
+    with torch.inference_mode(), usage:
+        for name, dataset in tqdm(datasets.items(), desc='test videos', unit='video'):
             loader = DataLoader(dataset, batch_size=opt.BatchSize, shuffle=False, num_workers=opt.NumWorker)
             scores = score_clips(model, loader, score, device, memory_model)
             np.save(res_path / f'{name}.npy', scores)
-            videos.append(VideoResult(name, scores, labels))
+            videos.append(VideoResult(name, scores, clip_labels[name]))
     seconds = time.perf_counter() - started
 
     evaluation = evaluate(videos)
@@ -92,6 +98,10 @@ def main(argv=None):
         'options': vars(opt)})
     if evaluation.constant_score_videos:
         print(f'note: constant scores (regularity set to 1) in {", ".join(evaluation.constant_score_videos)}')
+    if opt.Plots:
+        folder = write_test_plots(res_path, videos, frame_labels, centres, datasets, evaluation, model,
+                                  memory_model, usage if memory_model else None)
+        print(f'figures: {folder}')
     print(f'AUC: {evaluation.auc:.4f} ({evaluation.num_clips} clips, {seconds:.1f} s) -> {res_path}')
     return 0
 

@@ -12,6 +12,7 @@ As released: Adam, loss = MSE(reconstruction, input) + EntropyLossWeight * entro
 ``opt.txt``/``opt.json`` and ``train_log.csv``; TensorBoard logs under ``<ModelRoot>/log_<setting>/``.
 """
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from models import build_model, is_memory_model, weights_init
 from options import TrainOptions
 from utils.errors import run_cli
 from utils.one_class import run_protocol
+from utils.plots import SlotUsage
 from utils.runtime import seed_everything, select_device, set_deterministic
 from utils.training import LOSS_TERMS, training_step
 
@@ -37,6 +39,16 @@ def frame_strip(clip):
     """C x T x H x W clip in [-1, 1] -> H x (k W) strip of every 5th frame of the first channel, in [0, 1]."""
     frames = clip[0, 1::TB_FRAME_STEP].detach().float().cpu() * NORM_STD + NORM_MEAN
     return torch.cat(list(frames.clamp(0, 1)), dim=-1)
+
+
+def describe_addressing(usage):
+    """One line on how the memory was addressed during an epoch; says so when shrinkage removed every weight."""
+    used = int((usage.mass > 0).sum())
+    line = f'{usage.nonzero_per_query:.2f} non-zero addressing weights per query, {used} of {len(usage.mass)} slots used'
+    if usage.nonzero == 0:
+        line += (' -- memory collapse: shrinkage set every addressing weight to 0, so the decoder sees only zeros '
+                 '(lower --ShrinkThres)')
+    return line
 
 
 def open_tensorboard(opt):
@@ -78,25 +90,33 @@ def main(argv=None):
     for epoch in range(opt.EpochNum):
         epoch_losses = []
         progress = tqdm(loader, desc=f'epoch {epoch + 1}/{opt.EpochNum}', unit='batch')
-        for batch_idx, (_, clips) in enumerate(progress):
-            clips = clips.to(device, non_blocking=True)
-            recon, values = training_step(model, clips, optimizer, opt, memory_model)
-            epoch_losses.append(values['loss'])
+        # addressing statistics of the epoch, for the log and TensorBoard (a hook: no extra forward pass)
+        usage = SlotUsage(model.mem_rep) if memory_model else nullcontext()
+        with usage:
+            for batch_idx, (_, clips) in enumerate(progress):
+                clips = clips.to(device, non_blocking=True)
+                recon, values = training_step(model, clips, optimizer, opt, memory_model)
+                epoch_losses.append(values['loss'])
 
-            if batch_idx % opt.TextLogInterval == 0:
-                progress.set_postfix({k: f'{v:.5f}' for k, v in values.items()})
-                log_file.write(','.join(str(x) for x in (epoch, iteration, *values.values())) + '\n')
-            if tb_writer is not None:
-                for name, value in values.items():
-                    tb_writer.add_scalar(name, value, iteration)
-                if iteration % opt.TBImgLogInterval == 0:
-                    tb_writer.add_image('x', frame_strip(clips[0]), iteration, dataformats='HW')
-                    tb_writer.add_image('x_rec', frame_strip(recon[0]), iteration, dataformats='HW')
-            if iteration % opt.SnapInterval == 0:
-                torch.save(model.state_dict(), model_dir / f'{opt.setting}_snap.pt')
-            iteration += 1
+                if batch_idx % opt.TextLogInterval == 0:
+                    progress.set_postfix({k: f'{v:.5f}' for k, v in values.items()})
+                    log_file.write(','.join(str(x) for x in (epoch, iteration, *values.values())) + '\n')
+                if tb_writer is not None:
+                    for name, value in values.items():
+                        tb_writer.add_scalar(name, value, iteration)
+                    if iteration % opt.TBImgLogInterval == 0:
+                        tb_writer.add_image('x', frame_strip(clips[0]), iteration, dataformats='HW')
+                        tb_writer.add_image('x_rec', frame_strip(recon[0]), iteration, dataformats='HW')
+                if iteration % opt.SnapInterval == 0:
+                    torch.save(model.state_dict(), model_dir / f'{opt.setting}_snap.pt')
+                iteration += 1
         log_file.flush()
-        print(f'epoch {epoch + 1}/{opt.EpochNum}: mean loss {np.mean(epoch_losses):.6f}')
+        print(f'epoch {epoch + 1}/{opt.EpochNum}: mean loss {np.mean(epoch_losses):.6f}'
+              + (f'; {describe_addressing(usage)}' if memory_model else ''))
+        if memory_model and tb_writer is not None:
+            tb_writer.add_scalar('memory/nonzero_weights_per_query', usage.nonzero_per_query, epoch)
+            tb_writer.add_scalar('memory/slots_used', int((usage.mass > 0).sum()), epoch)
+            tb_writer.add_histogram('memory/slot_share', usage.shares(), epoch)
         if epoch % opt.SaveCheckInterval == 0:
             torch.save(model.state_dict(), model_dir / f'{opt.setting}_epoch_{epoch:04d}.pt')
 

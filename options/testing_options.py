@@ -1,5 +1,5 @@
 """Options of ``script_testing.py``."""
-from options.base_options import BaseOptions, optional_path
+from options.base_options import BaseOptions, optional_path, str2bool
 
 
 class TestOptions(BaseOptions):
@@ -12,3 +12,6 @@ class TestOptions(BaseOptions):
         parser.add_argument('--ModelFilePath', help='weights to load (image and KDD experiments: the folder of the '
                             "units' weights); default: <ModelRoot>/<setting>.pt and the released file names",
                             type=optional_path, default=None)
+        parser.add_argument('--Plots', help='(added) video data sets: write figures under <OutRoot>/res_<setting>/plots/ '
+                            '(regularity curves, ROC, error maps, memory usage; see utils/plots.py)',
+                            type=str2bool, default=False)

@@ -51,6 +51,25 @@ def test_training_writes_the_released_outputs(trained):
     assert (trained / 'model_AE_Conv3D_UCSD_P2_256_Non' / 'AE_Conv3D_UCSD_P2_256_Non_epoch_0000_final.pt').is_file()
 
 
+def test_tensorboard_logs_losses_addressing_and_images(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    setting = 'MemAE_Conv3DSpar_UCSD_P2_256_MemDim20_EntW0.0002_ShrThres0.0025_Seed1_Non'
+    events = EventAccumulator(str(trained / f'log_{setting}'), size_guidance={'histograms': 0}).Reload()
+    tags = events.Tags()
+    assert {'loss', 'recon_loss', 'entropy_loss', 'memory/nonzero_weights_per_query',
+            'memory/slots_used'} <= set(tags['scalars'])
+    assert {'x', 'x_rec'} <= set(tags['images']) and 'memory/slot_share' in tags['histograms']
+    nonzero = events.Scalars('memory/nonzero_weights_per_query')[0].value
+    assert 0 < nonzero <= 20
+
+
+def test_memory_collapse_is_reported(prepared_root, tmp_path, capsys):
+    argv = ['--DataRoot', str(prepared_root), '--ModelRoot', str(tmp_path), '--EpochNum', '1', '--BatchSize', '5',
+            '--IsTbLog', 'False', '--ShrinkThres', '0.9']  # above any weight of a 20-slot softmax: all shrunk
+    assert script_training.main(MEMAE + argv) == 0
+    assert '0.00 non-zero addressing weights per query, 0 of 20 slots used -- memory collapse' in capsys.readouterr().out
+
+
 def test_testing_writes_scores_acc_and_results(prepared_root, trained, tmp_path):
     res = run_testing(prepared_root, trained, tmp_path, *MEMAE)
     assert res.name == 'res_MemAE_Conv3DSpar_UCSD_P2_256_MemDim20_EntW0.0002_ShrThres0.0025_Seed1_Non'

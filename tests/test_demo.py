@@ -1,0 +1,102 @@
+"""The first run: synthetic videos (data/synthetic.py), `bash test.sh` falling back to the demo, and the figures."""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data.layout import VideoLayout
+from data.readers import read_ground_truth
+from data.synthetic import background, make_synthetic, render_video
+from models import MemModule
+from utils.errors import InputError
+from utils.eval import VideoResult
+from utils.plots import SlotUsage, most_anomalous_clips, shaded_spans
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def tiny_demo_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('demo')
+    make_synthetic(root / 'SyntheticDemo', size=32, train_videos=2, test_videos=3, num_frames=24, progress=False)
+    return root
+
+
+def test_synthetic_set_has_the_prepared_layout_and_labels_from_the_anomalous_object(tiny_demo_root):
+    layout = VideoLayout(tiny_demo_root / 'SyntheticDemo')
+    assert layout.videos('train') == ['Train001', 'Train002']
+    assert layout.videos('test') == ['Test001', 'Test002', 'Test003']
+    summary = json.loads((tiny_demo_root / 'SyntheticDemo' / 'prepare.json').read_text())
+    assert summary['anomaly_kinds'] == ['cart', 'runner', 'trespasser']
+    assert summary['training'] == {'videos': 2, 'frames': 48, 'clips': 2 * 9}
+    for name in layout.videos('test'):
+        labels = read_ground_truth(layout.gt_file(name))
+        assert len(labels) == 24 and 0 < labels.sum() < 24  # every test video has normal and anomalous frames
+    frame = np.asarray(Image.open(layout.frames_dir('test') / 'Test001' / '001.jpg'))
+    assert frame.shape == (32, 32)
+
+
+def test_anomalous_frames_are_those_that_show_the_anomalous_object():
+    rng = np.random.default_rng(3)
+    scene = background(32, rng)
+    frames, masks = render_video(32, 40, rng, scene, 'cart', anomaly_start=10)
+    assert frames.shape == (40, 32, 32) and frames.dtype == np.uint8
+    assert not masks[:10].any() and masks[10:14].any(axis=(1, 2)).all()
+    _, normal_masks = render_video(32, 40, rng, scene)
+    assert not normal_masks.any()
+
+
+def test_synthetic_size_must_fit_the_video_autoencoder(tmp_path):
+    with pytest.raises(InputError, match='--size 40 is no multiple of 16'):
+        make_synthetic(tmp_path / 'x', size=40)
+
+
+def test_plain_test_sh_without_ped2_runs_the_demo_with_figures(tiny_demo_root, tmp_path):
+    env = {**os.environ, 'DATA_ROOT': str(tiny_demo_root), 'OUT_ROOT': str(tmp_path / 'out')}
+    done = subprocess.run(['bash', 'test.sh'], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'No prepared UCSD Ped2' in done.stderr and 'python -m data.prepare_video' in done.stderr
+    assert 'AUC: ' in done.stdout
+    setting = 'MemAE_Conv3DSpar_SyntheticDemo_MemDim2000_EntW0.0002_ShrThres0.0025_Seed1_Non'
+    res = tmp_path / 'out' / f'res_{setting}'
+    results = json.loads((res / 'results.json').read_text())
+    assert 0 <= results['metrics']['auc'] <= 1 and results['metrics']['num_clips'] == 3 * 9
+    figures = ['roc.png', 'error_maps.png', 'memory_usage.png'] + [f'regularity_Test00{k}.png' for k in (1, 2, 3)]
+    for name in figures:
+        with Image.open(res / 'plots' / name) as image:  # a real PNG, not an empty file
+            assert image.size[0] > 100 and image.size[1] > 100
+    assert (tmp_path / 'out' / f'model_{setting}').is_dir()  # the demo's weights land in OUT_ROOT
+
+
+def test_explicit_ped2_without_data_is_an_error_not_the_demo(tmp_path):
+    env = {**os.environ, 'DATA_ROOT': str(tmp_path), 'MODEL_ROOT': str(tmp_path)}
+    done = subprocess.run(['bash', 'test.sh', 'ped2', '--UseCUDA', 'False'], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and 'No prepared UCSD Ped2' not in done.stderr
+
+
+def test_slot_usage_counts_the_weight_each_slot_receives():
+    memory = MemModule(mem_dim=5, fea_dim=4, shrink_thres=0.0)
+    features = torch.randn(2, 4, 3, 3)
+    with SlotUsage(memory) as usage:
+        att = memory(features)['att']
+        memory(features)
+    assert usage.queries == 2 * 2 * 3 * 3
+    assert torch.allclose(usage.mass, 2 * att.sum(dim=(0, 2, 3)))
+    assert usage.shares().sum() == pytest.approx(1.0)
+    assert usage.nonzero_per_query == pytest.approx(5.0)  # no shrinkage: every slot has some weight
+    memory(features)
+    assert usage.queries == 36  # detached after the with block
+
+
+def test_shaded_spans_and_most_anomalous_clips():
+    assert shaded_spans([0, 1, 1, 0, 0, 1]) == [(2, 3), (6, 6)]
+    assert shaded_spans([0, 0]) == []
+    videos = [VideoResult('a', np.array([1.0, 5.0, 2.0, 4.0]), np.zeros(4)),
+              VideoResult('b', np.array([3.0, 1.0, 9.0]), np.zeros(3))]
+    # the top clip of each video first (both have regularity 0 there), then the next lowest regularity
+    assert most_anomalous_clips(videos, count=3) == [('a', 1), ('b', 2), ('a', 3)]

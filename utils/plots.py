@@ -1,0 +1,193 @@
+"""Figures of a video test run (``script_testing.py --Plots True``), as PNG files under ``<res_path>/plots/``:
+
+* ``regularity_<video>.png``: the regularity score p of every clip against its centre frame, with the frames the
+  ground truth marks anomalous shaded (the paper's Fig. 4 style);
+* ``roc.png``: the ROC curve of the released protocol (all videos, anomalies positive, score 1 - p) and its AUC;
+* ``error_maps.png``: for the clips with the highest normalised error, the centre frame, its reconstruction and
+  the per-pixel error as a heat map;
+* ``memory_usage.png`` (MemAE): the share of the addressing weight each memory slot received over the test set,
+  slots sorted by share.
+
+:class:`SlotUsage` collects the addressing weights while a model runs (a forward hook on its memory), so the
+usage figure costs no extra forward pass; training uses it for TensorBoard too.
+"""
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn import metrics
+
+from data.video_datasets import NORM_MEAN, NORM_STD
+from utils.eval import regularity
+
+ERROR_MAP_CLIPS = 4
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use('Agg')  # files only: no display on servers
+    from matplotlib import pyplot
+    return pyplot
+
+
+class SlotUsage:
+    """Sum of the addressing weights each slot receives, over every query the memory answers while attached.
+
+    ``with SlotUsage(model.mem_rep) as usage: model(x)``; then ``usage.mass`` (N,) and ``usage.queries``.
+    ``usage.nonzero_per_query``: the mean number of slots with a non-zero weight per query (0 when shrinkage
+    has removed every weight: memory collapse)."""
+
+    def __init__(self, memory):
+        self.memory = memory
+        self.mass = None
+        self.queries = 0
+        self.nonzero = 0
+        self._handle = None
+
+    def _record(self, module, inputs, output):
+        att = output['att'].detach()
+        weights = att.movedim(1, -1).reshape(-1, att.shape[1]).float()  # queries x N
+        mass = weights.sum(0).cpu()
+        self.mass = mass if self.mass is None else self.mass + mass
+        self.queries += weights.shape[0]
+        self.nonzero += int((weights > 0).sum())
+
+    def __enter__(self):
+        self._handle = self.memory.register_forward_hook(self._record)
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.remove()
+
+    @property
+    def nonzero_per_query(self):
+        return self.nonzero / self.queries if self.queries else float('nan')
+
+    def shares(self):
+        """Share of the total addressing weight per slot (sums to 1 unless every weight was shrunk to 0)."""
+        total = float(self.mass.sum())
+        return (self.mass / total).numpy() if total > 0 else self.mass.numpy()
+
+
+def shaded_spans(frame_labels):
+    """1-based inclusive (start, end) frame ranges where ``frame_labels`` is 1."""
+    padded = np.concatenate([[0], np.asarray(frame_labels).ravel() > 0, [0]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(s) + 1, int(e)) for s, e in zip(edges[::2], edges[1::2])]
+
+
+def plot_regularity(path, name, centre_frames, scores, frame_labels, auc=None):
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 2.6))
+    for start, end in shaded_spans(frame_labels):
+        axis.axvspan(start - 0.5, end + 0.5, color='tab:red', alpha=0.2, lw=0)
+    axis.plot(np.asarray(centre_frames) + 1, regularity(scores), color='tab:blue', lw=1.2)
+    axis.set_xlim(1, len(np.asarray(frame_labels).ravel()))
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_xlabel('frame')
+    axis.set_ylabel('regularity score')
+    title = name if auc is None or np.isnan(auc) else f'{name} (video AUC {auc:.3f})'
+    axis.set_title(f'{title}; shaded: anomalous frames', fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_roc(path, labels, anomaly_scores, auc):
+    plt = _pyplot()
+    fpr, tpr, _ = metrics.roc_curve(labels, anomaly_scores, pos_label=1)
+    figure, axis = plt.subplots(figsize=(3.6, 3.6))
+    axis.plot(fpr, tpr, color='tab:blue', label=f'AUC {auc:.4f}')
+    axis.plot([0, 1], [0, 1], color='grey', lw=0.8, ls='--')
+    axis.set_xlabel('false positive rate')
+    axis.set_ylabel('true positive rate')
+    axis.set_title('frame-level ROC', fontsize=9)
+    axis.legend(loc='lower right')
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def most_anomalous_clips(videos, count=ERROR_MAP_CLIPS):
+    """(video name, clip index) of the ``count`` clips with the lowest regularity, one per video first."""
+    ranked = sorted(((float(p), v.name, int(k)) for v in videos for k, p in enumerate(regularity(v.scores))))
+    picks, seen = [], set()
+    for _, name, k in ranked:  # the most anomalous clip of as many different videos as possible
+        if name not in seen and len(picks) < count:
+            picks.append((name, k))
+            seen.add(name)
+    for _, name, k in ranked:
+        if len(picks) >= count:
+            break
+        if (name, k) not in picks:
+            picks.append((name, k))
+    return picks
+
+
+def plot_error_maps(path, model, clips, titles, memory_model):
+    """Centre frame | reconstruction | per-pixel L2 error, one row per clip (C x T x H x W, in [-1, 1])."""
+    plt = _pyplot()
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        output = model(torch.stack(clips).to(device))
+    recon = (output['output'] if memory_model else output).float().cpu()
+    figure, axes = plt.subplots(len(clips), 3, figsize=(6, 2.1 * len(clips)), squeeze=False)
+    for row, (clip, rec, title) in enumerate(zip(clips, recon, titles)):
+        t = clip.shape[1] // 2
+        frame, rebuilt = clip[:, t].float(), rec[:, t]
+        error = torch.sum((rebuilt - frame) ** 2, dim=0) ** 0.5
+        panels = ((frame * NORM_STD + NORM_MEAN).clamp(0, 1), (rebuilt * NORM_STD + NORM_MEAN).clamp(0, 1))
+        for col, image in enumerate(panels):
+            axes[row, col].imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap='gray', vmin=0, vmax=1)
+        heat = axes[row, 2].imshow(error.numpy(), cmap='inferno')
+        figure.colorbar(heat, ax=axes[row, 2], fraction=0.046)
+        axes[row, 0].set_ylabel(title, fontsize=8)
+        for col, label in enumerate(('input', 'reconstruction', 'error')):
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+            if row == 0:
+                axes[row, col].set_title(label, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_slot_usage(path, usage):
+    """The share of each used slot, most used first (slots never used are counted in the title only)."""
+    plt = _pyplot()
+    shares = np.sort(usage.shares())[::-1]
+    used = int((shares > 0).sum())
+    shown = shares[:max(used, 1)]
+    figure, axis = plt.subplots(figsize=(5, 3))
+    axis.bar(np.arange(1, len(shown) + 1), shown, width=0.9, color='tab:purple')
+    axis.set_yscale('log')
+    axis.set_xlabel('memory slot, most used first')
+    axis.set_ylabel('share of addressing weight')
+    axis.set_title(f'{used} of {len(shares)} slots used; {usage.nonzero_per_query:.2f} non-zero weights per query',
+                   fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_test_plots(res_path, videos, frame_labels, centre_frames, datasets, evaluation, model, memory_model,
+                     usage=None):
+    """Every figure of the module docstring; returns the folder. ``frame_labels``, ``centre_frames`` and
+    ``datasets`` map video names to the per-frame ground truth, the clips' 0-based centre frames and the clip
+    dataset; ``usage`` is the :class:`SlotUsage` recorded while scoring (MemAE)."""
+    folder = Path(res_path) / 'plots'
+    folder.mkdir(parents=True, exist_ok=True)
+    for video in videos:
+        plot_regularity(folder / f'regularity_{video.name}.png', video.name, centre_frames[video.name],
+                        video.scores, frame_labels[video.name], evaluation.per_video_auc.get(video.name))
+    labels = np.concatenate([v.labels for v in videos])
+    if 0 < labels.sum() < len(labels):
+        plot_roc(folder / 'roc.png', labels, np.concatenate([1 - regularity(v.scores) for v in videos]),
+                 evaluation.auc)
+    picks = most_anomalous_clips(videos)
+    clips = [datasets[name][k][1] for name, k in picks]
+    titles = [f'{name} frame {centre_frames[name][k] + 1}' for name, k in picks]
+    plot_error_maps(folder / 'error_maps.png', model, clips, titles, memory_model)
+    if usage is not None and usage.queries:
+        plot_slot_usage(folder / 'memory_usage.png', usage)
+    return folder
