@@ -74,7 +74,8 @@ def main(argv=None):
                                             channels=opt.ImgChnNum, frame_num=opt.FrameNum)
         frame_labels[name] = read_ground_truth(layout.gt_file(name))
         centres[name] = centre_frames_from_clips(datasets[name].frame_indices())
-    clip_labels = {name: align_labels(frame_labels[name], centres[name], name) for name in datasets}
+    clip_labels = {name: align_labels(frame_labels[name], centres[name], f'{name} ({layout.gt_file(name)})')
+                   for name in datasets}
 
     options.save(opt, res_path)
     # The figures' memory usage is recorded while scoring, not by another pass over the test set.

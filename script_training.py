@@ -9,7 +9,9 @@ As released: Adam, loss = MSE(reconstruction, input) + EntropyLossWeight * entro
 (MemAE only), shuffled batches. Outputs under ``<ModelRoot>/model_<setting>/``: ``<setting>_snap.pt`` every
 ``SnapInterval`` iterations, ``<setting>_epoch_NNNN.pt`` every ``SaveCheckInterval`` epochs and
 ``<setting>_epoch_NNNN_final.pt`` at the end (plain state dicts that ``script_testing.py`` loads), plus
-``opt.txt``/``opt.json`` and ``train_log.csv``; TensorBoard logs under ``<ModelRoot>/log_<setting>/``.
+``opt.txt``/``opt.json``, ``train_log.csv`` and ``<setting>_resume.pt`` (the training state ``--Resume``
+continues from, rewritten after every epoch); TensorBoard logs under ``<ModelRoot>/log_<setting>/``. Every file
+is written atomically. A non-finite loss stops training before it updates the weights.
 """
 import sys
 from contextlib import nullcontext
@@ -24,12 +26,14 @@ from data.layout import VideoLayout
 from data.registry import dataset_spec
 from data.video_datasets import NORM_MEAN, NORM_STD
 from models import build_model, is_memory_model, weights_init
+from models.ae_3dconv import check_clip_shape
 from options import TrainOptions
+from utils.checkpoint import atomic_save, load_training_state, resolve_resume, resume_file, save_training_state
 from utils.errors import run_cli
 from utils.one_class import run_protocol
 from utils.plots import SlotUsage
-from utils.runtime import seed_everything, select_device, set_deterministic
-from utils.training import LOSS_TERMS, training_step
+from utils.runtime import rng_state, seed_everything, select_device, set_deterministic, set_rng_state
+from utils.training import LOSS_TERMS, NonFiniteLossError, training_step
 
 LOG_COLUMNS = ('epoch', 'iteration', *LOSS_TERMS)
 TB_FRAME_STEP = 5  # TensorBoard shows frames 1, 6, 11 of the first clip, as released
@@ -51,6 +55,32 @@ def describe_addressing(usage):
     return line
 
 
+def restore_training_state(opt, model_dir, model, optimizer, loader_generator):
+    """``--Resume``: load the training state into the model, optimizer and random generators; returns
+    (epochs done, iterations done), (0, 0) for a fresh start."""
+    path = resolve_resume(opt.Resume, model_dir, opt.setting)
+    if path is None:
+        if opt.Resume == 'auto':
+            print(f'--Resume auto: no training state in {model_dir} yet, starting afresh')
+        return 0, 0
+    state = load_training_state(path, opt.setting)
+    model.load_state_dict(state['model'])
+    optimizer.load_state_dict(state['optimizer'])
+    set_rng_state(state['rng'], loader_generator)
+    print(f"resuming from {path}: {state['epochs_done']} epochs, {state['iteration']} iterations done")
+    return state['epochs_done'], state['iteration']
+
+
+def open_train_log(path, start_epoch):
+    """``train_log.csv`` for appending: a fresh file, or on resume the rows of the epochs already done (rows of
+    an interrupted epoch are dropped: that epoch runs again)."""
+    kept = []
+    if start_epoch and path.is_file():
+        kept = [row for row in path.read_text().splitlines()[1:] if int(row.split(',')[0]) < start_epoch]
+    path.write_text('\n'.join([','.join(LOG_COLUMNS), *kept]) + '\n')
+    return path.open('a')
+
+
 def open_tensorboard(opt):
     from torch.utils.tensorboard import SummaryWriter  # imported only when logging: it is slow to import
     return SummaryWriter(log_dir=str(Path(opt.ModelRoot) / f'log_{opt.setting}'))
@@ -70,8 +100,10 @@ def main(argv=None):
     layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
     dataset = spec.reader(layout.index_dir('train'), layout.frames_dir('train'), channels=opt.ImgChnNum,
                           frame_num=opt.FrameNum)
+    check_clip_shape(dataset[0][1][None])  # frame size and clip length, before anything is written
+    loader_generator = torch.Generator().manual_seed(opt.Seed)
     loader = DataLoader(dataset, batch_size=opt.BatchSize, shuffle=True, num_workers=opt.NumWorker,
-                        generator=torch.Generator().manual_seed(opt.Seed), pin_memory=device.type == 'cuda')
+                        generator=loader_generator, pin_memory=device.type == 'cuda')
     model = build_model(opt)
     model.apply(weights_init)
     model.to(device)
@@ -79,15 +111,15 @@ def main(argv=None):
     optimizer = torch.optim.Adam(model.parameters(), lr=opt.LR)
 
     model_dir = Path(opt.ModelRoot) / f'model_{opt.setting}'
+    state_file = resume_file(model_dir, opt.setting)
+    start_epoch, iteration = restore_training_state(opt, model_dir, model, optimizer, loader_generator)
     options.save(opt, model_dir)
     tb_writer = open_tensorboard(opt) if opt.IsTbLog else None
-    log_file = (model_dir / 'train_log.csv').open('w')
-    log_file.write(','.join(LOG_COLUMNS) + '\n')
+    log_file = open_train_log(model_dir / 'train_log.csv', start_epoch)
     print(f'setting: {opt.setting}; {len(dataset)} training clips, {len(loader)} iterations per epoch on {device}')
 
-    iteration = 0
     model.train()
-    for epoch in range(opt.EpochNum):
+    for epoch in range(start_epoch, opt.EpochNum):
         epoch_losses = []
         progress = tqdm(loader, desc=f'epoch {epoch + 1}/{opt.EpochNum}', unit='batch')
         # addressing statistics of the epoch, for the log and TensorBoard (a hook: no extra forward pass)
@@ -95,7 +127,12 @@ def main(argv=None):
         with usage:
             for batch_idx, (_, clips) in enumerate(progress):
                 clips = clips.to(device, non_blocking=True)
-                recon, values = training_step(model, clips, optimizer, opt, memory_model)
+                try:
+                    recon, values = training_step(model, clips, optimizer, opt, memory_model)
+                except NonFiniteLossError as error:
+                    last = state_file if state_file.is_file() else 'none yet'
+                    raise NonFiniteLossError(f'{error} at iteration {iteration} (epoch {epoch + 1}); training '
+                                             f'stopped before the update; last good training state: {last}') from None
                 epoch_losses.append(values['loss'])
 
                 if batch_idx % opt.TextLogInterval == 0:
@@ -108,7 +145,7 @@ def main(argv=None):
                         tb_writer.add_image('x', frame_strip(clips[0]), iteration, dataformats='HW')
                         tb_writer.add_image('x_rec', frame_strip(recon[0]), iteration, dataformats='HW')
                 if iteration % opt.SnapInterval == 0:
-                    torch.save(model.state_dict(), model_dir / f'{opt.setting}_snap.pt')
+                    atomic_save(model.state_dict(), model_dir / f'{opt.setting}_snap.pt')
                 iteration += 1
         log_file.flush()
         print(f'epoch {epoch + 1}/{opt.EpochNum}: mean loss {np.mean(epoch_losses):.6f}'
@@ -118,10 +155,12 @@ def main(argv=None):
             tb_writer.add_scalar('memory/slots_used', int((usage.mass > 0).sum()), epoch)
             tb_writer.add_histogram('memory/slot_share', usage.shares(), epoch)
         if epoch % opt.SaveCheckInterval == 0:
-            torch.save(model.state_dict(), model_dir / f'{opt.setting}_epoch_{epoch:04d}.pt')
+            atomic_save(model.state_dict(), model_dir / f'{opt.setting}_epoch_{epoch:04d}.pt')
+        save_training_state(state_file, model, optimizer, epoch + 1, iteration, rng_state(loader_generator),
+                            opt.setting)
 
     final = model_dir / f'{opt.setting}_epoch_{opt.EpochNum - 1:04d}_final.pt'
-    torch.save(model.state_dict(), final)
+    atomic_save(model.state_dict(), final)
     log_file.close()
     if tb_writer is not None:
         tb_writer.close()

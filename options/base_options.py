@@ -124,6 +124,8 @@ class BaseOptions:
         parser.add_argument('--ModelRoot', help='folder of model weights (the release said ./models/, which is the '
                             'Python package here)', type=str, default='./memae_models/')
         parser.add_argument('--Suffix', help='last field of the run name', type=str, default='Non')
+        parser.add_argument('--Debug', help='(added) show the traceback of errors in the input too (otherwise: one '
+                            'sentence and exit code 2)', type=str2bool, nargs='?', const=True, default=False)
 
     def add_arguments(self, parser):
         """Flags of one script only."""

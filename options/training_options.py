@@ -1,6 +1,6 @@
 """Options of ``script_training.py``."""
 from models.losses import LOSS_SCALINGS
-from options.base_options import BaseOptions, str2bool
+from options.base_options import BaseOptions, optional_path, str2bool
 
 
 class TrainOptions(BaseOptions):
@@ -28,3 +28,7 @@ class TrainOptions(BaseOptions):
                             default=200)
         parser.add_argument('--SaveCheckInterval', help='save <setting>_epoch_NNNN.pt every N epochs', type=int,
                             default=1)
+        parser.add_argument('--Resume', help='(added) video training: continue from a training state, a path or '
+                            '"auto" (<ModelRoot>/model_<setting>/<setting>_resume.pt, written after every epoch; '
+                            'starts afresh if there is none); restores model, optimizer, epoch, iteration and random '
+                            'states', type=optional_path, default=None)

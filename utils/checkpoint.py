@@ -1,10 +1,16 @@
-"""Finding and loading model weights: the authors' released files, our training outputs, or any state dict.
+"""Finding and loading model weights (the authors' released files, our training outputs, or any state dict),
+writing files atomically, and the full training state that ``--Resume`` restores.
 
 Accepted files: plain state dicts saved by PyTorch 0.4 (legacy, non-zip pickle; no ``num_batches_tracked``) or
 later, and dicts that wrap one under ``model``/``state_dict``/``model_state_dict``; a ``module.`` prefix left by
 DataParallel is removed. Files are read with ``weights_only=True`` (no arbitrary pickle) onto the CPU, so
 weights saved on a GPU load anywhere.
+
+Training state (``<ModelRoot>/model_<setting>/<setting>_resume.pt``, rewritten after every epoch): the model, the
+optimizer, the epochs and iterations done, every random state (utils/runtime.rng_state) and the run name. It is
+separate from the plain weight files, which stay what ``script_testing.py`` and the release use.
 """
+import os
 import re
 from pathlib import Path
 
@@ -98,3 +104,51 @@ def load_weights(model, path, opt):
         raise CheckpointError(_mismatch_message(path, state, model, opt))
     model.load_state_dict(state, strict=True)
     return model
+
+
+def atomic_save(obj, path):
+    """``torch.save`` to a temporary file beside ``path``, then rename it: a crash mid-write leaves the previous
+    file intact instead of a truncated one."""
+    path = Path(path)
+    temporary = path.with_name(f'.{path.name}.tmp')
+    torch.save(obj, temporary)
+    os.replace(temporary, path)
+
+
+def resume_file(model_dir, setting):
+    return Path(model_dir) / f'{setting}_resume.pt'
+
+
+def save_training_state(path, model, optimizer, epochs_done, iteration, rng, setting):
+    atomic_save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'epochs_done': epochs_done,
+                 'iteration': iteration, 'rng': rng, 'setting': setting}, path)
+
+
+def resolve_resume(resume, model_dir, setting):
+    """The training-state file ``--Resume`` names: a path, or ``auto`` for the run's own (None if it has none
+    yet, so that ``--Resume auto`` can be passed to every start of a job)."""
+    if resume is None:
+        return None
+    if resume == 'auto':
+        path = resume_file(model_dir, setting)
+        return path if path.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise CheckpointError(f'--Resume {resume} does not exist; pass a {setting}_resume.pt file or auto')
+    return path
+
+
+def load_training_state(path, setting):
+    """The dict :func:`save_training_state` wrote, checked to belong to the run ``setting``."""
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f'--Resume {path} is not a readable training state ({type(error).__name__}: '
+                              f'{error})') from None
+    if not isinstance(state, dict) or not {'model', 'optimizer', 'epochs_done', 'rng'} <= set(state):
+        raise CheckpointError(f'--Resume {path} is not a training state (plain weights cannot be resumed: they '
+                              f'lack the optimizer and random states)')
+    if state.get('setting') != setting:
+        raise CheckpointError(f"--Resume {path} belongs to the run {state.get('setting')}, not to {setting}: the "
+                              f'options differ')
+    return state

@@ -1,13 +1,41 @@
 """Errors that a user's input causes (a flag, a file, a folder), and how the command-line entry points show them.
 
 They are reported as one sentence and a non-zero exit code, without a traceback: the sentence names the flag or
-file at fault, which is all the user needs. Anything else is a bug and keeps its traceback.
+file at fault, which is all the user needs (``--Debug True`` shows the traceback as well). Anything else is a bug
+and keeps its traceback.
 """
 import sys
+
+# DataLoader workers re-raise a worker's exception in the main process with the worker's traceback in its text
+WORKER_TRACEBACK = 'Original Traceback'
 
 
 class InputError(ValueError):
     """A flag, file or folder given to us is missing, unreadable or inconsistent."""
+
+
+def one_sentence(error):
+    """The error's own sentence, without the traceback a DataLoader worker puts into it."""
+    text = str(error)
+    if WORKER_TRACEBACK not in text:
+        return text
+    last = text.strip().splitlines()[-1]  # "data.readers.DataFormatError: <sentence>"
+    return last.split(': ', 1)[1] if ': ' in last else last
+
+
+def debug_requested(argv):
+    """Whether the command line asks for tracebacks (``--Debug``, ``--Debug True``)."""
+    from options.base_options import str2bool  # options import this module: import at call time
+    args = list(sys.argv[1:] if argv is None else argv)
+    if '--Debug' not in args:
+        return False
+    position = args.index('--Debug') + 1
+    if position == len(args) or args[position].startswith('--'):
+        return True
+    try:
+        return str2bool(args[position])
+    except Exception:
+        return False
 
 
 def run_cli(main, argv=None):
@@ -15,5 +43,7 @@ def run_cli(main, argv=None):
     try:
         return main(argv)
     except InputError as error:
-        print(f'error: {error}', file=sys.stderr)
+        if debug_requested(argv):
+            raise
+        print(f'error: {one_sentence(error)}', file=sys.stderr)
         return 2

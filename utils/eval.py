@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics
 
+from utils.errors import InputError
+
 
 @dataclass
 class VideoResult:
@@ -64,7 +66,7 @@ def align_labels(frame_labels, centre_frames, video_name=''):
     frame_labels = np.asarray(frame_labels).ravel()
     centre_frames = np.asarray(centre_frames)
     if len(centre_frames) and (centre_frames.min() < 0 or centre_frames.max() >= len(frame_labels)):
-        raise ValueError(f'video {video_name}: the ground truth has {len(frame_labels)} frames, but its clips '
+        raise InputError(f'video {video_name}: the ground truth has {len(frame_labels)} frames, but its clips '
                          f'reach frame {centre_frames.max() + 1}')
     return (frame_labels[centre_frames] > 0).astype(np.int64)
 

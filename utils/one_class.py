@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from data.protocols import image_split, kdd_split, resolve_protocol
 from models import IMAGE_ARCHITECTURES, build_model, is_memory_model, weights_init
-from utils.checkpoint import first_existing, load_weights
+from utils.checkpoint import atomic_save, first_existing, load_weights
 from utils.errors import InputError
 from utils.runtime import onednn_disabled, seed_everything
 from utils.scoring import model_scores, resolve_score_type
@@ -217,7 +217,7 @@ def trained_model(exp, unit, train_x):
     if tb_writer is not None:
         tb_writer.close()
     weights = exp.model_dir / f'{opt.setting}{unit.weight_suffix}.pt'
-    torch.save(model.state_dict(), weights)
+    atomic_save(model.state_dict(), weights)
     return model, weights, losses
 
 

@@ -38,3 +38,28 @@ def onednn_disabled(disabled):
         yield
     finally:
         torch.backends.mkldnn.enabled = previous
+
+
+def rng_state(loader_generator=None):
+    """Every random state a training run draws from (Python, NumPy, PyTorch CPU and CUDA, and the DataLoader's
+    generator, which fixes the order of the next epochs), in types ``torch.load(weights_only=True)`` reads."""
+    _, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    state = {'python': random.getstate(), 'numpy_keys': torch.from_numpy(keys.astype(np.int64)),
+             'numpy_position': int(position), 'numpy_has_gauss': int(has_gauss),
+             'numpy_cached_gauss': float(cached_gauss), 'torch': torch.get_rng_state(),
+             'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    if loader_generator is not None:
+        state['loader'] = loader_generator.get_state()
+    return state
+
+
+def set_rng_state(state, loader_generator=None):
+    """Restore what :func:`rng_state` captured."""
+    random.setstate(state['python'])
+    np.random.set_state(('MT19937', state['numpy_keys'].numpy().astype(np.uint32), state['numpy_position'],
+                         state['numpy_has_gauss'], state['numpy_cached_gauss']))
+    torch.set_rng_state(state['torch'])
+    if state['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+    if loader_generator is not None and 'loader' in state:
+        loader_generator.set_state(state['loader'])

@@ -2,9 +2,14 @@
 import torch
 
 from models import has_latent_penalty
+from utils.errors import InputError
 from models.losses import entropy_loss, latent_l1_loss, reconstruction_loss
 
 LOSS_TERMS = ('loss', 'recon_loss', 'entropy_loss', 'l1_loss')
+
+
+class NonFiniteLossError(InputError):
+    """The loss became NaN or infinite (usually a learning rate too large for the data)."""
 
 
 def compute_losses(model, batch, opt, memory_model):
@@ -37,8 +42,12 @@ def compute_losses(model, batch, opt, memory_model):
 
 
 def training_step(model, batch, optimizer, opt, memory_model):
-    """Forward, backward and an optimizer step; returns the reconstruction and the loss values."""
+    """Forward, backward and an optimizer step; returns the reconstruction and the loss values. A non-finite
+    loss raises :class:`NonFiniteLossError` before anything is updated."""
     loss, recon, values = compute_losses(model, batch, opt, memory_model)
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(f"the loss is {values['loss']} (reconstruction {values['recon_loss']}, entropy "
+                                 f"{values['entropy_loss']}); try a lower --LR")
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
