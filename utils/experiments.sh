@@ -61,8 +61,9 @@ experiment_flags() {
 parse_experiment() {
   experiment_flags "${1:-ped2}" || return 1
   case "${1:-ped2}" in
-    ped2*|demo) TEST_FLAGS=(--Plots True) ;;
-    *)          TEST_FLAGS=() ;;
+    ped2*) TEST_FLAGS=(--Plots True) ;;
+    demo)  TEST_FLAGS=(--Plots True --BatchSize 16 --NumWorker 0) ;;  # tiny clips: batches help, workers do not
+    *)     TEST_FLAGS=() ;;
   esac
   EXTRA_ARGS=("${@:2}")
 }
