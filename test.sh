@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Evaluate weights with the paper's settings:  bash test.sh [EXPERIMENT] [extra script_testing.py flags]
-# Experiments (utils/experiments.sh): ped2 mnist cifar10 kdd, each also as _ae, _nonspar
+# Experiments (utils/experiments.sh): ped2 ped1 avenue shanghaitech mnist cifar10 kdd, each also as _ae, _nonspar
 # and the ablations _noshrink, _noentropy, _ael1, _cosine; and demo.
 # Environment: DATA_ROOT (./dataset/), MODEL_ROOT (./memae_models/), OUT_ROOT (./results/).
 #

@@ -12,12 +12,20 @@ is anomalous iff its mask has a non-zero pixel) or from frame-range annotations.
 
 Source layouts, detected from SRC:
 
-1. the original UCSD release, ``UCSD_Anomaly_Dataset.v1p2/UCSDped2`` (or ``UCSDped1``): ``Train/TrainNNN/*.tif``,
+1. the original UCSD release, ``UCSD_Anomaly_Dataset.v1p2/UCSDped2`` or ``UCSDped1``: ``Train/TrainNNN/*.tif``,
    ``Test/TestNNN/*.tif``, pixel masks ``Test/TestNNN_gt/*.bmp`` where they exist and the frame ranges of
-   ``Test/UCSDped2.m``;
-2. the JPEG re-distribution of Liu et al. (CVPR 2018): ``training/frames/NN/NNN.jpg`` (0-based names),
-   ``testing/frames/NN/NNN.jpg`` and ``<name>.mat`` whose variable ``gt`` is a 1 x K cell of [start; end]
-   1-based frame ranges.
+   ``Test/UCSDped2.m`` (``UCSDped1.m``: Ped1 has masks for only some test videos, so its labels come from the
+   ranges);
+2. the JPEG re-distribution of Liu et al. (CVPR 2018), for Ped1, Ped2 and Avenue: ``training/frames/NN/NNN.jpg``
+   (0-based names), ``testing/frames/NN/NNN.jpg`` and ``<name>.mat`` whose variable ``gt`` is a 1 x K cell of
+   [start; end] 1-based frame ranges;
+3. CUHK Avenue as released: ``training_videos/NN.avi``, ``testing_videos/NN.avi`` and per-frame masks
+   ``ground_truth_demo/testing_label_mask/N_label.mat`` (variable ``volLabel``, a 1 x frames cell);
+4. ShanghaiTech Campus: ``training/videos/*.avi``, ``testing/frames/<video>/NNN.jpg`` and frame labels
+   ``testing/test_frame_mask/<video>.npy``.
+
+Video files are decoded with PyAV (``pip install av``), needed only for layouts 3 and 4. ``prepare.json`` maps
+every output video name to its source.
 
 ``--masks DIR`` takes the labels from a folder of ``TestNNN_gt`` mask folders instead (e.g. the official
 UCSD masks for the JPEG re-distribution).
@@ -37,6 +45,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from data.layout import natural_key
+from data.movies import MOVIE_SUFFIXES, count_frames, movie_files, movie_frames
 from data.readers import DataFormatError, FRAME_SUFFIXES, write_ground_truth, write_index
 from utils.errors import run_cli
 
@@ -47,8 +56,19 @@ OUTPUT_FOLDERS = ('training', 'training_idx', 'testing', 'testing_idx', 'testing
 @dataclass
 class SourceVideo:
     name: str                      # output name: TrainNNN / TestNNN
-    frames: list                   # source frame paths in temporal order
+    frames: list = None            # source frame paths in temporal order; or
+    movie: Path = None             # a video file holding the frames
     labels: np.ndarray = None      # test videos: 0/1 per frame
+    source: str = ''               # the source's own name for the video
+    _count: int = None
+
+    @property
+    def num_frames(self):
+        if self.frames is not None:
+            return len(self.frames)
+        if self._count is None:
+            self._count = count_frames(self.movie)
+        return self._count
 
 
 @dataclass
@@ -76,8 +96,15 @@ def _videos(folders, prefix):
         frames = _image_files(folder)
         if not frames:
             raise DataFormatError(f'video folder {folder} holds no frames')
-        videos.append(SourceVideo(f'{prefix}{k:03d}', frames))
+        videos.append(SourceVideo(f'{prefix}{k:03d}', frames, source=str(folder)))
     return videos
+
+
+def _movies(folder, prefix):
+    files = movie_files(folder)
+    if not files:
+        raise DataFormatError(f'{folder} holds no video files ({", ".join(MOVIE_SUFFIXES)})')
+    return [SourceVideo(f'{prefix}{k:03d}', movie=path, source=str(path)) for k, path in enumerate(files, start=1)]
 
 
 def mask_labels(mask_folder):
@@ -148,7 +175,7 @@ def _labels_from_ranges(ranges, test_videos, origin):
     if len(ranges) != len(test_videos):
         raise DataFormatError(f'{origin} annotates {len(ranges)} test videos but the source has {len(test_videos)}')
     for video, video_ranges in zip(test_videos, ranges):
-        video.labels = ranges_to_labels(video_ranges, len(video.frames))
+        video.labels = ranges_to_labels(video_ranges, video.num_frames)
 
 
 def _ucsd_original(src, labels):
@@ -185,6 +212,42 @@ def _jpeg_redistribution(src, labels):
     return Source('jpeg_redistribution', train, test, f'frame ranges of {mat_files[0].name}')
 
 
+def _only_automatic_labels(labels, layout):
+    if labels != 'auto':
+        raise DataFormatError(f'--labels {labels} does not apply to {layout}, whose labels come with it')
+
+
+def _avenue_official(src, labels):
+    _only_automatic_labels(labels, 'CUHK Avenue as released')
+    train = _movies(src / 'training_videos', 'Train')
+    test = _movies(src / 'testing_videos', 'Test')
+    mask_folder = src / 'ground_truth_demo' / 'testing_label_mask'
+    for k, video in enumerate(test, start=1):
+        path = mask_folder / f'{k}_label.mat'
+        try:
+            masks = sio.loadmat(str(path))['volLabel']
+        except Exception as error:
+            raise DataFormatError(f'{path} has no readable variable volLabel ({type(error).__name__}: {error})') \
+                from None
+        video.labels = np.array([int(np.asarray(mask).any()) for mask in masks.ravel()], dtype=np.int64)
+    return Source('avenue_official', train, test, f'per-frame masks in {mask_folder}')
+
+
+def _shanghaitech(src, labels):
+    _only_automatic_labels(labels, 'ShanghaiTech')
+    train = _movies(src / 'training' / 'videos', 'Train')
+    test_folders = sorted((p for p in (src / 'testing' / 'frames').iterdir() if p.is_dir()),
+                          key=lambda p: natural_key(p.name))
+    test = _videos(test_folders, 'Test')
+    for folder, video in zip(test_folders, test):
+        path = src / 'testing' / 'test_frame_mask' / f'{folder.name}.npy'
+        try:
+            video.labels = (np.load(path, allow_pickle=False).ravel() > 0).astype(np.int64)
+        except Exception as error:
+            raise DataFormatError(f'{path} is not a readable frame mask ({type(error).__name__}: {error})') from None
+    return Source('shanghaitech', train, test, 'frame masks testing/test_frame_mask/<video>.npy')
+
+
 def detect_source(src, labels='auto'):
     """The videos and labels of a source folder, whichever supported layout it has."""
     src = Path(src)
@@ -192,14 +255,19 @@ def detect_source(src, labels='auto'):
         raise DataFormatError(f'--src {src} is not a folder')
     if (src / 'Train').is_dir() and (src / 'Test').is_dir():
         return _ucsd_original(src, labels)
+    if (src / 'training_videos').is_dir() and (src / 'testing_videos').is_dir():
+        return _avenue_official(src, labels)
+    if (src / 'training' / 'videos').is_dir() and (src / 'testing' / 'frames').is_dir():
+        return _shanghaitech(src, labels)
     if (src / 'training' / 'frames').is_dir() and (src / 'testing' / 'frames').is_dir():
         return _jpeg_redistribution(src, labels)
     peds = sorted(p.name for p in src.glob('UCSDped*') if p.is_dir())
     if peds:
         raise DataFormatError(f"--src {src} is the UCSD release's root; pass one of its data sets: "
                               f"{', '.join(str(src / p) for p in peds)}")
-    raise DataFormatError(f'--src {src} is not a known source layout: expected Train/ and Test/ (original UCSD) '
-                          f'or training/frames/ and testing/frames/ (JPEG re-distribution)')
+    raise DataFormatError(f'--src {src} is not a known source layout: expected Train/ and Test/ (original UCSD), '
+                          f'training_videos/ and testing_videos/ (CUHK Avenue), training/videos/ and testing/frames/ '
+                          f'(ShanghaiTech) or training/frames/ and testing/frames/ (JPEG re-distribution)')
 
 
 def clip_starts(num_frames, clip_len, stride):
@@ -207,13 +275,30 @@ def clip_starts(num_frames, clip_len, stride):
     return list(range(1, num_frames - clip_len + 2, stride))
 
 
-def _convert_frame(job):
-    source, target, size, channels = job
+def _save_frame(image, target, size, channels):
+    image = image.convert('L' if channels == 1 else 'RGB')
+    if image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC)
+    image.save(target, quality=JPEG_QUALITY)
+
+
+def _convert_file(job):
+    source, targets, size, channels = job
     with Image.open(source) as image:
-        image = image.convert('L' if channels == 1 else 'RGB')
-        if image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC)
-        image.save(target, quality=JPEG_QUALITY)
+        _save_frame(image, targets[0], size, channels)
+
+
+def _convert_movie(job):
+    """Decode a video file once, converting every frame; its frame count must be the one counted before."""
+    movie, targets, size, channels = job
+    decoded = 0
+    for decoded, image in enumerate(movie_frames(movie), start=1):
+        if decoded > len(targets):
+            break
+        _save_frame(image, targets[decoded - 1], size, channels)
+    if decoded != len(targets):
+        raise DataFormatError(f'{movie}: decoded {decoded} frames, but its packets counted {len(targets)}')
+    return len(targets)
 
 
 def _prepare_output(dst, overwrite):
@@ -232,7 +317,8 @@ def _prepare_output(dst, overwrite):
 
 
 def write_split(dst, folder, videos, size, channels, clip_len, stride, workers, progress):
-    """Frames and index files of one split; returns the number of clips written."""
+    """Frames and index files of one split; returns the number of clips written. Frame files are converted one
+    job each; a video file is one job (it is decoded in order)."""
     jobs = []
     num_clips = 0
     for video in videos:
@@ -240,19 +326,23 @@ def write_split(dst, folder, videos, size, channels, clip_len, stride, workers, 
         index_dir = dst / f'{folder}_idx' / video.name
         frame_dir.mkdir(parents=True)
         index_dir.mkdir(parents=True)
-        width = max(3, len(str(len(video.frames))))
-        jobs += [(source, frame_dir / f'{n:0{width}d}.jpg', size, channels)
-                 for n, source in enumerate(video.frames, start=1)]
-        starts = clip_starts(len(video.frames), clip_len, stride)
+        width = max(3, len(str(video.num_frames)))
+        targets = [frame_dir / f'{n:0{width}d}.jpg' for n in range(1, video.num_frames + 1)]
+        if video.movie is not None:
+            jobs.append((_convert_movie, (video.movie, targets, size, channels), len(targets)))
+        else:
+            jobs += [(_convert_file, (source, [target], size, channels), 1)
+                     for source, target in zip(video.frames, targets)]
+        starts = clip_starts(video.num_frames, clip_len, stride)
         index_width = max(3, len(str(len(starts))))
         for j, start in enumerate(starts, start=1):
             write_index(index_dir / f'{video.name}_i{j:0{index_width}d}.mat', video.name,
                         np.arange(start, start + clip_len))
         num_clips += len(starts)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in tqdm(pool.map(_convert_frame, jobs), total=len(jobs), desc=f'{folder} frames', unit='frame',
-                      disable=not progress):
-            pass
+    with ThreadPoolExecutor(max_workers=workers) as pool, \
+            tqdm(total=sum(n for *_, n in jobs), desc=f'{folder} frames', unit='frame', disable=not progress) as bar:
+        for (_, _, frames), _ in zip(jobs, pool.map(lambda job: job[0](job[1]), jobs)):
+            bar.update(frames)
     return num_clips
 
 
@@ -266,9 +356,9 @@ def prepare(src, dst, size=(256, 256), clip_len=16, stride=1, channels=1, labels
         _labels_from_masks(masks, source.test)
         source.label_origin = f'pixel masks in {masks}'
     for video in source.test:
-        if len(video.labels) != len(video.frames):
-            raise DataFormatError(f'{video.name}: {len(video.labels)} frame labels ({source.label_origin}) for '
-                                  f'{len(video.frames)} frames')
+        if len(video.labels) != video.num_frames:
+            raise DataFormatError(f'{video.name} ({video.source}): {len(video.labels)} frame labels '
+                                  f'({source.label_origin}) for {video.num_frames} frames')
     dst = _prepare_output(dst, overwrite)
     summary = {'src': str(src), 'layout': source.layout, 'label_origin': source.label_origin,
                'size': list(size), 'channels': channels, 'clip_len': clip_len, 'stride': stride,
@@ -276,13 +366,14 @@ def prepare(src, dst, size=(256, 256), clip_len=16, stride=1, channels=1, labels
     for folder, videos in (('training', source.train), ('testing', source.test)):
         summary[folder] = {
             'videos': len(videos),
-            'frames': sum(len(v.frames) for v in videos),
+            'frames': sum(v.num_frames for v in videos),
             'clips': write_split(dst, folder, videos, size, channels, clip_len, stride, workers, progress),
         }
     (dst / 'testing_gt').mkdir()
     for video in source.test:
         write_ground_truth(dst / 'testing_gt' / f'{video.name}.mat', video.labels)
     summary['testing']['anomalous_frames'] = int(sum(v.labels.sum() for v in source.test))
+    summary['video_sources'] = {v.name: v.source for v in source.train + source.test}
     (dst / 'prepare.json').write_text(json.dumps(summary, indent=2) + '\n')
     return summary
 

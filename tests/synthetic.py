@@ -30,10 +30,12 @@ def anomaly_ranges(num_test, num_frames):
     return [(num_frames // 2, num_frames) if k % 2 else (3, num_frames // 2) for k in range(num_test)]
 
 
-def make_ucsd_original(root, num_train=2, num_test=2, num_frames=20, frame_prefix_videos=(2,)):
+def make_ucsd_original(root, num_train=2, num_test=2, num_frames=20, frame_prefix_videos=(2,), name='UCSDped2',
+                       mask_videos=None):
     """``UCSDped2/{Train,Test}`` of the original release: .tif frames, .bmp masks, ``UCSDped2.m``. Mask folders of
-    the test videos numbered in ``frame_prefix_videos`` name their files ``frameNNN.bmp``."""
-    src = Path(root) / 'UCSDped2'
+    the test videos numbered in ``frame_prefix_videos`` name their files ``frameNNN.bmp``; only the test videos
+    numbered in ``mask_videos`` have masks (None: all, as Ped2; Ped1 has them for some)."""
+    src = Path(root) / name
     ranges = anomaly_ranges(num_test, num_frames)
     for k in range(1, num_train + 1):
         folder = src / 'Train' / f'Train{k:03d}'
@@ -45,16 +47,79 @@ def make_ucsd_original(root, num_train=2, num_test=2, num_frames=20, frame_prefi
         folder = src / 'Test' / f'Test{k:03d}'
         gt_folder = src / 'Test' / f'Test{k:03d}_gt'
         folder.mkdir(parents=True)
-        gt_folder.mkdir()
+        has_masks = mask_videos is None or k in mask_videos
+        if has_masks:
+            gt_folder.mkdir()
         start, end = ranges[k - 1]
         for t in range(1, num_frames + 1):
             frame, mask = frame_and_mask(t, start <= t <= end, seed=100 + k)
             Image.fromarray(frame).save(folder / f'{t:03d}.tif')
             mask_name = f'frame{t:03d}.bmp' if k in frame_prefix_videos else f'{t:03d}.bmp'
-            Image.fromarray(mask).save(gt_folder / mask_name)
+            if has_masks:
+                Image.fromarray(mask).save(gt_folder / mask_name)
         lines.append(f'TestVideoFile{{end+1}}.gt_frame = [{start}:{end}];')
-    (src / 'Test' / 'UCSDped2.m').write_text('\n'.join(lines) + '\n')
+    (src / 'Test' / f'{name}.m').write_text('\n'.join(lines) + '\n')
     return src
+
+
+def write_movie(path, frames, rate=25):
+    """A video file (MPEG-4 in AVI) of grayscale uint8 frames, written with PyAV."""
+    import av
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), 'w') as container:
+        stream = container.add_stream('mpeg4', rate=rate)
+        stream.height, stream.width = frames[0].shape
+        stream.pix_fmt = 'yuv420p'
+        for frame in frames:
+            rgb = np.repeat(frame[:, :, None], 3, axis=2)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format='rgb24')):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def video_frames(num_frames, seed, anomalous=lambda t: False):
+    """Frames (and masks) of one synthetic video; frame t (1-based) is anomalous when ``anomalous(t)``."""
+    pairs = [frame_and_mask(t, anomalous(t), seed=seed) for t in range(1, num_frames + 1)]
+    return [f for f, _ in pairs], [m for _, m in pairs]
+
+
+def make_avenue_official(root, num_train=2, num_test=2, num_frames=20):
+    """CUHK Avenue as released: ``training_videos/NN.avi``, ``testing_videos/NN.avi`` and
+    ``ground_truth_demo/testing_label_mask/N_label.mat`` (``volLabel``: a 1 x frames cell of masks)."""
+    src = Path(root) / 'Avenue Dataset'
+    ranges = anomaly_ranges(num_test, num_frames)
+    for k in range(1, num_train + 1):
+        write_movie(src / 'training_videos' / f'{k:02d}.avi', video_frames(num_frames, k)[0])
+    (src / 'ground_truth_demo' / 'testing_label_mask').mkdir(parents=True)
+    for k, (start, end) in enumerate(ranges, start=1):
+        frames, masks = video_frames(num_frames, 100 + k, lambda t: start <= t <= end)
+        write_movie(src / 'testing_videos' / f'{k:02d}.avi', frames)
+        cells = np.empty((1, num_frames), dtype=object)
+        for t, mask in enumerate(masks):
+            cells[0, t] = (mask > 0).astype(np.uint8)
+        sio.savemat(str(src / 'ground_truth_demo' / 'testing_label_mask' / f'{k}_label.mat'), {'volLabel': cells})
+    return src, ranges
+
+
+def make_shanghaitech(root, num_train=2, num_test=2, num_frames=20):
+    """ShanghaiTech Campus: ``training/videos/NN_NNN.avi``, ``testing/frames/NN_NNNN/NNN.jpg`` (0-based) and
+    ``testing/test_frame_mask/NN_NNNN.npy``."""
+    src = Path(root) / 'shanghaitech'
+    ranges = anomaly_ranges(num_test, num_frames)
+    for k in range(1, num_train + 1):
+        write_movie(src / 'training' / 'videos' / f'01_{k:03d}.avi', video_frames(num_frames, k)[0])
+    (src / 'testing' / 'test_frame_mask').mkdir(parents=True)
+    for k, (start, end) in enumerate(ranges, start=1):
+        name = f'01_{k:04d}'
+        folder = src / 'testing' / 'frames' / name
+        folder.mkdir(parents=True)
+        frames, _ = video_frames(num_frames, 100 + k, lambda t: start <= t <= end)
+        for t, frame in enumerate(frames):
+            Image.fromarray(frame).save(folder / f'{t:03d}.jpg', quality=95)
+        labels = np.array([start <= t <= end for t in range(1, num_frames + 1)], dtype=np.int8)
+        np.save(src / 'testing' / 'test_frame_mask' / f'{name}.npy', labels)
+    return src, ranges
 
 
 def make_jpeg_redistribution(root, num_train=2, num_test=2, num_frames=20):

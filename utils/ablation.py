@@ -31,7 +31,7 @@ from options import TestOptions, TrainOptions
 from utils.errors import InputError, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
-ABLATION_DATA = ('ped2', 'mnist', 'cifar10', 'kdd')
+ABLATION_DATA = ('ped2', 'ped1', 'avenue', 'shanghaitech', 'mnist', 'cifar10', 'kdd')
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,11 @@ VARIANTS = (
     Variant('ael1', 'AE-l1', '_ael1', 0.9286),
     Variant('cosine', 'MemAE, cosine addressing', '_cosine'),
 )
-# Memory sizes besides the experiment's own N (ped2 2000, mnist 100, cifar10 500, kdd 50): the paper's Ped2 range
+# Memory sizes besides the experiment's own N (video 2000, mnist 100, cifar10 500, kdd 50): the paper's Ped2 range
 # (500 too small, 1000-3000 alike) and, elsewhere, a factor of 4 either side.
-MEM_DIMS = {'ped2': (500, 1000, 3000), 'mnist': (25, 50, 200, 400), 'cifar10': (125, 250, 1000, 2000),
-            'kdd': (12, 25, 100, 200)}
+VIDEO_MEM_DIMS = (500, 1000, 3000)
+MEM_DIMS = {'ped2': VIDEO_MEM_DIMS, 'ped1': VIDEO_MEM_DIMS, 'avenue': VIDEO_MEM_DIMS, 'shanghaitech': VIDEO_MEM_DIMS,
+            'mnist': (25, 50, 200, 400), 'cifar10': (125, 250, 1000, 2000), 'kdd': (12, 25, 100, 200)}
 
 
 def experiment_flags(experiment):

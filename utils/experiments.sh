@@ -2,7 +2,7 @@
 # parse_experiment [NAME [ARGS...]] sets FLAGS (the flags of experiment NAME, default ped2, that name its models),
 # TRAIN_FLAGS (its training settings, for train.sh), TEST_FLAGS (for test.sh: figures for video data sets) and
 # EXTRA_ARGS (the ARGS, passed through), or prints the valid names and returns 1.
-DATASETS="ped2 mnist cifar10 kdd"
+DATASETS="ped2 ped1 avenue shanghaitech mnist cifar10 kdd"
 # Every data set runs MemAE (its name alone), the AE baseline and MemAE-nonSpar (the paper's Tables 1-3), and the
 # ablations of the paper's Table 4 (noshrink, noentropy, ael1) plus the paper's cosine addressing.
 VARIANTS="_ae _nonspar _noshrink _noentropy _ael1 _cosine"
@@ -26,6 +26,13 @@ experiment_flags() {
   case "$name" in
     ped2*)    dataset=(--Dataset UCSD_P2_256); memory=(--MemDim 2000); shrink=0.0025; spar=Conv3D
               TRAIN_FLAGS=("${VIDEO_TRAIN[@]}") ;;
+    # the other video data sets: the paper's video settings (memory 2000 x 256), those of the ped2 release
+    ped1*)    dataset=(--Dataset UCSD_P1_256); memory=(--MemDim 2000); shrink=0.0025; spar=Conv3D
+              TRAIN_FLAGS=("${VIDEO_TRAIN[@]}") ;;
+    avenue*)  dataset=(--Dataset Avenue_256); memory=(--MemDim 2000); shrink=0.0025; spar=Conv3D
+              TRAIN_FLAGS=("${VIDEO_TRAIN[@]}") ;;
+    shanghaitech*) dataset=(--Dataset ShanghaiTech_256); memory=(--MemDim 2000); shrink=0.0025; spar=Conv3D
+              TRAIN_FLAGS=("${VIDEO_TRAIN[@]}") ;;
     mnist*)   dataset=(--Dataset MNIST); memory=(--MemDim 100); shrink=0.01; spar=Conv2D
               TRAIN_FLAGS=("${MNIST_TRAIN[@]}") ;;
     cifar10*) dataset=(--Dataset CIFAR10); memory=(--MemDim 500); shrink=0.002; spar=Conv2D
@@ -38,8 +45,9 @@ experiment_flags() {
   esac
   local memae=(--ModelName MemAE --ModelSetting "${spar}Spar" "${dataset[@]}" "${memory[@]}")
   case "$name" in
-    ped2|mnist|cifar10|kdd|demo)  # MemAE: alpha = 0.0002 (paper); lambda = 1/N, the lower end of the paper's
-                             # [1/N, 3/N], except ped2 (and the demo), which keep the released 0.0025
+    ped2|ped1|avenue|shanghaitech|mnist|cifar10|kdd|demo)
+                             # MemAE: alpha = 0.0002 (paper); lambda = 1/N, the lower end of the paper's [1/N, 3/N],
+                             # except video (and the demo), which keeps the released 0.0025
       FLAGS=("${memae[@]}" --EntropyLossWeight 0.0002 --ShrinkThres "$shrink" --Seed 1) ;;
     *_ae)                    # the AE baseline
       FLAGS=(--ModelName AE --ModelSetting "$spar" "${dataset[@]}" --Seed 1) ;;
@@ -61,7 +69,7 @@ experiment_flags() {
 parse_experiment() {
   experiment_flags "${1:-ped2}" || return 1
   case "${1:-ped2}" in
-    ped2*) TEST_FLAGS=(--Plots True) ;;
+    ped2*|ped1*|avenue*|shanghaitech*) TEST_FLAGS=(--Plots True) ;;
     demo)  TEST_FLAGS=(--Plots True --BatchSize 16 --NumWorker 0) ;;  # tiny clips: batches help, workers do not
     *)     TEST_FLAGS=() ;;
   esac
