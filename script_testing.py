@@ -31,7 +31,8 @@ from utils.errors import run_cli
 from utils.one_class import run_protocol
 from utils.eval import VideoResult, align_labels, centre_frames_from_clips, evaluate, write_acc_txt, \
     write_results_json
-from utils.plots import SlotUsage, write_test_plots
+from utils.memory_usage import SlotUsage
+from utils.plots import write_test_plots
 from utils.runtime import select_device
 from utils.scoring import model_scores, resolve_score_type
 

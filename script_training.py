@@ -15,6 +15,7 @@ is written atomically. A non-finite loss stops training before it updates the we
 """
 import sys
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from options import TrainOptions
 from utils.checkpoint import atomic_save, load_training_state, resolve_resume, resume_file, save_training_state
 from utils.errors import run_cli
 from utils.one_class import run_protocol
-from utils.plots import SlotUsage
+from utils.memory_usage import SlotUsage
 from utils.runtime import rng_state, seed_everything, select_device, set_deterministic, set_rng_state
 from utils.training import LOSS_TERMS, NonFiniteLossError, training_step
 
@@ -43,16 +44,6 @@ def frame_strip(clip):
     """C x T x H x W clip in [-1, 1] -> H x (k W) strip of every 5th frame of the first channel, in [0, 1]."""
     frames = clip[0, 1::TB_FRAME_STEP].detach().float().cpu() * NORM_STD + NORM_MEAN
     return torch.cat(list(frames.clamp(0, 1)), dim=-1)
-
-
-def describe_addressing(usage):
-    """One line on how the memory was addressed during an epoch; says so when shrinkage removed every weight."""
-    used = int((usage.mass > 0).sum())
-    line = f'{usage.nonzero_per_query:.2f} non-zero addressing weights per query, {used} of {len(usage.mass)} slots used'
-    if usage.nonzero == 0:
-        line += (' -- memory collapse: shrinkage set every addressing weight to 0, so the decoder sees only zeros '
-                 '(lower --ShrinkThres)')
-    return line
 
 
 def restore_training_state(opt, model_dir, model, optimizer, loader_generator):
@@ -86,6 +77,80 @@ def open_tensorboard(opt):
     return SummaryWriter(log_dir=str(Path(opt.ModelRoot) / f'log_{opt.setting}'))
 
 
+@dataclass
+class TrainingRun:
+    """What the epochs of one video training run share, and what they write."""
+    opt: object
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader
+    loader_generator: torch.Generator
+    memory_model: bool
+    model_dir: Path
+    log_file: object
+    tb_writer: object = None
+
+    @property
+    def state_file(self):
+        return resume_file(self.model_dir, self.opt.setting)
+
+    def step(self, clips, epoch, iteration):
+        """One optimisation step; a non-finite loss stops the run naming where, before the weights change."""
+        try:
+            return training_step(self.model, clips, self.optimizer, self.opt, self.memory_model)
+        except NonFiniteLossError as error:
+            last = self.state_file if self.state_file.is_file() else 'none yet'
+            raise NonFiniteLossError(f'{error} at iteration {iteration} (epoch {epoch + 1}); training stopped '
+                                     f'before the update; last good training state: {last}') from None
+
+    def log_iteration(self, batch_idx, epoch, iteration, values, clips, recon, progress):
+        opt = self.opt
+        if batch_idx % opt.TextLogInterval == 0:
+            progress.set_postfix({k: f'{v:.5f}' for k, v in values.items()})
+            self.log_file.write(','.join(str(x) for x in (epoch, iteration, *values.values())) + '\n')
+        if self.tb_writer is not None:
+            for name, value in values.items():
+                self.tb_writer.add_scalar(name, value, iteration)
+            if iteration % opt.TBImgLogInterval == 0:
+                self.tb_writer.add_image('x', frame_strip(clips[0]), iteration, dataformats='HW')
+                self.tb_writer.add_image('x_rec', frame_strip(recon[0]), iteration, dataformats='HW')
+        if iteration % opt.SnapInterval == 0:
+            atomic_save(self.model.state_dict(), self.model_dir / f'{opt.setting}_snap.pt')
+
+    def train_epoch(self, epoch, iteration):
+        """One pass over the training clips, then the epoch's log line, weights and training state; returns the
+        iteration count after it."""
+        opt, device = self.opt, next(self.model.parameters()).device
+        losses = []
+        progress = tqdm(self.loader, desc=f'epoch {epoch + 1}/{opt.EpochNum}', unit='batch')
+        # addressing statistics of the epoch, for the log and TensorBoard (a hook: no extra forward pass)
+        usage = SlotUsage(self.model.mem_rep) if self.memory_model else nullcontext()
+        with usage:
+            for batch_idx, (_, clips) in enumerate(progress):
+                clips = clips.to(device, non_blocking=True)
+                recon, values = self.step(clips, epoch, iteration)
+                losses.append(values['loss'])
+                self.log_iteration(batch_idx, epoch, iteration, values, clips, recon, progress)
+                iteration += 1
+        self.log_file.flush()
+        print(f'epoch {epoch + 1}/{opt.EpochNum}: mean loss {np.mean(losses):.6f}'
+              + (f'; {usage.describe()}' if self.memory_model else ''))
+        if self.memory_model and self.tb_writer is not None:
+            self.tb_writer.add_scalar('memory/nonzero_weights_per_query', usage.nonzero_per_query, epoch)
+            self.tb_writer.add_scalar('memory/slots_used', usage.slots_used, epoch)
+            self.tb_writer.add_histogram('memory/slot_share', usage.shares(), epoch)
+        if epoch % opt.SaveCheckInterval == 0:
+            atomic_save(self.model.state_dict(), self.model_dir / f'{opt.setting}_epoch_{epoch:04d}.pt')
+        save_training_state(self.state_file, self.model, self.optimizer, epoch + 1, iteration,
+                            rng_state(self.loader_generator), opt.setting)
+        return iteration
+
+    def close(self):
+        self.log_file.close()
+        if self.tb_writer is not None:
+            self.tb_writer.close()
+
+
 def main(argv=None):
     options = TrainOptions()
     opt = options.parse(argv)
@@ -111,59 +176,20 @@ def main(argv=None):
     optimizer = torch.optim.Adam(model.parameters(), lr=opt.LR)
 
     model_dir = Path(opt.ModelRoot) / f'model_{opt.setting}'
-    state_file = resume_file(model_dir, opt.setting)
     start_epoch, iteration = restore_training_state(opt, model_dir, model, optimizer, loader_generator)
     options.save(opt, model_dir)
-    tb_writer = open_tensorboard(opt) if opt.IsTbLog else None
-    log_file = open_train_log(model_dir / 'train_log.csv', start_epoch)
+    run = TrainingRun(opt, model, optimizer, loader, loader_generator, memory_model, model_dir,
+                      log_file=open_train_log(model_dir / 'train_log.csv', start_epoch),
+                      tb_writer=open_tensorboard(opt) if opt.IsTbLog else None)
     print(f'setting: {opt.setting}; {len(dataset)} training clips, {len(loader)} iterations per epoch on {device}')
 
     model.train()
     for epoch in range(start_epoch, opt.EpochNum):
-        epoch_losses = []
-        progress = tqdm(loader, desc=f'epoch {epoch + 1}/{opt.EpochNum}', unit='batch')
-        # addressing statistics of the epoch, for the log and TensorBoard (a hook: no extra forward pass)
-        usage = SlotUsage(model.mem_rep) if memory_model else nullcontext()
-        with usage:
-            for batch_idx, (_, clips) in enumerate(progress):
-                clips = clips.to(device, non_blocking=True)
-                try:
-                    recon, values = training_step(model, clips, optimizer, opt, memory_model)
-                except NonFiniteLossError as error:
-                    last = state_file if state_file.is_file() else 'none yet'
-                    raise NonFiniteLossError(f'{error} at iteration {iteration} (epoch {epoch + 1}); training '
-                                             f'stopped before the update; last good training state: {last}') from None
-                epoch_losses.append(values['loss'])
-
-                if batch_idx % opt.TextLogInterval == 0:
-                    progress.set_postfix({k: f'{v:.5f}' for k, v in values.items()})
-                    log_file.write(','.join(str(x) for x in (epoch, iteration, *values.values())) + '\n')
-                if tb_writer is not None:
-                    for name, value in values.items():
-                        tb_writer.add_scalar(name, value, iteration)
-                    if iteration % opt.TBImgLogInterval == 0:
-                        tb_writer.add_image('x', frame_strip(clips[0]), iteration, dataformats='HW')
-                        tb_writer.add_image('x_rec', frame_strip(recon[0]), iteration, dataformats='HW')
-                if iteration % opt.SnapInterval == 0:
-                    atomic_save(model.state_dict(), model_dir / f'{opt.setting}_snap.pt')
-                iteration += 1
-        log_file.flush()
-        print(f'epoch {epoch + 1}/{opt.EpochNum}: mean loss {np.mean(epoch_losses):.6f}'
-              + (f'; {describe_addressing(usage)}' if memory_model else ''))
-        if memory_model and tb_writer is not None:
-            tb_writer.add_scalar('memory/nonzero_weights_per_query', usage.nonzero_per_query, epoch)
-            tb_writer.add_scalar('memory/slots_used', int((usage.mass > 0).sum()), epoch)
-            tb_writer.add_histogram('memory/slot_share', usage.shares(), epoch)
-        if epoch % opt.SaveCheckInterval == 0:
-            atomic_save(model.state_dict(), model_dir / f'{opt.setting}_epoch_{epoch:04d}.pt')
-        save_training_state(state_file, model, optimizer, epoch + 1, iteration, rng_state(loader_generator),
-                            opt.setting)
+        iteration = run.train_epoch(epoch, iteration)
 
     final = model_dir / f'{opt.setting}_epoch_{opt.EpochNum - 1:04d}_final.pt'
     atomic_save(model.state_dict(), final)
-    log_file.close()
-    if tb_writer is not None:
-        tb_writer.close()
+    run.close()
     print(f'final weights: {final}')
     return 0
 

@@ -14,7 +14,8 @@ from data.synthetic import background, make_synthetic, render_video
 from models import MemModule
 from utils.errors import InputError
 from utils.eval import VideoResult
-from utils.plots import SlotUsage, most_anomalous_clips, shaded_spans
+from utils.memory_usage import SlotUsage
+from utils.plots import most_anomalous_clips, shaded_spans
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,8 +8,7 @@
 * ``memory_usage.png`` (MemAE): the share of the addressing weight each memory slot received over the test set,
   slots sorted by share.
 
-:class:`SlotUsage` collects the addressing weights while a model runs (a forward hook on its memory), so the
-usage figure costs no extra forward pass; training uses it for TensorBoard too.
+The usage figure draws what :class:`utils.memory_usage.SlotUsage` recorded while the test set was scored.
 """
 from pathlib import Path
 
@@ -28,45 +27,6 @@ def _pyplot():
     matplotlib.use('Agg')  # files only: no display on servers
     from matplotlib import pyplot
     return pyplot
-
-
-class SlotUsage:
-    """Sum of the addressing weights each slot receives, over every query the memory answers while attached.
-
-    ``with SlotUsage(model.mem_rep) as usage: model(x)``; then ``usage.mass`` (N,) and ``usage.queries``.
-    ``usage.nonzero_per_query``: the mean number of slots with a non-zero weight per query (0 when shrinkage
-    has removed every weight: memory collapse)."""
-
-    def __init__(self, memory):
-        self.memory = memory
-        self.mass = None
-        self.queries = 0
-        self.nonzero = 0
-        self._handle = None
-
-    def _record(self, module, inputs, output):
-        att = output['att'].detach()
-        weights = att.movedim(1, -1).reshape(-1, att.shape[1]).float()  # queries x N
-        mass = weights.sum(0).cpu()
-        self.mass = mass if self.mass is None else self.mass + mass
-        self.queries += weights.shape[0]
-        self.nonzero += int((weights > 0).sum())
-
-    def __enter__(self):
-        self._handle = self.memory.register_forward_hook(self._record)
-        return self
-
-    def __exit__(self, *exc):
-        self._handle.remove()
-
-    @property
-    def nonzero_per_query(self):
-        return self.nonzero / self.queries if self.queries else float('nan')
-
-    def shares(self):
-        """Share of the total addressing weight per slot (sums to 1 unless every weight was shrunk to 0)."""
-        total = float(self.mass.sum())
-        return (self.mass / total).numpy() if total > 0 else self.mass.numpy()
 
 
 def shaded_spans(frame_labels):
@@ -156,7 +116,7 @@ def plot_slot_usage(path, usage):
     """The share of each used slot, most used first (slots never used are counted in the title only)."""
     plt = _pyplot()
     shares = np.sort(usage.shares())[::-1]
-    used = int((shares > 0).sum())
+    used = usage.slots_used
     shown = shares[:max(used, 1)]
     figure, axis = plt.subplots(figsize=(5, 3))
     axis.bar(np.arange(1, len(shown) + 1), shown, width=0.9, color='tab:purple')
