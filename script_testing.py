@@ -33,7 +33,7 @@ from utils.eval import VideoResult, align_labels, centre_frames_from_clips, eval
     write_results_json
 from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
-from utils.runtime import select_device
+from utils.runtime import autocast, compile_model, select_device
 from utils.scoring import model_scores, resolve_score_type
 
 
@@ -49,7 +49,7 @@ def score_clips(model, loader, score, device, memory_model):
     """Per-clip scores of one video, in clip order."""
     scores = []
     for _, clips in loader:
-        scores += model_scores(model, clips.to(device), score, memory_model)
+        scores += model_scores(model, clips.to(device, non_blocking=True), score, memory_model)
     return np.asarray(scores, dtype=np.float64)
 
 
@@ -83,10 +83,12 @@ def main(argv=None):
     usage = SlotUsage(model.mem_rep) if opt.Plots and memory_model else nullcontext()
     started = time.perf_counter()
     videos = []
-    with torch.inference_mode(), usage:
+    scorer = compile_model(model, opt.Compile)
+    with torch.inference_mode(), autocast(device, opt.AMP), usage:
         for name, dataset in tqdm(datasets.items(), desc='test videos', unit='video'):
-            loader = DataLoader(dataset, batch_size=opt.BatchSize, shuffle=False, num_workers=opt.NumWorker)
-            scores = score_clips(model, loader, score, device, memory_model)
+            loader = DataLoader(dataset, batch_size=opt.BatchSize, shuffle=False, num_workers=opt.NumWorker,
+                                pin_memory=device.type == 'cuda')
+            scores = score_clips(scorer, loader, score, device, memory_model)
             np.save(res_path / f'{name}.npy', scores)
             videos.append(VideoResult(name, scores, clip_labels[name]))
     seconds = time.perf_counter() - started

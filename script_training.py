@@ -30,10 +30,11 @@ from models import build_model, is_memory_model, weights_init
 from models.ae_3dconv import check_clip_shape
 from options import TrainOptions
 from utils.checkpoint import atomic_save, load_training_state, resolve_resume, resume_file, save_training_state
-from utils.errors import run_cli
+from utils.distributed import per_process_batch, replicated, sampler, start_processes, stop_processes
+from utils.errors import InputError, run_cli
 from utils.one_class import run_protocol
 from utils.memory_usage import SlotUsage
-from utils.runtime import rng_state, seed_everything, select_device, set_deterministic, set_rng_state
+from utils.runtime import compile_model, rng_state, seed_everything, set_deterministic, set_rng_state
 from utils.training import LOSS_TERMS, NonFiniteLossError, training_step
 
 LOG_COLUMNS = ('epoch', 'iteration', *LOSS_TERMS)
@@ -81,13 +82,16 @@ def open_tensorboard(opt):
 class TrainingRun:
     """What the epochs of one video training run share, and what they write."""
     opt: object
-    model: torch.nn.Module
+    model: torch.nn.Module      # saved and resumed
+    network: torch.nn.Module    # what the steps run: the model, or its --Compile'd wrapper
     optimizer: torch.optim.Optimizer
     loader: DataLoader
     loader_generator: torch.Generator
     memory_model: bool
     model_dir: Path
-    log_file: object
+    sampler: object             # DistributedSampler of a multi-process run, else None
+    writes: bool                # this process writes logs and files (process 0 of a multi-process run)
+    log_file: object = None
     tb_writer: object = None
 
     @property
@@ -97,7 +101,7 @@ class TrainingRun:
     def step(self, clips, epoch, iteration):
         """One optimisation step; a non-finite loss stops the run naming where, before the weights change."""
         try:
-            return training_step(self.model, clips, self.optimizer, self.opt, self.memory_model)
+            return training_step(self.network, clips, self.optimizer, self.opt, self.memory_model, self.opt.AMP)
         except NonFiniteLossError as error:
             last = self.state_file if self.state_file.is_file() else 'none yet'
             raise NonFiniteLossError(f'{error} at iteration {iteration} (epoch {epoch + 1}); training stopped '
@@ -105,6 +109,8 @@ class TrainingRun:
 
     def log_iteration(self, batch_idx, epoch, iteration, values, clips, recon, progress):
         opt = self.opt
+        if not self.writes:
+            return
         if batch_idx % opt.TextLogInterval == 0:
             progress.set_postfix({k: f'{v:.5f}' for k, v in values.items()})
             self.log_file.write(','.join(str(x) for x in (epoch, iteration, *values.values())) + '\n')
@@ -118,11 +124,14 @@ class TrainingRun:
             atomic_save(self.model.state_dict(), self.model_dir / f'{opt.setting}_snap.pt')
 
     def train_epoch(self, epoch, iteration):
-        """One pass over the training clips, then the epoch's log line, weights and training state; returns the
-        iteration count after it."""
+        """One pass over this process's training clips, then (if it writes) the epoch's log line, weights and
+        training state; returns the iteration count after it."""
         opt, device = self.opt, next(self.model.parameters()).device
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)  # another order every epoch, the same in every process
         losses = []
-        progress = tqdm(self.loader, desc=f'epoch {epoch + 1}/{opt.EpochNum}', unit='batch')
+        progress = tqdm(self.loader, desc=f'epoch {epoch + 1}/{opt.EpochNum}', unit='batch',
+                        disable=not self.writes)
         # addressing statistics of the epoch, for the log and TensorBoard (a hook: no extra forward pass)
         usage = SlotUsage(self.model.mem_rep) if self.memory_model else nullcontext()
         with usage:
@@ -132,6 +141,13 @@ class TrainingRun:
                 losses.append(values['loss'])
                 self.log_iteration(batch_idx, epoch, iteration, values, clips, recon, progress)
                 iteration += 1
+        if self.writes:
+            self.end_epoch(epoch, iteration, losses, usage)
+        return iteration
+
+    def end_epoch(self, epoch, iteration, losses, usage):
+        """The epoch's log line, TensorBoard statistics, weights and training state."""
+        opt = self.opt
         self.log_file.flush()
         print(f'epoch {epoch + 1}/{opt.EpochNum}: mean loss {np.mean(losses):.6f}'
               + (f'; {usage.describe()}' if self.memory_model else ''))
@@ -143,10 +159,10 @@ class TrainingRun:
             atomic_save(self.model.state_dict(), self.model_dir / f'{opt.setting}_epoch_{epoch:04d}.pt')
         save_training_state(self.state_file, self.model, self.optimizer, epoch + 1, iteration,
                             rng_state(self.loader_generator), opt.setting)
-        return iteration
 
     def close(self):
-        self.log_file.close()
+        if self.log_file is not None:
+            self.log_file.close()
         if self.tb_writer is not None:
             self.tb_writer.close()
 
@@ -156,9 +172,12 @@ def main(argv=None):
     opt = options.parse(argv)
     seed_everything(opt.Seed)
     set_deterministic(opt.IsDeter)
-    device = select_device(opt.UseCUDA)
+    processes = start_processes(opt.UseCUDA)  # one, or those torchrun started (utils/distributed.py)
+    device = processes.device
     spec = dataset_spec(opt.Dataset, opt.DataRoot)
     if spec.family != 'video':  # images and KDDCUP99: a whole protocol of one-class models, evaluated at the end
+        if processes.distributed:
+            raise InputError('torchrun runs video training only; start the image and KDD experiments directly')
         run_protocol(opt, options, spec, device, train=True)
         return 0
 
@@ -167,8 +186,10 @@ def main(argv=None):
                           frame_num=opt.FrameNum)
     check_clip_shape(dataset[0][1][None])  # frame size and clip length, before anything is written
     loader_generator = torch.Generator().manual_seed(opt.Seed)
-    loader = DataLoader(dataset, batch_size=opt.BatchSize, shuffle=True, num_workers=opt.NumWorker,
-                        generator=loader_generator, pin_memory=device.type == 'cuda')
+    share = sampler(dataset, processes, opt.Seed)
+    loader = DataLoader(dataset, batch_size=per_process_batch(opt.BatchSize, processes), shuffle=share is None,
+                        sampler=share, num_workers=opt.NumWorker, generator=loader_generator,
+                        pin_memory=device.type == 'cuda')
     model = build_model(opt)
     model.apply(weights_init)
     model.to(device)
@@ -177,20 +198,27 @@ def main(argv=None):
 
     model_dir = Path(opt.ModelRoot) / f'model_{opt.setting}'
     start_epoch, iteration = restore_training_state(opt, model_dir, model, optimizer, loader_generator)
-    options.save(opt, model_dir)
-    run = TrainingRun(opt, model, optimizer, loader, loader_generator, memory_model, model_dir,
-                      log_file=open_train_log(model_dir / 'train_log.csv', start_epoch),
-                      tb_writer=open_tensorboard(opt) if opt.IsTbLog else None)
-    print(f'setting: {opt.setting}; {len(dataset)} training clips, {len(loader)} iterations per epoch on {device}')
+    main_process = processes.is_main
+    if main_process:
+        options.save(opt, model_dir)
+    run = TrainingRun(opt, model, compile_model(replicated(model, processes), opt.Compile), optimizer, loader,
+                      loader_generator, memory_model, model_dir, share, main_process,
+                      log_file=open_train_log(model_dir / 'train_log.csv', start_epoch) if main_process else None,
+                      tb_writer=open_tensorboard(opt) if opt.IsTbLog and main_process else None)
+    if main_process:
+        print(f'setting: {opt.setting}; {len(dataset)} training clips, {len(loader)} iterations per epoch on '
+              f'{device}' + (f' in each of {processes.world_size} processes' if processes.distributed else ''))
 
     model.train()
     for epoch in range(start_epoch, opt.EpochNum):
         iteration = run.train_epoch(epoch, iteration)
 
     final = model_dir / f'{opt.setting}_epoch_{opt.EpochNum - 1:04d}_final.pt'
-    atomic_save(model.state_dict(), final)
+    if main_process:
+        atomic_save(model.state_dict(), final)
+        print(f'final weights: {final}')
     run.close()
-    print(f'final weights: {final}')
+    stop_processes(processes)
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from data.protocols import PROTOCOLS
 from models import ADDRESSING_CHOICES, MODELS, QUERY_CHOICES, has_latent_penalty, is_memory_model
+from utils.runtime import AMP_CHOICES
 from utils.scoring import SCORE_TYPES
 
 TRUE_WORDS = ('yes', 'true', 't', 'y', '1')
@@ -124,6 +125,11 @@ class BaseOptions:
         parser.add_argument('--ModelRoot', help='folder of model weights (the release said ./models/, which is the '
                             'Python package here)', type=str, default='./memae_models/')
         parser.add_argument('--Suffix', help='last field of the run name', type=str, default='Non')
+        parser.add_argument('--AMP', help='(added) video: run the model in bfloat16 autocast ("bf16"; GPUs with '
+                            'bf16 support, or recent CPUs) or in float32 as released ("none")', choices=AMP_CHOICES,
+                            default='none')
+        parser.add_argument('--Compile', help='(added) video: torch.compile the model (a one-time compilation, then '
+                            'faster steps; weights files are unchanged)', type=str2bool, default=False)
         parser.add_argument('--Debug', help='(added) show the traceback of errors in the input too (otherwise: one '
                             'sentence and exit code 2)', type=str2bool, nargs='?', const=True, default=False)
 

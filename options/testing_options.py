@@ -12,6 +12,7 @@ class TestOptions(BaseOptions):
         parser.add_argument('--ModelFilePath', help='weights to load (image and KDD experiments: the folder of the '
                             "units' weights); default: <ModelRoot>/<setting>.pt and the released file names",
                             type=optional_path, default=None)
-        parser.add_argument('--Plots', help='(added) video data sets: write figures under <OutRoot>/res_<setting>/plots/ '
-                            '(regularity curves, ROC, error maps, memory usage; see utils/plots.py)',
+        parser.add_argument('--Plots', help='(added) video data sets: write figures under '
+                            '<OutRoot>/res_<setting>/plots/ (regularity curves, ROC, error maps, memory usage; see '
+                            'utils/plots.py)',
                             type=str2bool, default=False)

@@ -65,7 +65,8 @@ def test_resume_refuses_plain_weights_and_other_runs(prepared_root, tmp_path, ca
     folder = tmp_path / f'model_{SETTING}'
     assert train(prepared_root, tmp_path, '--Resume', str(folder / f'{SETTING}_epoch_0000_final.pt')) == 2
     assert 'plain weights cannot be resumed' in capsys.readouterr().err
-    assert train(prepared_root, tmp_path, '--ShrinkThres', '0.01', '--Resume', str(folder / f'{SETTING}_resume.pt')) == 2
+    other_run = ['--ShrinkThres', '0.01', '--Resume', str(folder / f'{SETTING}_resume.pt')]
+    assert train(prepared_root, tmp_path, *other_run) == 2
     assert f'belongs to the run {SETTING}' in capsys.readouterr().err
     assert train(prepared_root, tmp_path, '--Resume', str(tmp_path / 'nope.pt')) == 2
     assert 'does not exist' in capsys.readouterr().err

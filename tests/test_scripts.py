@@ -67,7 +67,8 @@ def test_memory_collapse_is_reported(prepared_root, tmp_path, capsys):
     argv = ['--DataRoot', str(prepared_root), '--ModelRoot', str(tmp_path), '--EpochNum', '1', '--BatchSize', '5',
             '--IsTbLog', 'False', '--ShrinkThres', '0.9']  # above any weight of a 20-slot softmax: all shrunk
     assert script_training.main(MEMAE + argv) == 0
-    assert '0.00 non-zero addressing weights per query, 0 of 20 slots used -- memory collapse' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert '0.00 non-zero addressing weights per query, 0 of 20 slots used -- memory collapse' in out
 
 
 def test_testing_writes_scores_acc_and_results(prepared_root, trained, tmp_path):

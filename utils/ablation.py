@@ -61,7 +61,8 @@ MEM_DIMS = {'ped2': VIDEO_MEM_DIMS, 'ped1': VIDEO_MEM_DIMS, 'avenue': VIDEO_MEM_
 
 def experiment_flags(experiment):
     """The flags ``utils/experiments.sh`` gives an experiment (FLAGS then TRAIN_FLAGS)."""
-    script = f'source utils/experiments.sh && experiment_flags {shlex.quote(experiment)} && printf "%s\\n" "${{FLAGS[@]}}"'
+    script = (f'source utils/experiments.sh && experiment_flags {shlex.quote(experiment)} '
+              f'&& printf "%s\\n" "${{FLAGS[@]}}"')
     result = subprocess.run(['bash', '-c', script], cwd=REPO, capture_output=True, text=True)
     if result.returncode:
         raise InputError(result.stderr.strip())
@@ -165,7 +166,8 @@ def format_metric(row):
 
 
 def markdown_table(data, metric, rows):
-    lines = [f'| variant ({data}) | {metric} | runs | paper, Ped2 (Table 4) | command |', '| --- | --- | --- | --- | --- |']
+    lines = [f'| variant ({data}) | {metric} | runs | paper, Ped2 (Table 4) | command |',
+             '| --- | --- | --- | --- | --- |']
     for row in rows:
         paper = f"{row['paper_ped2']:.4f}" if row['paper_ped2'] else '—'
         command = '; '.join(f'`{c}`' for c in row['commands'])

@@ -1,10 +1,12 @@
 """Run-time set-up shared by the scripts: seeding, determinism and the device."""
 import random
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
+
+AMP_CHOICES = ('none', 'bf16')
 
 
 def seed_everything(seed):
@@ -26,6 +28,20 @@ def select_device(use_cuda):
         warnings.warn('--UseCUDA is True but CUDA is not available: running on the CPU', stacklevel=2)
         return torch.device('cpu')
     return torch.device('cuda' if use_cuda else 'cpu')
+
+
+def autocast(device, amp):
+    """``--AMP``: bfloat16 autocast on ``device`` for 'bf16' (no loss scaling needed, unlike float16); float32
+    otherwise."""
+    if amp == 'bf16':
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def compile_model(model, enabled):
+    """``--Compile``: the model compiled by ``torch.compile``, which shares its parameters; save and load the
+    original (the compiled wrapper prefixes every ``state_dict`` key with ``_orig_mod.``)."""
+    return torch.compile(model) if enabled else model
 
 
 @contextmanager
