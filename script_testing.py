@@ -23,7 +23,7 @@ from tqdm import tqdm
 from data.layout import VideoLayout
 from data.readers import read_ground_truth
 from data.registry import dataset_spec
-from data.video_datasets import VideoDatasetOneDir
+from data.video_datasets import PreloadedVideo, VideoDatasetOneDir
 from models import build_model, is_memory_model
 from options import TestOptions
 from utils.checkpoint import find_weights, load_weights
@@ -43,6 +43,15 @@ def load_model(opt, device):
     weights = find_weights(opt)
     load_weights(model, weights, opt)
     return model.to(device).eval(), weights
+
+
+def clip_batches(dataset, opt, device):
+    """The clips of one video in batches of --BatchSize, in order: cut from its frames preloaded on the device
+    (--PreloadFrames), or through a DataLoader."""
+    if opt.PreloadFrames:
+        return PreloadedVideo(dataset, device).batches(opt.BatchSize)
+    return DataLoader(dataset, batch_size=opt.BatchSize, shuffle=False, num_workers=opt.NumWorker,
+                      pin_memory=device.type == 'cuda')
 
 
 def score_clips(model, loader, score, device, memory_model):
@@ -86,9 +95,7 @@ def main(argv=None):
     scorer = compile_model(model, opt.Compile)
     with torch.inference_mode(), autocast(device, opt.AMP), usage:
         for name, dataset in tqdm(datasets.items(), desc='test videos', unit='video'):
-            loader = DataLoader(dataset, batch_size=opt.BatchSize, shuffle=False, num_workers=opt.NumWorker,
-                                pin_memory=device.type == 'cuda')
-            scores = score_clips(scorer, loader, score, device, memory_model)
+            scores = score_clips(scorer, clip_batches(dataset, opt, device), score, device, memory_model)
             np.save(res_path / f'{name}.npy', scores)
             videos.append(VideoResult(name, scores, clip_labels[name]))
     seconds = time.perf_counter() - started

@@ -16,3 +16,6 @@ class TestOptions(BaseOptions):
                             '<OutRoot>/res_<setting>/plots/ (regularity curves, ROC, error maps, memory usage; see '
                             'utils/plots.py)',
                             type=str2bool, default=False)
+        parser.add_argument('--PreloadFrames', help='(added) video: decode each test video once into one uint8 tensor '
+                            'on the device (GPU memory on CUDA) and cut the clips from it, instead of a DataLoader; '
+                            'same scores', type=str2bool, default=False)

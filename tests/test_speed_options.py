@@ -54,3 +54,10 @@ def test_compile_wraps_the_model_without_changing_scores_or_weight_files(prepare
     plain, _ = scores(prepared_root, tmp_path / 'm', tmp_path / 'plain')
     traced, _ = scores(prepared_root, tmp_path / 'm', tmp_path / 'traced', '--Compile', 'True')
     assert len(compiled) == 2 and np.allclose(traced, plain, rtol=1e-5)
+
+
+def test_preloaded_frames_give_the_same_scores(prepared_root, tmp_path):
+    train(prepared_root, tmp_path / 'm')
+    loaded, _ = scores(prepared_root, tmp_path / 'm', tmp_path / 'loader')
+    preloaded, results = scores(prepared_root, tmp_path / 'm', tmp_path / 'preloaded', '--PreloadFrames', 'True')
+    assert results['options']['PreloadFrames'] is True and np.array_equal(preloaded, loaded)

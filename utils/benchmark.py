@@ -14,6 +14,7 @@ folder (data/synthetic.py; ``--size`` for smaller frames). Ratios measured in on
 a shared machine.
 """
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from data.layout import VideoLayout, list_index_files
 from data.synthetic import make_synthetic
-from data.video_datasets import VideoDataset, VideoDatasetOneDir, frame_to_tensor
+from data.video_datasets import PreloadedVideo, VideoDataset, VideoDatasetOneDir, frame_to_tensor
 from models import AutoEncoderCov3DMem, weights_init
 from utils.errors import run_cli
 from utils.scoring import l2_scores, model_scores
@@ -92,10 +93,18 @@ def released_scores(model, dataset):
     return np.asarray(scores)
 
 
-def our_scores(model, dataset, batch, workers):
+def our_scores(model, dataset, args):
+    """script_testing.py's loop; ``--preload`` cuts the clips from frames decoded once (``--PreloadFrames``),
+    ``--channels-last`` runs the model in the channels_last_3d memory layout."""
+    batches = PreloadedVideo(dataset, torch.device('cpu')).batches(args.batch) if args.preload \
+        else DataLoader(dataset, batch_size=args.batch, num_workers=args.workers)
+    if args.channels_last:
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
     scores = []
     with torch.inference_mode():
-        for _, clips in DataLoader(dataset, batch_size=batch, num_workers=workers):
+        for _, clips in batches:
+            if args.channels_last:
+                clips = clips.contiguous(memory_format=torch.channels_last_3d)
             scores += model_scores(model, clips, 'l2', memory_model=True)
     return np.asarray(scores)
 
@@ -105,9 +114,10 @@ def test_benchmark(layout, args, model):
     index_files = list_index_files(layout.index_dir('test') / video)[:args.clips]
     frames = layout.frames_dir('test') / video
     released = ReleasedStyleClips(index_files, lambda v_name: frames)
-    ours = Subset(VideoDatasetOneDir(layout.index_dir('test') / video, frames), range(len(index_files)))
+    ours = VideoDatasetOneDir(layout.index_dir('test') / video, frames)
+    ours.clips = ours.clips[:len(index_files)]
     released_result, released_seconds = timed(lambda: released_scores(model, released))
-    our_result, our_seconds = timed(lambda: our_scores(model, ours, args.batch, args.workers))
+    our_result, our_seconds = timed(lambda: our_scores(model, ours, args))
     difference = float(np.max(np.abs(our_result - released_result) / np.abs(released_result)))
     return {'clips': len(index_files), 'released_seconds': released_seconds, 'our_seconds': our_seconds,
             'largest_relative_score_difference': difference}, ours[0][1]
@@ -142,6 +152,8 @@ def parse_args(argv):
     parser.add_argument('--steps', type=int, default=6, help='train: optimisation steps per path')
     parser.add_argument('--batch', type=int, default=None, help='our batch size (test: 4; train: 10, as released)')
     parser.add_argument('--workers', type=int, default=0, help='our DataLoader workers')
+    parser.add_argument('--preload', action='store_true', help='test: our clips from preloaded frames')
+    parser.add_argument('--channels-last', action='store_true', help='test: our model in channels_last_3d')
     parser.add_argument('--MemDim', type=int, default=2000)
     parser.add_argument('--size', type=int, default=256, help='frame size of the synthetic data (a multiple of 16)')
     parser.add_argument('--out', type=Path, default=None, help='also write the numbers to this JSON file')
@@ -174,7 +186,8 @@ def main(argv=None):
     gflops = sgemm_gflops()
     floor_clips_per_second = gflops * 1e9 / flops
     result.update({
-        'mode': args.mode, 'batch': args.batch, 'workers': args.workers, 'threads': torch.get_num_threads(),
+        'mode': args.mode, 'batch': args.batch, 'workers': args.workers, 'preload': args.preload,
+        'channels_last': args.channels_last, 'threads': torch.get_num_threads(),
         'gflop_per_clip': flops / 1e9, 'sgemm_gflops': gflops, 'floor_clips_per_second': floor_clips_per_second,
         'released_clips_per_second': result['clips'] / result['released_seconds'],
         'our_clips_per_second': result['clips'] / result['our_seconds']})
@@ -186,7 +199,9 @@ def main(argv=None):
           f"({torch.get_num_threads()} threads) -> floor {floor_clips_per_second:.2f} clips/s")
     print(f"  released loop: {result['released_clips_per_second']:.3f} clips/s "
           f"({result['released_fraction_of_floor']:.0%} of the floor)")
-    print(f"  ours (batch {args.batch}, {args.workers} workers): {result['our_clips_per_second']:.3f} clips/s "
+    layout_note = (', preloaded frames' if args.preload else f', {args.workers} workers') + \
+        (', channels_last_3d' if args.channels_last else '')
+    print(f"  ours (batch {args.batch}{layout_note}): {result['our_clips_per_second']:.3f} clips/s "
           f"({result['our_fraction_of_floor']:.0%} of the floor)")
     print(f"  speed-up: {result['speedup']:.2f}x")
     if 'largest_relative_score_difference' in result:
