@@ -10,7 +10,7 @@ from models import build_model, weights_init
 from models.losses import latent_l1_loss
 from options import TrainOptions
 from synthetic import make_kdd
-from utils.ablation import VARIANTS, experiment_flags, flag_value, without_training_flags
+from utils.ablation import VARIANTS, experiment_flags, flag_value, memory_variants, without_training_flags
 from utils.training import compute_losses, training_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,6 +73,14 @@ def test_ael1_adds_the_weighted_penalty_to_the_ae_loss():
     assert compute_losses(model, batch, ae_opt, memory_model=False)[2]['l1_loss'] == 0
 
 
+def test_memory_sizes_scale_the_shrink_threshold_unless_fixed():
+    scaled = memory_variants((25, 100, 400), 100, 0.01, fixed_shrink=False)
+    assert [v.flags for v in scaled] == [('--MemDim', '25', '--ShrinkThres', '0.04'),
+                                         ('--MemDim', '400', '--ShrinkThres', '0.0025')]  # N = 100 is the MemAE row
+    fixed = memory_variants((25,), 100, 0.01, fixed_shrink=True)
+    assert fixed[0].flags == ('--MemDim', '25', '--ShrinkThres', '0.01') and fixed[0].mem_dim == 25
+
+
 def test_video_variants_keep_test_flags_and_drop_training_ones():
     assert without_training_flags(['--EpochNum', '3', '--UseCUDA', 'False', '--LR', '1e-3', '--MemDim', '500']) == \
         ['--UseCUDA', 'False', '--MemDim', '500']
@@ -89,7 +97,9 @@ def test_sweep_writes_table_and_plot_then_resumes_without_rerunning(tmp_path):
     summary = json.loads((out / 'ablation_kdd.json').read_text())
     rows = {row['variant']: row for row in summary['rows']}
     assert list(rows) == ['memae', 'ael1', 'memdim4'] and summary['metric'] == 'F1'
-    assert rows['memdim4']['commands'] == ['bash train.sh kdd --MemDim 4 --Runs 2 --EpochNum 1 --UseCUDA False']
+    # lambda follows N: the experiment's 0.02 x 50 slots = 1 = 0.25 x 4 slots
+    assert rows['memdim4']['commands'] == ['bash train.sh kdd --MemDim 4 --ShrinkThres 0.25 --Runs 2 --EpochNum 1 '
+                                           '--UseCUDA False']
     assert (rows['memae']['mem_dim'], rows['memdim4']['mem_dim'], rows['ael1']['mem_dim']) == (50, 4, None)
     for key, row in rows.items():
         f1 = json.loads((out / key / 'kdd_summary.json').read_text())['f1']

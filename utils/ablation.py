@@ -40,7 +40,8 @@ class Variant:
     label: str
     suffix: str                 # experiment name = <data><suffix> (utils/experiments.sh)
     paper_ped2: float = None    # the paper's Table 4 AUC on UCSD Ped2, where it reports one
-    mem_dim: int = None         # memory-size study: the full MemAE with --MemDim mem_dim
+    mem_dim: int = None         # memory-size study: the full MemAE with --MemDim mem_dim ...
+    flags: tuple = ()           # ... and these flags (--MemDim, --ShrinkThres)
 
 
 VARIANTS = (
@@ -53,7 +54,10 @@ VARIANTS = (
     Variant('cosine', 'MemAE, cosine addressing', '_cosine'),
 )
 # Memory sizes besides the experiment's own N (video 2000, mnist 100, cifar10 500, kdd 50): the paper's Ped2 range
-# (500 too small, 1000-3000 alike) and, elsewhere, a factor of 4 either side.
+# (500 too small, 1000-3000 alike) and, elsewhere, a factor of 4 either side. The shrink threshold follows N
+# (lambda x N stays the experiment's, as the paper's rule lambda in [1/N, 3/N] asks) unless --fixed-shrink: with
+# lambda fixed, a memory whose N exceeds 1/lambda starts with every uniform initial weight below lambda, shrinks
+# them all to 0 and never recovers (KDDCUP99, N = 100: F1 0.058).
 VIDEO_MEM_DIMS = (500, 1000, 3000)
 MEM_DIMS = {'ped2': VIDEO_MEM_DIMS, 'ped1': VIDEO_MEM_DIMS, 'avenue': VIDEO_MEM_DIMS, 'shanghaitech': VIDEO_MEM_DIMS,
             'mnist': (25, 50, 200, 400), 'cifar10': (125, 250, 1000, 2000), 'kdd': (12, 25, 100, 200)}
@@ -73,13 +77,19 @@ def flag_value(flags, name):
     return flags[flags.index(name) + 1] if name in flags else None
 
 
-def memory_variants(mem_dims, default_dim):
-    return tuple(Variant(f'memdim{n}', f'MemAE, N = {n}', '', mem_dim=n) for n in mem_dims if n != default_dim)
+def memory_variants(mem_dims, default_dim, default_shrink, fixed_shrink):
+    """The full MemAE with other memory sizes; lambda scaled to keep lambda x N unless ``fixed_shrink``."""
+    variants = []
+    for n in (n for n in mem_dims if n != default_dim):
+        shrink = default_shrink if fixed_shrink else default_shrink * default_dim / n
+        label = f'MemAE, N = {n}' + (f', λ = {shrink:.6g}' if not fixed_shrink else '')
+        variants.append(Variant(f'memdim{n}', label, '', mem_dim=n,
+                                flags=('--MemDim', str(n), '--ShrinkThres', f'{shrink:.6g}')))
+    return tuple(variants)
 
 
 def variant_args(variant, runs):
-    return [*(['--MemDim', str(variant.mem_dim)] if variant.mem_dim else []),
-            *(['--Runs', str(runs)] if runs else [])]
+    return [*variant.flags, *(['--Runs', str(runs)] if runs else [])]
 
 
 def training_only_flags():
@@ -206,6 +216,9 @@ def parse_args(argv):
                         help='the variants to run (default: all)')
     parser.add_argument('--mem-dims', nargs='*', type=int, default=None,
                         help='memory sizes N for the memory-size study (default: per data set; none: no study)')
+    parser.add_argument('--fixed-shrink', action='store_true',
+                        help="memory-size study: keep the experiment's --ShrinkThres for every N (default: scale it "
+                             'with 1/N)')
     parser.add_argument('--runs', type=int, default=None,
                         help="image and KDD experiments: runs (seeds) per variant (default: the experiment's own)")
     parser.add_argument('--out', type=Path, default=None, help='output folder (default ./results/ablation_<data>/)')
@@ -224,9 +237,10 @@ def main(argv=None):
     spec = DATASETS[dataset]
     metric = {'video': 'frame AUC', 'image': 'AUC', 'tabular': 'F1'}[spec.family]
     default_dim = int(flag_value(memae_flags, '--MemDim'))
+    default_shrink = float(flag_value(memae_flags, '--ShrinkThres'))
     chosen = [v for v in VARIANTS if args.variants is None or v.key in args.variants]
     mem_dims = MEM_DIMS[data] if args.mem_dims is None else args.mem_dims
-    variants = [*chosen, *memory_variants(mem_dims, default_dim)]
+    variants = [*chosen, *memory_variants(mem_dims, default_dim, default_shrink, args.fixed_shrink)]
     out = args.out or Path('results') / f'ablation_{data}'
     out.mkdir(parents=True, exist_ok=True)
     rows = []
