@@ -119,3 +119,14 @@ def test_sweep_names_the_failing_command(tmp_path):
                           env={**os.environ, 'DATA_ROOT': str(tmp_path / 'missing')}, timeout=300)
     assert done.returncode == 2
     assert '`bash train.sh kdd_ae --UseCUDA False` failed' in done.stderr and 'log.txt' in done.stderr
+
+
+def test_video_variants_read_the_frame_auc_of_test_sh(tmp_path):
+    from data.registry import DATASETS
+    from utils.ablation import read_result
+    from utils.eval import VideoResult, evaluate, write_results_json
+    res = tmp_path / 'res_MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_Seed1_Non'
+    res.mkdir()
+    evaluation = evaluate([VideoResult('Test001', [1.0, 3.0, 2.0, 5.0], [0, 1, 0, 1])])
+    write_results_json(res, evaluation, {})
+    assert read_result(tmp_path, DATASETS['UCSD_P2_256']) == (evaluation.auc, 0.0, 1)

@@ -29,6 +29,7 @@ from pathlib import Path
 from data.registry import DATASETS
 from options import TestOptions, TrainOptions
 from utils.errors import InputError, run_cli
+from utils.plots import pyplot
 
 REPO = Path(__file__).resolve().parent.parent
 ABLATION_DATA = ('ped2', 'ped1', 'avenue', 'shanghaitech', 'mnist', 'cifar10', 'kdd')
@@ -118,7 +119,7 @@ def read_result(folder, spec):
     """(mean, std, runs) of the experiment's metric from the outputs of one variant, or None if there are none."""
     if spec.family == 'video':
         found = sorted(folder.glob('res_*/results.json'))
-        return (json.loads(found[0].read_text())['auc'], 0.0, 1) if found else None
+        return (json.loads(found[0].read_text())['metrics']['auc'], 0.0, 1) if found else None
     path = folder / f'{spec.summary_name}_summary.json'
     if not path.is_file():
         return None
@@ -187,9 +188,7 @@ def markdown_table(data, metric, rows):
 
 def plot_memory_sizes(data, metric, rows, path):
     """The metric (mean +- std over runs) against the memory size N, log-scaled."""
-    import matplotlib
-    matplotlib.use('Agg')
-    from matplotlib import pyplot as plt
+    plt = pyplot()
     points = sorted((row['mem_dim'], row['mean'], row['std']) for row in rows
                     if row['variant'] == 'memae' or row['variant'].startswith('memdim'))
     if len(points) < 2:

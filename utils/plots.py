@@ -22,9 +22,10 @@ from utils.eval import regularity
 ERROR_MAP_CLIPS = 4
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot, drawing to files only (no display on servers)."""
     import matplotlib
-    matplotlib.use('Agg')  # files only: no display on servers
+    matplotlib.use('Agg')
     from matplotlib import pyplot
     return pyplot
 
@@ -37,7 +38,7 @@ def shaded_spans(frame_labels):
 
 
 def plot_regularity(path, name, centre_frames, scores, frame_labels, auc=None):
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 2.6))
     for start, end in shaded_spans(frame_labels):
         axis.axvspan(start - 0.5, end + 0.5, color='tab:red', alpha=0.2, lw=0)
@@ -54,7 +55,7 @@ def plot_regularity(path, name, centre_frames, scores, frame_labels, auc=None):
 
 
 def plot_roc(path, labels, anomaly_scores, auc):
-    plt = _pyplot()
+    plt = pyplot()
     fpr, tpr, _ = metrics.roc_curve(labels, anomaly_scores, pos_label=1)
     figure, axis = plt.subplots(figsize=(3.6, 3.6))
     axis.plot(fpr, tpr, color='tab:blue', label=f'AUC {auc:.4f}')
@@ -86,7 +87,7 @@ def most_anomalous_clips(videos, count=ERROR_MAP_CLIPS):
 
 def plot_error_maps(path, model, clips, titles, memory_model):
     """Centre frame | reconstruction | per-pixel L2 error, one row per clip (C x T x H x W, in [-1, 1])."""
-    plt = _pyplot()
+    plt = pyplot()
     device = next(model.parameters()).device
     with torch.inference_mode():
         output = model(torch.stack(clips).to(device))
@@ -114,7 +115,7 @@ def plot_error_maps(path, model, clips, titles, memory_model):
 
 def plot_slot_usage(path, usage):
     """The share of each used slot, most used first (slots never used are counted in the title only)."""
-    plt = _pyplot()
+    plt = pyplot()
     shares = np.sort(usage.shares())[::-1]
     used = usage.slots_used
     shown = shares[:max(used, 1)]
