@@ -186,7 +186,7 @@ def markdown_table(data, metric, rows):
     return '\n'.join(lines) + '\n'
 
 
-def plot_memory_sizes(data, metric, rows, path):
+def plot_memory_sizes(data, metric, rows, path, fixed_shrink=False):
     """The metric (mean +- std over runs) against the memory size N, log-scaled."""
     plt = pyplot()
     points = sorted((row['mem_dim'], row['mean'], row['std']) for row in rows
@@ -197,10 +197,12 @@ def plot_memory_sizes(data, metric, rows, path):
     figure, axis = plt.subplots(figsize=(5, 3.5))
     axis.errorbar(sizes, means, yerr=stds, marker='o', capsize=3)
     axis.set_xscale('log')
+    axis.minorticks_off()  # the log axis' minor labels would overprint the sizes
     axis.set_xticks(sizes, [str(n) for n in sizes])
     axis.set_xlabel('memory size N (slots)')
     axis.set_ylabel(metric)
-    axis.set_title(f'{data}: MemAE {metric} against memory size')
+    axis.set_title(f'{data}: MemAE {metric} against memory size (λ·N fixed)' if not fixed_shrink
+                   else f'{data}: MemAE {metric} against memory size (λ fixed)')
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -250,7 +252,7 @@ def main(argv=None):
     summary = {'data': data, 'dataset': dataset, 'metric': metric, 'extra_flags': extra, 'rows': rows}
     (out / f'ablation_{data}.json').write_text(json.dumps(summary, indent=2) + '\n')
     (out / f'ablation_{data}.md').write_text(markdown_table(data, metric, rows))
-    plot = plot_memory_sizes(data, metric, rows, out / f'ablation_{data}_memdim.png')
+    plot = plot_memory_sizes(data, metric, rows, out / f'ablation_{data}_memdim.png', args.fixed_shrink)
     print(markdown_table(data, metric, rows))
     print(f'-> {out / f"ablation_{data}.json"}, {out / f"ablation_{data}.md"}' + (f', {plot}' if plot else ''))
     return 0
