@@ -33,7 +33,7 @@ from utils.eval import VideoResult, align_labels, centre_frames_from_clips, eval
     write_results_json
 from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
-from utils.runtime import autocast, compile_model, select_device
+from utils.runtime import autocast, compile_model, memory_layout, select_device
 from utils.scoring import model_scores, resolve_score_type
 
 
@@ -54,11 +54,12 @@ def clip_batches(dataset, opt, device):
                       pin_memory=device.type == 'cuda')
 
 
-def score_clips(model, loader, score, device, memory_model):
+def score_clips(model, loader, score, device, memory_model, memory_format=torch.contiguous_format):
     """Per-clip scores of one video, in clip order."""
     scores = []
     for _, clips in loader:
-        scores += model_scores(model, clips.to(device, non_blocking=True), score, memory_model)
+        clips = clips.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        scores += model_scores(model, clips, score, memory_model)
     return np.asarray(scores, dtype=np.float64)
 
 
@@ -92,10 +93,12 @@ def main(argv=None):
     usage = SlotUsage(model.mem_rep) if opt.Plots and memory_model else nullcontext()
     started = time.perf_counter()
     videos = []
-    scorer = compile_model(model, opt.Compile)
+    memory_format = memory_layout(opt.ChannelsLast)
+    scorer = compile_model(model.to(memory_format=memory_format), opt.Compile)
     with torch.inference_mode(), autocast(device, opt.AMP), usage:
         for name, dataset in tqdm(datasets.items(), desc='test videos', unit='video'):
-            scores = score_clips(scorer, clip_batches(dataset, opt, device), score, device, memory_model)
+            scores = score_clips(scorer, clip_batches(dataset, opt, device), score, device, memory_model,
+                                 memory_format)
             np.save(res_path / f'{name}.npy', scores)
             videos.append(VideoResult(name, scores, clip_labels[name]))
     seconds = time.perf_counter() - started

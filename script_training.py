@@ -34,7 +34,8 @@ from utils.distributed import per_process_batch, replicated, sampler, start_proc
 from utils.errors import InputError, run_cli
 from utils.one_class import run_protocol
 from utils.memory_usage import SlotUsage
-from utils.runtime import compile_model, rng_state, seed_everything, set_deterministic, set_rng_state
+from utils.runtime import (compile_model, memory_layout, rng_state, seed_everything, set_deterministic,
+                           set_rng_state)
 from utils.training import LOSS_TERMS, NonFiniteLossError, training_step
 
 LOG_COLUMNS = ('epoch', 'iteration', *LOSS_TERMS)
@@ -136,7 +137,7 @@ class TrainingRun:
         usage = SlotUsage(self.model.mem_rep) if self.memory_model else nullcontext()
         with usage:
             for batch_idx, (_, clips) in enumerate(progress):
-                clips = clips.to(device, non_blocking=True)
+                clips = clips.to(device, non_blocking=True).contiguous(memory_format=memory_layout(opt.ChannelsLast))
                 recon, values = self.step(clips, epoch, iteration)
                 losses.append(values['loss'])
                 self.log_iteration(batch_idx, epoch, iteration, values, clips, recon, progress)
@@ -192,7 +193,7 @@ def main(argv=None):
                         pin_memory=device.type == 'cuda')
     model = build_model(opt)
     model.apply(weights_init)
-    model.to(device)
+    model.to(device, memory_format=memory_layout(opt.ChannelsLast))
     memory_model = is_memory_model(opt.ModelName)
     optimizer = torch.optim.Adam(model.parameters(), lr=opt.LR)
 

@@ -61,3 +61,14 @@ def test_preloaded_frames_give_the_same_scores(prepared_root, tmp_path):
     loaded, _ = scores(prepared_root, tmp_path / 'm', tmp_path / 'loader')
     preloaded, results = scores(prepared_root, tmp_path / 'm', tmp_path / 'preloaded', '--PreloadFrames', 'True')
     assert results['options']['PreloadFrames'] is True and np.array_equal(preloaded, loaded)
+
+
+def test_channels_last_trains_and_scores_like_the_default_layout(prepared_root, tmp_path):
+    folder = train(prepared_root, tmp_path / 'm', '--ChannelsLast', 'True')
+    default_folder = train(prepared_root, tmp_path / 'd')
+    logs = [(f / 'train_log.csv').read_text().splitlines()[1:] for f in (folder, default_folder)]
+    losses = [np.array([float(row.split(',')[2]) for row in log]) for log in logs]
+    assert np.allclose(losses[0], losses[1], rtol=1e-4)
+    plain, _ = scores(prepared_root, tmp_path / 'm', tmp_path / 'plain')
+    last, _ = scores(prepared_root, tmp_path / 'm', tmp_path / 'last', '--ChannelsLast', 'True')
+    assert np.allclose(last, plain, rtol=1e-5)

@@ -44,6 +44,11 @@ def compile_model(model, enabled):
     return torch.compile(model) if enabled else model
 
 
+def memory_layout(channels_last):
+    """``--ChannelsLast``: the memory format for the video model and its clips."""
+    return torch.channels_last_3d if channels_last else torch.contiguous_format
+
+
 @contextmanager
 def onednn_disabled(disabled):
     """Run the block with PyTorch's native CPU kernels instead of oneDNN's when ``disabled`` (restored after).
