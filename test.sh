@@ -13,9 +13,9 @@ source utils/experiments.sh
 DATA_ROOT="${DATA_ROOT:-./dataset/}"
 OUT_ROOT="${OUT_ROOT:-./results/}"
 
-if [ $# -eq 0 ] && [ ! -d "$DATA_ROOT/UCSD_P2_256" ]; then
-  echo "No prepared UCSD Ped2 in $DATA_ROOT/UCSD_P2_256. To test on the real data, download UCSD Ped2 and run" >&2
-  echo "  python -m data.prepare_video --src <download>/UCSD_Anomaly_Dataset.v1p2/UCSDped2 --dst $DATA_ROOT/UCSD_P2_256" >&2
+if [ $# -eq 0 ] && [ ! -d "${DATA_ROOT%/}/UCSD_P2_256" ]; then
+  echo "No prepared UCSD Ped2 in ${DATA_ROOT%/}/UCSD_P2_256. To test on the real data, download UCSD Ped2 and run" >&2
+  echo "  python -m data.prepare_video --src <download>/UCSD_Anomaly_Dataset.v1p2/UCSDped2 --dst ${DATA_ROOT%/}/UCSD_P2_256" >&2
   echo "(README, Data). Running the built-in demo on synthetic videos instead." >&2
   set -- demo
 fi
