@@ -15,18 +15,18 @@ class SlotUsage:
 
     def __init__(self, memory):
         self.memory = memory
-        self.mass = None
+        self._mass = None
+        self._nonzero = 0
         self.queries = 0
-        self.nonzero = 0
         self._handle = None
 
     def _record(self, module, inputs, output):
+        # sums stay on the model's device: reading them back every batch would stall a GPU at every step
         att = output['att'].detach()
         weights = att.movedim(1, -1).reshape(-1, att.shape[1]).float()  # queries x N
-        mass = weights.sum(0).cpu()
-        self.mass = mass if self.mass is None else self.mass + mass
+        self._mass = weights.sum(0) if self._mass is None else self._mass + weights.sum(0)
+        self._nonzero = (weights > 0).sum() + self._nonzero
         self.queries += weights.shape[0]
-        self.nonzero += int((weights > 0).sum())
 
     def __enter__(self):
         self._handle = self.memory.register_forward_hook(self._record)
@@ -34,6 +34,16 @@ class SlotUsage:
 
     def __exit__(self, *exc):
         self._handle.remove()
+
+    @property
+    def mass(self):
+        """Addressing weight per slot (N,), on the CPU; None before the first query."""
+        return None if self._mass is None else self._mass.cpu()
+
+    @property
+    def nonzero(self):
+        """Non-zero addressing weights over all queries."""
+        return int(self._nonzero)
 
     @property
     def nonzero_per_query(self):
