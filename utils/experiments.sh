@@ -21,17 +21,21 @@ KDD_TRAIN=(--BatchSize 1024 --LR 1e-4 --EpochNum 20)
 DEMO_DATASET=SyntheticDemo
 DEMO_TRAIN=(--BatchSize 8 --LR 1e-3 --EpochNum 1 --IsTbLog False --IsDeter True)
 
+video_dataset() {  # the --Dataset of a video experiment
+  case "$1" in
+    ped2*) echo UCSD_P2_256 ;;
+    ped1*) echo UCSD_P1_256 ;;
+    avenue*) echo Avenue_256 ;;
+    shanghaitech*) echo ShanghaiTech_256 ;;
+  esac
+}
+
 experiment_flags() {
   local name="$1" dataset memory shrink spar
   case "$name" in
-    ped2*)    dataset=(--Dataset UCSD_P2_256); memory=(--MemDim 2000); shrink=0.0025; spar=Conv3D
-              TRAIN_FLAGS=("${VIDEO_TRAIN[@]}") ;;
-    # the other video data sets: the paper's video settings (memory 2000 x 256), those of the ped2 release
-    ped1*)    dataset=(--Dataset UCSD_P1_256); memory=(--MemDim 2000); shrink=0.0025; spar=Conv3D
-              TRAIN_FLAGS=("${VIDEO_TRAIN[@]}") ;;
-    avenue*)  dataset=(--Dataset Avenue_256); memory=(--MemDim 2000); shrink=0.0025; spar=Conv3D
-              TRAIN_FLAGS=("${VIDEO_TRAIN[@]}") ;;
-    shanghaitech*) dataset=(--Dataset ShanghaiTech_256); memory=(--MemDim 2000); shrink=0.0025; spar=Conv3D
+    # every video data set: the released ped2 settings (memory 2000 x 256), which the paper uses for all of them
+    ped2*|ped1*|avenue*|shanghaitech*)
+              dataset=(--Dataset "$(video_dataset "$name")"); memory=(--MemDim 2000); shrink=0.0025; spar=Conv3D
               TRAIN_FLAGS=("${VIDEO_TRAIN[@]}") ;;
     mnist*)   dataset=(--Dataset MNIST); memory=(--MemDim 100); shrink=0.01; spar=Conv2D
               TRAIN_FLAGS=("${MNIST_TRAIN[@]}") ;;
