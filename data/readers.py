@@ -9,6 +9,7 @@ File formats (those of the released MATLAB scripts):
 
 Every reader raises :class:`DataFormatError` with one sentence that names the file at fault.
 """
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -106,8 +107,9 @@ def _check_mat_structure(data):
 def _load_mat(path, variables):
     path = Path(path)
     try:
-        _check_mat_structure(path.read_bytes())
-        content = sio.loadmat(str(path), variable_names=list(variables))
+        data = path.read_bytes()
+        _check_mat_structure(data)
+        content = sio.loadmat(io.BytesIO(data), variable_names=list(variables))  # the bytes checked, read once
     except FileNotFoundError:
         raise DataFormatError(f'{path} does not exist') from None
     except Exception as error:  # scipy raises many types for bad bytes; all mean the same to the user
