@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import scipy.io as sio
@@ -30,10 +31,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from data.layout import VideoLayout, list_index_files
 from data.synthetic import make_synthetic
-from data.video_datasets import PreloadedVideo, VideoDataset, VideoDatasetOneDir, frame_to_tensor
+from data.video_datasets import VideoDataset, VideoDatasetOneDir, frame_to_tensor
 from models import AutoEncoderCov3DMem, weights_init
+from script_testing import clip_batches, score_clips
 from utils.errors import run_cli
-from utils.scoring import l2_scores, model_scores
+from utils.runtime import memory_layout
+from utils.scoring import l2_scores
+from utils.training import training_step
 
 SGEMM_SIZE = 2048
 
@@ -94,19 +98,14 @@ def released_scores(model, dataset):
 
 
 def our_scores(model, dataset, args):
-    """script_testing.py's loop; ``--preload`` cuts the clips from frames decoded once (``--PreloadFrames``),
-    ``--channels-last`` runs the model in the channels_last_3d memory layout."""
-    batches = PreloadedVideo(dataset, torch.device('cpu')).batches(args.batch) if args.preload \
-        else DataLoader(dataset, batch_size=args.batch, num_workers=args.workers)
-    if args.channels_last:
-        model = copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
-    scores = []
+    """script_testing.py's own loop (``clip_batches``, ``score_clips``): ``--preload`` as its ``--PreloadFrames``,
+    ``--channels-last`` as its ``--ChannelsLast``."""
+    opt = SimpleNamespace(PreloadFrames=args.preload, BatchSize=args.batch, NumWorker=args.workers)
+    memory_format = memory_layout(args.channels_last)
+    model = copy.deepcopy(model).to(memory_format=memory_format)
+    cpu = torch.device('cpu')
     with torch.inference_mode():
-        for _, clips in batches:
-            if args.channels_last:
-                clips = clips.contiguous(memory_format=torch.channels_last_3d)
-            scores += model_scores(model, clips, 'l2', memory_model=True)
-    return np.asarray(scores)
+        return score_clips(model, clip_batches(dataset, opt, cpu), 'l2', cpu, True, memory_format)
 
 
 def test_benchmark(layout, args, model):
@@ -130,14 +129,11 @@ def train_benchmark(layout, args, model):
     ours = Subset(VideoDataset(layout.index_dir('train'), layout.frames_dir('train'), cache_frames=64),
                   range(clips))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = SimpleNamespace(ModelName='MemAE', EntropyLossWeight=0.0002, LossScaling='released')
 
-    def steps(dataset, workers):
+    def steps(dataset, workers):  # the same optimisation step for both: only the loading differs
         for _, batch in DataLoader(dataset, batch_size=args.batch, num_workers=workers):
-            output = model(batch)
-            loss = torch.nn.functional.mse_loss(output['output'], batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            training_step(model, batch, optimizer, opt, memory_model=True)
     _, released_seconds = timed(lambda: steps(released, 0))
     _, our_seconds = timed(lambda: steps(ours, args.workers))
     return {'clips': clips, 'released_seconds': released_seconds, 'our_seconds': our_seconds}, ours[0][1]
