@@ -4,9 +4,9 @@ import weakref
 import torch
 
 from models import has_latent_penalty
+from models.losses import entropy_loss, latent_l1_loss, reconstruction_loss
 from utils.errors import InputError
 from utils.runtime import autocast
-from models.losses import entropy_loss, latent_l1_loss, reconstruction_loss
 
 LOSS_TERMS = ('loss', 'recon_loss', 'entropy_loss', 'l1_loss')
 
