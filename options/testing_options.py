@@ -1,5 +1,6 @@
 """Options of ``script_testing.py``."""
-from options.base_options import BaseOptions, optional_path, str2bool
+from options.base_options import BaseOptions
+from utils.flags import optional_path, str2bool
 
 
 class TestOptions(BaseOptions):

@@ -1,6 +1,7 @@
 """Options of ``script_training.py``."""
 from models.losses import LOSS_SCALINGS
-from options.base_options import BaseOptions, optional_path, str2bool
+from options.base_options import BaseOptions
+from utils.flags import optional_path, str2bool
 
 
 class TrainOptions(BaseOptions):

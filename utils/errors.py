@@ -6,6 +6,8 @@ and keeps its traceback.
 """
 import sys
 
+from utils.flags import str2bool
+
 # DataLoader workers re-raise a worker's exception in the main process with the worker's traceback in its text
 WORKER_TRACEBACK = 'Original Traceback'
 
@@ -25,7 +27,6 @@ def one_sentence(error):
 
 def debug_requested(argv):
     """Whether the command line asks for tracebacks (``--Debug``, ``--Debug True``)."""
-    from options.base_options import str2bool  # options import this module: import at call time
     args = list(sys.argv[1:] if argv is None else argv)
     if '--Debug' not in args:
         return False
