@@ -33,10 +33,9 @@ from data.layout import VideoLayout, list_index_files
 from data.synthetic import make_synthetic
 from data.video_datasets import VideoDataset, VideoDatasetOneDir, frame_to_tensor
 from models import AutoEncoderCov3DMem, weights_init
-from script_testing import clip_batches, score_clips
 from utils.errors import run_cli
 from utils.runtime import memory_layout
-from utils.scoring import l2_scores
+from utils.scoring import clip_batches, l2_scores, score_clips
 from utils.training import training_step
 
 SGEMM_SIZE = 2048

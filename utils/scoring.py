@@ -14,8 +14,9 @@ constant factor irrelevant for the AUC.
 """
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
-from data.video_datasets import NORM_MEAN, NORM_STD
+from data.video_datasets import NORM_MEAN, NORM_STD, PreloadedVideo
 
 SCORE_TYPES = ('released', 'l2', 'mse')
 RELEASED_SCORE = {'MemAE': 'l2', 'AE': 'mse', 'AEL1': 'mse'}  # AE-l1 is an AE: scored as one
@@ -54,3 +55,21 @@ def clip_scores(recon, clips, score, normalised=True):
     """Scores of a batch under the concrete score name ('l2' or 'mse'). ``normalised``: the data lies in [-1, 1]
     (video frames) rather than [0, 1] (images, records), which only the MSE un-normalises."""
     return l2_scores(recon, clips) if score == 'l2' else mse_scores(recon, clips, normalised)
+
+
+def clip_batches(dataset, opt, device):
+    """The clips of one video in batches of --BatchSize, in order: cut from its frames preloaded on the device
+    (--PreloadFrames), or through a DataLoader."""
+    if opt.PreloadFrames:
+        return PreloadedVideo(dataset, device).batches(opt.BatchSize)
+    return DataLoader(dataset, batch_size=opt.BatchSize, shuffle=False, num_workers=opt.NumWorker,
+                      pin_memory=device.type == 'cuda')
+
+
+def score_clips(model, loader, score, device, memory_model, memory_format=torch.contiguous_format):
+    """Per-clip scores of one video, in clip order."""
+    scores = []
+    for _, clips in loader:
+        clips = clips.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        scores += model_scores(model, clips, score, memory_model)
+    return np.asarray(scores, dtype=np.float64)
