@@ -16,12 +16,15 @@ OUT_ROOT="${OUT_ROOT:-./results/}"
 if [ $# -eq 0 ] && [ ! -d "${DATA_ROOT%/}/UCSD_P2_256" ]; then
   echo "No prepared UCSD Ped2 in ${DATA_ROOT%/}/UCSD_P2_256. To test on the real data, download UCSD Ped2 and run" >&2
   echo "  python -m data.prepare_video --src <download>/UCSD_Anomaly_Dataset.v1p2/UCSDped2 --dst ${DATA_ROOT%/}/UCSD_P2_256" >&2
+  echo "for the original release (TIFF frames), or for the JPEG re-distribution (ped2/training/frames, ped2.mat)" >&2
+  echo "  python -m data.prepare_video --src <download>/ped2 --dst ${DATA_ROOT%/}/UCSD_P2_256" >&2
   echo "(README, Data). Running the built-in demo on synthetic videos instead." >&2
   set -- demo
 fi
 parse_experiment "$@" || exit 2
+EXPERIMENT="${1:-ped2}"
 
-if [ "$1" = demo ]; then
+if [ "$EXPERIMENT" = demo ]; then
   if [ ! -d "$DATA_ROOT/$DEMO_DATASET" ]; then
     python -m data.synthetic --dst "$DATA_ROOT/$DEMO_DATASET"
   fi

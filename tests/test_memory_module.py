@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from models import MemModule, MemoryUnit, hard_shrink_relu
 

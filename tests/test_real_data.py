@@ -1,9 +1,6 @@
 """Checks on the real data sets in MEMAE_REAL_DATA (``.ci/run`` sets it to ../shared/data when that exists)."""
 import json
-import os
-import subprocess
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +10,7 @@ from data.layout import VideoLayout
 from data.prepare_video import mask_labels, prepare
 from data.readers import read_ground_truth, read_index
 from data.video_datasets import VideoDataset
+from shell import REPO, run_script
 
 PED2_TEST_FRAMES = [180, 180, 150, 180, 150, 180, 180, 180, 120, 150, 180, 180]
 
@@ -65,7 +63,6 @@ def test_a_real_training_clip_loads(ped2):
     assert clip.shape == (1, 16, 256, 256) and -1 <= clip.min() < clip.max() <= 1
 
 
-REPO = Path(__file__).resolve().parents[1]
 # Reported for the shipped weights (README.md, memae_models/README.md): MNIST, mean AUC over the ten classes; KDD,
 # the F1 of the first three of the 20 runs (0.9449, 0.9407, 0.9402; all 20 would take a minute more).
 SHIPPED = {'mnist': ('mnist_summary.json', ('auc', 'mean'), 0.9197, []),
@@ -75,9 +72,8 @@ SHIPPED = {'mnist': ('mnist_summary.json', ('auc', 'mean'), 0.9197, []),
 @pytest.mark.parametrize('experiment', sorted(SHIPPED))
 def test_shipped_weights_reproduce_the_reported_numbers(real_data, tmp_path, experiment):
     summary_name, keys, expected, extra = SHIPPED[experiment]
-    env = {**os.environ, 'DATA_ROOT': str(real_data), 'OUT_ROOT': str(tmp_path), 'MODEL_ROOT': str(REPO / 'memae_models')}
-    result = subprocess.run(['bash', 'test.sh', experiment, '--UseCUDA', 'False', *extra],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = run_script('bash', 'test.sh', experiment, '--UseCUDA', 'False', *extra, DATA_ROOT=real_data,
+                        OUT_ROOT=tmp_path, MODEL_ROOT=REPO / 'memae_models')
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / summary_name).read_text())
     assert summary[keys[0]][keys[1]] == pytest.approx(expected, abs=5e-4)

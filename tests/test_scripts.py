@@ -13,6 +13,7 @@ import script_training
 from data.layout import VideoLayout
 from data.video_datasets import VideoDatasetOneDir
 from models import AutoEncoderCov3DMem
+from shell import run_script
 from utils.errors import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,9 +163,7 @@ def test_scripts_run_as_commands(prepared_root, trained, tmp_path):
 
 
 def run_shell(script, env_roots, *args):
-    import os
-    env = {**os.environ, **{k: str(v) for k, v in env_roots.items()}}
-    return subprocess.run(['bash', script, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return run_script('bash', script, *args, **env_roots)
 
 
 def test_shell_scripts_train_then_test_an_experiment(prepared_root, tmp_path):

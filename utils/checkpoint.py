@@ -25,6 +25,11 @@ class CheckpointError(InputError):
     """The weights are missing, unreadable or do not fit the model the options describe."""
 
 
+def released_file_name(setting):
+    """The authors' weight file name for a run name: the run name without its ``_Seed{n}`` field, plus ``.pt``."""
+    return re.sub(r'_Seed\d+', '', setting, count=1) + '.pt'
+
+
 def candidate_paths(opt):
     """Where ``script_testing.py`` looks for weights, in order: ``--ModelFilePath``; ``<ModelRoot>/<setting>.pt``;
     the released file name, which lacks the ``_Seed{n}`` field; the newest final weights that
@@ -32,8 +37,7 @@ def candidate_paths(opt):
     if opt.ModelFilePath:
         return [Path(opt.ModelFilePath)]
     root = Path(opt.ModelRoot)
-    released = re.sub(r'_Seed\d+', '', opt.setting, count=1)
-    paths = [root / f'{opt.setting}.pt', root / f'{released}.pt']
+    paths = [root / f'{opt.setting}.pt', root / released_file_name(opt.setting)]
     paths += sorted((root / f'model_{opt.setting}').glob(f'{opt.setting}_epoch_*_final.pt'), reverse=True)
     return list(dict.fromkeys(paths))
 
@@ -47,8 +51,14 @@ def first_existing(paths, missing, hint):
 
 
 def find_weights(opt):
-    return first_existing(candidate_paths(opt), 'no model weights found',
-                          'set --ModelFilePath, or --ModelRoot and the flags that make up the file name')
+    if opt.ModelFilePath:
+        hint = 'check --ModelFilePath'
+    else:
+        hint = (f'put the weights file there as {Path(opt.ModelRoot) / released_file_name(opt.setting)}: the '
+                "authors' UCSD Ped2 weights are downloaded from the link in the README of "
+                'github.com/donggong1/memae-anomaly-detection, see memae_models/README.md; or train them with '
+                'bash train.sh and test with MODEL_ROOT=./results/; or set --ModelFilePath')
+    return first_existing(candidate_paths(opt), 'no model weights found', hint)
 
 
 def read_state_dict(path):
