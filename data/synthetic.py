@@ -142,9 +142,25 @@ def make_synthetic(dst, size=32, train_videos=8, test_videos=6, num_frames=96, s
         src = Path(tmp) / 'Synthetic'
         kinds = write_source(src, size, train_videos, test_videos, num_frames, seed)
         summary = prepare(src, dst, size=(size, size), labels='masks', overwrite=overwrite, progress=progress)
-    summary.update(src='synthetic (data/synthetic.py)', seed=seed, anomaly_kinds=kinds)
+    # The source was a temporary folder, now deleted: name what made the videos instead of paths into it.
+    summary.update(src='synthetic (data/synthetic.py)', seed=seed, anomaly_kinds=kinds,
+                   label_origin='masks of the rendered anomalous objects',
+                   video_sources={name: f'synthetic ({kind})' for name, kind in _video_kinds(summary, kinds)})
     (Path(dst) / 'prepare.json').write_text(json.dumps(summary, indent=2) + '\n')
     return summary
+
+
+def _video_kinds(summary, kinds):
+    """(video name, what it shows) for every video of the summary, in its order."""
+    for name in summary['video_sources']:
+        yield name, kinds[int(name[len('Test'):]) - 1] if name.startswith('Test') else 'pedestrians only'
+
+
+def describe(summary, dst):
+    """One line on what was written, for the console (the details are in prepare.json)."""
+    return (f"synthetic data set: {summary['training']['videos']} training videos ({summary['training']['clips']} "
+            f"clips), {summary['testing']['videos']} test videos ({summary['testing']['clips']} clips, "
+            f"{summary['testing']['anomalous_frames']} anomalous frames) -> {dst} (details: prepare.json)")
 
 
 def parse_args(argv=None):
@@ -164,7 +180,7 @@ def main(argv=None):
     args = parse_args(argv)
     summary = make_synthetic(args.dst, args.size, args.train_videos, args.test_videos, args.frames, args.seed,
                              args.overwrite)
-    print(json.dumps(summary, indent=2))
+    print(describe(summary, args.dst))
     return 0
 
 

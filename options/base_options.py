@@ -10,34 +10,15 @@ from pathlib import Path
 
 from data.protocols import PROTOCOLS
 from models import ADDRESSING_CHOICES, MODELS, QUERY_CHOICES, has_latent_penalty, is_memory_model
+from utils.flags import BOOL_HELP, BOOL_METAVAR, str2bool
 from utils.runtime import AMP_CHOICES
 from utils.scoring import SCORE_TYPES
 
-TRUE_WORDS = ('yes', 'true', 't', 'y', '1')
-FALSE_WORDS = ('no', 'false', 'f', 'n', '0')
 # AE-l1: the paper gives no weight. Ours equals the entropy weight alpha, the other sparsity term of the objective,
 # under the same (released) scaling: fixed a priori, not tuned.
 DEFAULT_L1_WEIGHT = 0.0002
 # (flag, run-name field, default) of added memory options that go into the run name when not at their default
 ADDED_MEMORY_FIELDS = (('MemAddressing', 'Addr', 'dot'), ('MemQuery', 'Query', 'whole'))
-
-
-def str2bool(value):
-    """The released boolean parser: yes/true/t/y/1 and no/false/f/n/0, in any case."""
-    if isinstance(value, bool):
-        return value
-    if value.lower() in TRUE_WORDS:
-        return True
-    if value.lower() in FALSE_WORDS:
-        return False
-    raise argparse.ArgumentTypeError(f'boolean value expected ({"/".join(TRUE_WORDS)} or {"/".join(FALSE_WORDS)}), '
-                                     f'got {value!r}')
-
-
-def optional_path(value):
-    """A path flag whose default is None. The released test script passes ``--ModelFilePath None``, which it
-    then took for a file literally called 'None'; here 'None' and '' mean "no path"."""
-    return None if value in ('None', 'none', '') else value
 
 
 def model_setting(opt):
@@ -68,21 +49,28 @@ class BaseOptions:
     positive_flags = ('BatchSize', 'FrameNum', 'ImgChnNum', 'MemDim', 'Runs')
 
     def __init__(self):
-        self.parser = argparse.ArgumentParser(description=self.description,
+        self.parser = argparse.ArgumentParser(description=self.description, epilog=BOOL_HELP,
                                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         self.add_base_arguments(self.parser)
         self.add_arguments(self.parser)
+        for action in self.parser._actions:  # --help shows the words a boolean flag accepts, not its dest
+            if action.type is str2bool:
+                action.metavar = BOOL_METAVAR
 
     def add_base_arguments(self, parser):
         parser.add_argument('--UseCUDA', help='use CUDA when available (without CUDA: a warning, then the CPU)',
                             type=str2bool, nargs='?', const=True, default=True)
-        parser.add_argument('--Mode', help='script mode, kept from the release: must match the script',
+        parser.add_argument('--Mode', help='kept from the release, where it named the mode of the script; each '
+                            'script has one mode here (train: script_training.py, eval: script_testing.py), so it '
+                            'may be left out, and a value that does not fit the script is an error',
                             choices=['train', 'eval'], default=self.mode)
         parser.add_argument('--ModelName', help=f"{'/'.join(MODELS)} (AEL1, added: the AE trained with an l1 "
                             'penalty on its encoding, the paper\'s AE-l1 ablation)', type=str, default='MemAE')
-        parser.add_argument('--ModelSetting', help='Conv3D/Conv3DSpar: a label that goes into the run name',
-                            type=str, default='Conv3DSpar')
-        parser.add_argument('--Seed', type=int, default=1)
+        parser.add_argument('--ModelSetting', help='a label that goes into the run name (the network follows '
+                            '--ModelName and --Dataset); in use: Conv3DSpar / Conv3D (video MemAE / AE), Conv2DSpar / '
+                            'Conv2D (images), FCSpar / FC (KDDCUP99)', type=str, default='Conv3DSpar')
+        parser.add_argument('--Seed', help='random seed of weights, data order and splits (image and KDD runs use '
+                            'Seed, Seed+1, ...); part of the MemAE run name', type=int, default=1)
         parser.add_argument('--Dataset', help='data set folder under --DataRoot', type=str, default='UCSD_P2_256')
         parser.add_argument('--ImgChnNum', help='image channels (1 = grayscale, 3 = colour)', type=int, default=1)
         parser.add_argument('--FrameNum', help='frames per video clip', type=int, default=16)
@@ -135,6 +123,9 @@ class BaseOptions:
                             '1e-6)', type=str2bool, default=False)
         parser.add_argument('--Debug', help='(added) show the traceback of errors in the input too (otherwise: one '
                             'sentence and exit code 2)', type=str2bool, nargs='?', const=True, default=False)
+        parser.add_argument('--PrintOptions', help='(added) print the table of all options at the start (False: one '
+                            'line of those that differ from their default); opt.txt always holds the table',
+                            type=str2bool, default=True)
 
     def add_arguments(self, parser):
         """Flags of one script only."""
@@ -151,18 +142,28 @@ class BaseOptions:
         opt.setting = model_setting(opt)
         self.opt = opt
         if is_print:
-            print(self.format_options(opt))
+            print(self.format_options(opt) if opt.PrintOptions else self.format_changed_options(opt))
         return opt
+
+    def changed_options(self, opt):
+        """(name, value) of the options that differ from their default."""
+        return [(name, value) for name, value in sorted(vars(opt).items())
+                if name != 'setting' and value != self.parser.get_default(name)]
 
     def format_options(self, opt):
         """One line per option, with ``[default: ...]`` behind those that differ from their default."""
+        changed = dict(self.changed_options(opt))
         lines = ['----------------- Options ---------------']
         for name, value in sorted(vars(opt).items()):
-            default = self.parser.get_default(name)
-            comment = f'\t[default: {default}]' if name != 'setting' and value != default else ''
+            comment = f'\t[default: {self.parser.get_default(name)}]' if name in changed else ''
             lines.append(f'{name:>25}: {str(value):<30}{comment}')
         lines.append('----------------- End -------------------')
         return '\n'.join(lines)
+
+    def format_changed_options(self, opt):
+        """One line: the options that differ from their default (``--PrintOptions False``)."""
+        changed = ' '.join(f'--{name} {value}' for name, value in self.changed_options(opt))
+        return f'options (not at their default; all in opt.txt): {changed or "none"}'
 
     def save(self, opt, folder):
         """Write ``opt.txt`` (as printed) and ``opt.json`` into ``folder``."""

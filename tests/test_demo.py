@@ -1,7 +1,6 @@
 """The first run: synthetic videos (data/synthetic.py), `bash test.sh` falling back to the demo, and the figures."""
 import json
-import os
-import subprocess
+import tempfile
 
 import numpy as np
 import pytest
@@ -12,12 +11,11 @@ from data.layout import VideoLayout
 from data.readers import read_ground_truth
 from data.synthetic import background, make_synthetic, render_video
 from models import MemModule
+from shell import run_script
 from utils.errors import InputError
 from utils.eval import VideoResult
 from utils.memory_usage import SlotUsage
 from utils.plots import most_anomalous_clips, shaded_spans
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
@@ -33,6 +31,11 @@ def test_synthetic_set_has_the_prepared_layout_and_labels_from_the_anomalous_obj
     assert layout.videos('test') == ['Test001', 'Test002', 'Test003']
     summary = json.loads((tiny_demo_root / 'SyntheticDemo' / 'prepare.json').read_text())
     assert summary['anomaly_kinds'] == ['cart', 'runner', 'trespasser']
+    # the videos were rendered in a temporary folder, since deleted: prepare.json names no path into it
+    assert summary['video_sources'] == {'Train001': 'synthetic (pedestrians only)',
+                                        'Train002': 'synthetic (pedestrians only)', 'Test001': 'synthetic (cart)',
+                                        'Test002': 'synthetic (runner)', 'Test003': 'synthetic (trespasser)'}
+    assert tempfile.gettempdir() not in json.dumps(summary)
     assert summary['training'] == {'videos': 2, 'frames': 48, 'clips': 2 * 9}
     for name in layout.videos('test'):
         labels = read_ground_truth(layout.gt_file(name))
@@ -57,11 +60,15 @@ def test_synthetic_size_must_fit_the_video_autoencoder(tmp_path):
 
 
 def test_plain_test_sh_without_ped2_runs_the_demo_with_figures(tiny_demo_root, tmp_path):
-    env = {**os.environ, 'DATA_ROOT': str(tiny_demo_root), 'OUT_ROOT': str(tmp_path / 'out')}
-    done = subprocess.run(['bash', 'test.sh'], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = run_script('bash', 'test.sh', DATA_ROOT=tiny_demo_root, OUT_ROOT=tmp_path / 'out')
     assert done.returncode == 0, done.stderr[-3000:]
-    assert 'No prepared UCSD Ped2' in done.stderr and 'python -m data.prepare_video' in done.stderr
+    assert 'No prepared UCSD Ped2' in done.stderr
+    # both source layouts get their preparation command
+    assert '--src <download>/UCSD_Anomaly_Dataset.v1p2/UCSDped2 --dst' in done.stderr
+    assert '--src <download>/ped2 --dst' in done.stderr
     assert 'AUC: ' in done.stdout
+    assert done.stdout.count('----------------- Options') == 1  # training prints the table, testing one line
+    assert 'options (not at their default; all in opt.txt): ' in done.stdout
     setting = 'MemAE_Conv3DSpar_SyntheticDemo_MemDim2000_EntW0.0002_ShrThres0.0025_Seed1_Non'
     res = tmp_path / 'out' / f'res_{setting}'
     results = json.loads((res / 'results.json').read_text())
@@ -71,12 +78,11 @@ def test_plain_test_sh_without_ped2_runs_the_demo_with_figures(tiny_demo_root, t
         with Image.open(res / 'plots' / name) as image:  # a real PNG, not an empty file
             assert image.size[0] > 100 and image.size[1] > 100
     assert (tmp_path / 'out' / f'model_{setting}').is_dir()  # the demo's weights land in OUT_ROOT
+    assert any((tmp_path / 'out' / f'log_{setting}').iterdir())  # and its TensorBoard log
 
 
 def test_explicit_ped2_without_data_is_an_error_not_the_demo(tmp_path):
-    env = {**os.environ, 'DATA_ROOT': str(tmp_path), 'MODEL_ROOT': str(tmp_path)}
-    done = subprocess.run(['bash', 'test.sh', 'ped2', '--UseCUDA', 'False'], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = run_script('bash', 'test.sh', 'ped2', '--UseCUDA', 'False', DATA_ROOT=tmp_path, MODEL_ROOT=tmp_path)
     assert done.returncode == 2 and 'No prepared UCSD Ped2' not in done.stderr
 
 

@@ -19,7 +19,7 @@ KDD_TRAIN=(--BatchSize 1024 --LR 1e-4 --EpochNum 20)
 # The demo (bash test.sh demo): the ped2 MemAE on the 32 x 32 synthetic videos of data/synthetic.py, trained
 # briefly (one epoch, a larger learning rate) so that the whole demo takes a few minutes on a 2-core CPU.
 DEMO_DATASET=SyntheticDemo
-DEMO_TRAIN=(--BatchSize 8 --LR 1e-3 --EpochNum 1 --IsTbLog False --IsDeter True)
+DEMO_TRAIN=(--BatchSize 8 --LR 1e-3 --EpochNum 1 --IsTbLog True --IsDeter True)
 
 video_dataset() {  # the --Dataset of a video experiment
   case "$1" in
@@ -74,7 +74,8 @@ parse_experiment() {
   experiment_flags "${1:-ped2}" || return 1
   case "${1:-ped2}" in
     ped2*|ped1*|avenue*|shanghaitech*) TEST_FLAGS=(--Plots True) ;;
-    demo)  TEST_FLAGS=(--Plots True --BatchSize 16 --NumWorker 0) ;;  # tiny clips: batches help, workers do not
+    # tiny clips: batches help, workers do not; the training step just printed the option table
+    demo)  TEST_FLAGS=(--Plots True --BatchSize 16 --NumWorker 0 --PrintOptions False) ;;
     *)     TEST_FLAGS=() ;;
   esac
   EXTRA_ARGS=("${@:2}")
