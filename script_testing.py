@@ -6,7 +6,8 @@ image and KDDCUP99 experiments, evaluate the trained model of every protocol uni
         --ModelRoot ./memae_models/ --DataRoot ./dataset/ --OutRoot ./results/ --Suffix Non
 
 Writes, as the released script did, ``<OutRoot>/res_<setting>/<Video>.npy`` (the clip scores in clip order)
-and ``acc.txt`` (the data path, then ``AUC: <value>``); and ``results.json`` (every metric of
+and ``acc.txt`` (the data path, then ``AUC: <value>``) with the released label files
+``<last video>_gt_label.mat`` / ``_est_label.mat`` (see utils/eval.py); and ``results.json`` (every metric of
 :mod:`utils.eval`, the weights used and the options) with ``opt.txt`` / ``opt.json``; with ``--Plots True``, the
 figures of :mod:`utils.plots` under ``plots/``.
 """
@@ -17,24 +18,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.layout import VideoLayout
 from data.readers import read_ground_truth
 from data.registry import dataset_spec
-from data.video_datasets import PreloadedVideo, VideoDatasetOneDir
+from data.video_datasets import VideoDatasetOneDir
 from models import build_model, is_memory_model
 from options import TestOptions
 from utils.checkpoint import find_weights, load_weights
 from utils.errors import run_cli
 from utils.one_class import run_protocol
 from utils.eval import VideoResult, align_labels, centre_frames_from_clips, evaluate, write_acc_txt, \
-    write_results_json
+    write_label_mats, write_results_json
 from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
 from utils.runtime import autocast, compile_model, memory_layout, select_device
-from utils.scoring import model_scores, resolve_score_type
+from utils.scoring import clip_batches, resolve_score_type, score_clips
 
 
 def load_model(opt, device):
@@ -43,24 +43,6 @@ def load_model(opt, device):
     weights = find_weights(opt)
     load_weights(model, weights, opt)
     return model.to(device).eval(), weights
-
-
-def clip_batches(dataset, opt, device):
-    """The clips of one video in batches of --BatchSize, in order: cut from its frames preloaded on the device
-    (--PreloadFrames), or through a DataLoader."""
-    if opt.PreloadFrames:
-        return PreloadedVideo(dataset, device).batches(opt.BatchSize)
-    return DataLoader(dataset, batch_size=opt.BatchSize, shuffle=False, num_workers=opt.NumWorker,
-                      pin_memory=device.type == 'cuda')
-
-
-def score_clips(model, loader, score, device, memory_model, memory_format=torch.contiguous_format):
-    """Per-clip scores of one video, in clip order."""
-    scores = []
-    for _, clips in loader:
-        clips = clips.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        scores += model_scores(model, clips, score, memory_model)
-    return np.asarray(scores, dtype=np.float64)
 
 
 def main(argv=None):
@@ -106,6 +88,7 @@ def main(argv=None):
     evaluation = evaluate(videos)
     data_path = f'{layout.root}/'
     write_acc_txt(res_path, data_path, evaluation.auc)
+    write_label_mats(res_path, videos)
     write_results_json(res_path, evaluation, {
         'setting': opt.setting, 'weights': str(weights), 'data_path': data_path, 'score': score,
         'test_seconds': seconds, 'clips_per_second': evaluation.num_clips / seconds, 'device': str(device),
@@ -116,7 +99,7 @@ def main(argv=None):
         folder = write_test_plots(res_path, videos, frame_labels, centres, datasets, evaluation, model,
                                   memory_model, usage if memory_model else None)
         print(f'figures: {folder}')
-    print(f'AUC: {evaluation.auc:.4f} ({evaluation.num_clips} clips, {seconds:.1f} s) -> {res_path}')
+    print(f'AUC: {evaluation.auc} ({evaluation.num_clips} clips, {seconds:.1f} s) -> {res_path}')
     return 0
 
 

@@ -4,8 +4,8 @@ import scipy.io as sio
 from sklearn import metrics
 
 from data.readers import write_ground_truth
-from utils.eval import (VideoResult, align_labels, centre_frame_positions, centre_frames_from_clips, eval_video,
-                        evaluate, regularity)
+from utils.eval import VideoResult, align_labels, centre_frame_positions, centre_frames_from_clips, evaluate, regularity
+from utils.saved_scores import eval_video
 
 
 def released_protocol_auc(gt_per_video, scores_per_video):
@@ -116,5 +116,9 @@ def test_eval_video_reads_npy_and_gt_and_writes_acc_txt(tmp_path):
         np.save(res / f'Test{k:03d}.npy', s)
     assert sio.loadmat(str(data / 'testing_gt' / 'Test001.mat'))['l'].shape == (1, len(gts[0]))
     auc = eval_video(data, res)
-    assert auc == pytest.approx(released_protocol_auc(gts, scores), abs=1e-12)
+    assert isinstance(auc, float) and auc == pytest.approx(released_protocol_auc(gts, scores), abs=1e-12)
     assert (res / 'acc.txt').read_text() == f'{data}\nAUC: {auc}\n'
+    # the released label files, named after the last video: its clip labels, and every clip's regularity
+    assert np.array_equal(sio.loadmat(str(res / 'Test002_gt_label.mat'))['gt_labels_list'].ravel(), gts[1][8:-7])
+    assert np.allclose(sio.loadmat(str(res / 'Test002_est_label.mat'))['est_labels_list'].ravel(),
+                       np.concatenate([regularity(s) for s in scores]))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.io as sio
 from sklearn import metrics
 
 from utils.errors import InputError
@@ -130,26 +131,19 @@ def write_acc_txt(res_path, data_path, auc):
     Path(res_path, 'acc.txt').write_text(f'{data_path}\nAUC: {auc}\n')
 
 
+def write_label_mats(res_path, videos):
+    """The two ``.mat`` files the released evaluation left beside ``acc.txt``, named after the last video as
+    released: ``<last>_gt_label.mat`` (``gt_labels_list``: that video's clip labels, 1 = anomalous; the released
+    code saved only the last video's) and ``<last>_est_label.mat`` (``est_labels_list``: the regularity of every
+    clip of every video, in order)."""
+    last = videos[-1]
+    sio.savemat(str(Path(res_path, f'{last.name}_gt_label.mat')),
+                {'gt_labels_list': np.asarray(last.labels, dtype=np.float64)})
+    sio.savemat(str(Path(res_path, f'{last.name}_est_label.mat')),
+                {'est_labels_list': np.concatenate([regularity(v.scores) for v in videos])})
+
+
 def write_results_json(res_path, evaluation, extra):
     """``results.json``: every metric of :class:`Evaluation` plus ``extra`` (options, timings, ...)."""
     payload = {'metrics': evaluation.as_dict(), **extra}
     Path(res_path, 'results.json').write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + '\n')
-
-
-def eval_video(data_path, res_path, clip_len=16, stride=1):
-    """The released entry point: read ``<Video>.npy`` scores from ``res_path`` and the ground truth of the
-    prepared data set at ``data_path``, write ``acc.txt`` and return the AUC. Clips are assumed regular
-    (length ``clip_len``, start stride ``stride``)."""
-    from data.layout import VideoLayout
-    from data.readers import read_ground_truth
-
-    layout = VideoLayout(data_path)
-    videos = []
-    for name in layout.ground_truth_videos():
-        scores = np.load(Path(res_path, f'{name}.npy'))
-        gt = read_ground_truth(layout.gt_file(name))
-        centres = centre_frame_positions(len(scores), clip_len, stride)
-        videos.append(VideoResult(name, scores, align_labels(gt, centres, name)))
-    evaluation = evaluate(videos)
-    write_acc_txt(res_path, data_path, evaluation.auc)
-    return evaluation.auc

@@ -136,6 +136,18 @@ def write_test_plots(res_path, videos, frame_labels, centre_frames, datasets, ev
     """Every figure of the module docstring; returns the folder. ``frame_labels``, ``centre_frames`` and
     ``datasets`` map video names to the per-frame ground truth, the clips' 0-based centre frames and the clip
     dataset; ``usage`` is the :class:`SlotUsage` recorded while scoring (MemAE)."""
+    folder = write_score_plots(res_path, videos, frame_labels, centre_frames, evaluation)
+    picks = most_anomalous_clips(videos)
+    clips = [datasets[name][k][1] for name, k in picks]
+    titles = [f'{name} frame {centre_frames[name][k] + 1}' for name, k in picks]
+    plot_error_maps(folder / 'error_maps.png', model, clips, titles, memory_model)
+    if usage is not None and usage.queries:
+        plot_slot_usage(folder / 'memory_usage.png', usage)
+    return folder
+
+
+def write_score_plots(res_path, videos, frame_labels, centre_frames, evaluation):
+    """The figures drawn from the scores alone (no model): regularity curves and the ROC; returns the folder."""
     folder = Path(res_path) / 'plots'
     folder.mkdir(parents=True, exist_ok=True)
     for video in videos:
@@ -145,10 +157,4 @@ def write_test_plots(res_path, videos, frame_labels, centre_frames, datasets, ev
     if 0 < labels.sum() < len(labels):
         plot_roc(folder / 'roc.png', labels, np.concatenate([1 - regularity(v.scores) for v in videos]),
                  evaluation.auc)
-    picks = most_anomalous_clips(videos)
-    clips = [datasets[name][k][1] for name, k in picks]
-    titles = [f'{name} frame {centre_frames[name][k] + 1}' for name, k in picks]
-    plot_error_maps(folder / 'error_maps.png', model, clips, titles, memory_model)
-    if usage is not None and usage.queries:
-        plot_slot_usage(folder / 'memory_usage.png', usage)
     return folder
