@@ -1,7 +1,5 @@
 """The ablation variants (utils/experiments.sh, AE-l1) and the sweep that tabulates them (utils/ablation.py)."""
 import json
-import os
-import subprocess
 
 import pytest
 import torch
@@ -9,11 +7,12 @@ import torch
 from models import build_model, weights_init
 from models.losses import latent_l1_loss
 from options import TrainOptions
+from shell import run_script
 from synthetic import make_kdd
-from utils.ablation import VARIANTS, experiment_flags, flag_value, memory_variants, without_training_flags
+from utils.ablation import (VARIANTS, experiment_flags, flag_value, memory_variants, parse_args,
+                            without_training_flags)
 from utils.training import compute_losses, training_step
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (data, model family, image architecture or input width, a batch the family takes)
 FAMILIES = [('ped2', 'video', None, (2, 1, 16, 32, 32)), ('mnist', 'image', 'mnist', (4, 1, 28, 28)),
             ('cifar10', 'image', 'cifar10', (4, 3, 32, 32)), ('kdd', 'tabular', 7, (8, 7))]
@@ -91,15 +90,18 @@ def test_sweep_writes_table_and_plot_then_resumes_without_rerunning(tmp_path):
     out = tmp_path / 'ablation'
     command = ['bash', 'train.sh', 'ablation_kdd', '--variants', 'memae', 'ael1', '--mem-dims', '4', '--runs', '2',
                '--out', str(out), '--EpochNum', '1', '--UseCUDA', 'False']
-    env = {**os.environ, 'DATA_ROOT': str(tmp_path / 'data')}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = run_script(*command, DATA_ROOT=tmp_path / 'data')
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((out / 'ablation_kdd.json').read_text())
     rows = {row['variant']: row for row in summary['rows']}
     assert list(rows) == ['memae', 'ael1', 'memdim4'] and summary['metric'] == 'F1'
-    # lambda follows N: the experiment's 0.02 x 50 slots = 1 = 0.25 x 4 slots
-    assert rows['memdim4']['commands'] == ['bash train.sh kdd --MemDim 4 --ShrinkThres 0.25 --Runs 2 --EpochNum 1 '
-                                           '--UseCUDA False']
+    # lambda follows N: the experiment's 0.02 x 50 slots = 1 = 0.25 x 4 slots; the command holds its environment
+    assert rows['memdim4']['commands'] == [
+        f"DATA_ROOT={tmp_path / 'data'} OUT_ROOT={out / 'memdim4'} MODEL_ROOT={out / 'memdim4' / 'models'} "
+        'bash train.sh kdd --MemDim 4 --ShrinkThres 0.25 --Runs 2 --EpochNum 1 --UseCUDA False']
+    # the console says where each variant stands and how long the rest will take
+    assert '[1/3] MemAE: running' in done.stdout and '[1/3] MemAE: F1 ' in done.stdout
+    assert '2 left, about ' in done.stdout and 'sweep complete' in done.stdout
     assert (rows['memae']['mem_dim'], rows['memdim4']['mem_dim'], rows['ael1']['mem_dim']) == (50, 4, None)
     for key, row in rows.items():
         f1 = json.loads((out / key / 'kdd_summary.json').read_text())['f1']
@@ -109,14 +111,30 @@ def test_sweep_writes_table_and_plot_then_resumes_without_rerunning(tmp_path):
     assert (out / 'ablation_kdd_memdim.png').stat().st_size > 0
 
     log = (out / 'ael1' / 'log.txt').read_text()
-    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    again = run_script(*command, DATA_ROOT=tmp_path / 'data')
     assert again.returncode == 0 and (out / 'ael1' / 'log.txt').read_text() == log  # nothing ran again
+    assert again.stdout.count('skipped (done)') == 3
+    # the command column reruns the row alone: same data, same folder, same F1
+    (out / 'memdim4' / 'kdd_summary.json').unlink()
+    rerun = run_script('bash', '-c', rows['memdim4']['commands'][0])
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert json.loads((out / 'memdim4' / 'kdd_summary.json').read_text())['f1']['mean'] == rows['memdim4']['mean']
+
+
+def test_mem_dims_none_means_no_memory_size_study():
+    for argv in (['kdd', '--mem-dims', 'none'], ['kdd', '--mem-dims'], ['kdd', '--mem-dims', 'NONE']):
+        args, extra = parse_args(argv)
+        assert args.mem_dims == [] and extra == []
+    assert parse_args(['kdd', '--mem-dims', '25', '200'])[0].mem_dims == [25, 200]
+    assert parse_args(['kdd'])[0].mem_dims is None  # the data set's own sizes
+    assert memory_variants([], 50, 0.02, fixed_shrink=False) == ()
+    with pytest.raises(SystemExit):
+        parse_args(['kdd', '--mem-dims', 'many'])
 
 
 def test_sweep_names_the_failing_command(tmp_path):
-    done = subprocess.run(['bash', 'train.sh', 'ablation_kdd', '--variants', 'ae', '--mem-dims', '--out',
-                           str(tmp_path / 'out'), '--UseCUDA', 'False'], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, 'DATA_ROOT': str(tmp_path / 'missing')}, timeout=300)
+    done = run_script('bash', 'train.sh', 'ablation_kdd', '--variants', 'ae', '--mem-dims', '--out',
+                      str(tmp_path / 'out'), '--UseCUDA', 'False', DATA_ROOT=tmp_path / 'missing')
     assert done.returncode == 2
     assert '`bash train.sh kdd_ae --UseCUDA False` failed' in done.stderr and 'log.txt' in done.stderr
 

@@ -32,6 +32,7 @@ from utils.errors import InputError, run_cli
 from utils.plots import pyplot
 
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_ROOT = './dataset/'  # train.sh's and test.sh's default
 ABLATION_DATA = ('ped2', 'ped1', 'avenue', 'shanghaitech', 'mnist', 'cifar10', 'kdd')
 
 
@@ -152,24 +153,56 @@ def run_variant(data, variant, spec, args, extra, out):
     if spec.family == 'video':
         commands.append(['bash', 'test.sh', experiment, *without_training_flags(flags)])
     record = {'commands': [shlex.join(c) for c in commands], 'DATA_ROOT': os.environ.get('DATA_ROOT')}
+    env_vars = {'DATA_ROOT': os.environ.get('DATA_ROOT', DEFAULT_DATA_ROOT), 'OUT_ROOT': str(folder),
+                'MODEL_ROOT': str(folder / 'models')}
     done_before = folder / 'command.json'
     result = read_result(folder, spec)
-    if args.redo or result is None or not same_run(done_before, record):
+    skipped = not args.redo and result is not None and same_run(done_before, record)
+    if not skipped:
         folder.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, 'OUT_ROOT': str(folder), 'MODEL_ROOT': str(folder / 'models')}
         started = time.perf_counter()
         for command in commands:
-            run_logged(command, env, folder / 'log.txt')
+            run_logged(command, {**os.environ, **env_vars}, folder / 'log.txt')
         done_before.write_text(json.dumps({**record, 'seconds': time.perf_counter() - started}, indent=2) + '\n')
         result = read_result(folder, spec)
         if result is None:
             raise InputError(f'{experiment} finished without a result in {folder}; see {folder / "log.txt"}')
     mean, std, runs = result
     mem_dim = variant.mem_dim or flag_value(experiment_flags(experiment), '--MemDim')
+    # What reruns the row alone, in the repository root: the environment the sweep gave the commands, then them.
+    environment = ' '.join(f'{name}={shlex.quote(value)}' for name, value in env_vars.items())
     return {'variant': variant.key, 'label': variant.label, 'experiment': experiment, 'mean': mean, 'std': std,
             'runs': runs, 'mem_dim': int(mem_dim) if mem_dim else None,
-            'paper_ped2': variant.paper_ped2, 'commands': record['commands'],
-            'seconds': json.loads(done_before.read_text()).get('seconds')}
+            'paper_ped2': variant.paper_ped2, 'commands': [f'{environment} {c}' for c in record['commands']],
+            'seconds': json.loads(done_before.read_text()).get('seconds'), 'skipped': skipped}
+
+
+def format_duration(seconds):
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
+
+
+class Progress:
+    """Variants done, and an estimate of the time left: the mean time of the variants this sweep ran (not of
+    those it skipped) times the number left."""
+
+    def __init__(self, total):
+        self.total, self.finished, self.ran, self.last = total, 0, [], 0.0
+
+    def done(self, seconds, skipped):
+        self.finished += 1
+        self.last = seconds
+        if not skipped:
+            self.ran.append(seconds)
+
+    def eta(self):
+        left = self.total - self.finished
+        if left == 0:
+            return 'sweep complete'
+        if not self.ran:
+            return f'{left} left'
+        return f'{left} left, about {format_duration(left * sum(self.ran) / len(self.ran))} to go'
 
 
 def format_metric(row):
@@ -210,13 +243,27 @@ def plot_memory_sizes(data, metric, rows, path, fixed_shrink=False):
     return path
 
 
+def mem_dim_arg(value):
+    """A memory size of ``--mem-dims``, or None for the word none."""
+    if value.lower() == 'none':
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'a memory size (a whole number) or none expected, got {value!r}') from None
+    if size < 1:
+        raise argparse.ArgumentTypeError(f'a memory size must be at least 1, got {size}')
+    return size
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], allow_abbrev=False)
     parser.add_argument('data', choices=ABLATION_DATA)
     parser.add_argument('--variants', nargs='*', choices=[v.key for v in VARIANTS], default=None,
                         help='the variants to run (default: all)')
-    parser.add_argument('--mem-dims', nargs='*', type=int, default=None,
-                        help='memory sizes N for the memory-size study (default: per data set; none: no study)')
+    parser.add_argument('--mem-dims', nargs='*', type=mem_dim_arg, default=None,
+                        help='memory sizes N for the memory-size study (default: per data set); "none" or no value: '
+                             'no study')
     parser.add_argument('--fixed-shrink', action='store_true',
                         help="memory-size study: keep the experiment's --ShrinkThres for every N (default: scale it "
                              'with 1/N)')
@@ -227,6 +274,8 @@ def parse_args(argv):
     args, extra = parser.parse_known_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error(f'--runs must be at least 1, got {args.runs}')
+    if args.mem_dims is not None:
+        args.mem_dims = [n for n in args.mem_dims if n is not None]
     return args, extra
 
 
@@ -244,11 +293,16 @@ def main(argv=None):
     variants = [*chosen, *memory_variants(mem_dims, default_dim, default_shrink, args.fixed_shrink)]
     out = args.out or Path('results') / f'ablation_{data}'
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, progress = [], Progress(len(variants))
     for i, variant in enumerate(variants, 1):
-        print(f'[{i}/{len(variants)}] {variant.label} ...', flush=True)
+        print(f'[{i}/{len(variants)}] {variant.label}: running (output in {out / variant.key / "log.txt"}) ...',
+              flush=True)
+        started = time.perf_counter()
         rows.append(run_variant(data, variant, spec, args, extra, out))
-        print(f'[{i}/{len(variants)}] {variant.label}: {metric} {format_metric(rows[-1])}', flush=True)
+        progress.done(time.perf_counter() - started, rows[-1]['skipped'])
+        state = 'skipped (done)' if rows[-1]['skipped'] else f'done in {format_duration(progress.last)}'
+        print(f'[{i}/{len(variants)}] {variant.label}: {metric} {format_metric(rows[-1])}, {state}; '
+              f'{progress.eta()}', flush=True)
     summary = {'data': data, 'dataset': dataset, 'metric': metric, 'extra_flags': extra, 'rows': rows}
     (out / f'ablation_{data}.json').write_text(json.dumps(summary, indent=2) + '\n')
     (out / f'ablation_{data}.md').write_text(markdown_table(data, metric, rows))
