@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from data.readers import DataFormatError
+from data.readers import DataFormatError, is_hidden, load_image
 
 MNIST_FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
                'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
@@ -86,24 +86,41 @@ def load_mnist(data_root, download=False):
     return ImageSplits(splits, [str(d) for d in range(10)], f'MNIST IDX files in {images.parent}')
 
 
+def grayscale_or_rgb(path):
+    """'L' for a file stored as grayscale, else 'RGB' (the header alone is read; a damaged file is reported
+    when it is decoded)."""
+    try:
+        with Image.open(path) as image:
+            return 'L' if image.mode in ('L', 'I', 'I;16') else 'RGB'
+    except Exception:
+        return 'RGB'
+
+
+def shape_text(image):
+    height, width, channels = image.shape
+    return f'{width} x {height} with {channels} channel(s)'
+
+
 def read_image_folder(folder):
     """``<folder>/<class>/*.png``: images (N x C x H x W uint8), labels, class names (sorted)."""
     folder = Path(folder)
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not is_hidden(p)) if folder.is_dir() else []
     if not classes:
         raise DataFormatError(f'{folder} holds no class folders of images')
-    images, labels = [], []
+    images, labels, first = [], [], None
     for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in (folder / name).iterdir()
+                       if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p))
         for path in files:
-            with Image.open(path) as image:
-                images.append(np.array(image.convert('L' if image.mode in ('L', 'I', 'I;16') else 'RGB')))
+            images.append(load_image(path, grayscale_or_rgb(path)))
             labels.append(label)
-    shapes = {image.shape for image in images}
-    if len(shapes) != 1:
-        raise DataFormatError(f'the images under {folder} differ in size or channels: {sorted(shapes)[:3]}')
-    x = np.stack(images)
-    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+            first = first or path
+            if images[-1].shape != images[0].shape:
+                raise DataFormatError(f'image {path} is {shape_text(images[-1])}, but {first} is '
+                                      f'{shape_text(images[0])}: all images of a data set must have one size')
+    if not images:
+        raise DataFormatError(f'the class folders under {folder} hold no images ({", ".join(IMAGE_SUFFIXES)})')
+    x = np.stack(images).transpose(0, 3, 1, 2)
     return x, np.array(labels, dtype=np.int64), classes
 
 

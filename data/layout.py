@@ -14,7 +14,7 @@ is found automatically.
 import re
 from pathlib import Path
 
-from data.readers import DataFormatError
+from data.readers import DataFormatError, is_hidden
 
 SPLIT_FOLDERS = {'train': ('training', 'Train'), 'test': ('testing', 'Test')}
 PREPARE_HINT = 'prepare it with: python -m data.prepare_video --src <downloaded data set> --dst <that folder>'
@@ -30,7 +30,8 @@ def list_video_folders(index_root):
     index_root = Path(index_root)
     if not index_root.is_dir():
         raise DataFormatError(f'index folder {index_root} does not exist; {PREPARE_HINT}')
-    folders = sorted((p for p in index_root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name))
+    folders = sorted((p for p in index_root.iterdir() if p.is_dir() and not is_hidden(p)),
+                     key=lambda p: natural_key(p.name))
     if not folders:
         raise DataFormatError(f'{index_root} holds no video index folders; {PREPARE_HINT}')
     return folders
@@ -41,7 +42,7 @@ def list_index_files(folder):
     folder = Path(folder)
     if not folder.is_dir():
         raise DataFormatError(f'index folder {folder} does not exist')
-    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix == '.mat'),
+    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix == '.mat' and not is_hidden(p)),
                    key=lambda p: natural_key(p.name))
     if not files:
         raise DataFormatError(f'index folder {folder} holds no .mat files')
@@ -84,7 +85,7 @@ class VideoLayout:
         return path
 
     def ground_truth_videos(self):
-        names = sorted((p.stem for p in self.gt_dir().glob('*.mat')), key=natural_key)
+        names = sorted((p.stem for p in self.gt_dir().glob('*.mat') if not is_hidden(p)), key=natural_key)
         if not names:
             raise DataFormatError(f'{self.gt_dir()} holds no ground-truth .mat files')
         return names

@@ -27,6 +27,12 @@ class DataFormatError(InputError):
     """A data file is missing, unreadable or holds something other than what its format says."""
 
 
+def is_hidden(path):
+    """Files and folders whose names start with a dot (``.DS_Store``, macOS's ``._<name>`` copies, editors' and
+    notebooks' folders) are never data: every listing of data files skips them."""
+    return Path(path).name.startswith('.')
+
+
 # MAT-file v5/v7 ("MAT-File Format", MathWorks): data element types and their item sizes (miUTF8: variable)
 MI_ITEM_SIZE = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8, 16: None, 17: 2, 18: 4}
 MI_INT8, MI_INT32, MI_UINT32, MI_MATRIX, MI_COMPRESSED = 1, 5, 6, 14, 15
@@ -164,17 +170,23 @@ def frame_files(folder):
     if not folder.is_dir():
         raise DataFormatError(f'frame folder {folder} does not exist')
     return {int(p.stem): p for p in folder.iterdir()
-            if p.suffix.lower() in FRAME_SUFFIXES and p.stem.isdigit()}
+            if p.suffix.lower() in FRAME_SUFFIXES and p.stem.isdigit() and not is_hidden(p)}
 
 
 def load_frame(path, channels=1):
     """A frame as uint8 H x W x C (C = 1: grayscale, 3: RGB), converted if it is stored otherwise."""
+    return load_image(path, 'L' if channels == 1 else 'RGB', 'frame')
+
+
+def load_image(path, mode, what='image'):
+    """An image file as a uint8 H x W x C array in PIL ``mode`` ('L' or 'RGB'); a missing or unreadable file is
+    one sentence naming it (``what`` says what the file is)."""
     try:
         with Image.open(path) as image:
-            image = image.convert('L' if channels == 1 else 'RGB')
+            image = image.convert(mode)
             array = np.array(image)  # a writable copy: torch.from_numpy warns on read-only arrays
     except FileNotFoundError:
-        raise DataFormatError(f'frame {path} does not exist') from None
+        raise DataFormatError(f'{what} {path} does not exist') from None
     except Exception as error:  # PIL's errors for truncated or foreign bytes vary
-        raise DataFormatError(f'frame {path} is not a readable image ({type(error).__name__}: {error})') from None
+        raise DataFormatError(f'{what} {path} is not a readable image ({type(error).__name__})') from None
     return array[:, :, None] if array.ndim == 2 else array

@@ -39,6 +39,7 @@ class ClipDataset(Dataset):
         self.cache_frames = cache_frames
         self._cache = OrderedDict()
         self._frame_paths = {}
+        self._frame_size = None  # (shape, path) of the first frame read
         if frame_num is not None:
             for index_file, _, frames in clips:
                 if len(frames) != frame_num:
@@ -50,6 +51,17 @@ class ClipDataset(Dataset):
     def frame_indices(self):
         """(num_clips x clip_len) 1-based frame numbers, one row per clip."""
         return np.stack([frames for _, _, frames in self.clips])
+
+    def checked_size(self, frame, path):
+        """``frame``, after checking that it has the size of the first frame this data set read: frames of one data
+        set must all have one size (clips are stacked from them)."""
+        if self._frame_size is None:
+            self._frame_size = (frame.shape, path)
+        elif frame.shape != self._frame_size[0]:
+            (height, width, _), first = self._frame_size
+            raise DataFormatError(f'frame {path} is {frame.shape[1]} x {frame.shape[0]} pixels, but {first} is '
+                                  f'{width} x {height}: every frame must have the prepared size')
+        return frame
 
     def frame_path(self, folder, number, index_file):
         if folder not in self._frame_paths:
@@ -64,7 +76,8 @@ class ClipDataset(Dataset):
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        tensor = self.transform(load_frame(self.frame_path(folder, number, index_file), self.channels))
+        path = self.frame_path(folder, number, index_file)
+        tensor = self.transform(self.checked_size(load_frame(path, self.channels), path))
         self._cache[key] = tensor
         if len(self._cache) > self.cache_frames:
             self._cache.popitem(last=False)
@@ -113,8 +126,8 @@ class PreloadedVideo:
             for number in numbers:
                 named_by.setdefault((folder, int(number)), index_file)
         row = {key: i for i, key in enumerate(named_by)}
-        frames = np.stack([load_frame(dataset.frame_path(folder, number, index_file), dataset.channels)
-                           for (folder, number), index_file in named_by.items()])
+        paths = [dataset.frame_path(folder, number, index_file) for (folder, number), index_file in named_by.items()]
+        frames = np.stack([dataset.checked_size(load_frame(path, dataset.channels), path) for path in paths])
         self.frames = torch.from_numpy(frames).to(device)  # F x H x W x C
         self.rows = torch.tensor([[row[folder, int(n)] for n in numbers] for _, folder, numbers in dataset.clips],
                                  device=device)
