@@ -11,7 +11,9 @@ optimizer, the epochs and iterations done, every random state (utils/runtime.rng
 separate from the plain weight files, which stay what ``script_testing.py`` and the release use.
 """
 import os
+import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -61,13 +63,33 @@ def find_weights(opt):
     return first_existing(candidate_paths(opt), 'no model weights found', hint)
 
 
+def why_unreadable(error):
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in a few words (torch's own text runs over
+    several lines and talks about its options)."""
+    text = str(error)
+    code = re.search(r'GLOBAL ([\w.]+)', text)
+    if code:
+        return (f'it refers to Python code ({code.group(1)}) that loading would run, so it was refused without '
+                f'running anything; weight files hold tensors only, so load it only if you trust its source')
+    if 'Weights only load failed' in text or isinstance(error, pickle.UnpicklingError):
+        return 'it is damaged or holds something other than tensors'
+    return f'it is truncated, damaged or not a PyTorch file ({type(error).__name__})'
+
+
+def load_tensors_file(path, what):
+    """``torch.load`` of ``path`` with ``weights_only=True`` onto the CPU; any failure is one sentence naming the
+    file (``what``: how to call it, e.g. 'PyTorch weights file')."""
+    try:
+        with warnings.catch_warnings():  # torch warns about odd pickles before refusing them: the refusal says it
+            warnings.simplefilter('ignore')
+            return torch.load(path, map_location='cpu', weights_only=True)
+    except (Exception, RecursionError) as error:  # truncated files, foreign pickles and wrong formats all end here
+        raise CheckpointError(f'{path} is not a readable {what}: {why_unreadable(error)}') from None
+
+
 def read_state_dict(path):
     """The state dict stored in ``path``, unwrapped and without a DataParallel prefix."""
-    try:
-        content = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as error:  # truncated files, foreign pickles and wrong formats all end here
-        raise CheckpointError(f'{path} is not a readable PyTorch weights file ({type(error).__name__}: {error})') \
-            from None
+    content = load_tensors_file(path, 'PyTorch weights file')
     if isinstance(content, dict):
         for key in WRAPPER_KEYS:
             if isinstance(content.get(key), dict):
@@ -85,16 +107,31 @@ def _fill_legacy_batchnorm(state, model):
             state[key] = torch.zeros_like(value)
 
 
+NETWORK_KINDS = {5: 'the video network (3-D convolutions)', 4: 'an image network (2-D convolutions)',
+                 2: 'a KDDCUP99 network (fully connected layers)'}  # by the rank of the first layer's weight
+
+
+def _network_kind(state):
+    first = state.get('encoder.0.weight')
+    return NETWORK_KINDS.get(first.dim(), 'an unknown network') if first is not None else 'an unknown network'
+
+
 def _mismatch_message(path, state, model, opt):
     expected = model.state_dict()
+    if _network_kind(state) != _network_kind(expected):
+        return (f'{path} holds {_network_kind(state)}, but --Dataset {opt.Dataset} takes {_network_kind(expected)}: '
+                f'the weights belong to another data set')
     memory_key = 'mem_rep.memory.weight'
     if memory_key in expected and memory_key not in state:
         return f'{path} has no memory ({memory_key}): it holds an AE, not a --ModelName {opt.ModelName}'
     if memory_key in state and memory_key not in expected:
         return f'{path} holds a memory model (MemAE), not a --ModelName {opt.ModelName}'
-    if memory_key in state and state[memory_key].shape != expected[memory_key].shape:
+    if memory_key in state and state[memory_key].shape[0] != expected[memory_key].shape[0]:
         return (f'{path} has {state[memory_key].shape[0]} memory slots, but --MemDim is {opt.MemDim}: '
                 f'pass --MemDim {state[memory_key].shape[0]}')
+    if memory_key in state and state[memory_key].shape != expected[memory_key].shape:
+        return (f'{path} has memory slots of {state[memory_key].shape[1]} features, but this network\'s encoder '
+                f'gives {expected[memory_key].shape[1]} (another --MemQuery, --Dataset or data shape?)')
     first_conv = 'encoder.0.weight'
     if first_conv in state and state[first_conv].shape[1] != expected[first_conv].shape[1]:
         return (f'{path} takes {state[first_conv].shape[1]}-channel frames, but --ImgChnNum is {opt.ImgChnNum}')
@@ -125,6 +162,14 @@ def atomic_save(obj, path):
     os.replace(temporary, path)
 
 
+def atomic_write_text(path, text):
+    """Write ``text`` to a temporary file beside ``path``, then rename it (see :func:`atomic_save`)."""
+    path = Path(path)
+    temporary = path.with_name(f'.{path.name}.tmp')
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
 def resume_file(model_dir, setting):
     return Path(model_dir) / f'{setting}_resume.pt'
 
@@ -150,11 +195,7 @@ def resolve_resume(resume, model_dir, setting):
 
 def load_training_state(path, setting):
     """The dict :func:`save_training_state` wrote, checked to belong to the run ``setting``."""
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f'--Resume {path} is not a readable training state ({type(error).__name__}: '
-                              f'{error})') from None
+    state = load_tensors_file(path, 'training state (--Resume)')
     if not isinstance(state, dict) or not {'model', 'optimizer', 'epochs_done', 'rng'} <= set(state):
         raise CheckpointError(f'--Resume {path} is not a training state (plain weights cannot be resumed: they '
                               f'lack the optimizer and random states)')
