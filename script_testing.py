@@ -29,6 +29,7 @@ from options import TestOptions
 from utils.checkpoint import find_weights, load_weights
 from utils.errors import run_cli
 from utils.one_class import run_protocol
+from utils.paths import input_folder, output_folder
 from utils.eval import VideoResult, align_labels, centre_frames_from_clips, evaluate, write_acc_txt, \
     write_label_mats, write_results_json
 from utils.memory_usage import SlotUsage
@@ -48,6 +49,8 @@ def load_model(opt, device):
 def main(argv=None):
     options = TestOptions()
     opt = options.parse(argv)
+    input_folder(opt.DataRoot, '--DataRoot')
+    output_folder(opt.OutRoot, '--OutRoot')
     device = select_device(opt.UseCUDA)
     spec = dataset_spec(opt.Dataset, opt.DataRoot)
     if spec.family != 'video':  # images and KDDCUP99: evaluate the trained model of every protocol unit

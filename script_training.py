@@ -33,6 +33,7 @@ from utils.checkpoint import atomic_save, load_training_state, resolve_resume, r
 from utils.distributed import per_process_batch, replicated, sampler, start_processes, stop_processes
 from utils.errors import InputError, run_cli
 from utils.one_class import run_protocol
+from utils.paths import input_folder, output_folder
 from utils.memory_usage import SlotUsage
 from utils.runtime import (compile_model, memory_layout, rng_state, seed_everything, set_deterministic,
                            set_rng_state)
@@ -173,10 +174,13 @@ def main(argv=None):
     opt = options.parse(argv)
     seed_everything(opt.Seed)
     set_deterministic(opt.IsDeter)
+    input_folder(opt.DataRoot, '--DataRoot')
+    output_folder(opt.ModelRoot, '--ModelRoot')
     processes = start_processes(opt.UseCUDA)  # one, or those torchrun started (utils/distributed.py)
     device = processes.device
     spec = dataset_spec(opt.Dataset, opt.DataRoot)
     if spec.family != 'video':  # images and KDDCUP99: a whole protocol of one-class models, evaluated at the end
+        output_folder(opt.OutRoot, '--OutRoot')
         if processes.distributed:
             raise InputError('torchrun runs video training only; start the image and KDD experiments directly')
         run_protocol(opt, options, spec, device, train=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from data.protocols import PROTOCOLS
 from models import ADDRESSING_CHOICES, MODELS, QUERY_CHOICES, has_latent_penalty, is_memory_model
+from models.ae_3dconv import TIME_FACTOR
 from utils.flags import BOOL_HELP, BOOL_METAVAR, str2bool
 from utils.runtime import AMP_CHOICES
 from utils.scoring import SCORE_TYPES
@@ -40,6 +41,14 @@ def model_setting(opt):
             f'_EntW{opt.EntropyLossWeight}_ShrThres{opt.ShrinkThres}{added}_Seed{opt.Seed}_{opt.Suffix}')
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (argparse prints its whole usage first, which buries the
+    sentence that names the flag at fault)."""
+
+    def error(self, message):
+        self.exit(2, f'{self.prog}: error: {message} (--help lists every flag)\n')
+
+
 class BaseOptions:
     """The flags both scripts take; subclasses set ``mode`` and add their own in :meth:`add_arguments`."""
 
@@ -49,8 +58,8 @@ class BaseOptions:
     positive_flags = ('BatchSize', 'FrameNum', 'ImgChnNum', 'MemDim', 'Runs')
 
     def __init__(self):
-        self.parser = argparse.ArgumentParser(description=self.description, epilog=BOOL_HELP,
-                                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        self.parser = OneLineErrorParser(description=self.description, epilog=BOOL_HELP,
+                                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         self.add_base_arguments(self.parser)
         self.add_arguments(self.parser)
         for action in self.parser._actions:  # --help shows the words a boolean flag accepts, not its dest
@@ -130,6 +139,9 @@ class BaseOptions:
     def add_arguments(self, parser):
         """Flags of one script only."""
 
+    def check(self, opt):
+        """Checks of the flags of one script only (``self.parser.error`` on a bad value)."""
+
     def parse(self, args=None, is_print=True):
         opt = self.parser.parse_args(args)
         if opt.Mode != self.mode:
@@ -139,6 +151,10 @@ class BaseOptions:
                 self.parser.error(f'--{flag} must be at least 1, got {getattr(opt, flag)}')
         if opt.ShrinkThres < 0 or opt.EntropyLossWeight < 0 or opt.L1Weight < 0:
             self.parser.error('--ShrinkThres, --EntropyLossWeight and --L1Weight must not be negative')
+        if opt.FrameNum % TIME_FACTOR:
+            self.parser.error(f'--FrameNum must be a multiple of {TIME_FACTOR} (the video network halves the '
+                              f'time axis three times), got {opt.FrameNum}')
+        self.check(opt)
         opt.setting = model_setting(opt)
         self.opt = opt
         if is_print:

@@ -29,7 +29,13 @@ class TrainOptions(BaseOptions):
                             default=200)
         parser.add_argument('--SaveCheckInterval', help='save <setting>_epoch_NNNN.pt every N epochs', type=int,
                             default=1)
-        parser.add_argument('--Resume', help='(added) video training: continue from a training state, a path or '
-                            '"auto" (<ModelRoot>/model_<setting>/<setting>_resume.pt, written after every epoch; '
-                            'starts afresh if there is none); restores model, optimizer, epoch, iteration and random '
-                            'states', type=optional_path, default=None)
+        parser.add_argument('--Resume', help='(added) continue an interrupted run from its training state, '
+                            'written after every epoch: video, a path or "auto" (<ModelRoot>/model_<setting>/'
+                            '<setting>_resume.pt; starts afresh if there is none), restoring model, optimizer, epoch, '
+                            'iteration and random states; image and KDD experiments, "auto": units that finished keep '
+                            'their results, the interrupted one continues from its last epoch, the rest start',
+                            type=optional_path, default=None)
+
+    def check(self, opt):
+        if not opt.LR > 0:  # also catches NaN
+            self.parser.error(f'--LR must be positive, got {opt.LR}')
