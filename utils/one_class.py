@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from data.protocols import image_split, kdd_split, resolve_protocol
 from models import IMAGE_ARCHITECTURES, build_model, is_memory_model, weights_init
-from utils.checkpoint import atomic_save, first_existing, load_weights
+from utils.checkpoint import atomic_save, atomic_write_text, first_existing, load_tensors_file, load_weights
 from utils.errors import InputError
-from utils.runtime import onednn_disabled, seed_everything
+from utils.runtime import onednn_disabled, rng_state, seed_everything, set_rng_state
 from utils.scoring import model_scores, resolve_score_type
 from utils.training import training_step
 
@@ -82,15 +82,57 @@ def as_tensor(samples):
     return tensor.float().div(255) if tensor.dtype == torch.uint8 else tensor.float()
 
 
-def train_unit(model, train_x, opt, device, memory_model, seed, tb_writer=None, on_epoch_end=None):
+# The options a unit's training state must share with the run that resumes it (its run name covers the rest of
+# what shapes the model: data set, memory, seed).
+RESUME_SIGNATURE = ('setting', 'LR', 'EpochNum', 'BatchSize', 'LossScaling', 'Protocol', 'AnomalyRatio', 'ScoreType')
+
+
+def resume_signature(opt):
+    """The RESUME_SIGNATURE options' values (None for the training options a testing run does not have)."""
+    return {name: getattr(opt, name, None) for name in RESUME_SIGNATURE}
+
+
+@dataclass
+class UnitCheckpoint:
+    """The training state of one unit (``<ModelRoot>/model_<setting>/<setting><unit>_resume.pt``), written after
+    every epoch: model, Adam, the epoch losses so far, the batch-order generator and the global random states, and
+    the options that must not change between a run and its resumption."""
+    path: Path
+    signature: dict
+
+    def save(self, model, optimizer, generator, epoch_losses):
+        atomic_save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'epoch_losses': epoch_losses,
+                     'rng': rng_state(generator), 'signature': self.signature}, self.path)
+
+    def restore(self, model, optimizer, generator):
+        """Load a saved state into the model, optimizer and generators; returns the epoch losses so far ([] when
+        there is no state to resume)."""
+        if not self.path.is_file():
+            return []
+        state = load_tensors_file(self.path, 'training state (--Resume auto)')
+        if not isinstance(state, dict) or state.get('signature') != self.signature:
+            raise InputError(f'the training state {self.path} was written with other options than this run\'s '
+                             f'({", ".join(RESUME_SIGNATURE)} must match); delete it or rerun without --Resume')
+        model.load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        set_rng_state(state['rng'], generator)
+        return list(state['epoch_losses'])
+
+
+def train_unit(model, train_x, opt, device, memory_model, seed, tb_writer=None, on_epoch_end=None, checkpoint=None,
+               resume=False):
     """EpochNum epochs of shuffled mini-batches (Adam, LR); returns the mean loss of each epoch.
-    ``on_epoch_end(epoch, model)``, if given, is called after every epoch (1-based)."""
+    ``on_epoch_end(epoch, model)``, if given, is called after every epoch (1-based). ``checkpoint``
+    (:class:`UnitCheckpoint`), if given, saves the training state after every epoch and, with ``resume``, first
+    continues from the state it holds."""
     data = as_tensor(train_x).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=opt.LR)
     generator = torch.Generator().manual_seed(seed)
+    epoch_losses = checkpoint.restore(model, optimizer, generator) if checkpoint is not None and resume else []
+    if epoch_losses:
+        tqdm.write(f'resuming from {checkpoint.path}: {len(epoch_losses)} of {opt.EpochNum} epochs done')
     model.train()
-    epoch_losses = []
-    for epoch in range(opt.EpochNum):
+    for epoch in range(len(epoch_losses), opt.EpochNum):
         order = torch.randperm(len(data), generator=generator).to(device)
         losses = [training_step(model, data[order[i:i + opt.BatchSize]], optimizer, opt, memory_model)[1]
                   for i in range(0, len(data), opt.BatchSize)]
@@ -98,6 +140,8 @@ def train_unit(model, train_x, opt, device, memory_model, seed, tb_writer=None, 
         if tb_writer is not None:
             for name in losses[0]:
                 tb_writer.add_scalar(name, float(np.mean([v[name] for v in losses])), epoch)
+        if checkpoint is not None:
+            checkpoint.save(model, optimizer, generator, epoch_losses)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, model)
             model.train()
@@ -213,12 +257,34 @@ def trained_model(exp, unit, train_x):
     if opt.IsTbLog:
         from torch.utils.tensorboard import SummaryWriter  # slow to import: only when logging
         tb_writer = SummaryWriter(str(Path(opt.ModelRoot) / f'log_{opt.setting}' / unit.name))
-    losses = train_unit(model, train_x, opt, exp.device, exp.memory_model, unit.seed, tb_writer)
+    checkpoint = unit_checkpoint(exp, unit)
+    losses = train_unit(model, train_x, opt, exp.device, exp.memory_model, unit.seed, tb_writer, checkpoint=checkpoint,
+                        resume=opt.Resume == 'auto')
     if tb_writer is not None:
         tb_writer.close()
     weights = exp.model_dir / f'{opt.setting}{unit.weight_suffix}.pt'
     atomic_save(model.state_dict(), weights)
     return model, weights, losses
+
+
+def unit_checkpoint(exp, unit):
+    return UnitCheckpoint(exp.model_dir / f'{exp.opt.setting}{unit.weight_suffix}_resume.pt',
+                          resume_signature(exp.opt))
+
+
+def finished_result(exp, unit):
+    """``--Resume auto``: the result a unit finished with before the run was interrupted, or None. A unit counts as
+    finished when its result file (written last, atomically) says so for the same options and its weights exist."""
+    path = exp.res_path / f'{unit.name}.json'
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except ValueError:
+        return None
+    if result.get('signature') != resume_signature(exp.opt) or not Path(result.get('weights', '')).is_file():
+        return None
+    return result
 
 
 def loaded_model(exp, unit):
@@ -231,6 +297,11 @@ def loaded_model(exp, unit):
 
 def run_unit(exp, unit, train):
     """Train (if ``train``) or load one unit's model, score its test samples, write and return its result."""
+    if train and exp.opt.Resume == 'auto':
+        result = finished_result(exp, unit)
+        if result is not None:
+            tqdm.write(f'{unit.name}: finished before (--Resume auto), result from {exp.res_path / unit.name}.json')
+            return result
     started = time.perf_counter()
     split = unit_split(exp.spec, exp.source, unit, exp.protocol, exp.anomaly_ratio)
     seed_everything(unit.seed)
@@ -243,9 +314,10 @@ def run_unit(exp, unit, train):
               'metrics': unit_metrics(exp.family, scores, split.test_y, exp.anomaly_ratio),
               'train_samples': int(len(split.train_x)), 'test_samples': int(len(split.test_y)),
               'test_anomalies': int(split.test_y.sum()), 'protocol': split.description,
-              'weights': str(weights), 'epoch_losses': losses, 'seconds': time.perf_counter() - started}
+              'weights': str(weights), 'epoch_losses': losses, 'seconds': time.perf_counter() - started,
+              'signature': resume_signature(exp.opt)}
     np.savez(exp.res_path / f'{unit.name}_scores.npz', scores=scores, labels=split.test_y)
-    (exp.res_path / f'{unit.name}.json').write_text(json.dumps(result, indent=2) + '\n')
+    atomic_write_text(exp.res_path / f'{unit.name}.json', json.dumps(result, indent=2) + '\n')
     if exp.family == 'image' and exp.memory_model and exp.opt.MemQuery == 'whole':
         save_memory_grid(model, exp.res_path / f'{unit.name}_memory.png')
     tqdm.write(f'{unit.name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in result['metrics'].items()))
@@ -254,6 +326,9 @@ def run_unit(exp, unit, train):
 
 def run_protocol(opt, options, spec, device, train):
     """Train (if ``train``) and evaluate every unit; write the per-unit results and the summaries."""
+    if train and opt.Resume not in (None, 'auto'):
+        raise InputError(f'--Resume {opt.Resume}: image and KDD runs resume with --Resume auto (each unit has its own '
+                         f'training state); a path names the state of one video training run')
     exp = prepare_experiment(opt, spec, device)
     units = protocol_units(spec, exp.source, opt)
     if not train:  # a missing file fails before any unit is evaluated
