@@ -99,9 +99,9 @@ def test_extra_metrics_use_the_normalised_scores_and_skip_one_class_videos():
     labels = [0, 0, 1, 1, 0, 0, 0]
     anomaly = [0, 1 / 9, 8 / 9, 1, 0, 0.5, 1]  # 1 - p, per video
     assert result.aupr == pytest.approx(metrics.average_precision_score(labels, anomaly))
-    # Thresholds: above 8/9 one false alarm in 5 normals and one miss in 2 anomalies; the nearest point of the
-    # ROC to FPR = FNR is (FPR 1/5, FNR 0) or (FPR 1/5, FNR 1/2): the EER lies between 0.1 and 0.35.
-    assert 0.1 <= result.eer <= 0.35
+    # Thresholds on 1 - p: at 1, one of 5 normals and one of 2 anomalies flagged (FPR 1/5, FNR 1/2); at 8/9 both
+    # anomalies (FPR 1/5, FNR 0). FNR falls past FPR on that vertical stretch of the ROC, at FPR = FNR = 1/5.
+    assert result.eer == pytest.approx(0.2, abs=1e-12)
     assert (result.num_clips, result.num_anomalous) == (7, 2)
 
 
@@ -122,3 +122,22 @@ def test_eval_video_reads_npy_and_gt_and_writes_acc_txt(tmp_path):
     assert np.array_equal(sio.loadmat(str(res / 'Test002_gt_label.mat'))['gt_labels_list'].ravel(), gts[1][8:-7])
     assert np.allclose(sio.loadmat(str(res / 'Test002_est_label.mat'))['est_labels_list'].ravel(),
                        np.concatenate([regularity(s) for s in scores]))
+
+
+@pytest.mark.parametrize('labels, scores, eer', [
+    # normals 0.1 0.2 0.3 0.6, anomalies 0.4 0.5 0.7 0.8: flagging >= 0.5 misses 1 of 4 anomalies and raises 1 of 4
+    # false alarms, FPR = FNR = 1/4 at a threshold that lies on a straight stretch of the ROC
+    ([0, 0, 0, 0, 1, 1, 1, 1], [0.1, 0.2, 0.3, 0.6, 0.4, 0.5, 0.7, 0.8], 0.25),
+    # all scores tied: the ROC is the diagonal from (0, 0) to (1, 1), which crosses FPR = FNR at 1/2
+    ([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], 0.5),
+    # normals 0 1 2, anomalies 1.5 3: at >= 3 FPR 0, FNR 1/2; at >= 2 FPR 1/3, FNR 1/2; at >= 1.5 FPR 1/3, FNR 0:
+    # the crossing is on the vertical segment at FPR 1/3
+    ([0, 0, 0, 1, 1], [0.0, 1.0, 2.0, 1.5, 3.0], 1 / 3),
+    # normals 0 2 (tied with an anomaly) 2, anomalies 2 4: >= 4: FPR 0, FNR 1/2; >= 2: FPR 2/3, FNR 0. The segment
+    # from (0, 1/2) to (2/3, 0) meets FPR = FNR where t * 2/3 = 1/2 - t / 2, t = 3/7: EER 2/7
+    ([0, 0, 0, 1, 1], [0.0, 2.0, 2.0, 2.0, 4.0], 2 / 7),
+    ([0, 0, 1, 1], [0.1, 0.2, 0.9, 1.0], 0.0),
+])
+def test_equal_error_rate_on_hand_worked_rocs(labels, scores, eer):
+    from utils.eval import equal_error_rate
+    assert equal_error_rate(np.array(labels), np.array(scores)) == pytest.approx(eer, abs=1e-12)
