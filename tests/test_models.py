@@ -114,3 +114,26 @@ def test_loss_scalings():
     per_query = -(att * torch.log(att + 1e-12)).sum(dim=1)  # 3 x 2 x 2 x 2
     torch.testing.assert_close(entropy_loss(att), per_query.mean())
     torch.testing.assert_close(entropy_loss(att, 'paper'), per_query.flatten(1).sum(1).mean())
+
+
+@pytest.mark.parametrize('family', ['video', 'image', 'tabular'])
+def test_the_decoder_reads_the_memory_not_the_encoder(family):
+    """With every memory slot zero, the read-out w M is zero whatever the addressing weights w, so the
+    reconstruction (eval mode) cannot depend on the input; with the slots restored it does. A decoder fed by the
+    encoder's output instead of the memory's read-out fails the first half."""
+    from models import build_model
+    from options import TestOptions as EvalOptions
+    torch.manual_seed(0)
+    if family == 'video':
+        model, shape = AutoEncoderCov3DMem(1, 20), (2, 1, 16, 32, 32)
+    else:
+        opt = EvalOptions().parse(['--MemDim', '20', '--Dataset', 'MNIST'], is_print=False)
+        model = build_model(opt, family, arch='mnist', input_dim=7)
+        shape = (2, 1, 28, 28) if family == 'image' else (2, 7)
+    model.apply(weights_init).eval()
+    first, second = torch.randn(shape), torch.randn(shape)
+    with torch.no_grad():
+        assert not torch.equal(model(first)['output'], model(second)['output'])
+        for parameter in model.mem_rep.parameters():
+            parameter.zero_()
+        assert torch.equal(model(first)['output'], model(second)['output'])

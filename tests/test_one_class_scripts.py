@@ -72,6 +72,21 @@ def test_kdd_runs_then_testing_reproduces_them(tmp_path):
     summary = json.loads((tmp_path / 'out' / 'kdd_summary.json').read_text())
     assert summary['runs'] == 3 and set(summary) >= {'precision', 'recall', 'f1'}
     assert set(summary['f1']) == {'mean', 'std'}
+    # every run's numbers from its own saved scores, by the documented rule: flag the records above the 80th
+    # percentile of the test scores (the registry's KDDCUP99 anomaly ratio 0.2); F1 by scikit-learn
+    res = tmp_path / 'out' / 'res_MemAE_FCSpar_KDDCUP99_MemDim8_EntW0.0002_ShrThres0.125_Seed1_Non'
+    f1s = []
+    for run in ('run0', 'run1', 'run2'):
+        saved = np.load(res / f'{run}_scores.npz')
+        result = json.loads((res / f'{run}.json').read_text())['metrics']
+        threshold = np.percentile(saved['scores'], 80)
+        flagged = saved['scores'] > threshold
+        assert result['threshold'] == threshold and abs(flagged.mean() - 0.2) <= 1 / len(flagged)
+        f1s.append(metrics.f1_score(saved['labels'], flagged))
+        assert result['f1'] == pytest.approx(f1s[-1], abs=1e-12)
+        assert result['precision'] == pytest.approx(metrics.precision_score(saved['labels'], flagged), abs=1e-12)
+    assert summary['f1']['mean'] == pytest.approx(np.mean(f1s), abs=1e-12)
+    assert summary['f1']['std'] == pytest.approx(np.std(f1s), abs=1e-12)
     (tmp_path / 'out' / 'kdd_summary.json').unlink()
     assert script_testing.main(KDD_MEMAE + roots(tmp_path) + ['--Runs', '3', '--UseCUDA', 'False']) == 0
     assert json.loads((tmp_path / 'out' / 'kdd_summary.json').read_text())['f1'] == summary['f1']
@@ -91,3 +106,24 @@ def test_kdd_metrics_flag_the_top_fraction():
     assert (result['precision'], result['recall']) == (0.5, 0.5)
     assert result['f1'] == pytest.approx(metrics.f1_score(labels, scores >= 8))
     assert unit_metrics('image', scores, labels, 0.3)['auc'] == pytest.approx(metrics.roc_auc_score(labels, scores))
+
+
+@pytest.mark.parametrize('scores, labels, flagged', [
+    # 80th percentile of 1 x 8, 2 x 2 (linear interpolation): 1.2; the two 2s are flagged
+    ([1, 1, 1, 1, 1, 1, 1, 1, 2, 2], [0, 0, 0, 0, 0, 0, 0, 0, 1, 1], [8, 9]),
+    # the top three scores tie at the percentile (3): "above" flags none of them, as DAGMM's rule does
+    ([0, 0, 0, 0, 0, 0, 0, 3, 3, 3], [0, 0, 0, 0, 0, 0, 0, 1, 1, 1], []),
+    # duplicates below the threshold change nothing: 80th percentile of 0 x 5, 1 x 3, 5, 9 is 1.8
+    ([0, 0, 0, 0, 0, 1, 1, 1, 5, 9], [0, 0, 0, 0, 0, 0, 1, 0, 1, 0], [8, 9]),
+])
+def test_kdd_rule_with_tied_scores(scores, labels, flagged):
+    result = unit_metrics('tabular', np.array(scores, dtype=float), np.array(labels), 0.2)
+    predicted = np.isin(np.arange(len(scores)), flagged)
+    assert result['f1'] == pytest.approx(metrics.f1_score(labels, predicted, zero_division=0), abs=1e-12)
+    assert result['precision'] == metrics.precision_score(labels, predicted, zero_division=0)
+    assert result['recall'] == metrics.recall_score(labels, predicted, zero_division=0)
+
+
+def test_the_registry_hands_the_kdd_rule_its_ratio():
+    from data.registry import DATASETS
+    assert DATASETS['KDDCUP99'].anomaly_ratio == 0.2 and DATASETS['MNIST'].anomaly_ratio == 0.3
