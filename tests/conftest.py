@@ -2,6 +2,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs every property test on the same examples (derandomize), with no time limit per example: a busy 2-core
+# machine must not turn a slow example into a failure, nor a new random search into a different result.
+settings.register_profile('ci', derandomize=True, deadline=None, database=None, print_blob=True)
+if os.environ.get('CI'):
+    settings.load_profile('ci')
 
 from data.prepare_video import prepare
 from synthetic import make_ucsd_original

@@ -14,7 +14,7 @@ import utils
 from models import AutoEncoderCov3DMem
 from options import TestOptions as EvalOptions  # a name starting with "Test" is collected by pytest
 from options import TrainOptions
-from shell import REPO, run_script
+from shell import REPO, SHELL_TIMEOUT, run_script
 from utils.released_names import UnNormalize
 
 RELEASED_SETTING = 'MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_Seed1_Non'
@@ -77,7 +77,7 @@ def test_plain_test_sh_scores_prepared_ped2_and_eval_video_agrees(prepared_root,
                                 'Conv3DSpar', '--Dataset', 'UCSD_P2_256', '--MemDim', '2000', '--EntropyLossWeight',
                                 '0.0002', '--ShrinkThres', '0.0025', '--Seed', '1', '--DataRoot', str(prepared_root),
                                 '--OutRoot', str(out), '--Suffix', 'Non'],
-                               cwd=REPO, capture_output=True, text=True, timeout=300)
+                               cwd=REPO, capture_output=True, text=True, timeout=SHELL_TIMEOUT)
     assert evaluated.returncode == 0, evaluated.stderr
     assert printed_auc(evaluated.stdout) == auc
     assert (res / 'acc.txt').read_text().splitlines()[1] == f'AUC: {auc}'

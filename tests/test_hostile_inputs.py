@@ -24,7 +24,7 @@ import script_testing
 import script_training
 from models import AutoEncoderCov3D, AutoEncoderCov3DMem, build_model
 from options import TestOptions as EvalOptions  # a name starting with "Test" is collected by pytest
-from shell import REPO
+from shell import REPO, SHELL_TIMEOUT
 from synthetic import make_image_folder, make_kdd, make_mnist
 from utils.checkpoint import CheckpointError, load_weights, read_state_dict
 from utils.errors import run_cli
@@ -297,14 +297,14 @@ def test_an_interrupted_kdd_run_resumes_to_the_same_numbers(tmp_path):
         assert whole.poll() in (None, 0)
         time.sleep(0.01)
     training_seconds = time.perf_counter() - began
-    assert whole.wait(timeout=900) == 0
+    assert whole.wait(timeout=SHELL_TIMEOUT) == 0
     interrupted, _ = start_training(kdd_process(tmp_path / 'data', tmp_path / 'parts'), tmp_path / 'parts' / 'models')
     time.sleep(random.Random(os.getpid()).uniform(0.05, 0.7) * training_seconds)
     interrupted.send_signal(signal.SIGKILL)
     interrupted.wait()
     assert not (tmp_path / 'parts' / 'out' / 'kdd_summary.json').exists()  # it really was interrupted
     resumed = subprocess.run(kdd_process(tmp_path / 'data', tmp_path / 'parts', '--Resume', 'auto'), cwd=REPO,
-                             capture_output=True, text=True, timeout=900)
+                             capture_output=True, text=True, timeout=SHELL_TIMEOUT)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert 'resuming from' in resumed.stdout or 'finished before (--Resume auto)' in resumed.stdout
     a, b = (json.loads((tmp_path / run / 'out' / 'kdd_summary.json').read_text()) for run in ('whole', 'parts'))

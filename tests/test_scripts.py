@@ -13,7 +13,7 @@ import script_training
 from data.layout import VideoLayout
 from data.video_datasets import VideoDatasetOneDir
 from models import AutoEncoderCov3DMem
-from shell import run_script
+from shell import SHELL_TIMEOUT, run_script
 from utils.errors import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def test_scripts_run_as_commands(prepared_root, trained, tmp_path):
     """The command line a user types, in a subprocess: CUDA asked for on a machine without it is a warning."""
     result = subprocess.run([sys.executable, 'script_testing.py', '--DataRoot', str(prepared_root), '--ModelRoot',
                              str(trained), '--OutRoot', str(tmp_path), '--MemDim', '20', '--NumWorker', '0'],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+                            cwd=REPO, capture_output=True, text=True, timeout=SHELL_TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert 'AUC: ' in result.stdout
     if not torch.cuda.is_available():
