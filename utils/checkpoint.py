@@ -153,21 +153,23 @@ def load_weights(model, path, opt):
     return model
 
 
-def atomic_save(obj, path):
-    """``torch.save`` to a temporary file beside ``path``, then rename it: a crash mid-write leaves the previous
-    file intact instead of a truncated one."""
+def replace_atomically(path, write):
+    """``write(temporary)`` to a temporary file beside ``path``, then rename it over ``path``: a crash mid-write
+    leaves the previous file intact instead of a truncated one."""
     path = Path(path)
     temporary = path.with_name(f'.{path.name}.tmp')
-    torch.save(obj, temporary)
+    write(temporary)
     os.replace(temporary, path)
+
+
+def atomic_save(obj, path):
+    """``torch.save`` through :func:`replace_atomically`."""
+    replace_atomically(path, lambda temporary: torch.save(obj, temporary))
 
 
 def atomic_write_text(path, text):
-    """Write ``text`` to a temporary file beside ``path``, then rename it (see :func:`atomic_save`)."""
-    path = Path(path)
-    temporary = path.with_name(f'.{path.name}.tmp')
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    """A text file written through :func:`replace_atomically`."""
+    replace_atomically(path, lambda temporary: temporary.write_text(text))
 
 
 def resume_file(model_dir, setting):
