@@ -20,7 +20,9 @@ from utils.saved_scores import eval_video
 
 
 def main(argv=None):
-    opt = TestOptions().parse(argv)
+    options = TestOptions()  # the flags of script_testing.py, which name the res_<setting> folder
+    options.parser.description = __doc__.split('\n')[0]
+    opt = options.parse(argv)
     res_path = Path(opt.OutRoot) / f'res_{opt.setting}'
     if not res_path.is_dir():
         raise DataFormatError(f'no saved scores in {res_path}: run script_testing.py with the same flags first')
