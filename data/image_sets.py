@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from data.readers import DataFormatError, is_hidden, load_image
 
@@ -86,16 +85,6 @@ def load_mnist(data_root, download=False):
     return ImageSplits(splits, [str(d) for d in range(10)], f'MNIST IDX files in {images.parent}')
 
 
-def grayscale_or_rgb(path):
-    """'L' for a file stored as grayscale, else 'RGB' (the header alone is read; a damaged file is reported
-    when it is decoded)."""
-    try:
-        with Image.open(path) as image:
-            return 'L' if image.mode in ('L', 'I', 'I;16') else 'RGB'
-    except Exception:
-        return 'RGB'
-
-
 def shape_text(image):
     height, width, channels = image.shape
     return f'{width} x {height} with {channels} channel(s)'
@@ -112,7 +101,7 @@ def read_image_folder(folder):
         files = sorted(p for p in (folder / name).iterdir()
                        if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p))
         for path in files:
-            images.append(load_image(path, grayscale_or_rgb(path)))
+            images.append(load_image(path))
             labels.append(label)
             first = first or path
             if images[-1].shape != images[0].shape:

@@ -178,12 +178,15 @@ def load_frame(path, channels=1):
     return load_image(path, 'L' if channels == 1 else 'RGB', 'frame')
 
 
-def load_image(path, mode, what='image'):
-    """An image file as a uint8 H x W x C array in PIL ``mode`` ('L' or 'RGB'); a missing or unreadable file is
-    one sentence naming it (``what`` says what the file is)."""
+GRAYSCALE_MODES = ('L', 'I', 'I;16')  # PIL modes of images stored with one channel
+
+
+def load_image(path, mode=None, what='image'):
+    """An image file as a uint8 H x W x C array in PIL ``mode`` ('L' or 'RGB'; None: 'L' for an image stored as
+    grayscale, else 'RGB'); a missing or unreadable file is one sentence naming it (``what`` says what it is)."""
     try:
         with Image.open(path) as image:
-            image = image.convert(mode)
+            image = image.convert(mode or ('L' if image.mode in GRAYSCALE_MODES else 'RGB'))
             array = np.array(image)  # a writable copy: torch.from_numpy warns on read-only arrays
     except FileNotFoundError:
         raise DataFormatError(f'{what} {path} does not exist') from None
