@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.layout import SPLIT_FOLDERS, VideoLayout, list_index_files
-from data.readers import DataFormatError, read_ground_truth, read_index
+from data.layout import SPLIT_FOLDERS, VideoLayout
+from data.readers import DataFormatError, read_ground_truth
+from data.video_datasets import VideoDatasetOneDir
 from utils.eval import (VideoResult, align_labels, centre_frame_positions, centre_frames_from_clips, evaluate,
                         write_acc_txt, write_label_mats)
 from utils.plots import write_score_plots
@@ -24,13 +25,12 @@ def has_index_files(layout):
 
 
 def centre_frames_of(layout, name, num_clips, clip_len, stride):
-    """0-based centre frames of a test video's clips: from its index files, or the regular positions."""
+    """0-based centre frames of a test video's clips: from its index files, read as script_testing.py reads them
+    (a clip of another length than ``clip_len`` is an error naming its file), or the regular positions."""
     if not has_index_files(layout):
         return centre_frame_positions(num_clips, clip_len, stride)
-    frames = [read_index(path)[1] for path in list_index_files(layout.index_dir('test') / name)]
-    if len({len(f) for f in frames}) != 1:
-        raise DataFormatError(f'the index files of {name} list clips of different lengths')
-    return centre_frames_from_clips(np.stack(frames))
+    clips = VideoDatasetOneDir(layout.index_dir('test') / name, layout.frames_dir('test') / name, frame_num=clip_len)
+    return centre_frames_from_clips(clips.frame_indices())
 
 
 def load_scores(path):
