@@ -1,5 +1,6 @@
 """Score every clip of a prepared test set with a trained MemAE or AE, and compute the frame-level AUC; for the
-image and KDDCUP99 experiments, evaluate the trained model of every protocol unit (see utils/one_class.py).
+image and KDDCUP99 experiments, evaluate the trained model of every protocol unit (utils/experiments/images.py,
+.../kdd.py).
 
     python script_testing.py --ModelName MemAE --ModelSetting Conv3DSpar --Dataset UCSD_P2_256 \
         --MemDim 2000 --EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --Seed 1 \
@@ -28,7 +29,7 @@ from models import build_model, is_memory_model
 from options import TestOptions
 from utils.checkpoint import find_weights, load_weights
 from utils.errors import run_cli
-from utils.one_class import run_protocol
+from utils.experiments import one_class_experiment
 from utils.paths import input_folder, output_folder
 from utils.eval import VideoResult, align_labels, centre_frames_from_clips, evaluate, write_acc_txt, \
     write_label_mats, write_results_json
@@ -54,7 +55,7 @@ def main(argv=None):
     device = select_device(opt.UseCUDA)
     spec = dataset_spec(opt.Dataset, opt.DataRoot)
     if spec.family != 'video':  # images and KDDCUP99: evaluate the trained model of every protocol unit
-        run_protocol(opt, options, spec, device, train=False)
+        one_class_experiment(spec.family).run(opt, options, spec, device, train=False)
         return 0
     layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
     model, weights = load_model(opt, device)

@@ -1,5 +1,6 @@
 """Train MemAE (or the AE baseline): on the training clips of a prepared video data set, or through the whole
-one-class protocol of an image or KDDCUP99 experiment (see utils/one_class.py), which it then evaluates.
+one-class protocol of an image or KDDCUP99 experiment (utils/experiments/images.py, .../kdd.py), which it then
+evaluates.
 
     python script_training.py --ModelName MemAE --ModelSetting Conv3DSpar --Dataset UCSD_P2_256 \
         --MemDim 2000 --EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --BatchSize 10 --Seed 1 \
@@ -32,12 +33,12 @@ from options import TrainOptions
 from utils.checkpoint import atomic_save, load_training_state, resolve_resume, resume_file, save_training_state
 from utils.distributed import per_process_batch, replicated, sampler, start_processes, stop_processes
 from utils.errors import InputError, run_cli
-from utils.one_class import run_protocol
+from utils.experiments import one_class_experiment
 from utils.paths import input_folder, output_folder
 from utils.memory_usage import SlotUsage
 from utils.runtime import (compile_model, memory_layout, rng_state, seed_everything, set_deterministic,
                            set_rng_state)
-from utils.training import LOSS_TERMS, NonFiniteLossError, training_step
+from utils.training import LOSS_TERMS, LossSettings, NonFiniteLossError, training_step
 
 LOG_COLUMNS = ('epoch', 'iteration', *LOSS_TERMS)
 TB_FRAME_STEP = 5  # TensorBoard shows frames 1, 6, 11 of the first clip, as released
@@ -103,7 +104,8 @@ class TrainingRun:
     def step(self, clips, epoch, iteration):
         """One optimisation step; a non-finite loss stops the run naming where, before the weights change."""
         try:
-            return training_step(self.network, clips, self.optimizer, self.opt, self.memory_model, self.opt.AMP)
+            return training_step(self.network, clips, self.optimizer, LossSettings.from_options(self.opt),
+                                 self.opt.AMP)
         except NonFiniteLossError as error:
             last = self.state_file if self.state_file.is_file() else 'none yet'
             raise NonFiniteLossError(f'{error} at iteration {iteration} (epoch {epoch + 1}); training stopped '
@@ -183,7 +185,7 @@ def main(argv=None):
         output_folder(opt.OutRoot, '--OutRoot')
         if processes.distributed:
             raise InputError('torchrun runs video training only; start the image and KDD experiments directly')
-        run_protocol(opt, options, spec, device, train=True)
+        one_class_experiment(spec.family).run(opt, options, spec, device, train=True)
         return 0
 
     layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)

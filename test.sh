@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Evaluate weights with the paper's settings:  bash test.sh [EXPERIMENT] [extra script_testing.py flags]
-# Experiments (utils/experiments.sh): ped2 ped1 avenue shanghaitech mnist cifar10 kdd, each also as _ae, _nonspar
-# and the ablations _noshrink, _noentropy, _ael1, _cosine; and demo.
+# Experiments (utils/experiments/settings.py): ped2 ped1 avenue shanghaitech mnist cifar10 kdd, each also as _ae,
+# _nonspar and the ablations _noshrink, _noentropy, _ael1, _cosine; and demo.
 # Environment: DATA_ROOT (./dataset/), MODEL_ROOT (./memae_models/), OUT_ROOT (./results/).
 #
 # demo: writes synthetic videos (data/synthetic.py) into DATA_ROOT, trains a MemAE on them briefly (weights in
@@ -9,7 +9,6 @@
 # Ped2 data set is not prepared yet.
 set -euo pipefail
 cd "$(dirname "$0")"
-source utils/experiments.sh
 DATA_ROOT="${DATA_ROOT:-./dataset/}"
 OUT_ROOT="${OUT_ROOT:-./results/}"
 
@@ -21,19 +20,20 @@ if [ $# -eq 0 ] && [ ! -d "${DATA_ROOT%/}/UCSD_P2_256" ]; then
   echo "(README, Data). Running the built-in demo on synthetic videos instead." >&2
   set -- demo
 fi
-parse_experiment "$@" || exit 2
 EXPERIMENT="${1:-ped2}"
+SETTINGS="$(python -m utils.experiments.settings "$EXPERIMENT")" || exit 2
+eval "$SETTINGS"
 
 if [ "$EXPERIMENT" = demo ]; then
-  if [ ! -d "$DATA_ROOT/$DEMO_DATASET" ]; then
-    python -m data.synthetic --dst "$DATA_ROOT/$DEMO_DATASET"
+  if [ ! -d "$DATA_ROOT/$DATASET" ]; then
+    python -m data.synthetic --dst "$DATA_ROOT/$DATASET"
   fi
   python script_training.py "${FLAGS[@]}" "${TRAIN_FLAGS[@]}" --DataRoot "$DATA_ROOT" --ModelRoot "$OUT_ROOT" \
-    --Suffix Non "${EXTRA_ARGS[@]}"
+    --Suffix Non "${@:2}"
   MODEL_ROOT="$OUT_ROOT"
 fi
 python script_testing.py "${FLAGS[@]}" "${TEST_FLAGS[@]}" \
   --DataRoot "$DATA_ROOT" \
   --ModelRoot "${MODEL_ROOT:-./memae_models/}" \
   --OutRoot "$OUT_ROOT" \
-  --Suffix Non "${EXTRA_ARGS[@]}"
+  --Suffix Non "${@:2}"

@@ -87,8 +87,16 @@ def kdd_halves(num_records, seed):
     return order[:num_records // 2], order[num_records // 2:]
 
 
+KDD_DESCRIPTION = 'DAGMM: random 50/50 split; train on the attack ("normal") records of the first half'
+
+
+def kdd_indices(y, seed):
+    """(training indices: the label-0 records of the first half, test indices: the whole second half)."""
+    train, test = kdd_halves(len(y), seed)
+    return train[y[train] == 0], test
+
+
 def kdd_split(x, y, seed):
     """Random halves; train on the label-0 records of the first half, test on the whole second half."""
-    train, test = kdd_halves(len(x), seed)
-    return OneClassSplit(x[train][y[train] == 0], x[test], y[test],
-                         'DAGMM: random 50/50 split; train on the attack ("normal") records of the first half')
+    train, test = kdd_indices(y, seed)
+    return OneClassSplit(x[train], x[test], y[test], KDD_DESCRIPTION)

@@ -37,3 +37,9 @@ def real_data():
     if not path.is_dir():
         pytest.fail(f'MEMAE_REAL_DATA={folder} is not a folder')
     return path
+
+
+@pytest.fixture(autouse=True, scope='session')
+def private_cache(tmp_path_factory):
+    """Parsed-data caches (data/kdd.py) go to a folder of the test session, never to the user's ~/.cache."""
+    os.environ['MEMAE_CACHE'] = str(tmp_path_factory.mktemp('cache'))

@@ -1,4 +1,5 @@
-"""The ablation variants (utils/experiments.sh, AE-l1) and the sweep that tabulates them (utils/ablation.py)."""
+"""The ablation variants (utils/experiments/settings.py, AE-l1) and the sweep that tabulates them
+(utils/experiments/ablation.py)."""
 import json
 
 import pytest
@@ -9,18 +10,17 @@ from models.losses import latent_l1_loss
 from options import TrainOptions
 from shell import run_script
 from synthetic import make_kdd
-from utils.ablation import (VARIANTS, experiment_flags, flag_value, memory_variants, parse_args,
-                            without_training_flags)
-from utils.training import compute_losses, training_step
+from utils.experiments.ablation import VARIANTS, memory_variants, parse_args, without_training_flags
+from utils.experiments.settings import experiment
+from utils.training import LossSettings, compute_losses, training_step
 
 # (data, model family, image architecture or input width, a batch the family takes)
 FAMILIES = [('ped2', 'video', None, (2, 1, 16, 32, 32)), ('mnist', 'image', 'mnist', (4, 1, 28, 28)),
             ('cifar10', 'image', 'cifar10', (4, 3, 32, 32)), ('kdd', 'tabular', 7, (8, 7))]
 
 
-def variant_options(experiment, *extra):
-    flags = experiment_flags(experiment)
-    return TrainOptions().parse([*flags, '--UseCUDA', 'False', *extra], is_print=False)
+def variant_options(name, *extra):
+    return TrainOptions().parse([*experiment(name).flags, '--UseCUDA', 'False', *extra], is_print=False)
 
 
 @pytest.mark.parametrize('data,family,arch,shape', FAMILIES)
@@ -33,19 +33,19 @@ def test_every_variant_builds_and_trains_one_step(data, family, arch, shape, var
     model.apply(weights_init)
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    _, values = training_step(model, torch.rand(shape), optimizer, opt, opt.ModelName == 'MemAE')
+    _, values = training_step(model, torch.rand(shape), optimizer, LossSettings.from_options(opt))
     assert all(torch.isfinite(torch.tensor(v)) for v in values.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_variant_flags_are_single_factor_changes_of_memae():
-    memae = experiment_flags('mnist')
-    assert flag_value(experiment_flags('mnist_noshrink'), '--ShrinkThres') == '0'
-    assert flag_value(experiment_flags('mnist_noshrink'), '--EntropyLossWeight') == '0.0002'
-    assert flag_value(experiment_flags('mnist_noentropy'), '--EntropyLossWeight') == '0'
-    assert flag_value(experiment_flags('mnist_noentropy'), '--ShrinkThres') == flag_value(memae, '--ShrinkThres')
-    assert flag_value(experiment_flags('mnist_cosine'), '--MemAddressing') == 'cosine'
-    assert flag_value(experiment_flags('mnist_ael1'), '--ModelName') == 'AEL1'
+    memae = experiment('mnist')
+    assert experiment('mnist_noshrink').flag('--ShrinkThres') == '0'
+    assert experiment('mnist_noshrink').flag('--EntropyLossWeight') == '0.0002'
+    assert experiment('mnist_noentropy').flag('--EntropyLossWeight') == '0'
+    assert experiment('mnist_noentropy').flag('--ShrinkThres') == memae.flag('--ShrinkThres')
+    assert experiment('mnist_cosine').flag('--MemAddressing') == 'cosine'
+    assert experiment('mnist_ael1').flag('--ModelName') == 'AEL1'
     settings = {variant_options(f'mnist{v.suffix}').setting for v in VARIANTS}
     assert len(settings) == len(VARIANTS)  # no variant overwrites another's weights or results
     assert variant_options('mnist_ael1').setting == 'AEL1_Conv2D_MNIST_L1W0.0002_Non'
@@ -63,13 +63,13 @@ def test_ael1_adds_the_weighted_penalty_to_the_ae_loss():
     opt = variant_options('kdd_ael1', '--L1Weight', '0.5')
     model = build_model(opt, 'tabular', input_dim=7)
     batch = torch.rand(8, 7)
-    loss, _, values = compute_losses(model, batch, opt, memory_model=False)
+    loss, _, values = compute_losses(model, batch, LossSettings.from_options(opt))
     latent = model.encoder(batch)
     expected = torch.mean((model.decoder(latent) - batch) ** 2) + 0.5 * latent.abs().mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert values['l1_loss'] == pytest.approx(latent.abs().mean().item(), rel=1e-6)
     ae_opt = variant_options('kdd_ae')
-    assert compute_losses(model, batch, ae_opt, memory_model=False)[2]['l1_loss'] == 0
+    assert compute_losses(model, batch, LossSettings.from_options(ae_opt))[2]['l1_loss'] == 0
 
 
 def test_memory_sizes_scale_the_shrink_threshold_unless_fixed():
@@ -141,7 +141,7 @@ def test_sweep_names_the_failing_command(tmp_path):
 
 def test_video_variants_read_the_frame_auc_of_test_sh(tmp_path):
     from data.registry import DATASETS
-    from utils.ablation import read_result
+    from utils.experiments.ablation import read_result
     from utils.eval import VideoResult, evaluate, write_results_json
     res = tmp_path / 'res_MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_Seed1_Non'
     res.mkdir()

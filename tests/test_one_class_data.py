@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 
 from data.image_sets import load_cifar10, load_mnist, read_idx
-from data.kdd import encode_kdd, load_kdd, read_kdd_rows
+import csv
+import gzip
+
+import data.kdd
+from data.kdd import encode_columns, assemble, load_kdd
 from data.protocols import image_split, kdd_split, resolve_protocol
 from data.readers import DataFormatError
 from synthetic import SERVICES, make_image_folder, make_kdd, make_mnist, write_idx
@@ -49,30 +53,74 @@ def test_cifar_png_test_split_alone(tmp_path):
         resolve_protocol('standard', data.splits)
 
 
-def test_kdd_encoding(tmp_path):
+def reference_kdd_encoding(path):
+    """DAGMM's preparation written out row by row with the csv module (no code shared with data/kdd.py)."""
+    with gzip.open(path, 'rt') as f:
+        rows = [row for row in csv.reader(f) if row]
+    columns, features = list(zip(*rows)), []
+    for i, column in enumerate(columns[:-1]):
+        if i in (1, 2, 3):
+            categories = sorted(set(column))
+            features += [[float(v == c) for v in column] for c in categories]
+        else:
+            values = [float(v) for v in column]
+            low, span = min(values), max(values) - min(values)
+            features.append([(v - low) / span if span else 0.0 for v in values])
+    return np.array(features, dtype=np.float64).T, np.array([r[-1] == 'normal.' for r in rows], dtype=np.int64)
+
+
+def test_kdd_encoding_equals_a_row_by_row_reference(tmp_path):
     path = make_kdd(tmp_path, num_rows=300)
     data = load_kdd(tmp_path)
-    rows = read_kdd_rows(path)
+    x, y = reference_kdd_encoding(path)
     assert data.x.shape == (300, 38 + 3 + len(SERVICES) + 3)  # numeric + protocol + service + flag one-hots
-    assert data.x.min() == 0 and data.x.max() == 1
-    assert np.array_equal(data.y, [int(r[-1] == 'normal.') for r in rows])
-    protocol_columns = [i for i, n in enumerate(data.feature_names) if n.startswith('c1=')]
-    assert data.x[:, protocol_columns].sum(axis=1).tolist() == [1.0] * 300
-    duration = data.feature_names.index('c0')
-    values = np.array([float(r[0]) for r in rows])
-    np.testing.assert_allclose(data.x[:, duration], (values - values.min()) / (values.max() - values.min()), rtol=1e-6)
+    assert data.x.dtype == np.float32 and np.array_equal(data.y, y)
+    np.testing.assert_allclose(data.x, x, rtol=1e-6, atol=1e-7)
+    assert data.feature_names[:5] == ['c0', 'c1=icmp', 'c1=tcp', 'c1=udp', 'c2=' + sorted(SERVICES)[0]]
 
 
 def test_kdd_constant_column_and_bad_rows(tmp_path):
-    rows = [['0', 'tcp', 'http', 'SF'] + ['1'] * 37 + ['normal.'], ['0', 'udp', 'http', 'SF'] + ['1'] * 37 + ['smurf.']]
-    data = encode_kdd(rows)
-    assert np.all(data.x[:, data.feature_names.index('c0')] == 0)
+    numeric = np.ones((2, 38))
+    symbolic = np.array([['tcp', 'http', 'SF', 'normal.'], ['udp', 'http', 'SF', 'smurf.']])
+    data = assemble(encode_columns(numeric, symbolic), 'two rows')
+    assert np.all(data.x[:, data.feature_names.index('c0')] == 0) and data.y.tolist() == [1, 0]
     (tmp_path / 'KDDCUP99').mkdir()
     (tmp_path / 'KDDCUP99' / 'kddcup.data_10_percent').write_text('1,2,3\n')
-    with pytest.raises(DataFormatError, match='does not have 42'):
+    with pytest.raises(DataFormatError, match='record 1 does not have 42'):
+        load_kdd(tmp_path)
+    line = ','.join(['0', 'tcp', 'http', 'SF'] + ['1'] * 37 + ['normal.'])
+    (tmp_path / 'KDDCUP99' / 'kddcup.data_10_percent').write_text(f'{line}\n{line}\n{line.replace("1,", "x,", 1)}\n')
+    with pytest.raises(DataFormatError, match='numeric column holds text'):
         load_kdd(tmp_path)
     with pytest.raises(DataFormatError, match='is in none of'):
         load_kdd(tmp_path / 'elsewhere')
+
+
+def test_kdd_cache_is_read_back_and_keyed_on_the_file_content(tmp_path, monkeypatch):
+    monkeypatch.setenv('MEMAE_CACHE', str(tmp_path / 'cache'))
+    make_kdd(tmp_path / 'a', num_rows=120, seed=0)
+    first = load_kdd(tmp_path / 'a')
+    assert len(list((tmp_path / 'cache').glob('kdd-*.npz'))) == 1
+    parses = []
+    real_split = data.kdd.split_columns
+    monkeypatch.setattr(data.kdd, 'split_columns', lambda *a: parses.append(1) or real_split(*a))
+    again = load_kdd(tmp_path / 'a')
+    assert parses == [] and np.array_equal(again.x, first.x) and again.feature_names == first.feature_names
+    make_kdd(tmp_path / 'b', num_rows=120, seed=1)  # another file: another cache entry, its own numbers
+    other = load_kdd(tmp_path / 'b')
+    assert parses == [1] and not np.array_equal(other.x, first.x)
+    cached = data.kdd.cache_file(data.kdd.find_kdd_file(tmp_path / 'a'))
+    cached.write_bytes(cached.read_bytes()[:100])  # a truncated cache file is parsed again and rewritten
+    assert np.array_equal(load_kdd(tmp_path / 'a').x, first.x) and parses == [1, 1]
+    assert np.array_equal(load_kdd(tmp_path / 'a').x, first.x) and parses == [1, 1]
+
+
+def test_kdd_loads_when_the_cache_folder_cannot_be_written(tmp_path, monkeypatch):
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    monkeypatch.setenv('MEMAE_CACHE', str(blocker / 'cache'))  # below a file: cannot be created
+    make_kdd(tmp_path, num_rows=60)
+    assert load_kdd(tmp_path).x.shape[0] == 60
 
 
 def labelled(n_per_class, classes=10):
@@ -113,7 +161,7 @@ def test_kdd_protocol():
 
 def test_kdd_validation_uses_only_the_training_half():
     from data.protocols import kdd_halves
-    from utils.kdd_validation import validation_split
+    from utils.experiments.kdd_validation import validation_split
     x = np.arange(2000)[:, None]
     y = (np.random.default_rng(0).random(2000) < 0.3).astype(int)
     train_x, val_x, val_y = validation_split(x, y, seed=4)

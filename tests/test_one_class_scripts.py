@@ -8,7 +8,8 @@ from sklearn import metrics
 import script_testing
 import script_training
 from synthetic import make_image_folder, make_kdd, make_mnist
-from utils.one_class import unit_metrics
+from utils.eval import top_fraction_metrics
+from utils.experiments.images import roc_auc
 
 COMMON = ['--UseCUDA', 'False', '--IsTbLog', 'False', '--EpochNum', '2', '--BatchSize', '16', '--LR', '1e-3']
 MNIST_MEMAE = ['--Dataset', 'MNIST', '--ModelSetting', 'Conv2DSpar', '--MemDim', '10', '--ShrinkThres', '0.1']
@@ -102,10 +103,10 @@ def test_testing_without_weights_lists_the_names_tried(tmp_path, capsys):
 def test_kdd_metrics_flag_the_top_fraction():
     scores = np.arange(10, dtype=float)
     labels = np.array([0, 0, 0, 0, 0, 0, 0, 1, 0, 1])
-    result = unit_metrics('tabular', scores, labels, 0.2)  # flags the two highest scores: 8 and 9
+    result = top_fraction_metrics(scores, labels, 0.2)  # flags the two highest scores: 8 and 9
     assert (result['precision'], result['recall']) == (0.5, 0.5)
     assert result['f1'] == pytest.approx(metrics.f1_score(labels, scores >= 8))
-    assert unit_metrics('image', scores, labels, 0.3)['auc'] == pytest.approx(metrics.roc_auc_score(labels, scores))
+    assert roc_auc(scores, labels)['auc'] == pytest.approx(metrics.roc_auc_score(labels, scores))
 
 
 @pytest.mark.parametrize('scores, labels, flagged', [
@@ -117,7 +118,7 @@ def test_kdd_metrics_flag_the_top_fraction():
     ([0, 0, 0, 0, 0, 1, 1, 1, 5, 9], [0, 0, 0, 0, 0, 0, 1, 0, 1, 0], [8, 9]),
 ])
 def test_kdd_rule_with_tied_scores(scores, labels, flagged):
-    result = unit_metrics('tabular', np.array(scores, dtype=float), np.array(labels), 0.2)
+    result = top_fraction_metrics(np.array(scores, dtype=float), np.array(labels), 0.2)
     predicted = np.isin(np.arange(len(scores)), flagged)
     assert result['f1'] == pytest.approx(metrics.f1_score(labels, predicted, zero_division=0), abs=1e-12)
     assert result['precision'] == metrics.precision_score(labels, predicted, zero_division=0)
@@ -127,3 +128,26 @@ def test_kdd_rule_with_tied_scores(scores, labels, flagged):
 def test_the_registry_hands_the_kdd_rule_its_ratio():
     from data.registry import DATASETS
     assert DATASETS['KDDCUP99'].anomaly_ratio == 0.2 and DATASETS['MNIST'].anomaly_ratio == 0.3
+
+
+def test_images_reach_the_model_with_standard_strides(tmp_path):
+    """Every batch the MNIST model sees has the strides of a fresh tensor: the strides NumPy gives MNIST's channel
+    axis make oneDNN corrupt the heap (docs/onednn_stride_crash.py)."""
+    import torch
+    from data.image_sets import load_mnist
+    from utils.one_class import as_tensor
+    make_mnist(tmp_path / 'data')
+    images, labels = load_mnist(tmp_path / 'data').splits['train']
+    numpy_view = images[labels == 3]
+    assert numpy_view.strides[1] != numpy_view.strides[2] * 28  # the hazard is present in what the reader returns
+    tensor = as_tensor(numpy_view)
+    assert tensor.stride() == (784, 784, 28, 1) and torch.equal(tensor * 255, torch.from_numpy(numpy_view).float())
+    seen = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda module, inputs: seen.append(inputs[0].stride()) if isinstance(module, torch.nn.Conv2d)
+        and module.in_channels == 1 else None)
+    try:
+        assert script_training.main(MNIST_MEMAE + roots(tmp_path) + COMMON + ['--NormalClass', '3']) == 0
+    finally:
+        hook.remove()
+    assert seen and all(stride[1] == stride[2] * 28 for stride in seen)

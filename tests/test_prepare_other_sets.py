@@ -126,7 +126,7 @@ def test_videos_longer_than_999_frames(tmp_path):
                                                  ('shanghaitech_ae', 'ShanghaiTech_256')])
 def test_experiments_of_the_other_video_sets(experiment, dataset):
     from data.registry import DATASETS
-    from utils.ablation import experiment_flags, flag_value
-    flags = experiment_flags(experiment)
-    assert flag_value(flags, '--Dataset') == dataset and DATASETS[dataset].family == 'video'
-    assert flag_value(flags, '--MemDim') == (None if experiment.endswith('_ae') else '2000')
+    from utils.experiments.settings import experiment as named
+    chosen = named(experiment)
+    assert chosen.dataset == dataset and DATASETS[dataset].family == 'video'
+    assert chosen.flag('--MemDim') == (None if experiment.endswith('_ae') else '2000')

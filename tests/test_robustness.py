@@ -91,8 +91,8 @@ def test_non_finite_loss_stops_with_the_iteration_and_keeps_the_last_good_state(
     real = utils.training.compute_losses
     calls = []
 
-    def nan_in_epoch_two(model, batch, opt, memory_model):
-        loss, recon, values = real(model, batch, opt, memory_model)
+    def nan_in_epoch_two(model, batch, losses):
+        loss, recon, values = real(model, batch, losses)
         calls.append(1)
         if len(calls) == 5:  # 3 iterations per epoch: the second of epoch 2
             return loss * float('nan'), recon, {**values, 'loss': float('nan')}

@@ -177,8 +177,8 @@ def test_shell_scripts_train_then_test_an_experiment(prepared_root, tmp_path):
 
 
 def test_shell_experiment_ped2_is_the_released_test_command():
-    listed = subprocess.run(['bash', '-c', 'source utils/experiments.sh && experiment_flags ped2 && echo "${FLAGS[@]}"'],
-                            cwd=REPO, capture_output=True, text=True).stdout.split()
+    listed = run_script('bash', '-c', 'eval "$(python -m utils.experiments.settings ped2)" && echo "${FLAGS[@]}"'
+                        ).stdout.split()
     assert listed == ('--ModelName MemAE --ModelSetting Conv3DSpar --Dataset UCSD_P2_256 --MemDim 2000 '
                       '--EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --Seed 1').split()
     unknown = run_shell('test.sh', {}, 'nope')

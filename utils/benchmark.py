@@ -36,7 +36,7 @@ from models import AutoEncoderCov3DMem, weights_init
 from utils.errors import run_cli
 from utils.runtime import memory_layout
 from utils.scoring import clip_batches, l2_scores, score_clips
-from utils.training import training_step
+from utils.training import LossSettings, training_step
 
 SGEMM_SIZE = 2048
 
@@ -128,11 +128,11 @@ def train_benchmark(layout, args, model):
     ours = Subset(VideoDataset(layout.index_dir('train'), layout.frames_dir('train'), cache_frames=64),
                   range(clips))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    opt = SimpleNamespace(ModelName='MemAE', EntropyLossWeight=0.0002, LossScaling='released')
+    losses = LossSettings('MemAE', 'released', entropy_weight=0.0002)
 
     def steps(dataset, workers):  # the same optimisation step for both: only the loading differs
         for _, batch in DataLoader(dataset, batch_size=args.batch, num_workers=workers):
-            training_step(model, batch, optimizer, opt, memory_model=True)
+            training_step(model, batch, optimizer, losses)
     _, released_seconds = timed(lambda: steps(released, 0))
     _, our_seconds = timed(lambda: steps(ours, args.workers))
     return {'clips': clips, 'released_seconds': released_seconds, 'our_seconds': our_seconds}, ours[0][1]

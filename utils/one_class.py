@@ -1,39 +1,47 @@
-"""The paper's image (MNIST, CIFAR-10) and KDDCUP99 experiments: train and evaluate every unit of a protocol.
+"""The unit runner that the image and KDDCUP99 experiments share (utils/experiments/images.py, .../kdd.py).
 
-A *unit* is one model: for images one normal class and one run (seed), for KDDCUP99 one run (one random
-split). ``script_training.py`` trains every unit and evaluates it; ``script_testing.py`` loads the units' weights
-and evaluates them. Both write, under ``<OutRoot>/res_<setting>/``, one ``<unit>.json`` and ``<unit>_scores.npz``
-per unit, ``summary.json`` and ``opt.txt``/``opt.json``; and ``<OutRoot>/<name>_summary.json``
-(``mnist``, ``cifar10``, ``kdd``):
-
-* images: ``{"auc": {"mean", "std", "per_class": [...], "std_over_classes"}, ...}``: the ROC AUC (anomalies
-  positive, score = reconstruction error) per class averaged over runs; mean and std over runs of the mean over
-  classes; the std of the per-class AUCs;
-* KDDCUP99: ``{"runs": n, "precision": {"mean", "std"}, "recall": {...}, "f1": {...}, ...}``: the records whose
-  score is above the 80th percentile of the test scores are flagged; precision, recall and F1 of the anomaly class.
+A *unit* is one model of a one-class protocol: for images one normal class and one run (seed), for KDDCUP99 one
+run (one random split). For every unit, :meth:`UnitRunner.run` trains a model on its training samples (or loads
+its saved weights), scores its test samples and writes, under ``<OutRoot>/res_<setting>/``, ``<unit>.json`` (the
+metrics and how they were obtained) and ``<unit>_scores.npz`` (scores and labels). The experiment then writes its
+summary with :meth:`UnitRunner.write_summary`.
 
 Weights: ``<ModelRoot>/model_<setting>/<setting>_Class{c}_Run{r}.pt`` (images) or ``<setting>_Run{r}.pt`` (KDD)
 after training; testing also finds them directly in ``<ModelRoot>``, where shipped weights live.
+
+Samples are float tensors held in memory; training draws mini-batches by index from a seeded permutation, and
+scoring runs in large batches under ``torch.inference_mode``.
 """
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn import metrics
 from tqdm import tqdm
 
-from data.protocols import image_split, kdd_split, resolve_protocol
-from models import IMAGE_ARCHITECTURES, build_model, is_memory_model, weights_init
+from models import weights_init
 from utils.checkpoint import atomic_save, atomic_write_text, first_existing, load_tensors_file, load_weights
 from utils.errors import InputError
-from utils.runtime import onednn_disabled, rng_state, seed_everything, set_rng_state
+from utils.runtime import rng_state, seed_everything, set_rng_state
 from utils.scoring import model_scores, resolve_score_type
-from utils.training import training_step
+from utils.training import LossSettings, training_step
 
-SCORE_BATCH = 4096
+SCORE_BATCH = 8192
+
+
+def as_tensor(samples):
+    """uint8 images to float in [0, 1], records (already float) to float32, with standard strides.
+
+    The strides matter: NumPy gives a size-1 axis whatever stride it likes (MNIST's channel axis gets 1), and PyTorch
+    takes a contiguous N x 1 x H x W tensor with channel stride 1 for channels-last as well; fed such a tensor, the
+    oneDNN kernel of a 1 x 1 convolution of stride 2 (the MNIST model's first layer) corrupts the heap in the
+    backward pass (torch 2.14.1; docs/onednn_stride_crash.py reproduces it in a few lines)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(samples))
+    scale = 255.0 if tensor.dtype == torch.uint8 else 1.0
+    standard = torch.empty(tensor.shape, dtype=torch.float32)  # freshly allocated: standard strides
+    return standard.copy_(tensor).div_(scale) if scale != 1.0 else standard.copy_(tensor)
 
 
 @dataclass
@@ -44,42 +52,21 @@ class Unit:
     normal_class: int = None
 
 
-def load_source(spec, opt):
-    return spec.reader(opt.DataRoot, download=opt.Download) if spec.family == 'image' else spec.reader(opt.DataRoot)
+@dataclass
+class UnitData:
+    """A unit's training samples (all normal) and test samples with labels (1 = anomaly), as float tensors."""
+    train: torch.Tensor
+    test: torch.Tensor
+    labels: np.ndarray
+    description: str
 
 
-def image_arch(spec, source):
-    """The image architecture: the data set's own, or the one whose input shape the images have."""
-    if spec.arch:
-        return spec.arch
-    for arch, layout in IMAGE_ARCHITECTURES.items():
-        if tuple(source.image_shape) == layout['in_shape']:
-            return arch
-    raise InputError(f'images of shape {tuple(source.image_shape)} fit no image architecture; valid input shapes: '
-                     f"{', '.join(str(a['in_shape']) for a in IMAGE_ARCHITECTURES.values())}")
-
-
-def protocol_units(spec, source, opt):
-    runs = range(opt.Runs)
-    if spec.family == 'tabular':
-        return [Unit(f'run{r}', f'_Run{r}', opt.Seed + r) for r in runs]
-    classes = range(len(source.classes)) if opt.NormalClass < 0 else [opt.NormalClass]
-    if opt.NormalClass >= len(source.classes):
-        raise InputError(f'--NormalClass {opt.NormalClass} does not exist; the data set has classes 0 to '
-                         f'{len(source.classes) - 1} ({", ".join(source.classes)})')
-    return [Unit(f'class{c}_run{r}', f'_Class{c}_Run{r}', opt.Seed + r, c) for c in classes for r in runs]
-
-
-def unit_split(spec, source, unit, protocol, anomaly_ratio):
-    if spec.family == 'tabular':
-        return kdd_split(source.x, source.y, unit.seed)
-    return image_split(source.splits, unit.normal_class, protocol, anomaly_ratio, unit.seed)
-
-
-def as_tensor(samples):
-    """uint8 images to float [0, 1]; records (already float) as they are."""
-    tensor = torch.from_numpy(np.ascontiguousarray(samples))
-    return tensor.float().div(255) if tensor.dtype == torch.uint8 else tensor.float()
+@dataclass(frozen=True)
+class Schedule:
+    """--LR, --EpochNum, --BatchSize: Adam on shuffled mini-batches."""
+    lr: float
+    epochs: int
+    batch_size: int
 
 
 # The options a unit's training state must share with the run that resumes it (its run name covers the rest of
@@ -119,27 +106,27 @@ class UnitCheckpoint:
         return list(state['epoch_losses'])
 
 
-def train_unit(model, train_x, opt, device, memory_model, seed, tb_writer=None, on_epoch_end=None, checkpoint=None,
+def train_unit(model, samples, schedule, losses, seed, tb_writer=None, on_epoch_end=None, checkpoint=None,
                resume=False):
-    """EpochNum epochs of shuffled mini-batches (Adam, LR); returns the mean loss of each epoch.
+    """``schedule.epochs`` epochs of Adam on mini-batches of ``samples`` (a tensor on the model's device) in a
+    permutation drawn from a generator seeded with ``seed``; returns the mean loss of each epoch.
     ``on_epoch_end(epoch, model)``, if given, is called after every epoch (1-based). ``checkpoint``
     (:class:`UnitCheckpoint`), if given, saves the training state after every epoch and, with ``resume``, first
     continues from the state it holds."""
-    data = as_tensor(train_x).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=opt.LR)
+    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
     generator = torch.Generator().manual_seed(seed)
     epoch_losses = checkpoint.restore(model, optimizer, generator) if checkpoint is not None and resume else []
     if epoch_losses:
-        tqdm.write(f'resuming from {checkpoint.path}: {len(epoch_losses)} of {opt.EpochNum} epochs done')
+        tqdm.write(f'resuming from {checkpoint.path}: {len(epoch_losses)} of {schedule.epochs} epochs done')
     model.train()
-    for epoch in range(len(epoch_losses), opt.EpochNum):
-        order = torch.randperm(len(data), generator=generator).to(device)
-        losses = [training_step(model, data[order[i:i + opt.BatchSize]], optimizer, opt, memory_model)[1]
-                  for i in range(0, len(data), opt.BatchSize)]
-        epoch_losses.append(float(np.mean([v['loss'] for v in losses])))
+    for epoch in range(len(epoch_losses), schedule.epochs):
+        order = torch.randperm(len(samples), generator=generator).to(samples.device)
+        values = [training_step(model, samples[batch], optimizer, losses)[1]
+                  for batch in order.split(schedule.batch_size)]
+        epoch_losses.append(float(np.mean([v['loss'] for v in values])))
         if tb_writer is not None:
-            for name in losses[0]:
-                tb_writer.add_scalar(name, float(np.mean([v[name] for v in losses])), epoch)
+            for name in values[0]:
+                tb_writer.add_scalar(name, float(np.mean([v[name] for v in values])), epoch)
         if checkpoint is not None:
             checkpoint.save(model, optimizer, generator, epoch_losses)
         if on_epoch_end is not None:
@@ -148,207 +135,140 @@ def train_unit(model, train_x, opt, device, memory_model, seed, tb_writer=None, 
     return epoch_losses
 
 
-def score_samples(model, samples, score, device, memory_model):
-    """Per-sample reconstruction error, in batches, in eval mode."""
+def score_samples(model, samples, score, memory_model):
+    """Per-sample reconstruction error of ``samples`` (a float tensor), in eval mode and large batches."""
     model.eval()
-    scores = []
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        for i in range(0, len(samples), SCORE_BATCH):
-            batch = as_tensor(samples[i:i + SCORE_BATCH]).to(device)
-            scores += model_scores(model, batch, score, memory_model, normalised=False)
-    return np.asarray(scores, dtype=np.float64)
+        scores = [model_scores(model, batch.to(device), score, memory_model, normalised=False)
+                  for batch in samples.split(SCORE_BATCH)]
+    return np.asarray([s for batch in scores for s in batch], dtype=np.float64)
 
 
-def unit_metrics(family, scores, labels, anomaly_ratio):
-    """Images: ROC AUC. Records: flag the top ``anomaly_ratio`` of scores; precision, recall, F1."""
-    if family == 'image':
-        return {'auc': float(metrics.roc_auc_score(labels, scores))}
-    threshold = float(np.percentile(scores, 100 * (1 - anomaly_ratio)))
-    predicted = (scores > threshold).astype(np.int64)
-    precision, recall, f1, _ = metrics.precision_recall_fscore_support(labels, predicted, average='binary',
-                                                                       pos_label=1, zero_division=0)
-    return {'precision': float(precision), 'recall': float(recall), 'f1': float(f1), 'threshold': threshold}
-
-
-def _mean_std(values):
+def mean_std(values):
     return {'mean': float(np.mean(values)), 'std': float(np.std(values))}
 
 
-def summarise(family, units, results):
-    """The summary of all units, in the fixed format of the module docstring."""
-    if family == 'tabular':
-        summary = {'runs': len(results)}
-        summary.update({k: _mean_std([r['metrics'][k] for r in results]) for k in ('precision', 'recall', 'f1')})
-        return summary
-    classes = sorted({u.normal_class for u in units})
-    runs = sorted({u.seed for u in units})
-    auc = {(u.normal_class, u.seed): r['metrics']['auc'] for u, r in zip(units, results)}
-    per_class = [float(np.mean([auc[c, s] for s in runs])) for c in classes]
-    per_run_mean = [float(np.mean([auc[c, s] for c in classes])) for s in runs]
-    return {'auc': {**_mean_std(per_run_mean), 'per_class': per_class, 'std_over_classes': float(np.std(per_class))},
-            'classes': classes, 'runs': len(runs)}
-
-
-def weight_candidates(opt, unit):
-    name = f'{opt.setting}{unit.weight_suffix}.pt'
-    if opt.ModelFilePath:
-        return [Path(opt.ModelFilePath) / name]
-    return [Path(opt.ModelRoot) / name, Path(opt.ModelRoot) / f'model_{opt.setting}' / name]
-
-
-def find_unit_weights(opt, unit):
-    return first_existing(weight_candidates(opt, unit), f'no weights for {unit.name}',
-                          'train them with script_training.py, or set --ModelRoot')
-
-
-def save_memory_grid(model, path):
-    """Every memory slot decoded into an image, as one PNG grid (whole-encoding image memories only)."""
-    from torchvision.utils import save_image
-    model.eval()
-    with torch.inference_mode():
-        images = model.decode_slots().clamp(0, 1).cpu()
-    save_image(images, str(path), nrow=int(np.ceil(np.sqrt(len(images)))), padding=1)
-
-
 @dataclass
-class Experiment:
-    """Everything the units of one protocol share."""
-    opt: object
-    spec: object
-    source: object
-    protocol: str
-    anomaly_ratio: float
-    arch: str
-    input_dim: int
-    score: str
-    device: torch.device
+class UnitRunner:
+    """What the units of one experiment share: where their files go, how they train (``schedule`` None: they are
+    tested with saved weights), how they are scored."""
+    setting: str
     res_path: Path
     model_dir: Path
-    weights: dict = None  # testing: unit name -> weights file, all found before the first unit runs
+    weight_folders: tuple      # where testing looks for a unit's weights, in order
+    schedule: Schedule         # None when testing
+    losses: LossSettings
+    score: str
+    device: torch.device
+    signature: dict
+    resume: bool = False
+    tb_root: Path = None       # TensorBoard logs, one folder per unit (training with --IsTbLog)
+    flags: object = None       # the parsed options, for load errors that name the flag at fault
+    weights: dict = field(default_factory=dict)  # testing: unit name -> weights file
+
+    @classmethod
+    def from_options(cls, opt, family, device, train):
+        model_dir = Path(opt.ModelRoot) / f'model_{opt.setting}'
+        if train and opt.Resume not in (None, 'auto'):
+            raise InputError(f'--Resume {opt.Resume}: image and KDD runs resume with --Resume auto (each unit has '
+                             f'its own training state); a path names the state of one video training run')
+        weights_path = getattr(opt, 'ModelFilePath', None)  # a testing option
+        return cls(
+            setting=opt.setting, res_path=Path(opt.OutRoot) / f'res_{opt.setting}', model_dir=model_dir,
+            weight_folders=(Path(weights_path),) if weights_path else (Path(opt.ModelRoot), model_dir),
+            schedule=Schedule(opt.LR, opt.EpochNum, opt.BatchSize) if train else None,
+            losses=LossSettings.from_options(opt), score=resolve_score_type(opt.ScoreType, opt.ModelName, family),
+            device=device, signature=resume_signature(opt), resume=train and opt.Resume == 'auto',
+            tb_root=Path(opt.ModelRoot) / f'log_{opt.setting}' if train and opt.IsTbLog else None, flags=opt)
 
     @property
-    def family(self):
-        return self.spec.family
+    def training(self):
+        return self.schedule is not None
 
-    @property
-    def memory_model(self):
-        return is_memory_model(self.opt.ModelName)
+    def start(self, options, opt, units):
+        """Before the first unit: testing finds every unit's weights (a missing file fails before any work); the
+        options are saved beside the results (and the weights)."""
+        if not self.training:
+            self.weights = {unit.name: self.find_weights(unit) for unit in units}
+        options.save(opt, self.res_path)
+        if self.training:
+            options.save(opt, self.model_dir)
 
+    def find_weights(self, unit):
+        name = f'{self.setting}{unit.weight_suffix}.pt'
+        return first_existing([folder / name for folder in self.weight_folders], f'no weights for {unit.name}',
+                              'train them with script_training.py, or set --ModelRoot')
 
-def prepare_experiment(opt, spec, device):
-    source = load_source(spec, opt)
-    return Experiment(
-        opt=opt, spec=spec, source=source,
-        protocol=resolve_protocol(opt.Protocol, source.splits) if spec.family == 'image' else 'dagmm',
-        anomaly_ratio=opt.AnomalyRatio if opt.AnomalyRatio is not None else spec.anomaly_ratio,
-        arch=image_arch(spec, source) if spec.family == 'image' else None,
-        input_dim=source.x.shape[1] if spec.family == 'tabular' else None,
-        score=resolve_score_type(opt.ScoreType, opt.ModelName, spec.family), device=device,
-        res_path=Path(opt.OutRoot) / f'res_{opt.setting}', model_dir=Path(opt.ModelRoot) / f'model_{opt.setting}')
+    def finished_result(self, unit):
+        """``--Resume auto``: the result a unit finished with before the run was interrupted, or None. A unit
+        counts as finished when its result file (written last, atomically) says so for the same options and its
+        weights exist."""
+        path = self.res_path / f'{unit.name}.json'
+        if not path.is_file():
+            return None
+        try:
+            result = json.loads(path.read_text())
+        except ValueError:
+            return None
+        if result.get('signature') != self.signature or not Path(result.get('weights', '')).is_file():
+            return None
+        return result
 
+    def trained(self, unit, model, samples):
+        """``model`` trained on ``samples`` and saved; returns (weights path, epoch losses)."""
+        model.apply(weights_init)
+        model.to(self.device)
+        tb_writer = None
+        if self.tb_root is not None:
+            from torch.utils.tensorboard import SummaryWriter  # slow to import: only when logging
+            tb_writer = SummaryWriter(str(self.tb_root / unit.name))
+        checkpoint = UnitCheckpoint(self.model_dir / f'{self.setting}{unit.weight_suffix}_resume.pt', self.signature)
+        losses = train_unit(model, samples.to(self.device), self.schedule, self.losses, unit.seed, tb_writer,
+                            checkpoint=checkpoint, resume=self.resume)
+        if tb_writer is not None:
+            tb_writer.close()
+        weights = self.model_dir / f'{self.setting}{unit.weight_suffix}.pt'
+        atomic_save(model.state_dict(), weights)
+        return weights, losses
 
-def trained_model(exp, unit, train_x):
-    """A new model trained on ``train_x``, saved; returns (model, weights path, epoch losses)."""
-    opt = exp.opt
-    model = build_model(opt, exp.family, arch=exp.arch, input_dim=exp.input_dim)
-    model.apply(weights_init)
-    model.to(exp.device)
-    tb_writer = None
-    if opt.IsTbLog:
-        from torch.utils.tensorboard import SummaryWriter  # slow to import: only when logging
-        tb_writer = SummaryWriter(str(Path(opt.ModelRoot) / f'log_{opt.setting}' / unit.name))
-    checkpoint = unit_checkpoint(exp, unit)
-    losses = train_unit(model, train_x, opt, exp.device, exp.memory_model, unit.seed, tb_writer, checkpoint=checkpoint,
-                        resume=opt.Resume == 'auto')
-    if tb_writer is not None:
-        tb_writer.close()
-    weights = exp.model_dir / f'{opt.setting}{unit.weight_suffix}.pt'
-    atomic_save(model.state_dict(), weights)
-    return model, weights, losses
+    def run(self, unit, build_model, data, unit_metrics):
+        """Seed with the unit's seed, build its model with ``build_model()`` and train it on ``data.train`` (or load
+        its weights), score ``data.test``, compute ``unit_metrics(scores, labels)``, write the unit's files; returns
+        (result, model), the model None for a unit that had finished before (--Resume auto)."""
+        if self.resume:
+            result = self.finished_result(unit)
+            if result is not None:
+                tqdm.write(f'{unit.name}: finished before (--Resume auto), result from {self.res_path}/'
+                           f'{unit.name}.json')
+                return result, None
+        started = time.perf_counter()
+        seed_everything(unit.seed)
+        model = build_model()
+        if self.training:
+            weights, losses = self.trained(unit, model, data.train)
+        else:
+            weights, losses = self.weights[unit.name], None
+            load_weights(model, weights, self.flags)
+            model.to(self.device)
+        scores = score_samples(model, data.test, self.score, self.losses.memory_model)
+        result = {'unit': unit.name, 'seed': unit.seed, 'normal_class': unit.normal_class,
+                  'metrics': unit_metrics(scores, data.labels), 'train_samples': int(len(data.train)),
+                  'test_samples': int(len(data.labels)), 'test_anomalies': int(data.labels.sum()),
+                  'protocol': data.description, 'weights': str(weights), 'epoch_losses': losses,
+                  'seconds': time.perf_counter() - started, 'signature': self.signature}
+        np.savez(self.res_path / f'{unit.name}_scores.npz', scores=scores, labels=data.labels)
+        atomic_write_text(self.res_path / f'{unit.name}.json', json.dumps(result, indent=2) + '\n')
+        tqdm.write(f'{unit.name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in result['metrics'].items()))
+        return result, model
 
-
-def unit_checkpoint(exp, unit):
-    return UnitCheckpoint(exp.model_dir / f'{exp.opt.setting}{unit.weight_suffix}_resume.pt',
-                          resume_signature(exp.opt))
-
-
-def finished_result(exp, unit):
-    """``--Resume auto``: the result a unit finished with before the run was interrupted, or None. A unit counts as
-    finished when its result file (written last, atomically) says so for the same options and its weights exist."""
-    path = exp.res_path / f'{unit.name}.json'
-    if not path.is_file():
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except ValueError:
-        return None
-    if result.get('signature') != resume_signature(exp.opt) or not Path(result.get('weights', '')).is_file():
-        return None
-    return result
-
-
-def loaded_model(exp, unit):
-    """The model of a unit with its saved weights; returns (model, weights path)."""
-    model = build_model(exp.opt, exp.family, arch=exp.arch, input_dim=exp.input_dim)
-    weights = exp.weights[unit.name]
-    load_weights(model, weights, exp.opt)
-    return model.to(exp.device), weights
-
-
-def run_unit(exp, unit, train):
-    """Train (if ``train``) or load one unit's model, score its test samples, write and return its result."""
-    if train and exp.opt.Resume == 'auto':
-        result = finished_result(exp, unit)
-        if result is not None:
-            tqdm.write(f'{unit.name}: finished before (--Resume auto), result from {exp.res_path / unit.name}.json')
-            return result
-    started = time.perf_counter()
-    split = unit_split(exp.spec, exp.source, unit, exp.protocol, exp.anomaly_ratio)
-    seed_everything(unit.seed)
-    if train:
-        model, weights, losses = trained_model(exp, unit, split.train_x)
-    else:
-        (model, weights), losses = loaded_model(exp, unit), None
-    scores = score_samples(model, split.test_x, exp.score, exp.device, exp.memory_model)
-    result = {'unit': unit.name, 'seed': unit.seed, 'normal_class': unit.normal_class,
-              'metrics': unit_metrics(exp.family, scores, split.test_y, exp.anomaly_ratio),
-              'train_samples': int(len(split.train_x)), 'test_samples': int(len(split.test_y)),
-              'test_anomalies': int(split.test_y.sum()), 'protocol': split.description,
-              'weights': str(weights), 'epoch_losses': losses, 'seconds': time.perf_counter() - started,
-              'signature': resume_signature(exp.opt)}
-    np.savez(exp.res_path / f'{unit.name}_scores.npz', scores=scores, labels=split.test_y)
-    atomic_write_text(exp.res_path / f'{unit.name}.json', json.dumps(result, indent=2) + '\n')
-    if exp.family == 'image' and exp.memory_model and exp.opt.MemQuery == 'whole':
-        save_memory_grid(model, exp.res_path / f'{unit.name}_memory.png')
-    tqdm.write(f'{unit.name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in result['metrics'].items()))
-    return result
-
-
-def run_protocol(opt, options, spec, device, train):
-    """Train (if ``train``) and evaluate every unit; write the per-unit results and the summaries."""
-    if train and opt.Resume not in (None, 'auto'):
-        raise InputError(f'--Resume {opt.Resume}: image and KDD runs resume with --Resume auto (each unit has its own '
-                         f'training state); a path names the state of one video training run')
-    exp = prepare_experiment(opt, spec, device)
-    units = protocol_units(spec, exp.source, opt)
-    if not train:  # a missing file fails before any unit is evaluated
-        exp.weights = {unit.name: find_unit_weights(opt, unit) for unit in units}
-    options.save(opt, exp.res_path)
-    if train:
-        options.save(opt, exp.model_dir)
-    print(f'{opt.Dataset}: {exp.source.source}; protocol {exp.protocol}; {len(units)} unit(s)')
-    # oneDNN's CPU kernels intermittently corrupted the heap while training the image models with torch 2.14.1
-    # (a segfault or "corrupted size vs. prev_size" in about one MNIST run in three; never with them switched
-    # off), so the image experiments use PyTorch's native CPU convolutions, about half as fast.
-    with onednn_disabled(exp.family == 'image' and device.type == 'cpu'):
-        results = [run_unit(exp, unit, train) for unit in tqdm(units, desc='units', unit='model')]
-
-    summary = summarise(exp.family, units, results)
-    summary.update({'dataset': opt.Dataset, 'setting': opt.setting, 'protocol': exp.protocol, 'score': exp.score,
-                    'anomaly_ratio': exp.anomaly_ratio, 'data': exp.source.source,
-                    'seconds': float(sum(r['seconds'] for r in results))})
-    text = json.dumps(summary, indent=2) + '\n'
-    (exp.res_path / 'summary.json').write_text(text)
-    Path(opt.OutRoot, f'{spec.summary_name}_summary.json').write_text(text)
-    print(json.dumps({k: v for k, v in summary.items() if k in ('auc', 'precision', 'recall', 'f1')}))
-    return summary
+    def write_summary(self, summary, results, out_root, summary_name):
+        """``summary.json`` beside the unit results and ``<OutRoot>/<summary_name>_summary.json``; prints the
+        headline metrics."""
+        summary = {**summary, 'setting': self.setting, 'score': self.score,
+                   'seconds': float(sum(r['seconds'] for r in results))}
+        text = json.dumps(summary, indent=2) + '\n'
+        (self.res_path / 'summary.json').write_text(text)
+        Path(out_root, f'{summary_name}_summary.json').write_text(text)
+        print(json.dumps({k: v for k, v in summary.items() if k in ('auc', 'precision', 'recall', 'f1')}))
+        return summary

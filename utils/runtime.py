@@ -1,7 +1,7 @@
 """Run-time set-up shared by the scripts: seeding, determinism and the device."""
 import random
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -47,18 +47,6 @@ def compile_model(model, enabled):
 def memory_layout(channels_last):
     """``--ChannelsLast``: the memory format for the video model and its clips."""
     return torch.channels_last_3d if channels_last else torch.contiguous_format
-
-
-@contextmanager
-def onednn_disabled(disabled):
-    """Run the block with PyTorch's native CPU kernels instead of oneDNN's when ``disabled`` (restored after).
-    (``torch.backends.mkldnn.flags`` would do it too, but warns about TF32 on every use.)"""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = previous and not disabled
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
 
 
 def rng_state(loader_generator=None):

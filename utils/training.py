@@ -1,9 +1,11 @@
 """One optimisation step of MemAE or AE training, shared by the video script and the one-class experiments."""
+import math
 import weakref
+from dataclasses import dataclass
 
 import torch
 
-from models import has_latent_penalty
+from models import has_latent_penalty, is_memory_model
 from models.losses import entropy_loss, latent_l1_loss, reconstruction_loss
 from utils.errors import InputError
 from utils.runtime import autocast
@@ -43,40 +45,62 @@ class EncodingRecorder:
         return cls._attached[network]
 
 
-def compute_losses(model, batch, opt, memory_model):
-    """(loss to minimise, reconstruction, {term of LOSS_TERMS: float}) for one batch. ``model`` may be wrapped
-    (DistributedDataParallel, torch.compile).
+@dataclass(frozen=True)
+class LossSettings:
+    """What the training loss depends on: the model (--ModelName), --LossScaling, and the weights of the entropy
+    term (--EntropyLossWeight, MemAE) and of the l1 term (--L1Weight, AE-l1)."""
+    model_name: str
+    scaling: str = 'released'
+    entropy_weight: float = 0.0
+    l1_weight: float = 0.0
 
-    MemAE: reconstruction + EntropyLossWeight x entropy of the addressing; AE-l1: reconstruction + L1Weight x
-    l1 norm of the encoding; AE: the reconstruction alone. ``opt.LossScaling`` chooses between the released and
+    @classmethod
+    def from_options(cls, opt):
+        """From parsed options; the testing script's lack the training-only ones, which only training reads."""
+        return cls(opt.ModelName, getattr(opt, 'LossScaling', 'released'), getattr(opt, 'EntropyLossWeight', 0.0),
+                   getattr(opt, 'L1Weight', 0.0))
+
+    @property
+    def memory_model(self):
+        return is_memory_model(self.model_name)
+
+
+def compute_losses(model, batch, losses):
+    """(loss to minimise, reconstruction, {term of LOSS_TERMS: float}) for one batch under :class:`LossSettings`
+    ``losses``. ``model`` may be wrapped (DistributedDataParallel, torch.compile).
+
+    MemAE: reconstruction + entropy_weight x entropy of the addressing; AE-l1: reconstruction + l1_weight x
+    l1 norm of the encoding; AE: the reconstruction alone. ``losses.scaling`` chooses between the released and
     the paper's scaling of every term (models/losses.py). Terms a model does not have are reported as 0.
     """
-    zero = torch.zeros(())
+    zero = torch.zeros((), device=batch.device)
     ent_loss = l1_loss = zero
-    encodings = EncodingRecorder.of(base_network(model)) if has_latent_penalty(opt.ModelName) else None
+    penalised = has_latent_penalty(losses.model_name)
+    encodings = EncodingRecorder.of(base_network(model)) if penalised else None
     output = model(batch)
-    recon = output['output'] if memory_model else output
-    if memory_model:
-        ent_loss = entropy_loss(output['att'], opt.LossScaling)
+    recon = output['output'] if losses.memory_model else output
+    if losses.memory_model:
+        ent_loss = entropy_loss(output['att'], losses.scaling)
     if encodings is not None:
-        l1_loss = latent_l1_loss(encodings.latest, opt.LossScaling)
-    recon_loss = reconstruction_loss(recon, batch, opt.LossScaling)
+        l1_loss = latent_l1_loss(encodings.latest, losses.scaling)
+    recon_loss = reconstruction_loss(recon, batch, losses.scaling)
     loss = recon_loss
-    if memory_model:
-        loss = loss + opt.EntropyLossWeight * ent_loss
-    if has_latent_penalty(opt.ModelName):
-        loss = loss + opt.L1Weight * l1_loss
-    values = dict(zip(LOSS_TERMS, (loss.item(), recon_loss.item(), ent_loss.item(), l1_loss.item())))
-    return loss, recon, values
+    if losses.memory_model:
+        loss = loss + losses.entropy_weight * ent_loss
+    if penalised:
+        loss = loss + losses.l1_weight * l1_loss
+    # one read of the four numbers instead of four (each a synchronisation on a GPU)
+    terms = torch.stack([t.detach().float().reshape(()) for t in (loss, recon_loss, ent_loss, l1_loss)]).tolist()
+    return loss, recon, dict(zip(LOSS_TERMS, terms))
 
 
-def training_step(model, batch, optimizer, opt, memory_model, amp='none'):
+def training_step(model, batch, optimizer, losses, amp='none'):
     """Forward (in bfloat16 autocast for ``amp='bf16'``), backward and an optimizer step; returns the
     reconstruction and the loss values. A non-finite loss raises :class:`NonFiniteLossError` before anything is
     updated."""
     with autocast(batch.device, amp):
-        loss, recon, values = compute_losses(model, batch, opt, memory_model)
-    if not torch.isfinite(loss):
+        loss, recon, values = compute_losses(model, batch, losses)
+    if not math.isfinite(values['loss']):
         raise NonFiniteLossError(f"the loss is {values['loss']} (reconstruction {values['recon_loss']}, entropy "
                                  f"{values['entropy_loss']}); try a lower --LR")
     optimizer.zero_grad()

@@ -1,6 +1,6 @@
 """Choose the KDDCUP99 training length and learning rate on validation data carved from the *training* half.
 
-    python -m utils.kdd_validation --DataRoot ../shared/data --LR 1e-4 1e-3 --Epochs 5 10 20 30 50
+    python -m utils.experiments.kdd_validation --DataRoot ../shared/data --LR 1e-4 1e-3 --Epochs 5 10 20 30 50
 
 The paper gives no optimiser settings for KDDCUP99. This chooses them without touching test data: for the split
 of seed ``--Seed`` it holds out a random 20 % of the attack ("normal") records of the training half, trains on the
@@ -16,14 +16,15 @@ import types
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from data.kdd import load_kdd
 from data.protocols import kdd_halves
 from models import build_model, weights_init
 from utils.errors import run_cli
-from utils.one_class import score_samples, train_unit, unit_metrics
+from utils.eval import top_fraction_metrics
+from utils.one_class import Schedule, as_tensor, score_samples, train_unit
 from utils.runtime import seed_everything
+from utils.training import LossSettings
 
 HELD_OUT = 0.2
 ANOMALY_RATIO = 0.2
@@ -58,23 +59,25 @@ def main(argv=None):
     data = load_kdd(args.DataRoot)
     train_x, val_x, val_y = validation_split(data.x, data.y, args.Seed)
     print(f'validation: {len(train_x)} training records, {len(val_x)} validation records ({val_y.mean():.0%} anomalies)')
+    train_x, val_x = as_tensor(train_x), as_tensor(val_x)
+    losses = LossSettings('MemAE', 'released', entropy_weight=args.EntropyLossWeight)
     table = []
     for lr in args.LR:
         opt = types.SimpleNamespace(ModelName='MemAE', MemDim=args.MemDim, ShrinkThres=args.ShrinkThres,
-                                    MemAddressing='dot', EntropyLossWeight=args.EntropyLossWeight, LR=lr,
-                                    EpochNum=max(args.Epochs), BatchSize=args.BatchSize, LossScaling='released')
+                                    MemAddressing='dot')
         seed_everything(args.Seed)
         model = build_model(opt, 'tabular', input_dim=data.x.shape[1])
         model.apply(weights_init)
 
         def evaluate(epoch, trained):
             if epoch in args.Epochs:
-                scores = score_samples(trained, val_x, 'mse', torch.device('cpu'), True)
-                row = {'lr': lr, 'epochs': epoch, **unit_metrics('tabular', scores, val_y, ANOMALY_RATIO)}
+                scores = score_samples(trained, val_x, 'mse', memory_model=True)
+                row = {'lr': lr, 'epochs': epoch, **top_fraction_metrics(scores, val_y, ANOMALY_RATIO)}
                 table.append(row)
                 print(json.dumps(row))
 
-        train_unit(model, train_x, opt, torch.device('cpu'), True, args.Seed, on_epoch_end=evaluate)
+        train_unit(model, train_x, Schedule(lr, max(args.Epochs), args.BatchSize), losses, args.Seed,
+                   on_epoch_end=evaluate)
     best = max(table, key=lambda row: row['f1'])
     Path(args.Out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.Out).write_text(json.dumps({'rows': table, 'best': best}, indent=2) + '\n')

@@ -1,9 +1,9 @@
 """The paper's ablation study as one command: train and evaluate every variant of one data set, then tabulate.
 
-    python -m utils.ablation mnist [--variants ...] [--mem-dims 25 50 200] [--runs R] [--out DIR] [FLAGS...]
+    python -m utils.experiments.ablation mnist [--variants ...] [--mem-dims 25 50 200] [--runs R] [--out DIR] [FLAGS...]
     bash train.sh ablation_mnist [the same arguments]
 
-Every variant is an experiment of ``utils/experiments.sh`` run through ``train.sh`` (and, for video, ``test.sh``),
+Every variant is an experiment of ``utils/experiments/settings.py`` run through ``train.sh`` (and, for video, ``test.sh``),
 so each row of the table is a command a user can run alone; FLAGS the sweep does not know go to every one of those
 commands (e.g. ``--UseCUDA False``). The paper's Table 4 (UCSD Ped2) is the model: full MemAE; without shrinkage;
 without the entropy loss; without both (MemAE-nonSpar); the AE; AE-l1; and, ours, the paper's cosine addressing.
@@ -29,18 +29,18 @@ from pathlib import Path
 from data.registry import DATASETS
 from options import TestOptions, TrainOptions
 from utils.errors import InputError, run_cli
+from utils.experiments.settings import DATA_NAMES, experiment
 from utils.plots import pyplot
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_ROOT = './dataset/'  # train.sh's and test.sh's default
-ABLATION_DATA = ('ped2', 'ped1', 'avenue', 'shanghaitech', 'mnist', 'cifar10', 'kdd')
 
 
 @dataclass(frozen=True)
 class Variant:
     key: str
     label: str
-    suffix: str                 # experiment name = <data><suffix> (utils/experiments.sh)
+    suffix: str                 # experiment name = <data><suffix> (utils/experiments/settings.py)
     paper_ped2: float = None    # the paper's Table 4 AUC on UCSD Ped2, where it reports one
     mem_dim: int = None         # memory-size study: the full MemAE with --MemDim mem_dim ...
     flags: tuple = ()           # ... and these flags (--MemDim, --ShrinkThres)
@@ -63,20 +63,6 @@ VARIANTS = (
 VIDEO_MEM_DIMS = (500, 1000, 3000)
 MEM_DIMS = {'ped2': VIDEO_MEM_DIMS, 'ped1': VIDEO_MEM_DIMS, 'avenue': VIDEO_MEM_DIMS, 'shanghaitech': VIDEO_MEM_DIMS,
             'mnist': (25, 50, 200, 400), 'cifar10': (125, 250, 1000, 2000), 'kdd': (12, 25, 100, 200)}
-
-
-def experiment_flags(experiment):
-    """The flags ``utils/experiments.sh`` gives an experiment (FLAGS then TRAIN_FLAGS)."""
-    script = (f'source utils/experiments.sh && experiment_flags {shlex.quote(experiment)} '
-              f'&& printf "%s\\n" "${{FLAGS[@]}}"')
-    result = subprocess.run(['bash', '-c', script], cwd=REPO, capture_output=True, text=True)
-    if result.returncode:
-        raise InputError(result.stderr.strip())
-    return result.stdout.split('\n')[:-1]
-
-
-def flag_value(flags, name):
-    return flags[flags.index(name) + 1] if name in flags else None
 
 
 def memory_variants(mem_dims, default_dim, default_shrink, fixed_shrink):
@@ -147,11 +133,11 @@ def run_variant(data, variant, spec, args, extra, out):
     """Train (and, for video, test) one variant unless its folder already holds the result of the same command;
     returns its table row."""
     folder = out / variant.key
-    experiment = f'{data}{variant.suffix}'
+    name = f'{data}{variant.suffix}'
     flags = [*variant_args(variant, args.runs), *extra]
-    commands = [['bash', 'train.sh', experiment, *flags]]
+    commands = [['bash', 'train.sh', name, *flags]]
     if spec.family == 'video':
-        commands.append(['bash', 'test.sh', experiment, *without_training_flags(flags)])
+        commands.append(['bash', 'test.sh', name, *without_training_flags(flags)])
     record = {'commands': [shlex.join(c) for c in commands], 'DATA_ROOT': os.environ.get('DATA_ROOT')}
     env_vars = {'DATA_ROOT': os.environ.get('DATA_ROOT', DEFAULT_DATA_ROOT), 'OUT_ROOT': str(folder),
                 'MODEL_ROOT': str(folder / 'models')}
@@ -166,12 +152,12 @@ def run_variant(data, variant, spec, args, extra, out):
         done_before.write_text(json.dumps({**record, 'seconds': time.perf_counter() - started}, indent=2) + '\n')
         result = read_result(folder, spec)
         if result is None:
-            raise InputError(f'{experiment} finished without a result in {folder}; see {folder / "log.txt"}')
+            raise InputError(f'{name} finished without a result in {folder}; see {folder / "log.txt"}')
     mean, std, runs = result
-    mem_dim = variant.mem_dim or flag_value(experiment_flags(experiment), '--MemDim')
+    mem_dim = variant.mem_dim or experiment(name).flag('--MemDim')
     # What reruns the row alone, in the repository root: the environment the sweep gave the commands, then them.
-    environment = ' '.join(f'{name}={shlex.quote(value)}' for name, value in env_vars.items())
-    return {'variant': variant.key, 'label': variant.label, 'experiment': experiment, 'mean': mean, 'std': std,
+    environment = ' '.join(f'{variable}={shlex.quote(value)}' for variable, value in env_vars.items())
+    return {'variant': variant.key, 'label': variant.label, 'experiment': name, 'mean': mean, 'std': std,
             'runs': runs, 'mem_dim': int(mem_dim) if mem_dim else None,
             'paper_ped2': variant.paper_ped2, 'commands': [f'{environment} {c}' for c in record['commands']],
             'seconds': json.loads(done_before.read_text()).get('seconds'), 'skipped': skipped}
@@ -258,7 +244,7 @@ def mem_dim_arg(value):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], allow_abbrev=False)
-    parser.add_argument('data', choices=ABLATION_DATA)
+    parser.add_argument('data', choices=DATA_NAMES)
     parser.add_argument('--variants', nargs='*', choices=[v.key for v in VARIANTS], default=None,
                         help='the variants to run (default: all)')
     parser.add_argument('--mem-dims', nargs='*', type=mem_dim_arg, default=None,
@@ -282,12 +268,12 @@ def parse_args(argv):
 def main(argv=None):
     args, extra = parse_args(argv)
     data = args.data
-    memae_flags = experiment_flags(data)
-    dataset = flag_value(memae_flags, '--Dataset')
+    memae = experiment(data)
+    dataset = memae.dataset
     spec = DATASETS[dataset]
     metric = {'video': 'frame AUC', 'image': 'AUC', 'tabular': 'F1'}[spec.family]
-    default_dim = int(flag_value(memae_flags, '--MemDim'))
-    default_shrink = float(flag_value(memae_flags, '--ShrinkThres'))
+    default_dim = int(memae.flag('--MemDim'))
+    default_shrink = float(memae.flag('--ShrinkThres'))
     chosen = [v for v in VARIANTS if args.variants is None or v.key in args.variants]
     mem_dims = MEM_DIMS[data] if args.mem_dims is None else args.mem_dims
     variants = [*chosen, *memory_variants(mem_dims, default_dim, default_shrink, args.fixed_shrink)]

@@ -1,0 +1,20 @@
+"""The experiment programs, each run as ``python -m utils.experiments.<name>`` or through ``train.sh``/``test.sh``:
+
+* ``settings``: the paper's experiments as flag lists (the one table ``train.sh``, ``test.sh`` and the sweeps read);
+* ``images`` and ``kdd``: the image (MNIST, CIFAR-10, image folders) and KDDCUP99 experiments, one file each,
+  called by ``script_training.py`` and ``script_testing.py``;
+* ``ablation``: the paper's ablation study as one sweep;
+* ``kdd_validation``: KDDCUP99's optimiser settings chosen on validation data from the training half.
+
+The helpers they share live one level up, in ``utils/`` (``utils/one_class.py`` runs the units of an experiment).
+"""
+import importlib
+
+# data family (data/registry.py) -> the program that runs its experiments
+ONE_CLASS_PROGRAMS = {'image': 'utils.experiments.images', 'tabular': 'utils.experiments.kdd'}
+
+
+def one_class_experiment(family):
+    """The module whose ``run(opt, options, spec, device, train)`` runs an image or KDDCUP99 experiment (imported
+    on demand: ``python -m utils.experiments.settings``, which the shell scripts call, must stay light)."""
+    return importlib.import_module(ONE_CLASS_PROGRAMS[family])
