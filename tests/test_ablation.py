@@ -148,3 +148,31 @@ def test_video_variants_read_the_frame_auc_of_test_sh(tmp_path):
     evaluation = evaluate([VideoResult('Test001', [1.0, 3.0, 2.0, 5.0], [0, 1, 0, 1])])
     write_results_json(res, evaluation, {})
     assert read_result(tmp_path, DATASETS['UCSD_P2_256']) == (evaluation.auc, 0.0, 1)
+
+
+def test_settings_follow_the_paper_and_the_release():
+    from utils.experiments.settings import DATA_NAMES, VIDEO_DATA
+    for data in DATA_NAMES:
+        memae = experiment(data)
+        n, shrink = int(memae.flag('--MemDim')), float(memae.flag('--ShrinkThres'))
+        assert memae.flag('--EntropyLossWeight') == '0.0002' and memae.flag('--ModelName') == 'MemAE'
+        if data in VIDEO_DATA:  # the released Ped2 memory and threshold, for every video data set
+            assert (n, shrink) == (2000, 0.0025) and memae.flag('--ModelSetting') == 'Conv3DSpar'
+        else:  # lambda = 1/N, the lower end of the paper's [1/N, 3/N]
+            assert shrink * n == pytest.approx(1.0)
+    assert experiment('kdd').flag('--Runs') == '20'  # the paper's 20 runs
+    with pytest.raises(ValueError, match='valid: ped2 ped2_ae'):
+        experiment('mnist_typo')
+
+
+def test_shell_reads_the_same_settings_as_python():
+    from shell import run_script
+    names = ['kdd_cosine', 'demo', 'ped1_nonspar']
+    script = '; '.join(f'eval "$(python -m utils.experiments.settings {n})" && printf "%s\\n" "${{FLAGS[@]}}" '
+                       f'"${{TRAIN_FLAGS[@]}}" "${{TEST_FLAGS[@]}}" "$DATASET" && echo ---' for n in names)
+    printed = run_script('bash', '-c', script).stdout.split('---\n')
+    for name, block in zip(names, printed):
+        chosen = experiment(name)
+        assert block.split('\n')[:-1] == [*chosen.flags, *chosen.train_flags, *chosen.test_flags, chosen.dataset]
+    unknown = run_script('python', '-m', 'utils.experiments.settings', 'nope')
+    assert unknown.returncode == 2 and 'valid: ped2' in unknown.stderr

@@ -2,6 +2,7 @@
 
     python -m utils.benchmark test  [--DataRoot DIR --Dataset NAME] [--clips 48] [--batch 4] [--workers 0]
     python -m utils.benchmark train [--DataRoot DIR --Dataset NAME] [--steps 6] [--batch 10]
+    python -m utils.benchmark oneclass --DataRoot DIR [--kdd-runs 2] [--kdd-epochs 20] [--mnist-class 3]
 
 ``test`` scores the same clips twice: (a) as the released test loop did (batch 1; each clip's index ``.mat`` read
 twice and its 16 frames decoded and transformed one by one, every time), (b) as ``script_testing.py`` does
@@ -10,8 +11,9 @@ optimisation steps fed (a) by the released per-clip loading and (b) by ours. Bot
 ratio, the model's FLOPs per clip (``torch.utils.flop_counter``), this machine's measured float32 matrix-multiply
 rate, and the fraction of that floor each path reaches; ``test`` also prints the largest relative difference
 between the two paths' scores. Without ``--DataRoot`` a synthetic 256 x 256 data set is written to a temporary
-folder (data/synthetic.py; ``--size`` for smaller frames). Ratios measured in one run are what to compare: absolute speeds move with the load of
-a shared machine.
+folder (data/synthetic.py; ``--size`` for smaller frames). ``oneclass`` times the image and KDDCUP99 commands
+against a minimal loop over the same model, data and epochs (utils/experiments/oneclass_benchmark.py; real data
+needed). Ratios measured in one run are what to compare: absolute speeds move with the load of a shared machine.
 """
 import argparse
 import copy
@@ -34,6 +36,7 @@ from data.synthetic import make_synthetic
 from data.video_datasets import VideoDataset, VideoDatasetOneDir, frame_to_tensor
 from models import AutoEncoderCov3DMem, weights_init
 from utils.errors import run_cli
+from utils.experiments.oneclass_benchmark import oneclass_benchmark
 from utils.runtime import memory_layout
 from utils.scoring import clip_batches, l2_scores, score_clips
 from utils.training import LossSettings, training_step
@@ -140,7 +143,7 @@ def train_benchmark(layout, args, model):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('mode', choices=('test', 'train'))
+    parser.add_argument('mode', choices=('test', 'train', 'oneclass'))
     parser.add_argument('--DataRoot', default=None, help='prepared data (default: synthetic 256 x 256 videos)')
     parser.add_argument('--Dataset', default='UCSD_P2_256')
     parser.add_argument('--clips', type=int, default=48, help='test: clips of the first test video to score')
@@ -151,14 +154,25 @@ def parse_args(argv):
     parser.add_argument('--channels-last', action='store_true', help='test: our model in channels_last_3d')
     parser.add_argument('--MemDim', type=int, default=2000)
     parser.add_argument('--size', type=int, default=256, help='frame size of the synthetic data (a multiple of 16)')
+    parser.add_argument('--kdd-runs', type=int, default=2, help='oneclass: KDD runs of each command')
+    parser.add_argument('--kdd-epochs', type=int, default=20, help='oneclass: KDD training epochs')
+    parser.add_argument('--mnist-class', type=int, default=3, help='oneclass: the MNIST normal class trained')
+    parser.add_argument('--mnist-epochs', type=int, default=10, help='oneclass: MNIST training epochs')
     parser.add_argument('--out', type=Path, default=None, help='also write the numbers to this JSON file')
     args = parser.parse_args(argv)
+    if args.mode == 'oneclass' and args.DataRoot is None:
+        parser.error('oneclass needs --DataRoot, the folder of the real KDDCUP99 and MNIST files')
     args.batch = args.batch or (4 if args.mode == 'test' else 10)
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.mode == 'oneclass':
+        table = oneclass_benchmark(args.DataRoot, args.kdd_runs, args.kdd_epochs, args.mnist_class, args.mnist_epochs)
+        if args.out:
+            args.out.write_text(json.dumps(table, indent=2) + '\n')
+        return 0
     torch.manual_seed(0)
     model = AutoEncoderCov3DMem(1, args.MemDim)
     model.apply(weights_init)

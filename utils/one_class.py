@@ -113,7 +113,9 @@ def train_unit(model, samples, schedule, losses, seed, tb_writer=None, on_epoch_
     ``on_epoch_end(epoch, model)``, if given, is called after every epoch (1-based). ``checkpoint``
     (:class:`UnitCheckpoint`), if given, saves the training state after every epoch and, with ``resume``, first
     continues from the state it holds."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
+    # foreach: one kernel per operation over all parameters instead of one per parameter; the same numbers, bit
+    # for bit, and about 10 % off a KDD step, whose time is mostly per-operation overhead
+    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr, foreach=True)
     generator = torch.Generator().manual_seed(seed)
     epoch_losses = checkpoint.restore(model, optimizer, generator) if checkpoint is not None and resume else []
     if epoch_losses:

@@ -1,0 +1,126 @@
+"""The image and KDDCUP99 commands against a minimal loop over the same model, data and epochs
+(``python -m utils.benchmark oneclass --DataRoot DIR``; see utils/benchmark.py).
+
+The minimal loop is what the commands must cost at least: the data already in memory as one tensor, a plain
+Adam loop over index batches (forward, MSE + alpha x entropy, backward, step; nothing logged, nothing saved),
+then the test samples scored in one pass. The commands are the real ones (``bash train.sh kdd``, ``bash test.sh
+kdd``, ``bash train.sh mnist``), run as subprocesses and timed whole: interpreter start, imports, reading the data
+(the KDD parse cache warmed first, as every run after a user's first finds it), training, scoring and files.
+"""
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from data.image_sets import load_mnist
+from data.kdd import load_kdd
+from data.protocols import image_split, kdd_indices
+from models import ImageMemAE, MLPMemAE, weights_init
+from utils.one_class import as_tensor
+
+REPO = Path(__file__).resolve().parents[2]
+ENTROPY_WEIGHT = 0.0002
+
+
+def minimal_training(model, samples, epochs, batch_size, lr, seed):
+    """Plain Adam on index batches of an in-memory tensor: the least any training of these models can cost."""
+    model.apply(weights_init)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(samples), generator=generator).split(batch_size):
+            x = samples[batch]
+            output = model(x)
+            att = output['att']
+            entropy = -(att * torch.log(att + 1e-12)).sum(dim=1).mean()
+            loss = F.mse_loss(output['output'], x) + ENTROPY_WEIGHT * entropy
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+def minimal_scores(model, samples):
+    model.eval()
+    with torch.inference_mode():
+        return torch.cat([(model(x)['output'] - x).square().flatten(1).mean(1) for x in samples.split(8192)])
+
+
+def timed(function):
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def command_seconds(command, data_root, out, model_root):
+    """Wall time of ``bash <script> ...`` in the repository root, results under ``out``, weights in ``model_root``."""
+    env = {**os.environ, 'DATA_ROOT': str(data_root), 'OUT_ROOT': str(out), 'MODEL_ROOT': str(model_root)}
+    started = time.perf_counter()
+    subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def kdd_rows(data_root, runs, epochs, out):
+    """train.sh kdd (``runs`` runs, ``epochs`` epochs) and test.sh kdd (the weights train.sh just wrote) against
+    the minimal loops; settings of utils/experiments/settings.py (batch 1024, LR 1e-4, N = 50)."""
+    source = load_kdd(data_root)  # also warms the parse cache for the commands
+    records, labels = as_tensor(source.x), source.y
+
+    def train_all():
+        for run in range(runs):
+            train_rows, test_rows = kdd_indices(labels, 1 + run)
+            torch.manual_seed(1 + run)
+            model = MLPMemAE(records.shape[1], 50, 0.02)
+            minimal_training(model, records[train_rows], epochs, 1024, 1e-4, 1 + run)
+            minimal_scores(model, records[test_rows])
+
+    def score_all():
+        for run in range(runs):
+            _, test_rows = kdd_indices(labels, 1 + run)
+            minimal_scores(MLPMemAE(records.shape[1], 50, 0.02), records[test_rows])
+
+    flags = ['--Runs', str(runs), '--EpochNum', str(epochs), '--PrintOptions', 'False']
+    weights = out / 'kdd_models'
+    return [('kdd', f'bash train.sh kdd {" ".join(flags)}',
+             command_seconds(['bash', 'train.sh', 'kdd', *flags], data_root, out / 'train_kdd', weights),
+             timed(train_all)),
+            ('kdd', f'MODEL_ROOT=<those weights> bash test.sh kdd --Runs {runs}',
+             command_seconds(['bash', 'test.sh', 'kdd', '--Runs', str(runs), '--PrintOptions', 'False'], data_root,
+                             out / 'test_kdd', weights), timed(score_all))]
+
+
+def mnist_rows(data_root, normal_class, epochs, out):
+    """train.sh mnist for one class against the minimal loop (batch 64, LR 1e-3, N = 100, lambda 0.01)."""
+    source = load_mnist(data_root)
+    split = image_split(source.splits, normal_class, 'standard', 0.3, 1)
+    train, test = as_tensor(split.train_x), as_tensor(split.test_x)
+
+    def train_one():
+        torch.manual_seed(1)
+        model = ImageMemAE(100, arch='mnist', shrink_thres=0.01)
+        minimal_training(model, train, epochs, 64, 1e-3, 1)
+        minimal_scores(model, test)
+
+    flags = ['--NormalClass', str(normal_class), '--EpochNum', str(epochs), '--PrintOptions', 'False']
+    return [('mnist', f'bash train.sh mnist {" ".join(flags)}',
+             command_seconds(['bash', 'train.sh', 'mnist', *flags], data_root, out / 'train_mnist', out / 'mnist_models'),
+             timed(train_one))]
+
+
+def oneclass_benchmark(data_root, kdd_runs, kdd_epochs, mnist_class, mnist_epochs):
+    """Rows (experiment, command, command seconds, minimal-loop seconds, ratio), printed as a table."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [*kdd_rows(data_root, kdd_runs, kdd_epochs, Path(tmp)),
+                *mnist_rows(data_root, mnist_class, mnist_epochs, Path(tmp))]
+    table = [{'experiment': e, 'command': c, 'command_seconds': s, 'minimal_seconds': m, 'ratio': s / m}
+             for e, c, s, m in rows]
+    print(f'{"command":58} {"command s":>9} {"minimal s":>9} {"ratio":>6}')
+    for row in table:
+        print(f"{row['command']:58} {row['command_seconds']:9.1f} {row['minimal_seconds']:9.1f} "
+              f"{row['ratio']:6.2f}")
+    print(f'{torch.get_num_threads()} threads; train.sh kdd: {table[0]["command_seconds"] / kdd_runs:.1f} s per run')
+    return table
