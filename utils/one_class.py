@@ -188,14 +188,14 @@ class UnitRunner:
     def training(self):
         return self.schedule is not None
 
-    def start(self, options, opt, units):
+    def start(self, options, units):
         """Before the first unit: testing finds every unit's weights (a missing file fails before any work); the
-        options are saved beside the results (and the weights)."""
+        options (``options``, the parser that produced them) are saved beside the results (and the weights)."""
         if not self.training:
             self.weights = {unit.name: self.find_weights(unit) for unit in units}
-        options.save(opt, self.res_path)
+        options.save(self.flags, self.res_path)
         if self.training:
-            options.save(opt, self.model_dir)
+            options.save(self.flags, self.model_dir)
 
     def find_weights(self, unit):
         name = f'{self.setting}{unit.weight_suffix}.pt'

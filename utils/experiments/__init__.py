@@ -1,10 +1,12 @@
-"""The experiment programs, each run as ``python -m utils.experiments.<name>`` or through ``train.sh``/``test.sh``:
+"""The experiment programs, apart from the helpers they use (``utils/``):
 
-* ``settings``: the paper's experiments as flag lists (the one table ``train.sh``, ``test.sh`` and the sweeps read);
-* ``images`` and ``kdd``: the image (MNIST, CIFAR-10, image folders) and KDDCUP99 experiments, one file each,
-  called by ``script_training.py`` and ``script_testing.py``;
-* ``ablation``: the paper's ablation study as one sweep;
-* ``kdd_validation``: KDDCUP99's optimiser settings chosen on validation data from the training half.
+* ``settings``: the paper's experiments as flag lists, the one table ``train.sh``, ``test.sh`` and the sweeps read
+  (``python -m utils.experiments.settings NAME`` prints them for the shell);
+* ``images`` and ``kdd``: the image (MNIST, CIFAR-10, image folders) and KDDCUP99 experiments, one file each, run
+  by ``script_training.py`` and ``script_testing.py`` (through :func:`one_class_experiment`);
+* ``ablation``: the paper's ablation study as one sweep (``python -m utils.experiments.ablation``);
+* ``kdd_validation``: KDDCUP99's optimiser settings chosen on validation data from the training half;
+* ``oneclass_benchmark``: the image and KDD commands timed against a minimal loop (``utils.benchmark oneclass``).
 
 The helpers they share live one level up, in ``utils/`` (``utils/one_class.py`` runs the units of an experiment).
 """

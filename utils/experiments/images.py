@@ -81,7 +81,7 @@ def run(opt, options, spec, device, train):
     arch = image_arch(spec, source)
     units = class_units(source.classes, opt.NormalClass, opt.Runs, opt.Seed)
     runner = UnitRunner.from_options(opt, spec.family, device, train)
-    runner.start(options, opt, units)
+    runner.start(options, units)
     draws_slots = is_memory_model(opt.ModelName) and opt.MemQuery == 'whole'
     print(f'{opt.Dataset}: {source.source}; protocol {protocol}; {len(units)} unit(s)')
 

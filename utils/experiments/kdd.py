@@ -33,7 +33,7 @@ def run(opt, options, spec, device, train):
     anomaly_ratio = opt.AnomalyRatio if opt.AnomalyRatio is not None else spec.anomaly_ratio
     units = [Unit(f'run{r}', f'_Run{r}', opt.Seed + r) for r in range(opt.Runs)]
     runner = UnitRunner.from_options(opt, spec.family, device, train)
-    runner.start(options, opt, units)
+    runner.start(options, units)
     print(f'{opt.Dataset}: {source.source}; protocol dagmm; {len(units)} unit(s)')
 
     results = []
