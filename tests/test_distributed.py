@@ -48,3 +48,69 @@ def test_global_batch_must_divide_among_processes():
     with pytest.raises(InputError, match='--BatchSize 5 is the global batch and must divide evenly among the 2 '
                                          'processes'):
         per_process_batch(5, two)
+
+
+def test_two_processes_equal_one_process_averaging_the_two_half_batches(prepared_root, tmp_path):
+    """DDP with 2 processes against an independent single-process computation of what it must do: each step,
+    the gradient of rank 0's half-batch and of rank 1's half-batch (the shares DistributedSampler gives them),
+    averaged, one Adam step; BatchNorm normalises each half with its own statistics, and the running statistics
+    that survive are rank 0's (DDP broadcasts rank 0's buffers before every forward)."""
+    flags = ['--DataRoot', str(prepared_root), '--ModelRoot', str(tmp_path), '--MemDim', '20', '--UseCUDA', 'False',
+             '--NumWorker', '0', '--BatchSize', '4', '--EpochNum', '2', '--IsTbLog', 'False', '--LR', '1e-3']
+    done = torchrun(2, *flags)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trained = torch.load(tmp_path / f'model_{SETTING}' / f'{SETTING}_epoch_0001_final.pt', weights_only=True)
+
+    # One thread, as each torchrun process has: Adam turns rounding noise in gradients near zero (a convolution's
+    # bias before BatchNorm has a true gradient of 0) into whole steps of +-LR, so another thread count's rounding
+    # would move some weights by about LR.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        expected = averaged_half_batches(prepared_root, flags)
+    finally:
+        torch.set_num_threads(threads)
+    assert trained.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(trained[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def averaged_half_batches(prepared_root, flags):
+    """The state dict a 2-process run of ``flags`` must end with, computed in this process."""
+    from torch.utils.data import DistributedSampler
+
+    from data.layout import VideoLayout
+    from data.video_datasets import VideoDataset
+    from models import build_model, weights_init
+    from options import TrainOptions
+    from utils.runtime import seed_everything
+    from utils.training import LossSettings, compute_losses
+
+    opt = TrainOptions().parse(flags, is_print=False)
+    seed_everything(opt.Seed)
+    layout = VideoLayout(prepared_root / 'UCSD_P2_256')
+    clips = VideoDataset(layout.index_dir('train'), layout.frames_dir('train'))
+    model = build_model(opt)
+    model.apply(weights_init)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=opt.LR)
+    losses = LossSettings.from_options(opt)
+    shares = [DistributedSampler(clips, num_replicas=2, rank=rank, shuffle=True, seed=opt.Seed) for rank in (0, 1)]
+    for epoch in range(opt.EpochNum):
+        orders = []
+        for share in shares:
+            share.set_epoch(epoch)
+            orders.append(list(share))
+        for start in range(0, len(orders[0]), 2):
+            rank0_buffers = {name: b.clone() for name, b in model.named_buffers()}
+            optimizer.zero_grad()
+            for rank in (1, 0):  # rank 0 last: its buffer updates are the ones kept
+                if rank == 0:
+                    for name, buffer in model.named_buffers():
+                        buffer.copy_(rank0_buffers[name])
+                batch = torch.stack([clips[i][1] for i in orders[rank][start:start + 2]])
+                compute_losses(model, batch, losses)[0].backward()
+            for parameter in model.parameters():
+                parameter.grad /= 2
+            optimizer.step()
+    return model.state_dict()
