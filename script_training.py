@@ -17,6 +17,7 @@ is written atomically. A non-finite loss stops training before it updates the we
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,10 @@ class TrainingRun:
     log_file: object = None
     tb_writer: object = None
 
+    @cached_property
+    def losses(self):
+        return LossSettings.from_options(self.opt)
+
     @property
     def state_file(self):
         return resume_file(self.model_dir, self.opt.setting)
@@ -104,8 +109,7 @@ class TrainingRun:
     def step(self, clips, epoch, iteration):
         """One optimisation step; a non-finite loss stops the run naming where, before the weights change."""
         try:
-            return training_step(self.network, clips, self.optimizer, LossSettings.from_options(self.opt),
-                                 self.opt.AMP)
+            return training_step(self.network, clips, self.optimizer, self.losses, self.opt.AMP)
         except NonFiniteLossError as error:
             last = self.state_file if self.state_file.is_file() else 'none yet'
             raise NonFiniteLossError(f'{error} at iteration {iteration} (epoch {epoch + 1}); training stopped '
