@@ -8,8 +8,16 @@ Images (Sec. 4.1): each class c in turn is "normal", the other classes are anoma
 * ``pooled``, for data that comes as one split: all available images together; a random 2/3 of the class-c
   images train, the remaining third plus anomalies drawn as above from the other classes make the test set.
 
-KDDCUP99 (Sec. 4.3, following DAGMM): a random 50/50 split of all records; the model trains on the "normal"
-(label 0, attack) records of the first half only and is tested on the whole second half.
+KDDCUP99 (Sec. 4.3, following DAGMM). Both protocols train on the "normal" (label 0, attack) records of the
+first half of a random 50/50 split of all records, so one trained model serves both; the records scoring above
+the 80th percentile of the *threshold pool* are flagged, and precision / recall / F1 of the anomaly class count
+the *test* records:
+
+* ``dagmm`` (DAGMM's text): test records = the whole second half; threshold pool = the test records.
+* ``dagmm_reimpl`` (what the widely used public DAGMM re-implementation does): test records = the attack records of
+  the second half plus *every* anomaly ('normal.') record, both halves; threshold pool = training and test
+  records together. The re-implementation draws exactly half of the attack records for training; here the
+  training half of ``dagmm`` serves, a uniformly random half of them too (its size varies by a few hundred).
 
 Every function takes a seed; the same seed gives the same split.
 """
@@ -19,7 +27,9 @@ import numpy as np
 
 from utils.errors import InputError
 
-PROTOCOLS = ('auto', 'standard', 'pooled')
+IMAGE_PROTOCOLS = ('standard', 'pooled')
+KDD_PROTOCOLS = ('dagmm', 'dagmm_reimpl')
+PROTOCOLS = ('auto', *IMAGE_PROTOCOLS, *KDD_PROTOCOLS)
 POOLED_TRAIN_FRACTION = 2 / 3
 
 
@@ -33,9 +43,9 @@ class OneClassSplit:
 
 
 def resolve_protocol(protocol, splits):
-    """'auto' -> 'standard' when a training and a test split exist, else 'pooled'."""
-    if protocol not in PROTOCOLS:
-        raise InputError(f"unknown --Protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    """Images: 'auto' -> 'standard' when a training and a test split exist, else 'pooled'."""
+    if protocol not in ('auto', *IMAGE_PROTOCOLS):
+        raise InputError(f"--Protocol {protocol} is no image protocol; valid: auto, {', '.join(IMAGE_PROTOCOLS)}")
     both = 'train' in splits and 'test' in splits
     if protocol == 'auto':
         return 'standard' if both else 'pooled'
@@ -45,40 +55,91 @@ def resolve_protocol(protocol, splits):
     return protocol
 
 
-def _with_anomalies(normal_x, other_x, anomaly_ratio, rng):
-    """Normal test samples plus randomly drawn anomalies making ``anomaly_ratio`` of the result."""
+def _anomaly_count(num_normal, num_available, anomaly_ratio):
+    """How many anomalies make ``anomaly_ratio`` of a set with ``num_normal`` normal samples."""
     if not 0 < anomaly_ratio < 1:
         raise InputError(f'--AnomalyRatio must lie strictly between 0 and 1, got {anomaly_ratio}')
-    wanted = int(round(len(normal_x) * anomaly_ratio / (1 - anomaly_ratio)))
-    if wanted > len(other_x):
-        raise InputError(f'{wanted} anomalies are needed for --AnomalyRatio {anomaly_ratio} but only {len(other_x)} '
+    wanted = int(round(num_normal * anomaly_ratio / (1 - anomaly_ratio)))
+    if wanted > num_available:
+        raise InputError(f'{wanted} anomalies are needed for --AnomalyRatio {anomaly_ratio} but only {num_available} '
                          f'samples of other classes exist')
-    anomalies = other_x[rng.choice(len(other_x), size=wanted, replace=False)]
-    test_x = np.concatenate([normal_x, anomalies])
-    test_y = np.concatenate([np.zeros(len(normal_x), np.int64), np.ones(wanted, np.int64)])
-    return test_x, test_y
+    return wanted
+
+
+@dataclass
+class SplitRows:
+    """A one-class image split as indices: training rows into ``train_source`` (images, labels), normal test rows
+    and drawn anomaly rows into ``test_source`` (the same arrays under the pooled protocol)."""
+    train_source: tuple
+    train_rows: np.ndarray
+    test_source: tuple
+    normal_test_rows: np.ndarray
+    anomaly_rows: np.ndarray
+    description: str
+
+
+def image_split_rows(splits, normal_class, protocol, anomaly_ratio, seed):
+    """The :class:`SplitRows` of one normal class; ``splits`` maps 'train'/'test' to (images, labels)."""
+    rng = np.random.default_rng(seed)
+    if protocol == 'standard':
+        train_source, test_source = splits['train'], splits['test']
+        train_rows = np.flatnonzero(train_source[1] == normal_class)
+        normal_test = np.flatnonzero(test_source[1] == normal_class)
+        description = 'standard: class-c training images; class-c test images + drawn test anomalies'
+    else:
+        pool = (np.concatenate([x for x, _ in splits.values()]), np.concatenate([y for _, y in splits.values()]))
+        train_source = test_source = pool
+        normal = np.flatnonzero(pool[1] == normal_class)
+        normal = normal[rng.permutation(len(normal))]
+        cut = int(round(len(normal) * POOLED_TRAIN_FRACTION))
+        train_rows, normal_test = normal[:cut], normal[cut:]
+        description = 'pooled: 2/3 of the class-c images train; the rest + drawn anomalies test'
+    if len(train_rows) == 0:
+        raise InputError(f'--NormalClass {normal_class} has no training images')
+    others = np.flatnonzero(test_source[1] != normal_class)
+    wanted = _anomaly_count(len(normal_test), len(others), anomaly_ratio)
+    anomalies = others[rng.choice(len(others), size=wanted, replace=False)]
+    return SplitRows(train_source, train_rows, test_source, normal_test, anomalies, description)
+
+
+def _labelled(x, normal_rows, anomaly_rows):
+    """Normal samples then anomalies, with labels 0 and 1."""
+    samples = np.concatenate([x[normal_rows], x[anomaly_rows]])
+    labels = np.concatenate([np.zeros(len(normal_rows), np.int64), np.ones(len(anomaly_rows), np.int64)])
+    return samples, labels
 
 
 def image_split(splits, normal_class, protocol, anomaly_ratio, seed):
     """The split for one normal class; ``splits`` maps 'train'/'test' to (images, labels)."""
-    rng = np.random.default_rng(seed)
-    if protocol == 'standard':
-        train_x, train_y = splits['train']
-        test_x, test_y = splits['test']
-        normal_train = train_x[train_y == normal_class]
-        x, y = _with_anomalies(test_x[test_y == normal_class], test_x[test_y != normal_class], anomaly_ratio, rng)
-        description = 'standard: class-c training images; class-c test images + drawn test anomalies'
-    else:
-        pool_x = np.concatenate([x for x, _ in splits.values()])
-        pool_y = np.concatenate([y for _, y in splits.values()])
-        normal = pool_x[pool_y == normal_class][rng.permutation(int((pool_y == normal_class).sum()))]
-        cut = int(round(len(normal) * POOLED_TRAIN_FRACTION))
-        normal_train = normal[:cut]
-        x, y = _with_anomalies(normal[cut:], pool_x[pool_y != normal_class], anomaly_ratio, rng)
-        description = 'pooled: 2/3 of the class-c images train; the rest + drawn anomalies test'
-    if len(normal_train) == 0:
-        raise InputError(f'--NormalClass {normal_class} has no training images')
-    return OneClassSplit(normal_train, x, y, description)
+    rows = image_split_rows(splits, normal_class, protocol, anomaly_ratio, seed)
+    test_x, test_y = _labelled(rows.test_source[0], rows.normal_test_rows, rows.anomaly_rows)
+    return OneClassSplit(rows.train_source[0][rows.train_rows], test_x, test_y, rows.description)
+
+
+# Validation data (choosing settings without test data): a share of the training samples held out as normals, and
+# anomalies the test set does not hold, from a random stream of its own (not the split's).
+VALIDATION_HELD_OUT = 0.2
+VALIDATION_SEED_OFFSET = 10_000
+
+
+def image_validation_split(splits, normal_class, protocol, anomaly_ratio, seed):
+    """Training and validation data from the *training* images of the split of ``seed``: a random 20 % of the
+    class-c training images are held out as validation normals (the model trains on the other 80 %), plus
+    images of other classes that the unit's test set does not contain (standard: the training split's; pooled:
+    pool images not drawn as test anomalies), drawn so that anomalies make ``anomaly_ratio`` of the validation
+    set as in the test set."""
+    rows = image_split_rows(splits, normal_class, protocol, anomaly_ratio, seed)
+    rng = np.random.default_rng(seed + VALIDATION_SEED_OFFSET)
+    train_rows = rows.train_rows[rng.permutation(len(rows.train_rows))]
+    cut = int(round(len(train_rows) * VALIDATION_HELD_OUT))
+    held_out, fit = train_rows[:cut], train_rows[cut:]
+    x, y = rows.train_source
+    others = np.flatnonzero(y != normal_class)
+    if rows.train_source is rows.test_source:
+        others = np.setdiff1d(others, rows.anomaly_rows)
+    wanted = _anomaly_count(len(held_out), len(others), anomaly_ratio)
+    val_x, val_y = _labelled(x, held_out, others[rng.choice(len(others), size=wanted, replace=False)])
+    return OneClassSplit(x[fit], val_x, val_y, f'validation from the training images ({rows.description})')
 
 
 def kdd_halves(num_records, seed):
@@ -87,7 +148,20 @@ def kdd_halves(num_records, seed):
     return order[:num_records // 2], order[num_records // 2:]
 
 
-KDD_DESCRIPTION = 'DAGMM: random 50/50 split; train on the attack ("normal") records of the first half'
+KDD_DESCRIPTIONS = {
+    'dagmm': 'dagmm: random 50/50 split; train on the attack ("normal") records of the first half; test on the '
+             'whole second half; threshold over the test scores',
+    'dagmm_reimpl': 'dagmm_reimpl: train on the attack ("normal") records of the first half of a random 50/50 '
+                    'split; test on the other attack records plus every anomaly record; threshold over training '
+                    'and test scores',
+}
+
+
+def resolve_kdd_protocol(protocol):
+    """KDDCUP99: 'auto' -> 'dagmm'."""
+    if protocol not in ('auto', *KDD_PROTOCOLS):
+        raise InputError(f"--Protocol {protocol} is no KDDCUP99 protocol; valid: auto, {', '.join(KDD_PROTOCOLS)}")
+    return 'dagmm' if protocol == 'auto' else protocol
 
 
 def kdd_indices(y, seed):
@@ -96,7 +170,40 @@ def kdd_indices(y, seed):
     return train[y[train] == 0], test
 
 
+@dataclass
+class KddRows:
+    """The records of one KDDCUP99 run under a protocol: indices of the training records, indices of the records
+    whose scores set the threshold (the pool), and which of the pool are test records (a boolean mask)."""
+    train: np.ndarray
+    pool: np.ndarray
+    is_test: np.ndarray
+
+
+def kdd_rows(y, seed, protocol):
+    """The :class:`KddRows` of split ``seed`` under ``protocol`` (``dagmm`` or ``dagmm_reimpl``)."""
+    first, second = kdd_halves(len(y), seed)
+    train = first[y[first] == 0]
+    if protocol == 'dagmm':
+        return KddRows(train, second, np.ones(len(second), bool))
+    test = np.concatenate([second, first[y[first] == 1]])
+    return KddRows(train, np.concatenate([train, test]), np.arange(len(train) + len(test)) >= len(train))
+
+
+def kdd_validation_rows(y, seed, anomaly_ratio=0.2):
+    """(training rows, validation rows) from the *training* half of split ``seed``: a random 20 % of its attack
+    records held out, the model training on the other 80 %; the validation set is those records plus anomaly
+    ('normal.') records of the training half, which ``dagmm`` never uses, drawn so that anomalies make
+    ``anomaly_ratio`` of it."""
+    rng = np.random.default_rng(seed + VALIDATION_SEED_OFFSET)
+    first = kdd_halves(len(y), seed)[0]
+    attacks, anomalies = first[y[first] == 0], first[y[first] == 1]
+    attacks = attacks[rng.permutation(len(attacks))]
+    cut = int(len(attacks) * VALIDATION_HELD_OUT)
+    wanted = int(round(cut * anomaly_ratio / (1 - anomaly_ratio)))
+    return attacks[cut:], np.concatenate([attacks[:cut], rng.choice(anomalies, size=wanted, replace=False)])
+
+
 def kdd_split(x, y, seed):
-    """Random halves; train on the label-0 records of the first half, test on the whole second half."""
+    """``dagmm``: random halves; train on the label-0 records of the first half, test on the whole second half."""
     train, test = kdd_indices(y, seed)
-    return OneClassSplit(x[train], x[test], y[test], KDD_DESCRIPTION)
+    return OneClassSplit(x[train], x[test], y[test], KDD_DESCRIPTIONS['dagmm'])

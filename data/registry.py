@@ -45,6 +45,15 @@ def _is_image_folder(folder):
     return folder.is_dir() and any(p.is_dir() for p in folder.iterdir())
 
 
+def family_of(name, data_root):
+    """The family ('video', 'image' or 'tabular') of ``--Dataset name``, without raising: a name that is no data
+    set counts as video here (the release's only family), and :func:`dataset_spec` reports it later."""
+    try:
+        return dataset_spec(name, data_root).family
+    except (InputError, OSError):
+        return 'video'
+
+
 def dataset_spec(name, data_root):
     """The :class:`DatasetSpec` for ``--Dataset name``; an unknown name that is no usable folder is an error."""
     if name in DATASETS:

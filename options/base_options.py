@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from data.protocols import PROTOCOLS
+from data.registry import family_of
 from models import ADDRESSING_CHOICES, MODELS, QUERY_CHOICES, has_latent_penalty, is_memory_model
 from models.ae_3dconv import TIME_FACTOR
 from utils.flags import BOOL_HELP, BOOL_METAVAR, str2bool
@@ -18,8 +19,22 @@ from utils.scoring import SCORE_TYPES
 # AE-l1: the paper gives no weight. Ours equals the entropy weight alpha, the other sparsity term of the objective,
 # under the same (released) scaling: fixed a priori, not tuned.
 DEFAULT_L1_WEIGHT = 0.0002
-# (flag, run-name field, default) of added memory options that go into the run name when not at their default
+# (flag, run-name field, released value) of added memory options that go into the run name when not at the
+# released value
 ADDED_MEMORY_FIELDS = (('MemAddressing', 'Addr', 'dot'), ('MemQuery', 'Query', 'whole'))
+# 'auto' choices, per data family: video follows the released code; images and KDDCUP99, for which the release
+# has no code, follow the paper's text (cosine addressing, Eq. 5; the per-sample loss of Eq. 10)
+FAMILY_DEFAULTS = {'MemAddressing': {'video': 'dot', 'image': 'cosine', 'tabular': 'cosine'},
+                   'LossScaling': {'video': 'released', 'image': 'paper', 'tabular': 'paper'}}
+
+
+def resolve_family_defaults(opt):
+    """Replace the 'auto' of --MemAddressing and --LossScaling (a testing run has no --LossScaling) by the
+    choice for the data family of --Dataset."""
+    family = family_of(opt.Dataset, opt.DataRoot)
+    for flag, choices in FAMILY_DEFAULTS.items():
+        if getattr(opt, flag, None) == 'auto':
+            setattr(opt, flag, choices[family])
 
 
 def model_setting(opt):
@@ -94,7 +109,9 @@ class BaseOptions:
                             '(same scaling as the entropy loss; see models/losses.py)', type=float,
                             default=DEFAULT_L1_WEIGHT)
         parser.add_argument('--MemAddressing', help='(added) memory addressing: dot product as released, or the '
-                            "paper's cosine similarity", choices=ADDRESSING_CHOICES, default='dot')
+                            "paper's cosine similarity; auto: dot for video (released), cosine for images and "
+                            'KDDCUP99 (the paper; the release has no code for them)',
+                            choices=('auto', *ADDRESSING_CHOICES), default='auto')
         parser.add_argument('--MemQuery', help='(added) image memories: the whole encoding is one query (a slot '
                             'decodes into an image) or every latent position is one', choices=QUERY_CHOICES,
                             default='whole')
@@ -108,7 +125,10 @@ class BaseOptions:
                             '...', type=int, default=1)
         parser.add_argument('--Protocol', help='(added) image experiments: "standard" (train split / test split), '
                             '"pooled" (one split: 2/3 of the normal class train), "auto" = standard when a training '
-                            'split exists', choices=PROTOCOLS, default='auto')
+                            'split exists; KDDCUP99: "dagmm" (auto; the test half of a 50/50 split of all records), '
+                            '"dagmm_reimpl" (the other half of the attack records plus every normal. record; '
+                            'threshold over training and test scores); see data/protocols.py',
+                            choices=PROTOCOLS, default='auto')
         parser.add_argument('--AnomalyRatio', help='(added) image experiments: fraction of anomalies in the test '
                             'set (default 0.3); KDD: fraction of test records flagged (default 0.2)', type=float,
                             default=None)
@@ -155,6 +175,7 @@ class BaseOptions:
             self.parser.error(f'--FrameNum must be a multiple of {TIME_FACTOR} (the video network halves the '
                               f'time axis three times), got {opt.FrameNum}')
         self.check(opt)
+        resolve_family_defaults(opt)
         opt.setting = model_setting(opt)
         self.opt = opt
         if is_print:

@@ -19,8 +19,9 @@ class TrainOptions(BaseOptions):
                             default=True)
         parser.add_argument('--LR', help='learning rate (Adam)', type=float, default=1e-4)
         parser.add_argument('--LossScaling', help='(added) "released": MSE and entropy averaged over all elements and '
-                            'queries; "paper": per-clip sums as Eq. 10 reads (see models/losses.py)',
-                            choices=LOSS_SCALINGS, default='released')
+                            'queries; "paper": per-sample sums as Eq. 10 reads (see models/losses.py); auto: released '
+                            'for video, paper for images and KDDCUP99', choices=('auto', *LOSS_SCALINGS),
+                            default='auto')
         parser.add_argument('--EpochNum', help='number of epochs', type=int, default=100)
         parser.add_argument('--TextLogInterval', help='text log every N iterations', type=int, default=1)
         parser.add_argument('--SnapInterval', help='save <setting>_snap.pt every N iterations', type=int,

@@ -160,14 +160,59 @@ def test_kdd_protocol():
 
 
 def test_kdd_validation_uses_only_the_training_half():
-    from data.protocols import kdd_halves
-    from utils.experiments.kdd_validation import validation_split
-    x = np.arange(2000)[:, None]
+    from data.protocols import kdd_halves, kdd_validation_rows
     y = (np.random.default_rng(0).random(2000) < 0.3).astype(int)
-    train_x, val_x, val_y = validation_split(x, y, seed=4)
+    train, val = kdd_validation_rows(y, seed=4)
     train_half, test_half = kdd_halves(2000, 4)
-    assert set(train_x[:, 0]) | set(val_x[:, 0]) <= set(train_half)
-    assert not set(train_x[:, 0]) & set(val_x[:, 0])
-    assert np.all(y[train_x[:, 0]] == 0) and np.array_equal(y[val_x[:, 0]], val_y)
-    assert val_y.mean() == pytest.approx(0.2, abs=0.01)
-    assert not set(val_x[:, 0]) & set(test_half)
+    assert set(train) | set(val) <= set(train_half)
+    assert not set(train) & set(val) and len(set(val)) == len(val)
+    assert np.all(y[train] == 0)
+    assert y[val].mean() == pytest.approx(0.2, abs=0.01)
+    assert not set(val) & set(test_half)
+    # 20 % of the training half's attack records are held out
+    attacks = int((y[train_half] == 0).sum())
+    assert len(train) == attacks - int(attacks * 0.2)
+
+
+def test_kdd_protocols_train_on_the_same_records_and_test_where_documented():
+    from data.protocols import kdd_halves, kdd_rows
+    y = (np.random.default_rng(1).random(1000) < 0.25).astype(int)
+    first, second = kdd_halves(1000, 7)
+    text, reimpl = kdd_rows(y, 7, 'dagmm'), kdd_rows(y, 7, 'dagmm_reimpl')
+    assert np.array_equal(text.train, reimpl.train) and set(text.train) == set(first[y[first] == 0])
+    # dagmm: the second half is both the test set and the threshold pool
+    assert np.array_equal(text.pool, second) and text.is_test.all()
+    # dagmm_reimpl: test = the attack records outside training plus every anomaly record; pool = training + test
+    test = reimpl.pool[reimpl.is_test]
+    assert set(test) == set(np.flatnonzero(y == 1)) | set(second[y[second] == 0])
+    assert set(reimpl.pool[~reimpl.is_test]) == set(reimpl.train) and not set(test) & set(reimpl.train)
+    assert len(set(reimpl.pool)) == len(reimpl.pool) == 1000  # every record once
+
+
+def test_image_validation_never_touches_the_unit_test_set():
+    from data.protocols import image_split, image_validation_split
+    for protocol, splits in (('standard', {'train': labelled(40), 'test': labelled(10)}),
+                             ('pooled', {'test': labelled(30)})):
+        for normal_class in (0, 4):
+            split = image_split(splits, normal_class, protocol, 0.3, seed=2)
+            val = image_validation_split(splits, normal_class, protocol, 0.3, seed=2)
+            # the validation split is drawn from the unit's training images and, for anomalies, from images the
+            # test set does not hold (the samples are their own indices into the split they come from)
+            train_source = 'train' if protocol == 'standard' else 'test'
+            source_y = splits[train_source][1]
+            fit, held = val.train_x[:, 0], val.test_x[:, 0]
+            assert set(fit) | set(held[val.test_y == 0]) == set(split.train_x[:, 0])
+            assert not set(fit) & set(held)
+            assert len(held[val.test_y == 0]) == round(len(split.train_x) * 0.2)
+            assert np.all(source_y[held[val.test_y == 1]] != normal_class)
+            assert val.test_y.mean() == pytest.approx(0.3, abs=0.05)
+            if protocol == 'pooled':
+                assert not set(held) & set(split.test_x[:, 0])
+    # few anomaly candidates (30, of which 9 go to each test set): a validation draw that ignored the test set's
+    # anomalies would hit one of them for most seeds
+    y = np.concatenate([np.zeros(60, int), np.repeat([1, 2, 3], 10)])
+    splits = {'test': (np.arange(len(y))[:, None], y)}
+    for seed in range(10):
+        test = image_split(splits, 0, 'pooled', 0.3, seed).test_x[:, 0]
+        val = image_validation_split(splits, 0, 'pooled', 0.3, seed).test_x[:, 0]
+        assert not set(val) & set(test)

@@ -28,7 +28,7 @@ def test_mnist_protocol_trains_every_class_then_testing_reproduces_it(tmp_path):
     summary = json.loads((tmp_path / 'out' / 'mnist_summary.json').read_text())
     assert summary['protocol'] == 'standard' and summary['runs'] == 2 and summary['classes'] == list(range(10))
     assert len(summary['auc']['per_class']) == 10 and 0 <= summary['auc']['mean'] <= 1
-    setting = 'MemAE_Conv2DSpar_MNIST_MemDim10_EntW0.0002_ShrThres0.1_Seed1_Non'
+    setting = 'MemAE_Conv2DSpar_MNIST_MemDim10_EntW0.0002_ShrThres0.1_AddrCosine_Seed1_Non'
     res = tmp_path / 'out' / f'res_{setting}'
     unit = json.loads((res / 'class4_run1.json').read_text())
     assert (unit['seed'], unit['normal_class'], unit['train_samples'], unit['test_samples']) == (2, 4, 12, 9)
@@ -75,7 +75,7 @@ def test_kdd_runs_then_testing_reproduces_them(tmp_path):
     assert set(summary['f1']) == {'mean', 'std'}
     # every run's numbers from its own saved scores, by the documented rule: flag the records above the 80th
     # percentile of the test scores (the registry's KDDCUP99 anomaly ratio 0.2); F1 by scikit-learn
-    res = tmp_path / 'out' / 'res_MemAE_FCSpar_KDDCUP99_MemDim8_EntW0.0002_ShrThres0.125_Seed1_Non'
+    res = tmp_path / 'out' / 'res_MemAE_FCSpar_KDDCUP99_MemDim8_EntW0.0002_ShrThres0.125_AddrCosine_Seed1_Non'
     f1s = []
     for run in ('run0', 'run1', 'run2'):
         saved = np.load(res / f'{run}_scores.npz')
@@ -91,6 +91,36 @@ def test_kdd_runs_then_testing_reproduces_them(tmp_path):
     (tmp_path / 'out' / 'kdd_summary.json').unlink()
     assert script_testing.main(KDD_MEMAE + roots(tmp_path) + ['--Runs', '3', '--UseCUDA', 'False']) == 0
     assert json.loads((tmp_path / 'out' / 'kdd_summary.json').read_text())['f1'] == summary['f1']
+
+    # the same weights under the re-implementation's protocol: every record scored once; the threshold is the
+    # 80th percentile of all of them (training and test records), F1 counts the test records only
+    other = roots(tmp_path)[:-1] + [str(tmp_path / 'reimpl')]
+    assert script_testing.main(KDD_MEMAE + other + ['--Runs', '3', '--UseCUDA', 'False',
+                                                    '--Protocol', 'dagmm_reimpl']) == 0
+    reimpl = json.loads((tmp_path / 'reimpl' / 'kdd_summary.json').read_text())
+    assert reimpl['protocol'] == 'dagmm_reimpl'
+    saved = np.load(tmp_path / 'reimpl' / res.name / 'run0_scores.npz')
+    result = json.loads((tmp_path / 'reimpl' / res.name / 'run0.json').read_text())
+    assert len(saved['scores']) == 400 and result['test_samples'] == saved['is_test'].sum()
+    assert result['test_anomalies'] == saved['labels'].sum()  # every anomaly record is a test record
+    threshold = np.percentile(saved['scores'], 80)
+    flagged = saved['scores'][saved['is_test']] > threshold
+    assert result['metrics']['f1'] == pytest.approx(metrics.f1_score(saved['labels'][saved['is_test']], flagged),
+                                                    abs=1e-12)
+    # the second half's records score the same under both protocols (one model serves both)
+    dagmm_scores = np.sort(np.load(res / 'run0_scores.npz')['scores'])
+    half = np.sort(saved['scores'][saved['is_test']])
+    assert np.isin(dagmm_scores[np.load(res / 'run0_scores.npz')['labels'] == 0], half).all()
+
+
+def test_protocol_names_belong_to_their_family(tmp_path, capsys):
+    from utils.errors import run_cli
+    make_kdd(tmp_path / 'data', num_rows=100)
+    assert run_cli(script_training.main, KDD_MEMAE + roots(tmp_path) + COMMON + ['--Protocol', 'pooled']) == 2
+    assert '--Protocol pooled is no KDDCUP99 protocol; valid: auto, dagmm, dagmm_reimpl' in capsys.readouterr().err
+    make_mnist(tmp_path / 'data')
+    assert run_cli(script_training.main, MNIST_MEMAE + roots(tmp_path) + COMMON + ['--Protocol', 'dagmm']) == 2
+    assert '--Protocol dagmm is no image protocol' in capsys.readouterr().err
 
 
 def test_testing_without_weights_lists_the_names_tried(tmp_path, capsys):
@@ -151,3 +181,24 @@ def test_images_reach_the_model_with_standard_strides(tmp_path):
     finally:
         hook.remove()
     assert seen and all(stride[1] == stride[2] * 28 for stride in seen)
+
+
+def test_validation_picks_the_setting_with_the_best_mean_over_units(tmp_path):
+    from utils.experiments import validation
+    make_mnist(tmp_path / 'data')
+    out = tmp_path / 'val' / 'mnist.json'
+    assert validation.main(['mnist', '--DataRoot', str(tmp_path / 'data'), '--LR', '1e-3', '1e-2', '--Epochs', '3',
+                            '--Classes', '0', '3', '--Window', '1', '--Out', str(out)]) == 0
+    table = json.loads(out.read_text())
+    rows = table['rows']
+    assert [(r['lr'], r['epoch']) for r in rows] == [(lr, e) for lr in (1e-3, 1e-2) for e in (1, 2, 3)]
+    for row in rows:
+        assert set(row['per_unit']) == {'class0', 'class3'} and row['shrink'] == 0.01
+        assert row['mean'] == pytest.approx(np.mean(list(row['per_unit'].values())))
+    # smoothed over +-1 epoch within the same setting: epoch 1 averages epochs 1-2, epoch 2 averages 1-3
+    means = [r['mean'] for r in rows]
+    assert [r['smoothed'] for r in rows[:3]] == pytest.approx([np.mean(means[:2]), np.mean(means[:3]),
+                                                               np.mean(means[1:3])])
+    assert rows[3]['smoothed'] == pytest.approx(np.mean(means[3:5]))
+    assert table['best'] == max(rows, key=lambda r: r['smoothed']) and table['metric'] == 'AUC'
+    assert out.with_suffix('.png').stat().st_size > 0

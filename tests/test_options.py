@@ -69,6 +69,17 @@ def test_cosine_addressing_gets_its_own_run_name():
     assert opt.setting == 'MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_AddrCosine_Seed1_Non'
 
 
+def test_auto_choices_follow_the_data_family_of_any_dataset_name(tmp_path):
+    (tmp_path / 'Digits' / 'zero').mkdir(parents=True)  # a folder of class folders: an image data set
+    images = TrainOptions().parse(['--Dataset', 'Digits', '--DataRoot', str(tmp_path)], is_print=False)
+    assert (images.MemAddressing, images.LossScaling) == ('cosine', 'paper')
+    unknown = TrainOptions().parse(['--Dataset', 'Nowhere', '--DataRoot', str(tmp_path)], is_print=False)
+    assert (unknown.MemAddressing, unknown.LossScaling) == ('dot', 'released')  # reported later, as before
+    chosen = TrainOptions().parse(['--Dataset', 'Digits', '--DataRoot', str(tmp_path), '--MemAddressing', 'dot',
+                                   '--LossScaling', 'released'], is_print=False)
+    assert (chosen.MemAddressing, chosen.LossScaling) == ('dot', 'released')  # an explicit choice stays
+
+
 def test_released_weights_name_without_seed_is_a_candidate():
     opt = EvalOptions().parse(RELEASED_TEST_MEMAE, is_print=False)
     names = [p.name for p in candidate_paths(opt)]

@@ -54,11 +54,18 @@ class Unit:
 
 @dataclass
 class UnitData:
-    """A unit's training samples (all normal) and test samples with labels (1 = anomaly), as float tensors."""
+    """A unit's training samples (all normal) and the samples it scores with labels (1 = anomaly), as float
+    tensors. ``is_test`` marks which scored samples are test samples when the metric scores more than them (the
+    KDDCUP99 ``dagmm_reimpl`` threshold pool); None: all are."""
     train: torch.Tensor
     test: torch.Tensor
     labels: np.ndarray
     description: str
+    is_test: np.ndarray = None
+
+    @property
+    def test_labels(self):
+        return self.labels if self.is_test is None else self.labels[self.is_test]
 
 
 @dataclass(frozen=True)
@@ -256,10 +263,11 @@ class UnitRunner:
         scores = score_samples(model, data.test, self.score, self.losses.memory_model)
         result = {'unit': unit.name, 'seed': unit.seed, 'normal_class': unit.normal_class,
                   'metrics': unit_metrics(scores, data.labels), 'train_samples': int(len(data.train)),
-                  'test_samples': int(len(data.labels)), 'test_anomalies': int(data.labels.sum()),
+                  'test_samples': int(len(data.test_labels)), 'test_anomalies': int(data.test_labels.sum()),
                   'protocol': data.description, 'weights': str(weights), 'epoch_losses': losses,
                   'seconds': time.perf_counter() - started, 'signature': self.signature}
-        np.savez(self.res_path / f'{unit.name}_scores.npz', scores=scores, labels=data.labels)
+        saved = {} if data.is_test is None else {'is_test': data.is_test}
+        np.savez(self.res_path / f'{unit.name}_scores.npz', scores=scores, labels=data.labels, **saved)
         atomic_write_text(self.res_path / f'{unit.name}.json', json.dumps(result, indent=2) + '\n')
         tqdm.write(f'{unit.name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in result['metrics'].items()))
         return result, model

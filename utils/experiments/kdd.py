@@ -6,12 +6,16 @@
 Data: the 10 % file, one-hot symbolic columns, min-max scaled numeric ones, 'normal.' records as the anomalies
 (data/kdd.py; parsed once and cached). A unit is one run: a random 50/50 split of all records (seed = --Seed +
 run), a fully connected MemAE (or AE) of models/mlp_ae.py trained with Adam on the attack ("normal") records of the
-first half (utils/one_class.py), the reconstruction error of every record of the second half as its score, and
-the rule of utils/eval.py: the records scoring above the 80th percentile of the test scores are flagged (20 %,
-the anomalies' share); precision, recall and F1 of the anomaly class.
+first half (utils/one_class.py), the reconstruction error as each record's score, and the rule of utils/eval.py:
+the records scoring above the 80th percentile of the threshold pool are flagged; precision, recall and F1 of the
+anomaly class over the test records. --Protocol chooses test records and pool (data/protocols.py): ``dagmm``
+(default) tests on the second half and thresholds its scores; ``dagmm_reimpl`` tests on the second half's attack
+records plus every anomaly record and thresholds training and test scores together. The training records are
+the same under both, so the weights of one serve the other.
 
 Outputs: under ``<OutRoot>/res_<setting>/`` one ``run<r>.json`` and ``run<r>_scores.npz`` per run,
-``summary.json``, ``opt.txt``/``opt.json``; and ``<OutRoot>/kdd_summary.json``::
+``summary.json``, ``opt.txt``/``opt.json`` (the scores file holds every scored record and, for
+``dagmm_reimpl``, ``is_test``: which of them are test records); and ``<OutRoot>/kdd_summary.json``::
 
     {"runs": n, "precision": {"mean", "std"}, "recall": {...}, "f1": {...}, ...}
 """
@@ -20,7 +24,7 @@ from functools import partial
 from tqdm import tqdm
 
 from data.kdd import load_kdd
-from data.protocols import KDD_DESCRIPTION, kdd_indices
+from data.protocols import KDD_DESCRIPTIONS, kdd_rows, resolve_kdd_protocol
 from models import build_model
 from utils.eval import top_fraction_metrics
 from utils.one_class import Unit, UnitData, UnitRunner, as_tensor, mean_std
@@ -31,20 +35,24 @@ def run(opt, options, spec, device, train):
     source = load_kdd(opt.DataRoot)
     records, labels = as_tensor(source.x), source.y  # all records as one tensor; every split indexes it
     anomaly_ratio = opt.AnomalyRatio if opt.AnomalyRatio is not None else spec.anomaly_ratio
+    protocol = resolve_kdd_protocol(opt.Protocol)
     units = [Unit(f'run{r}', f'_Run{r}', opt.Seed + r) for r in range(opt.Runs)]
     runner = UnitRunner.from_options(opt, spec.family, device, train)
     runner.start(options, units)
-    print(f'{opt.Dataset}: {source.source}; protocol dagmm; {len(units)} unit(s)')
+    print(f'{opt.Dataset}: {source.source}; protocol {protocol}; {len(units)} unit(s)')
 
     results = []
     for unit in tqdm(units, desc='units', unit='model'):
-        train_rows, test_rows = kdd_indices(labels, unit.seed)
-        data = UnitData(records[train_rows], records[test_rows], labels[test_rows], KDD_DESCRIPTION)
+        rows = kdd_rows(labels, unit.seed, protocol)
+        is_test = None if rows.is_test.all() else rows.is_test
+        data = UnitData(records[rows.train], records[rows.pool], labels[rows.pool], KDD_DESCRIPTIONS[protocol],
+                        is_test)
         model = partial(build_model, opt, 'tabular', input_dim=records.shape[1])
-        result, _ = runner.run(unit, model, data, partial(top_fraction_metrics, fraction=anomaly_ratio))
+        metric = partial(top_fraction_metrics, fraction=anomaly_ratio, is_test=is_test)
+        result, _ = runner.run(unit, model, data, metric)
         results.append(result)
 
     summary = {'runs': len(results),
                **{name: mean_std([r['metrics'][name] for r in results]) for name in ('precision', 'recall', 'f1')},
-               'dataset': opt.Dataset, 'protocol': 'dagmm', 'anomaly_ratio': anomaly_ratio, 'data': source.source}
+               'dataset': opt.Dataset, 'protocol': protocol, 'anomaly_ratio': anomaly_ratio, 'data': source.source}
     return runner.write_summary(summary, results, opt.OutRoot, spec.summary_name)

@@ -1,0 +1,166 @@
+"""Choose the training settings of an image or KDDCUP99 experiment on validation data carved from training data.
+
+    python -m utils.experiments.validation mnist --DataRoot ../shared/data --LR 1e-3 1e-4 --Epochs 20
+    python -m utils.experiments.validation kdd --DataRoot ../shared/data --LR 1e-4 1e-3 --Epochs 50
+
+The paper gives no optimiser settings for these experiments, so they are chosen here without touching test data.
+EXPERIMENT names the model as ``train.sh`` does (utils/experiments/settings.py: ``mnist``, ``mnist_ae``,
+``kdd_nonspar``, ...). For every combination of ``--LR`` and ``--ShrinkThres`` (default: the experiment's
+lambda) and every unit — each normal class (images; ``--Classes`` to restrict) or the one split of ``--Seed``
+(KDDCUP99) — a model trains on its validation split's training part for ``--Epochs`` epochs and is scored on the
+validation set after every epoch (data/protocols.py: ``image_validation_split``, ``kdd_validation_rows``; the
+metric is the experiment's own: AUC for images, F1 of the top-20 % rule for KDDCUP99). The chosen setting is the
+(LR, lambda, epochs) with the best *smoothed* metric: the mean over units, averaged over the epochs within
+``--Window`` of the epoch (fewer at the ends). A single validation curve can spike (KDDCUP99 jumps by 0.2 F1
+between neighbouring epochs); the smoothing picks a stopping point whose neighbours are good too, so that the
+choice carries over to other seeds.
+
+Writes ``--Out`` (default ``./results/validation/<EXPERIMENT>.json``: every row, per unit, and the chosen one) and
+a figure of the mean validation metric against epochs beside it (``.png``).
+"""
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from data.kdd import load_kdd
+from data.protocols import image_validation_split, kdd_validation_rows, resolve_protocol
+from data.registry import dataset_spec
+from models import build_model, is_memory_model, weights_init
+from options import TrainOptions
+from utils.errors import run_cli
+from utils.eval import top_fraction_metrics
+from utils.experiments.images import image_arch, roc_auc
+from utils.experiments.settings import experiment
+from utils.one_class import Schedule, as_tensor, score_samples, train_unit
+from utils.plots import pyplot
+from utils.runtime import seed_everything
+from utils.scoring import resolve_score_type
+from utils.training import LossSettings
+
+
+def experiment_options(name, data_root, lr, shrink, epochs):
+    """The parsed training options of experiment ``name`` with the learning rate, lambda and epochs replaced."""
+    chosen = experiment(name)
+    overrides = ['--DataRoot', str(data_root), '--LR', str(lr), '--EpochNum', str(epochs)]
+    if shrink is not None:
+        overrides += ['--ShrinkThres', str(shrink)]
+    return TrainOptions().parse([*chosen.flags, *chosen.train_flags, *overrides], is_print=False)
+
+
+@dataclass
+class ValidationUnit:
+    name: str
+    train: object            # float tensors
+    val: object
+    val_labels: np.ndarray
+    make_model: Callable     # () -> an untrained model
+    metric: Callable         # (scores, labels) -> float, higher is better
+
+
+def validation_units(opt, classes, seed):
+    """The :class:`ValidationUnit` of every normal class (images) or of the split of ``seed`` (KDDCUP99)."""
+    spec = dataset_spec(opt.Dataset, opt.DataRoot)
+    if spec.family == 'tabular':
+        data = load_kdd(opt.DataRoot)
+        train, val = kdd_validation_rows(data.y, seed, spec.anomaly_ratio)
+        return [ValidationUnit(f'seed{seed}', as_tensor(data.x[train]), as_tensor(data.x[val]), data.y[val],
+                               lambda: build_model(opt, 'tabular', input_dim=data.x.shape[1]),
+                               lambda s, y: top_fraction_metrics(s, y, spec.anomaly_ratio)['f1'])]
+    source = spec.reader(opt.DataRoot, download=False)
+    protocol = resolve_protocol(opt.Protocol, source.splits)
+    arch = image_arch(spec, source)
+    units = []
+    for c in classes if classes else range(len(source.classes)):
+        split = image_validation_split(source.splits, c, protocol, spec.anomaly_ratio, seed)
+        units.append(ValidationUnit(f'class{c}', as_tensor(split.train_x), as_tensor(split.test_x), split.test_y,
+                                    lambda: build_model(opt, 'image', arch=arch), lambda s, y: roc_auc(s, y)['auc']))
+    return units
+
+
+def validation_curve(opt, unit, seed):
+    """The unit's validation metric after every epoch of training."""
+    family = dataset_spec(opt.Dataset, opt.DataRoot).family
+    score = resolve_score_type(opt.ScoreType, opt.ModelName, family)
+    memory_model = is_memory_model(opt.ModelName)
+    curve = []
+
+    def evaluate(epoch, model):
+        curve.append(float(unit.metric(score_samples(model, unit.val, score, memory_model), unit.val_labels)))
+
+    seed_everything(seed)
+    model = unit.make_model()
+    model.apply(weights_init)
+    train_unit(model, unit.train, Schedule(opt.LR, opt.EpochNum, opt.BatchSize), LossSettings.from_options(opt),
+               seed, on_epoch_end=evaluate)
+    return curve
+
+
+def plot_curves(path, rows, metric_name):
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    for (lr, shrink), group in group_rows(rows).items():
+        label = f'LR {lr:g}' + (f', λ {shrink:g}' if shrink is not None else '')
+        axis.plot([r['epoch'] for r in group], [r['mean'] for r in group], marker='.', label=label)
+    axis.set_xlabel('epochs')
+    axis.set_ylabel(f'validation {metric_name} (mean over units)')
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def group_rows(rows):
+    groups = {}
+    for row in rows:
+        groups.setdefault((row['lr'], row['shrink']), []).append(row)
+    return groups
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('experiment', help='an image or KDDCUP99 experiment of utils/experiments/settings.py')
+    parser.add_argument('--DataRoot', default='./dataset/')
+    parser.add_argument('--LR', type=float, nargs='+', default=[1e-3, 1e-4])
+    parser.add_argument('--ShrinkThres', type=float, nargs='+', default=[None],
+                        help='lambda values to try (MemAE with shrinkage; default: the experiment\'s)')
+    parser.add_argument('--Epochs', type=int, default=20, help='train this long, scoring after every epoch')
+    parser.add_argument('--Classes', type=int, nargs='*', default=None, help='images: these normal classes only')
+    parser.add_argument('--Window', type=int, default=2, help='smoothing: +- this many epochs')
+    parser.add_argument('--Seed', type=int, default=1)
+    parser.add_argument('--Out', default=None)
+    args = parser.parse_args(argv)
+    out = Path(args.Out or f'./results/validation/{args.experiment}.json')
+    rows = []
+    for lr in args.LR:
+        for shrink in args.ShrinkThres:
+            opt = experiment_options(args.experiment, args.DataRoot, lr, shrink, args.Epochs)
+            curves = {}
+            lambd = opt.ShrinkThres if is_memory_model(opt.ModelName) else None
+            for unit in validation_units(opt, args.Classes, args.Seed):
+                curves[unit.name] = validation_curve(opt, unit, args.Seed)
+                print(json.dumps({'lr': lr, 'shrink': lambd, 'unit': unit.name,
+                                  'curve': [round(v, 4) for v in curves[unit.name]]}), flush=True)
+            means = np.mean(list(curves.values()), axis=0)
+            for epoch in range(1, args.Epochs + 1):
+                window = means[max(0, epoch - 1 - args.Window):epoch + args.Window]
+                rows.append({'lr': lr, 'shrink': lambd, 'epoch': epoch, 'mean': float(means[epoch - 1]),
+                             'smoothed': float(np.mean(window)),
+                             'per_unit': {name: curve[epoch - 1] for name, curve in curves.items()}})
+    best = max(rows, key=lambda row: row['smoothed'])
+    metric_name = 'F1' if experiment(args.experiment).dataset == 'KDDCUP99' else 'AUC'
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({'experiment': args.experiment, 'metric': metric_name, 'seed': args.Seed,
+                               'window': args.Window, 'rows': rows, 'best': best}, indent=2) + '\n')
+    plot_curves(out.with_suffix('.png'), rows, metric_name)
+    print(f"best on validation: LR {best['lr']:g}, lambda {best['shrink']}, {best['epoch']} epochs, "
+          f"{metric_name} {best['mean']:.4f} (smoothed over +-{args.Window} epochs: {best['smoothed']:.4f}) ({out})")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))
