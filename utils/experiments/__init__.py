@@ -5,7 +5,8 @@
 * ``images`` and ``kdd``: the image (MNIST, CIFAR-10, image folders) and KDDCUP99 experiments, one file each, run
   by ``script_training.py`` and ``script_testing.py`` (through :func:`one_class_experiment`);
 * ``ablation``: the paper's ablation study as one sweep (``python -m utils.experiments.ablation``);
-* ``kdd_validation``: KDDCUP99's optimiser settings chosen on validation data from the training half;
+* ``validation``: an image or KDDCUP99 experiment's learning rate, lambda and epochs chosen on validation data
+  built from training data only;
 * ``oneclass_benchmark``: the image and KDD commands timed against a minimal loop (``utils.benchmark oneclass``).
 
 The helpers they share live one level up, in ``utils/`` (``utils/one_class.py`` runs the units of an experiment).
