@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Evaluate weights with the paper's settings:  bash test.sh [EXPERIMENT] [extra script_testing.py flags]
 # Experiments (utils/experiments/settings.py): ped2 ped1 avenue shanghaitech mnist cifar10 kdd, each also as _ae,
-# _nonspar and the ablations _noshrink, _noentropy, _ael1, _cosine; and demo.
+# _nonspar and the ablations _noshrink, _noentropy, _ael1, _cosine, _released; and demo. KDDCUP99 under the
+# re-implementation protocol: bash test.sh kdd --Protocol dagmm_reimpl --OutRoot ./results/kdd_reimpl/
 # Environment: DATA_ROOT (./dataset/), MODEL_ROOT (./memae_models/), OUT_ROOT (./results/).
 #
 # demo: writes synthetic videos (data/synthetic.py) into DATA_ROOT, trains a MemAE on them briefly (weights in

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Train with the paper's settings:  bash train.sh [EXPERIMENT] [extra script_training.py flags]
 # Experiments (utils/experiments/settings.py): ped2 ped1 avenue shanghaitech mnist cifar10 kdd, each also as _ae,
-# _nonspar and the ablations _noshrink, _noentropy, _ael1, _cosine. The image and KDD experiments train every class /
-# run of their protocol and evaluate them (summary in OUT_ROOT, ./results/).
+# _nonspar and the ablations _noshrink, _noentropy, _ael1, _cosine, _released. The image and KDD experiments train
+# every class / run of their protocol and evaluate them (summary in OUT_ROOT, ./results/).
 # A whole ablation table:  bash train.sh ablation_DATA [utils/experiments/ablation.py arguments]  (DATA: a data set above)
 # Environment: DATA_ROOT (./dataset/), MODEL_ROOT (./results/, as the released training script: trained weights
 # never overwrite the released ones in ./memae_models/). Evaluate the result with MODEL_ROOT=./results/ bash test.sh.

@@ -20,7 +20,8 @@ FAMILIES = [('ped2', 'video', None, (2, 1, 16, 32, 32)), ('mnist', 'image', 'mni
 
 
 def variant_options(name, *extra):
-    return TrainOptions().parse([*experiment(name).flags, '--UseCUDA', 'False', *extra], is_print=False)
+    chosen = experiment(name)
+    return TrainOptions().parse([*chosen.flags, *chosen.train_flags, '--UseCUDA', 'False', *extra], is_print=False)
 
 
 @pytest.mark.parametrize('data,family,arch,shape', FAMILIES)
@@ -44,10 +45,22 @@ def test_variant_flags_are_single_factor_changes_of_memae():
     assert experiment('mnist_noshrink').flag('--EntropyLossWeight') == '0.0002'
     assert experiment('mnist_noentropy').flag('--EntropyLossWeight') == '0'
     assert experiment('mnist_noentropy').flag('--ShrinkThres') == memae.flag('--ShrinkThres')
-    assert experiment('mnist_cosine').flag('--MemAddressing') == 'cosine'
     assert experiment('mnist_ael1').flag('--ModelName') == 'AEL1'
-    settings = {variant_options(f'mnist{v.suffix}').setting for v in VARIANTS}
-    assert len(settings) == len(VARIANTS)  # no variant overwrites another's weights or results
+    for data, family in (('ped2', 'video'), ('mnist', 'image'), ('kdd', 'tabular')):
+        applicable = [v for v in VARIANTS if family in v.families]
+        settings = {variant_options(f'{data}{v.suffix}').setting for v in applicable}
+        assert len(settings) == len(applicable)  # no variant overwrites another's weights or results
+
+
+@pytest.mark.parametrize('name, addressing, scaling', [
+    # video follows the released code, images and KDDCUP99 the paper's text; each has the other behind a variant
+    ('ped2', 'dot', 'released'), ('ped2_cosine', 'cosine', 'released'),
+    ('mnist', 'cosine', 'paper'), ('mnist_released', 'dot', 'released'),
+    ('kdd', 'cosine', 'paper'), ('kdd_released', 'dot', 'released'), ('cifar10_noshrink', 'cosine', 'paper')])
+def test_addressing_and_loss_scaling_follow_the_family(name, addressing, scaling):
+    opt = variant_options(name)
+    assert (opt.MemAddressing, opt.LossScaling) == (addressing, scaling)
+    assert ('_AddrCosine_' in opt.setting) == (addressing == 'cosine')  # weights of the two never mix
     assert variant_options('mnist_ael1').setting == 'AEL1_Conv2D_MNIST_L1W0.0002_Non'
 
 
@@ -59,15 +72,19 @@ def test_l1_penalty_gradient_is_the_scaled_sign_of_the_encoding(scaling, per_ele
     assert torch.allclose(latent.grad, torch.sign(latent.detach()) / scale)
 
 
-def test_ael1_adds_the_weighted_penalty_to_the_ae_loss():
-    opt = variant_options('kdd_ael1', '--L1Weight', '0.5')
+@pytest.mark.parametrize('scaling', ['released', 'paper'])
+def test_ael1_adds_the_weighted_penalty_to_the_ae_loss(scaling):
+    opt = variant_options('kdd_ael1', '--L1Weight', '0.5', '--LossScaling', scaling)
     model = build_model(opt, 'tabular', input_dim=7)
     batch = torch.rand(8, 7)
     loss, _, values = compute_losses(model, batch, LossSettings.from_options(opt))
     latent = model.encoder(batch)
-    expected = torch.mean((model.decoder(latent) - batch) ** 2) + 0.5 * latent.abs().mean()
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert values['l1_loss'] == pytest.approx(latent.abs().mean().item(), rel=1e-6)
+    # released: means over every element; paper: per-sample sums averaged over the batch (Eq. 10's form)
+    per_sample = 1 if scaling == 'released' else 7
+    recon = torch.mean((model.decoder(latent) - batch) ** 2) * per_sample
+    l1 = latent.abs().mean() * (1 if scaling == 'released' else latent.shape[1])
+    assert loss.item() == pytest.approx((recon + 0.5 * l1).item(), rel=1e-6)
+    assert values['l1_loss'] == pytest.approx(l1.item(), rel=1e-6)
     ae_opt = variant_options('kdd_ae')
     assert compute_losses(model, batch, LossSettings.from_options(ae_opt))[2]['l1_loss'] == 0
 
@@ -176,3 +193,12 @@ def test_shell_reads_the_same_settings_as_python():
         assert block.split('\n')[:-1] == [*chosen.flags, *chosen.train_flags, *chosen.test_flags, chosen.dataset]
     unknown = run_script('python', '-m', 'utils.experiments.settings', 'nope')
     assert unknown.returncode == 2 and 'valid: ped2' in unknown.stderr
+
+
+def test_a_variant_own_training_settings_replace_the_data_set_ones():
+    from utils.experiments.settings import with_flags
+    assert with_flags(('--LR', '1e-4', '--EpochNum', '14'), ('--EpochNum', '11', '--LossScaling', 'released')) == \
+        ('--LR', '1e-4', '--EpochNum', '11', '--LossScaling', 'released')
+    for name in ('kdd_ae', 'kdd_released', 'mnist_released'):
+        flags = experiment(name).train_flags
+        assert len(flags) == 2 * len(set(flags[::2]))  # each flag once: the printed command says what runs

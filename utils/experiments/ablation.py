@@ -6,7 +6,9 @@
 Every variant is an experiment of ``utils/experiments/settings.py`` run through ``train.sh`` (and, for video, ``test.sh``),
 so each row of the table is a command a user can run alone; FLAGS the sweep does not know go to every one of those
 commands (e.g. ``--UseCUDA False``). The paper's Table 4 (UCSD Ped2) is the model: full MemAE; without shrinkage;
-without the entropy loss; without both (MemAE-nonSpar); the AE; AE-l1; and, ours, the paper's cosine addressing.
+without the entropy loss; without both (MemAE-nonSpar); the AE; AE-l1; and, ours, the other addressing: the
+paper's cosine addressing for video (which follows the released dot product by default), the released dot product
+and loss scaling for images and KDDCUP99 (which follow the paper by default).
 The memory-size study reruns the full MemAE with other ``--MemDim`` values.
 
 Outputs under ``--out`` (default ``./results/ablation_<data>/``): a folder per variant (its ``train.sh`` outputs,
@@ -44,6 +46,7 @@ class Variant:
     paper_ped2: float = None    # the paper's Table 4 AUC on UCSD Ped2, where it reports one
     mem_dim: int = None         # memory-size study: the full MemAE with --MemDim mem_dim ...
     flags: tuple = ()           # ... and these flags (--MemDim, --ShrinkThres)
+    families: tuple = ('video', 'image', 'tabular')  # the data families where the variant differs from MemAE
 
 
 VARIANTS = (
@@ -53,7 +56,9 @@ VARIANTS = (
     Variant('nonspar', 'MemAE-nonSpar (neither)', '_nonspar'),
     Variant('ae', 'AE', '_ae', 0.9170),
     Variant('ael1', 'AE-l1', '_ael1', 0.9286),
-    Variant('cosine', 'MemAE, cosine addressing', '_cosine'),
+    Variant('cosine', 'MemAE, cosine addressing', '_cosine', families=('video',)),
+    Variant('released', 'MemAE, released dot-product addressing and loss scaling', '_released',
+            families=('image', 'tabular')),
 )
 # Memory sizes besides the experiment's own N (video 2000, mnist 100, cifar10 500, kdd 50): the paper's Ped2 range
 # (500 too small, 1000-3000 alike) and, elsewhere, a factor of 4 either side. The shrink threshold follows N
@@ -274,7 +279,7 @@ def main(argv=None):
     metric = {'video': 'frame AUC', 'image': 'AUC', 'tabular': 'F1'}[spec.family]
     default_dim = int(memae.flag('--MemDim'))
     default_shrink = float(memae.flag('--ShrinkThres'))
-    chosen = [v for v in VARIANTS if args.variants is None or v.key in args.variants]
+    chosen = [v for v in VARIANTS if spec.family in v.families and (args.variants is None or v.key in args.variants)]
     mem_dims = MEM_DIMS[data] if args.mem_dims is None else args.mem_dims
     variants = [*chosen, *memory_variants(mem_dims, default_dim, default_shrink, args.fixed_shrink)]
     out = args.out or Path('results') / f'ablation_{data}'
