@@ -9,9 +9,10 @@ for video and ``paper`` for images and KDDCUP99, options/base_options.py):
 * ``paper``: per sample (clip, image or record), the squared L2 error ||x - x^||^2 summed over its elements plus
   alpha times the entropy summed over its queries, averaged over the samples of the batch, as Eq. 10 reads. For
   a whole-encoding image or record memory (one query per sample) the entropy term is the same under both
-  scalings and the reconstruction term 784 (MNIST), 3072 (CIFAR-10) or 118 (KDDCUP99) times larger. Relative to ``released`` the
-  reconstruction term is multiplied by the elements per clip and the entropy term by the queries per clip
-  (for 16 x 256 x 256 clips: 1,048,576 and 512), so the same alpha weighs the entropy 2048 times less.
+  scalings and the reconstruction term 784 (MNIST), 3072 (CIFAR-10) or 118 (KDDCUP99) times larger. Relative
+  to ``released`` the reconstruction term is multiplied by the elements per clip and the entropy term by the
+  queries per clip (for 16 x 256 x 256 clips: 1,048,576 and 512), so the same alpha weighs the entropy 2048
+  times less.
 
 The l1 penalty follows the same two scalings: the mean of |z| over every element of the batch's encodings
 (``released``), or ||z||_1 per sample averaged over the batch (``paper``).

@@ -312,7 +312,8 @@ def test_an_interrupted_kdd_run_resumes_to_the_same_numbers(tmp_path):
         assert a[metric] == b[metric]
     for unit in ('run0', 'run1', 'run2'):
         setting = 'res_MemAE_FCSpar_KDDCUP99_MemDim50_EntW0.0002_ShrThres0.02_AddrCosine_Seed1_Non'
-        scores = [np.load(tmp_path / run / 'out' / setting / f'{unit}_scores.npz')['scores'] for run in ('whole', 'parts')]
+        scores = [np.load(tmp_path / run / 'out' / setting / f'{unit}_scores.npz')['scores']
+                  for run in ('whole', 'parts')]
         assert np.array_equal(*scores)
 
 

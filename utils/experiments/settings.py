@@ -7,8 +7,9 @@ variant suffix: ``_ae`` (the AE baseline), ``_nonspar`` (MemAE-nonSpar: no shrin
 ablations of the paper's Table 4 ``_noshrink``, ``_noentropy``, ``_ael1``; ``_cosine`` (the paper's cosine addressing,
 Eq. 5) and ``_released`` (the released video code's dot-product addressing and loss scaling). Video follows the
 released code by default and images and KDDCUP99 the paper's text (options/base_options.py, ``FAMILY_DEFAULTS``),
-so ``_cosine`` changes video runs and ``_released`` image and KDDCUP99 runs. ``FLAGS`` name the models (script_training.py and
-script_testing.py both take them), ``TRAIN_FLAGS`` are the training settings, ``TEST_FLAGS`` what test.sh adds.
+so ``_cosine`` changes video runs and ``_released`` image and KDDCUP99 runs. ``FLAGS`` name the models
+(script_training.py and script_testing.py both take them), ``TRAIN_FLAGS`` are the training settings,
+``TEST_FLAGS`` what test.sh adds.
 The shell scripts ``eval`` the printed lines; Python reads :func:`experiment` directly.
 """
 import shlex
@@ -115,7 +116,8 @@ def experiment(name):
     data_name = name if name == 'demo' else next(d for d in DATA_NAMES if name == d or name.startswith(f'{d}_'))
     data = DATA[data_name]
     variant = name[len(data_name):]
-    train = with_flags(data.train, (*(data.variant_train or {}).get(variant, ()), *VARIANT_TRAIN_FLAGS.get(variant, ())))
+    own = (*(data.variant_train or {}).get(variant, ()), *VARIANT_TRAIN_FLAGS.get(variant, ()))
+    train = with_flags(data.train, own)
     return Experiment(name, variant_flags(variant, data), train, data.test)
 
 
