@@ -182,17 +182,24 @@ class BaseOptions:
             print(self.format_options(opt) if opt.PrintOptions else self.format_changed_options(opt))
         return opt
 
+    def default_of(self, name, opt):
+        """The default of option ``name`` for these options: an 'auto' default is what it resolves to."""
+        default = self.parser.get_default(name)
+        if default == 'auto' and name in FAMILY_DEFAULTS:
+            return FAMILY_DEFAULTS[name][family_of(opt.Dataset, opt.DataRoot)]
+        return default
+
     def changed_options(self, opt):
         """(name, value) of the options that differ from their default."""
         return [(name, value) for name, value in sorted(vars(opt).items())
-                if name != 'setting' and value != self.parser.get_default(name)]
+                if name != 'setting' and value != self.default_of(name, opt)]
 
     def format_options(self, opt):
         """One line per option, with ``[default: ...]`` behind those that differ from their default."""
         changed = dict(self.changed_options(opt))
         lines = ['----------------- Options ---------------']
         for name, value in sorted(vars(opt).items()):
-            comment = f'\t[default: {self.parser.get_default(name)}]' if name in changed else ''
+            comment = f'\t[default: {self.default_of(name, opt)}]' if name in changed else ''
             lines.append(f'{name:>25}: {str(value):<30}{comment}')
         lines.append('----------------- End -------------------')
         return '\n'.join(lines)

@@ -121,3 +121,12 @@ def test_options_are_printed_with_non_defaults_marked_and_saved(tmp_path, capsys
     options.save(opt, tmp_path / 'run')
     assert (tmp_path / 'run' / 'opt.txt').read_text().strip() == options.format_options(opt)
     assert json.loads((tmp_path / 'run' / 'opt.json').read_text())['MemDim'] == 100
+
+
+def test_auto_resolved_choices_count_as_defaults_when_printed(tmp_path):
+    options = TrainOptions()
+    opt = options.parse(['--Dataset', 'MNIST'], is_print=False)
+    assert 'MemAddressing' not in dict(options.changed_options(opt))  # cosine is what auto gives MNIST
+    opt = options.parse(['--Dataset', 'MNIST', '--MemAddressing', 'dot'], is_print=False)
+    assert dict(options.changed_options(opt))['MemAddressing'] == 'dot'
+    assert '[default: cosine]' in options.format_options(opt)
