@@ -164,12 +164,6 @@ def resolve_kdd_protocol(protocol):
     return 'dagmm' if protocol == 'auto' else protocol
 
 
-def kdd_indices(y, seed):
-    """(training indices: the label-0 records of the first half, test indices: the whole second half)."""
-    train, test = kdd_halves(len(y), seed)
-    return train[y[train] == 0], test
-
-
 @dataclass
 class KddRows:
     """The records of one KDDCUP99 run under a protocol: indices of the training records, indices of the records
@@ -201,6 +195,12 @@ def kdd_validation_rows(y, seed, anomaly_ratio=0.2):
     cut = int(len(attacks) * VALIDATION_HELD_OUT)
     wanted = int(round(cut * anomaly_ratio / (1 - anomaly_ratio)))
     return attacks[cut:], np.concatenate([attacks[:cut], rng.choice(anomalies, size=wanted, replace=False)])
+
+
+def kdd_indices(y, seed):
+    """``dagmm``: (training indices: the label-0 records of the first half, test indices: the whole second half)."""
+    rows = kdd_rows(y, seed, 'dagmm')
+    return rows.train, rows.pool
 
 
 def kdd_split(x, y, seed):
