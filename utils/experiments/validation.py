@@ -58,18 +58,20 @@ class ValidationUnit:
     train: object            # float tensors
     val: object
     val_labels: np.ndarray
-    make_model: Callable     # () -> an untrained model
+    family: str
+    make_model: Callable     # (options) -> an untrained model
     metric: Callable         # (scores, labels) -> float, higher is better
 
 
 def validation_units(opt, classes, seed):
-    """The :class:`ValidationUnit` of every normal class (images) or of the split of ``seed`` (KDDCUP99)."""
+    """The :class:`ValidationUnit` of every normal class (images) or of the split of ``seed`` (KDDCUP99); the data
+    depend on the data set only, so one list serves every point of the grid."""
     spec = dataset_spec(opt.Dataset, opt.DataRoot)
     if spec.family == 'tabular':
         data = load_kdd(opt.DataRoot)
         train, val = kdd_validation_rows(data.y, seed, spec.anomaly_ratio)
         return [ValidationUnit(f'seed{seed}', as_tensor(data.x[train]), as_tensor(data.x[val]), data.y[val],
-                               lambda: build_model(opt, 'tabular', input_dim=data.x.shape[1]),
+                               spec.family, lambda o: build_model(o, 'tabular', input_dim=data.x.shape[1]),
                                lambda s, y: top_fraction_metrics(s, y, spec.anomaly_ratio)['f1'])]
     source = spec.reader(opt.DataRoot, download=False)
     protocol = resolve_protocol(opt.Protocol, source.splits)
@@ -78,14 +80,14 @@ def validation_units(opt, classes, seed):
     for c in classes if classes else range(len(source.classes)):
         split = image_validation_split(source.splits, c, protocol, spec.anomaly_ratio, seed)
         units.append(ValidationUnit(f'class{c}', as_tensor(split.train_x), as_tensor(split.test_x), split.test_y,
-                                    lambda: build_model(opt, 'image', arch=arch), lambda s, y: roc_auc(s, y)['auc']))
+                                    spec.family, lambda o: build_model(o, 'image', arch=arch),
+                                    lambda s, y: roc_auc(s, y)['auc']))
     return units
 
 
 def validation_curve(opt, unit, seed):
-    """The unit's validation metric after every epoch of training."""
-    family = dataset_spec(opt.Dataset, opt.DataRoot).family
-    score = resolve_score_type(opt.ScoreType, opt.ModelName, family)
+    """The unit's validation metric after every epoch of training under the options ``opt``."""
+    score = resolve_score_type(opt.ScoreType, opt.ModelName, unit.family)
     memory_model = is_memory_model(opt.ModelName)
     curve = []
 
@@ -93,7 +95,7 @@ def validation_curve(opt, unit, seed):
         curve.append(float(unit.metric(score_samples(model, unit.val, score, memory_model), unit.val_labels)))
 
     seed_everything(seed)
-    model = unit.make_model()
+    model = unit.make_model(opt)
     model.apply(weights_init)
     train_unit(model, unit.train, Schedule(opt.LR, opt.EpochNum, opt.BatchSize), LossSettings.from_options(opt),
                seed, on_epoch_end=evaluate)
@@ -136,12 +138,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out = Path(args.Out or f'./results/validation/{args.experiment}.json')
     rows = []
+    units = validation_units(experiment_options(args.experiment, args.DataRoot, args.LR[0], None, args.Epochs),
+                             args.Classes, args.Seed)
     for lr in args.LR:
         for shrink in args.ShrinkThres:
             opt = experiment_options(args.experiment, args.DataRoot, lr, shrink, args.Epochs)
             curves = {}
             lambd = opt.ShrinkThres if is_memory_model(opt.ModelName) else None
-            for unit in validation_units(opt, args.Classes, args.Seed):
+            for unit in units:
                 curves[unit.name] = validation_curve(opt, unit, args.Seed)
                 print(json.dumps({'lr': lr, 'shrink': lambd, 'unit': unit.name,
                                   'curve': [round(v, 4) for v in curves[unit.name]]}), flush=True)
