@@ -3,7 +3,10 @@ import torch
 
 from models import AutoEncoderCov3D, AutoEncoderCov3DMem
 from options import TestOptions as EvalOptions  # a name starting with "Test" is collected by pytest
-from utils.checkpoint import CheckpointError, find_weights, load_weights, read_state_dict
+from utils.checkpoint import (CheckpointError, atomic_save, atomic_write_text, candidate_paths, find_weights,
+                              load_tensors_file, load_training_state, load_weights, read_state_dict,
+                              released_file_name, replace_atomically, resolve_resume, resume_file,
+                              save_training_state)
 
 
 def legacy_state_dict(model):
@@ -66,3 +69,145 @@ def test_released_file_name_is_found_and_missing_weights_list_the_names_tried(tm
     trained.write_bytes(b'')
     released.unlink()
     assert find_weights(opt) == trained
+
+
+def test_training_state_round_trip_and_the_run_it_belongs_to(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    path = resume_file(tmp_path, 'RunA')
+    assert path == tmp_path / 'RunA_resume.pt'
+    save_training_state(path, model, optimizer, 3, 120, {'torch': torch.get_rng_state()}, 'RunA')
+    state = load_training_state(path, 'RunA')
+    assert (state['epochs_done'], state['iteration'], state['setting']) == (3, 120, 'RunA')
+    assert torch.equal(state['model']['weight'], model.weight.detach())
+    assert state['optimizer']['state'][0]['momentum_buffer'].shape == (2, 3)
+    assert torch.equal(state['rng']['torch'], torch.get_rng_state())
+    with pytest.raises(CheckpointError, match='belongs to the run RunA, not to RunB'):
+        load_training_state(path, 'RunB')
+    torch.save(model.state_dict(), tmp_path / 'plain.pt')
+    with pytest.raises(CheckpointError, match='plain weights cannot be resumed'):
+        load_training_state(tmp_path / 'plain.pt', 'RunA')
+
+
+def test_resume_names_the_runs_own_state_or_a_given_file(tmp_path):
+    assert resolve_resume(None, tmp_path, 'RunA') is None
+    assert resolve_resume('auto', tmp_path, 'RunA') is None  # nothing saved yet: --Resume auto starts afresh
+    resume_file(tmp_path, 'RunA').write_bytes(b'x')
+    assert resolve_resume('auto', tmp_path, 'RunA') == tmp_path / 'RunA_resume.pt'
+    assert resolve_resume(str(tmp_path / 'RunA_resume.pt'), tmp_path / 'elsewhere', 'RunA') == \
+        tmp_path / 'RunA_resume.pt'
+    with pytest.raises(CheckpointError, match=r'--Resume .*missing.pt does not exist; pass a RunA_resume.pt file'):
+        resolve_resume(str(tmp_path / 'missing.pt'), tmp_path, 'RunA')
+
+
+def test_atomic_writes_replace_the_file_whole_or_not_at_all(tmp_path):
+    path = tmp_path / 'w.pt'
+    atomic_save({'a': torch.arange(3)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)['a'], torch.arange(3))
+    atomic_write_text(tmp_path / 't.txt', 'one\n')
+    assert (tmp_path / 't.txt').read_text() == 'one\n'
+
+    def crash_midway(temporary):
+        temporary.write_bytes(b'half a file')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        replace_atomically(path, crash_midway)
+    assert torch.equal(torch.load(path, weights_only=True)['a'], torch.arange(3))  # the previous file, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['.w.pt.tmp', 't.txt', 'w.pt']  # a hidden leftover only
+
+
+def test_weights_are_looked_for_in_the_documented_order(tmp_path):
+    opt = options('--ModelRoot', str(tmp_path), '--MemDim', '20')
+    setting = opt.setting
+    assert released_file_name(setting) == setting.replace('_Seed1', '') + '.pt'
+    assert released_file_name('MemAE_X_Seed1_Seed2') == 'MemAE_X_Seed2.pt'  # only the run's own seed field goes
+    folder = tmp_path / f'model_{setting}'
+    folder.mkdir()
+    for epoch in (1, 10, 3):
+        (folder / f'{setting}_epoch_{epoch:04d}_final.pt').write_bytes(b'x')
+    assert candidate_paths(opt) == [tmp_path / f'{setting}.pt', tmp_path / released_file_name(setting),
+                                    *(folder / f'{setting}_epoch_{e:04d}_final.pt' for e in (10, 3, 1))]
+    assert find_weights(opt) == folder / f'{setting}_epoch_0010_final.pt'  # the newest final weights
+    (tmp_path / released_file_name(setting)).write_bytes(b'x')
+    assert find_weights(opt) == tmp_path / released_file_name(setting)
+    given = options('--ModelRoot', str(tmp_path), '--ModelFilePath', str(tmp_path / 'mine.pt'))
+    assert candidate_paths(given) == [tmp_path / 'mine.pt']
+    with pytest.raises(CheckpointError, match=r'^no model weights found; tried: \S+mine.pt \(check --ModelFilePath\)$'):
+        find_weights(given)
+
+
+def test_missing_weights_say_where_the_released_ones_come_from(tmp_path):
+    opt = options('--ModelRoot', str(tmp_path))
+    with pytest.raises(CheckpointError) as error:
+        find_weights(opt)
+    message = str(error.value)
+    assert message.startswith(f'no model weights found; tried: {tmp_path / opt.setting}.pt, ')
+    assert f'put the weights file there as {tmp_path / released_file_name(opt.setting)}: the authors\' UCSD Ped2 ' \
+           'weights are downloaded from the link in the README of github.com/donggong1/memae-anomaly-detection, see ' \
+           'memae_models/README.md; or train them with bash train.sh and test with MODEL_ROOT=./results/; or set ' \
+           '--ModelFilePath)' in message
+
+
+class RunsCode:
+    def __reduce__(self):
+        import os
+        return os.system, ('true',)
+
+
+def test_unreadable_files_say_why_in_one_sentence(tmp_path):
+    torch.save({'w': RunsCode()}, tmp_path / 'code.pt')
+    (tmp_path / 'text.pt').write_bytes(b'garbage bytes')
+    torch.save({'w': torch.ones(3)}, tmp_path / 'whole.pt')
+    (tmp_path / 'half.pt').write_bytes((tmp_path / 'whole.pt').read_bytes()[:300])
+    reasons = {}
+    for name in ('code', 'text', 'half'):
+        with pytest.raises(CheckpointError) as error:
+            load_tensors_file(tmp_path / f'{name}.pt', 'PyTorch weights file')
+        prefix = f'{tmp_path / name}.pt is not a readable PyTorch weights file: '
+        assert str(error.value).startswith(prefix)
+        reasons[name] = str(error.value)[len(prefix):]
+    assert reasons['code'].startswith('it refers to Python code (posix.system) that loading would run, so it was '
+                                      'refused without running anything')
+    assert reasons['text'] == 'it is damaged or holds something other than tensors'
+    assert reasons['half'] == 'it is truncated, damaged or not a PyTorch file (RuntimeError)'
+
+
+def mismatch(tmp_path, state, model, **flags):
+    """The one-sentence error of loading ``state`` into ``model``."""
+    from types import SimpleNamespace
+    opt = SimpleNamespace(**{'Dataset': 'MNIST', 'ModelName': 'MemAE', 'MemDim': 20, 'ImgChnNum': 1, **flags})
+    torch.save(state, tmp_path / 'w.pt')
+    with pytest.raises(CheckpointError) as error:
+        load_weights(model, tmp_path / 'w.pt', opt)
+    prefix = f"{tmp_path / 'w.pt'} "
+    assert str(error.value).startswith(prefix)
+    return str(error.value)[len(prefix):]
+
+
+def test_every_kind_of_mismatch_names_its_cause(tmp_path):
+    from models import ImageAutoEncoder, ImageMemAE, MLPAutoEncoder, MLPMemAE
+    records = MLPMemAE(7, 20).state_dict()
+    assert mismatch(tmp_path, records, ImageMemAE(20)) == (
+        'holds a KDDCUP99 network (fully connected layers), but --Dataset MNIST takes an image network (2-D '
+        'convolutions): the weights belong to another data set')
+    assert mismatch(tmp_path, {'other.weight': torch.zeros(2, 2)}, ImageMemAE(20)).startswith(
+        'holds an unknown network, but --Dataset MNIST takes an image network')
+    assert mismatch(tmp_path, ImageAutoEncoder().state_dict(), ImageMemAE(20)) == \
+        'has no memory (mem_rep.memory.weight): it holds an AE, not a --ModelName MemAE'
+    assert mismatch(tmp_path, records, MLPAutoEncoder(7), ModelName='AE') == \
+        'holds a memory model (MemAE), not a --ModelName AE'
+    assert mismatch(tmp_path, records, MLPMemAE(7, 30), MemDim=30) == \
+        'has 20 memory slots, but --MemDim is 30: pass --MemDim 20'
+    assert mismatch(tmp_path, ImageMemAE(20).state_dict(), ImageMemAE(20, query='position')) == (
+        "has memory slots of 1024 features, but this network's encoder gives 64 (another --MemQuery, --Dataset or "
+        'data shape?)')
+    assert mismatch(tmp_path, AutoEncoderCov3D(1).state_dict(), AutoEncoderCov3D(3), ImgChnNum=3) == \
+        'takes 1-channel frames, but --ImgChnNum is 3'
+    renamed = {('decoder.0.weightx' if k == 'decoder.0.weight' else k): v for k, v in records.items()}
+    renamed['decoder.2.bias'] = torch.zeros(5)
+    assert mismatch(tmp_path, renamed, MLPMemAE(7, 20)) == (
+        "does not fit --ModelName MemAE: missing keys ['decoder.0.weight'], unexpected keys ['decoder.0.weightx'], "
+        "wrong shapes ['decoder.2.bias']")

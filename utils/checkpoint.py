@@ -71,7 +71,7 @@ def why_unreadable(error):
     if code:
         return (f'it refers to Python code ({code.group(1)}) that loading would run, so it was refused without '
                 f'running anything; weight files hold tensors only, so load it only if you trust its source')
-    if 'Weights only load failed' in text or isinstance(error, pickle.UnpicklingError):
+    if isinstance(error, pickle.UnpicklingError):  # what weights_only raises for anything but tensors
         return 'it is damaged or holds something other than tensors'
     return f'it is truncated, damaged or not a PyTorch file ({type(error).__name__})'
 
@@ -116,22 +116,30 @@ def _network_kind(state):
     return NETWORK_KINDS.get(first.dim(), 'an unknown network') if first is not None else 'an unknown network'
 
 
+# the memory's weight: feature-map and whole-encoding memories (MemModule, WholeEncodingMemory); records (MemoryUnit)
+MEMORY_KEYS = ('mem_rep.memory.weight', 'mem_rep.weight')
+
+
+def _memory_key(state):
+    return next((key for key in MEMORY_KEYS if key in state), None)
+
+
 def _mismatch_message(path, state, model, opt):
     expected = model.state_dict()
     if _network_kind(state) != _network_kind(expected):
         return (f'{path} holds {_network_kind(state)}, but --Dataset {opt.Dataset} takes {_network_kind(expected)}: '
                 f'the weights belong to another data set')
-    memory_key = 'mem_rep.memory.weight'
-    if memory_key in expected and memory_key not in state:
-        return f'{path} has no memory ({memory_key}): it holds an AE, not a --ModelName {opt.ModelName}'
-    if memory_key in state and memory_key not in expected:
+    held, wanted = _memory_key(state), _memory_key(expected)
+    if wanted and not held:
+        return f'{path} has no memory ({wanted}): it holds an AE, not a --ModelName {opt.ModelName}'
+    if held and not wanted:
         return f'{path} holds a memory model (MemAE), not a --ModelName {opt.ModelName}'
-    if memory_key in state and state[memory_key].shape[0] != expected[memory_key].shape[0]:
-        return (f'{path} has {state[memory_key].shape[0]} memory slots, but --MemDim is {opt.MemDim}: '
-                f'pass --MemDim {state[memory_key].shape[0]}')
-    if memory_key in state and state[memory_key].shape != expected[memory_key].shape:
-        return (f'{path} has memory slots of {state[memory_key].shape[1]} features, but this network\'s encoder '
-                f'gives {expected[memory_key].shape[1]} (another --MemQuery, --Dataset or data shape?)')
+    if held and state[held].shape[0] != expected[wanted].shape[0]:
+        return (f'{path} has {state[held].shape[0]} memory slots, but --MemDim is {opt.MemDim}: '
+                f'pass --MemDim {state[held].shape[0]}')
+    if held and state[held].shape != expected[wanted].shape:
+        return (f'{path} has memory slots of {state[held].shape[1]} features, but this network\'s encoder '
+                f'gives {expected[wanted].shape[1]} (another --MemQuery, --Dataset or data shape?)')
     first_conv = 'encoder.0.weight'
     if first_conv in state and state[first_conv].shape[1] != expected[first_conv].shape[1]:
         return (f'{path} takes {state[first_conv].shape[1]}-channel frames, but --ImgChnNum is {opt.ImgChnNum}')
