@@ -13,7 +13,7 @@ ENTROPY_EPS = 1e-12
 
 
 class EntropyLoss(nn.Module):
-    """Mean entropy of rows of a (Q x N) weight matrix."""
+    """Mean entropy of the queries of a weight tensor whose dimension 1 holds the N slots: Q x N, or B x N x *S."""
 
     def __init__(self, eps=ENTROPY_EPS):
         super().__init__()
@@ -33,5 +33,5 @@ class EntropyLossEncap(nn.Module):
     def forward(self, att):
         if att.dim() < 2:
             raise ValueError(f'addressing weights need at least 2 dimensions (B x N x ...), got {tuple(att.shape)}')
-        # B x N x *S -> (B * prod(S)) x N
-        return self.entropy_loss(att.movedim(1, -1).reshape(-1, att.shape[1]))
+        # Summed over the slots (dimension 1), averaged over every other index: one query per position of S.
+        return self.entropy_loss(att)

@@ -24,16 +24,16 @@ from models.entropy_loss import EntropyLossEncap
 LOSS_SCALINGS = ('released', 'paper')
 
 
-def reconstruction_loss(recon, clips, scaling='released'):
+def reconstruction_loss(recon, clips, scaling):
     loss = F.mse_loss(recon, clips)
     return loss * clips[0].numel() if scaling == 'paper' else loss
 
 
-def entropy_loss(att, scaling='released'):
+def entropy_loss(att, scaling):
     loss = EntropyLossEncap()(att)
     return loss * att[0, 0].numel() if scaling == 'paper' else loss
 
 
-def latent_l1_loss(latent, scaling='released'):
+def latent_l1_loss(latent, scaling):
     loss = latent.abs().mean()
     return loss * latent[0].numel() if scaling == 'paper' else loss

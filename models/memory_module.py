@@ -33,7 +33,6 @@ from torch import nn
 from torch.nn import functional as F
 
 SHRINK_EPS = 1e-12
-ADDRESSING_CHOICES = ('dot', 'cosine')
 
 
 def hard_shrink_relu(weights, lambd=0.0, epsilon=SHRINK_EPS):
@@ -41,13 +40,18 @@ def hard_shrink_relu(weights, lambd=0.0, epsilon=SHRINK_EPS):
     return F.relu(weights - lambd) * weights / (torch.abs(weights - lambd) + epsilon)
 
 
-def _addressing_logits(queries, memory, addressing):
-    """d(z, m_i) for every query and slot: (Q x C), (N x C) -> (Q x N)."""
-    if addressing == 'dot':
-        return F.linear(queries, memory)
-    if addressing == 'cosine':
-        return F.linear(F.normalize(queries, dim=1), F.normalize(memory, dim=1))
-    raise ValueError(f"unknown memory addressing {addressing!r}; valid: {', '.join(ADDRESSING_CHOICES)}")
+def dot_logits(queries, memory):
+    """d(z, m_i) = z . m_i for every query and slot: (Q x C), (N x C) -> (Q x N)."""
+    return F.linear(queries, memory)
+
+
+def cosine_logits(queries, memory):
+    """d(z, m_i) = z . m_i / (|z| |m_i|): (Q x C), (N x C) -> (Q x N)."""
+    return F.linear(F.normalize(queries, dim=1), F.normalize(memory, dim=1))
+
+
+ADDRESSING = {'dot': dot_logits, 'cosine': cosine_logits}
+ADDRESSING_CHOICES = tuple(ADDRESSING)
 
 
 class MemoryUnit(nn.Module):
@@ -75,7 +79,7 @@ class MemoryUnit(nn.Module):
 
     def forward(self, queries):
         """(Q x C) queries -> {'output': (Q x C) read-outs, 'att': (Q x N) addressing weights}."""
-        att = F.softmax(_addressing_logits(queries, self.weight, self.addressing), dim=1)
+        att = F.softmax(ADDRESSING[self.addressing](queries, self.weight), dim=1)
         if self.shrink_thres > 0:
             att = hard_shrink_relu(att, lambd=self.shrink_thres)
             att = F.normalize(att, p=1, dim=1, eps=SHRINK_EPS)

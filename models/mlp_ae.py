@@ -27,7 +27,6 @@ class MLPAutoEncoder(nn.Module):
 
     def __init__(self, input_dim, hidden=HIDDEN):
         super().__init__()
-        self.input_dim = input_dim
         self.encoder = _mlp((input_dim, *hidden))
         self.decoder = _mlp((*hidden[::-1], input_dim))
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from models import build_model, weights_init
-from models.losses import latent_l1_loss
 from options import TrainOptions
 from shell import run_script
 from synthetic import make_kdd
@@ -62,14 +61,6 @@ def test_addressing_and_loss_scaling_follow_the_family(name, addressing, scaling
     assert (opt.MemAddressing, opt.LossScaling) == (addressing, scaling)
     assert ('_AddrCosine_' in opt.setting) == (addressing == 'cosine')  # weights of the two never mix
     assert variant_options('mnist_ael1').setting == 'AEL1_Conv2D_MNIST_L1W0.0002_Non'
-
-
-@pytest.mark.parametrize('scaling,per_element', [('released', True), ('paper', False)])
-def test_l1_penalty_gradient_is_the_scaled_sign_of_the_encoding(scaling, per_element):
-    latent = torch.randn(3, 4, 5, requires_grad=True)
-    latent_l1_loss(latent, scaling).backward()
-    scale = latent.numel() if per_element else latent.shape[0]
-    assert torch.allclose(latent.grad, torch.sign(latent.detach()) / scale)
 
 
 @pytest.mark.parametrize('scaling', ['released', 'paper'])

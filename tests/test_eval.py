@@ -4,7 +4,8 @@ import scipy.io as sio
 from sklearn import metrics
 
 from data.readers import write_ground_truth
-from utils.eval import VideoResult, align_labels, centre_frame_positions, centre_frames_from_clips, evaluate, regularity
+from utils.eval import (VideoResult, align_labels, centre_frame_positions, centre_frames_from_clips, evaluate, regularity,
+                        top_fraction_metrics)
 from utils.saved_scores import eval_video
 
 
@@ -72,8 +73,14 @@ def test_general_alignment_for_other_clip_lengths_and_strides():
 
 
 def test_clips_beyond_the_ground_truth_are_an_error():
-    with pytest.raises(ValueError, match='Test007'):
+    assert centre_frame_positions(3).tolist() == [8, 9, 10]  # 16-frame clips at stride 1 by default
+    with pytest.raises(ValueError, match='Test007: the ground truth has 20 frames, but its clips reach frame 23'):
         align_labels(np.zeros(20), centre_frame_positions(15), 'Test007')
+    # the first and the last frame are fair game; labels come back as 0/1 integers
+    aligned = align_labels(np.array([2, 0, 0, 5]), np.array([0, 3]))
+    assert aligned.tolist() == [1, 1] and aligned.dtype == np.int64
+    with pytest.raises(ValueError, match='reach frame 5'):
+        align_labels(np.zeros(4), np.array([0, 4]))
 
 
 def test_constant_scores_give_regularity_one_not_nan():
@@ -81,6 +88,9 @@ def test_constant_scores_give_regularity_one_not_nan():
               VideoResult('varied', np.linspace(0, 1, 10), np.array([0] * 5 + [1] * 5))]
     result = evaluate(videos)
     assert np.array_equal(regularity(np.full(4, 2.0)), np.ones(4))
+    flat_ints = regularity([2, 2])
+    assert flat_ints.dtype == np.float64 and flat_ints.tolist() == [1.0, 1.0]
+    assert regularity([1, 3, 5, 2]).tolist() == [1.0, 0.5, 0.0, 0.75]
     assert not np.isnan(result.auc)
     assert result.constant_score_videos == ['flat']
 
@@ -106,7 +116,7 @@ def test_extra_metrics_use_the_normalised_scores_and_skip_one_class_videos():
 
 
 def test_eval_video_reads_npy_and_gt_and_writes_acc_txt(tmp_path):
-    gts, scores = random_videos(3, num_videos=2)
+    gts, scores = random_videos(3, num_videos=3)
     data = tmp_path / 'UCSD_P2_256'
     (data / 'testing_gt').mkdir(parents=True)
     res = tmp_path / 'res'
@@ -118,9 +128,11 @@ def test_eval_video_reads_npy_and_gt_and_writes_acc_txt(tmp_path):
     auc = eval_video(data, res)
     assert isinstance(auc, float) and auc == pytest.approx(released_protocol_auc(gts, scores), abs=1e-12)
     assert (res / 'acc.txt').read_text() == f'{data}\nAUC: {auc}\n'
-    # the released label files, named after the last video: its clip labels, and every clip's regularity
-    assert np.array_equal(sio.loadmat(str(res / 'Test002_gt_label.mat'))['gt_labels_list'].ravel(), gts[1][8:-7])
-    assert np.allclose(sio.loadmat(str(res / 'Test002_est_label.mat'))['est_labels_list'].ravel(),
+    # the released label files, named after the last video: its clip labels (doubles, as MATLAB reads them), and
+    # every clip's regularity
+    gt_labels = sio.loadmat(str(res / 'Test003_gt_label.mat'))['gt_labels_list']
+    assert gt_labels.dtype == np.float64 and np.array_equal(gt_labels.ravel(), gts[2][8:-7])
+    assert np.allclose(sio.loadmat(str(res / 'Test003_est_label.mat'))['est_labels_list'].ravel(),
                        np.concatenate([regularity(s) for s in scores]))
 
 
@@ -141,3 +153,52 @@ def test_eval_video_reads_npy_and_gt_and_writes_acc_txt(tmp_path):
 def test_equal_error_rate_on_hand_worked_rocs(labels, scores, eer):
     from utils.eval import equal_error_rate
     assert equal_error_rate(np.array(labels), np.array(scores)) == pytest.approx(eer, abs=1e-12)
+
+
+def test_kdd_metrics_flag_the_top_fraction():
+    scores = np.arange(10, dtype=float)
+    labels = np.array([0, 0, 0, 0, 0, 0, 0, 1, 0, 1])
+    result = top_fraction_metrics(scores, labels, 0.2)  # flags the two highest scores: 8 and 9
+    assert (result['precision'], result['recall']) == (0.5, 0.5)
+    assert result['f1'] == pytest.approx(metrics.f1_score(labels, scores >= 8))
+
+
+@pytest.mark.parametrize('scores, labels, flagged', [
+    # 80th percentile of 1 x 8, 2 x 2 (linear interpolation): 1.2; the two 2s are flagged
+    ([1, 1, 1, 1, 1, 1, 1, 1, 2, 2], [0, 0, 0, 0, 0, 0, 0, 0, 1, 1], [8, 9]),
+    # the top three scores tie at the percentile (3): "above" flags none of them, as DAGMM's rule does
+    ([0, 0, 0, 0, 0, 0, 0, 3, 3, 3], [0, 0, 0, 0, 0, 0, 0, 1, 1, 1], []),
+    # duplicates below the threshold change nothing: 80th percentile of 0 x 5, 1 x 3, 5, 9 is 1.8
+    ([0, 0, 0, 0, 0, 1, 1, 1, 5, 9], [0, 0, 0, 0, 0, 0, 1, 0, 1, 0], [8, 9]),
+])
+def test_kdd_rule_with_tied_scores(scores, labels, flagged):
+    result = top_fraction_metrics(np.array(scores, dtype=float), np.array(labels), 0.2)
+    predicted = np.isin(np.arange(len(scores)), flagged)
+    assert result['threshold'] == pytest.approx(np.percentile(scores, 80))
+    assert result['f1'] == pytest.approx(metrics.f1_score(labels, predicted, zero_division=0), abs=1e-12)
+    assert result['precision'] == metrics.precision_score(labels, predicted, zero_division=0)
+    assert result['recall'] == metrics.recall_score(labels, predicted, zero_division=0)
+
+
+def test_kdd_rule_thresholds_over_every_score_and_counts_the_test_records_only():
+    """dagmm_reimpl: the 80th percentile of training and test scores together, metrics over the test records."""
+    scores = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 9])   # threshold 7.2: records 8 and 9 flagged
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 0])
+    is_test = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1], bool)
+    result = top_fraction_metrics(scores, labels, 0.2, is_test)
+    # test records 5..9: flagged 8 (anomaly) and 9 (normal); anomalies 6, 7, 8 -> P 1/2, R 1/3
+    assert result['threshold'] == pytest.approx(7.2)
+    assert (result['precision'], result['recall']) == (0.5, pytest.approx(1 / 3))
+    assert result['f1'] == pytest.approx(0.4)
+    assert top_fraction_metrics(scores, labels, 0.2)['recall'] == pytest.approx(1 / 3)  # 6 and 7 still missed
+
+
+def test_results_json_holds_every_metric_and_the_extras(tmp_path):
+    import json
+    from utils.eval import write_results_json
+    evaluation = evaluate([VideoResult('Test001', [1.0, 3.0, 4.0, 5.0], [0, 1, 0, 1])])
+    write_results_json(tmp_path, evaluation, {'setting': 'S', 'test_seconds': 1.5, 'root': tmp_path})
+    saved = json.loads((tmp_path / 'results.json').read_text())
+    assert saved['metrics'] == json.loads(json.dumps(vars(evaluation)))
+    assert saved['metrics']['auc'] == evaluation.auc == 0.75  # anomalies 3, 5 vs normals 1, 4: 3 of 4 pairs
+    assert (saved['setting'], saved['test_seconds'], saved['root']) == ('S', 1.5, str(tmp_path))

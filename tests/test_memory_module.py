@@ -28,14 +28,16 @@ def test_mem_module_keeps_feature_shape_and_returns_weights_per_position(shape):
     torch.testing.assert_close(result['att'].sum(dim=1), torch.ones(shape[0], *shape[2:]))
 
 
-def test_mem_module_positions_map_to_their_own_queries():
-    """Position (b, t, h, w) of the feature map is addressed with the feature vector found there."""
+@pytest.mark.parametrize('addressing', ['dot', 'cosine'])
+def test_mem_module_positions_map_to_their_own_queries(addressing):
+    """Position (b, t, h, w) of the feature map is addressed with the feature vector found there, as the
+    module's addressing says."""
     torch.manual_seed(0)
-    module = MemModule(mem_dim=6, fea_dim=4, shrink_thres=0.1)
+    module = MemModule(mem_dim=6, fea_dim=4, shrink_thres=0.1, addressing=addressing)
     features = torch.randn(2, 4, 2, 3, 5)
     result = module(features)
     query = features[1, :, 1, 2, 3][None]
-    expected_w, expected_out = reference_addressing(query, module.memory.weight.detach(), 0.1)
+    expected_w, expected_out = reference_addressing(query, module.memory.weight.detach(), 0.1, addressing)
     torch.testing.assert_close(result['att'][1, :, 1, 2, 3], expected_w[0])
     torch.testing.assert_close(result['output'][1, :, 1, 2, 3], expected_out[0])
 
@@ -77,6 +79,24 @@ def test_hard_shrink_relu_values():
     shrunk = hard_shrink_relu(weights, lambd=0.02)
     assert shrunk[:3].tolist() == [0.0, 0.0, 0.0]
     torch.testing.assert_close(shrunk[3:], weights[3:])
+    torch.testing.assert_close(hard_shrink_relu(weights), weights)  # lambda 0 by default: nothing shrinks
+
+
+def test_hard_shrink_relu_just_above_the_threshold_stays_between_zero_and_the_weight():
+    """(w - lambda) / (|w - lambda| + eps) is a ratio in [0, 1): the epsilon guards the division without
+    changing the sign, even when w - lambda is below eps."""
+    lambd = 0.25
+    weights = torch.tensor([lambd + 1e-15, lambd + 1e-13, lambd + 1e-6], dtype=torch.float64)
+    shrunk = hard_shrink_relu(weights, lambd)
+    assert torch.all(shrunk >= 0) and torch.all(shrunk <= weights)
+    assert shrunk[2] == pytest.approx(weights[2], rel=1e-5)
+
+
+def test_constructor_defaults_are_the_released_ones():
+    for module in (MemModule(10, 8), MemModule(10, 8).memory, MemoryUnit(10, 8)):
+        assert (module.mem_dim, module.fea_dim, module.shrink_thres) == (10, 8, 0.0025)
+    assert MemModule(10, 8).memory.addressing == 'dot'
+    assert 'mem_dim=10, fea_dim=8, shrink_thres=0.0025, addressing=dot' in repr(MemModule(10, 8))
 
 
 def test_cosine_addressing_ignores_query_scale():
@@ -123,7 +143,7 @@ def test_rejects_wrong_inputs():
     module = MemModule(mem_dim=4, fea_dim=3)
     with pytest.raises(ValueError, match='B x C'):
         module(torch.randn(3, 3))
-    with pytest.raises(ValueError, match='3 feature channels'):
+    with pytest.raises(ValueError, match='3 feature channels, got 5'):
         module(torch.randn(1, 5, 2, 2))
     with pytest.raises(ValueError, match='addressing'):
         MemoryUnit(4, 3, addressing='euclidean')

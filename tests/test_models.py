@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models import AutoEncoderCov3D, AutoEncoderCov3DMem, EntropyLoss, EntropyLossEncap, weights_init
+from models.losses import latent_l1_loss
 from utils.errors import InputError
 
 ENCODER = [('encoder.0', (96, 1, 3, 3, 3)), ('encoder.1', 96), ('encoder.3', (128, 96, 3, 3, 3)), ('encoder.4', 128),
@@ -108,11 +109,11 @@ def test_loss_scalings():
     torch.manual_seed(2)
     clips, recon = torch.randn(3, 1, 4, 5, 6), torch.randn(3, 1, 4, 5, 6)
     att = torch.softmax(torch.randn(3, 7, 2, 2, 2), dim=1)
-    torch.testing.assert_close(reconstruction_loss(recon, clips), ((recon - clips) ** 2).mean())
+    torch.testing.assert_close(reconstruction_loss(recon, clips, 'released'), ((recon - clips) ** 2).mean())
     torch.testing.assert_close(reconstruction_loss(recon, clips, 'paper'),
                                ((recon - clips) ** 2).flatten(1).sum(1).mean())
     per_query = -(att * torch.log(att + 1e-12)).sum(dim=1)  # 3 x 2 x 2 x 2
-    torch.testing.assert_close(entropy_loss(att), per_query.mean())
+    torch.testing.assert_close(entropy_loss(att, 'released'), per_query.mean())
     torch.testing.assert_close(entropy_loss(att, 'paper'), per_query.flatten(1).sum(1).mean())
 
 
@@ -137,3 +138,43 @@ def test_the_decoder_reads_the_memory_not_the_encoder(family):
         for parameter in model.mem_rep.parameters():
             parameter.zero_()
         assert torch.equal(model(first)['output'], model(second)['output'])
+
+
+@pytest.mark.parametrize('scaling,per_element', [('released', True), ('paper', False)])
+def test_l1_penalty_gradient_is_the_scaled_sign_of_the_encoding(scaling, per_element):
+    latent = torch.randn(3, 4, 5, requires_grad=True)
+    latent_l1_loss(latent, scaling).backward()
+    scale = latent.numel() if per_element else latent.shape[0]
+    assert torch.allclose(latent.grad, torch.sign(latent.detach()) / scale)
+
+
+def model_options(*flags):
+    from options import TestOptions as EvalOptions
+    return EvalOptions().parse(list(flags), is_print=False)
+
+
+@pytest.mark.parametrize('family', ['video', 'image', 'tabular'])
+def test_build_model_sizes_each_family_from_the_options(family):
+    from models import ImageAutoEncoder, ImageMemAE, MLPAutoEncoder, MLPMemAE, build_model
+    memae = build_model(model_options('--MemDim', '7', '--ShrinkThres', '0.05', '--MemAddressing', 'cosine',
+                                      '--ImgChnNum', '3', '--MemQuery', 'position'), family, arch='cifar10',
+                        input_dim=9)
+    ae = build_model(model_options('--ModelName', 'AE', '--ImgChnNum', '3'), family, arch='cifar10', input_dim=9)
+    classes = {'video': (AutoEncoderCov3DMem, AutoEncoderCov3D), 'image': (ImageMemAE, ImageAutoEncoder),
+               'tabular': (MLPMemAE, MLPAutoEncoder)}[family]
+    assert (type(memae), type(ae)) == classes
+    memory = memae.mem_rep if family == 'tabular' else memae.mem_rep.memory  # records: one query per record
+    assert (memory.mem_dim, memory.shrink_thres, memory.addressing) == (7, 0.05, 'cosine')
+    first = {'video': lambda m: m.encoder[0].in_channels, 'image': lambda m: m.encoder[0].in_channels,
+             'tabular': lambda m: m.encoder[0].in_features}[family]
+    assert first(memae) == first(ae) == {'video': 3, 'image': 3, 'tabular': 9}[family]
+    if family == 'image':
+        assert memae.arch == ae.arch == 'cifar10' and memory.fea_dim == 256  # a query per latent position
+
+
+def test_build_model_defaults_to_video_and_lists_the_models_it_knows():
+    from types import SimpleNamespace
+    from models import build_model
+    assert type(build_model(model_options('--MemDim', '5'))) is AutoEncoderCov3DMem
+    with pytest.raises(InputError, match="unknown --ModelName 'VAE'; valid: AE, MemAE, AEL1"):
+        build_model(SimpleNamespace(ModelName='VAE'))

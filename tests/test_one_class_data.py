@@ -149,6 +149,44 @@ def test_pooled_image_protocol():
     assert np.all(splits['test'][1][split.train_x[:, 0]] == 0)
 
 
+def test_image_protocol_choice():
+    both, test_only, train_only = {'train': 1, 'test': 2}, {'test': 2}, {'train': 1}
+    assert [resolve_protocol('auto', s) for s in (both, test_only, train_only)] == ['standard', 'pooled', 'pooled']
+    assert resolve_protocol('pooled', both) == 'pooled' and resolve_protocol('standard', both) == 'standard'
+    with pytest.raises(InputError, match='needs a training and a test split; this data set has only test: use '
+                                         '--Protocol pooled'):
+        resolve_protocol('standard', test_only)
+    with pytest.raises(InputError, match='--Protocol dagmm is no image protocol; valid: auto, standard, pooled'):
+        resolve_protocol('dagmm', both)
+
+
+def test_protocol_edges_fail_with_the_numbers():
+    two_classes = {'train': labelled(5, classes=2), 'test': labelled(7, classes=2)}
+    for ratio in (0, 1):
+        with pytest.raises(InputError, match=f'--AnomalyRatio must lie strictly between 0 and 1, got {ratio}'):
+            image_split(two_classes, 0, 'standard', ratio, seed=1)
+    # 7 normal test images at ratio 0.5 need all 7 images of the other class, each once
+    exact = image_split(two_classes, 0, 'standard', 0.5, seed=1)
+    assert sorted(exact.test_x[exact.test_y == 1, 0]) == list(range(7, 14))
+    assert exact.test_y.dtype == np.int64 and exact.description.startswith('standard: class-c training images')
+    with pytest.raises(InputError, match='10 anomalies are needed for --AnomalyRatio 0.6 but only 7 samples'):
+        image_split(two_classes, 0, 'standard', 0.6, seed=1)
+    empty = {'train': (np.arange(4)[:, None], np.array([0, 0, 1, 1])), 'test': labelled(3, classes=3)}
+    with pytest.raises(InputError, match='--NormalClass 2 has no training images'):
+        image_split(empty, 2, 'standard', 0.3, seed=1)
+    assert image_split({'test': labelled(30)}, 0, 'pooled', 0.3, seed=1).description.startswith('pooled: 2/3')
+    assert kdd_split(np.zeros((10, 1)), np.zeros(10, int), seed=1).description.startswith('dagmm: random 50/50')
+
+
+def test_validation_splits_are_fixed_by_the_seed():
+    from data.protocols import image_validation_split, kdd_validation_rows
+    splits = {'train': labelled(40), 'test': labelled(10)}
+    first, again = (image_validation_split(splits, 1, 'standard', 0.3, seed=4) for _ in range(2))
+    assert np.array_equal(first.train_x, again.train_x) and np.array_equal(first.test_x, again.test_x)
+    y = (np.random.default_rng(0).random(400) < 0.3).astype(int)
+    assert all(np.array_equal(a, b) for a, b in zip(kdd_validation_rows(y, 2), kdd_validation_rows(y, 2)))
+
+
 def test_kdd_protocol():
     x = np.arange(100)[:, None]
     y = (np.arange(100) % 5 == 0).astype(int)
@@ -187,6 +225,14 @@ def test_kdd_protocols_train_on_the_same_records_and_test_where_documented():
     assert set(test) == set(np.flatnonzero(y == 1)) | set(second[y[second] == 0])
     assert set(reimpl.pool[~reimpl.is_test]) == set(reimpl.train) and not set(test) & set(reimpl.train)
     assert len(set(reimpl.pool)) == len(reimpl.pool) == 1000  # every record once
+
+
+def test_kdd_protocol_names():
+    from data.protocols import KDD_PROTOCOLS, resolve_kdd_protocol
+    assert KDD_PROTOCOLS == ('dagmm', 'dagmm_reimpl')
+    assert [resolve_kdd_protocol(p) for p in ('auto', 'dagmm', 'dagmm_reimpl')] == ['dagmm', 'dagmm', 'dagmm_reimpl']
+    with pytest.raises(InputError, match='--Protocol pooled is no KDDCUP99 protocol; valid: auto, dagmm, dagmm_reimpl'):
+        resolve_kdd_protocol('pooled')
 
 
 def test_image_validation_never_touches_the_unit_test_set():

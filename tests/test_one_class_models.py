@@ -47,3 +47,8 @@ def test_mlp_models():
     assert result['output'].shape == x.shape and result['att'].shape == (5, 50)
     assert torch.all((result['att'] == 0) | (result['att'] >= 0.02 / result['att'].sum(1, keepdim=True)))
     assert EntropyLossEncap()(result['att']).item() >= 0
+    paper = MLPMemAE(118).mem_rep  # the paper's KDDCUP99 memory: 50 slots of the 3-d encoding, lambda 1/50
+    assert (paper.mem_dim, paper.fea_dim, paper.shrink_thres, paper.addressing) == (50, 3, 0.02, 'dot')
+    narrow = MLPMemAE(9, 4, 0.1, 'cosine', hidden=(6, 2))
+    assert [m.out_features for m in narrow.modules() if isinstance(m, torch.nn.Linear)] == [6, 2, 6, 9]
+    assert (narrow.mem_rep.fea_dim, narrow.mem_rep.addressing) == (2, 'cosine')

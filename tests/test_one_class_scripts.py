@@ -8,7 +8,6 @@ from sklearn import metrics
 import script_testing
 import script_training
 from synthetic import make_image_folder, make_kdd, make_mnist
-from utils.eval import top_fraction_metrics
 from utils.experiments.images import roc_auc
 
 COMMON = ['--UseCUDA', 'False', '--IsTbLog', 'False', '--EpochNum', '2', '--BatchSize', '16', '--LR', '1e-3']
@@ -130,29 +129,9 @@ def test_testing_without_weights_lists_the_names_tried(tmp_path, capsys):
     assert 'no weights for run0; tried:' in capsys.readouterr().err
 
 
-def test_kdd_metrics_flag_the_top_fraction():
-    scores = np.arange(10, dtype=float)
-    labels = np.array([0, 0, 0, 0, 0, 0, 0, 1, 0, 1])
-    result = top_fraction_metrics(scores, labels, 0.2)  # flags the two highest scores: 8 and 9
-    assert (result['precision'], result['recall']) == (0.5, 0.5)
-    assert result['f1'] == pytest.approx(metrics.f1_score(labels, scores >= 8))
-    assert roc_auc(scores, labels)['auc'] == pytest.approx(metrics.roc_auc_score(labels, scores))
-
-
-@pytest.mark.parametrize('scores, labels, flagged', [
-    # 80th percentile of 1 x 8, 2 x 2 (linear interpolation): 1.2; the two 2s are flagged
-    ([1, 1, 1, 1, 1, 1, 1, 1, 2, 2], [0, 0, 0, 0, 0, 0, 0, 0, 1, 1], [8, 9]),
-    # the top three scores tie at the percentile (3): "above" flags none of them, as DAGMM's rule does
-    ([0, 0, 0, 0, 0, 0, 0, 3, 3, 3], [0, 0, 0, 0, 0, 0, 0, 1, 1, 1], []),
-    # duplicates below the threshold change nothing: 80th percentile of 0 x 5, 1 x 3, 5, 9 is 1.8
-    ([0, 0, 0, 0, 0, 1, 1, 1, 5, 9], [0, 0, 0, 0, 0, 0, 1, 0, 1, 0], [8, 9]),
-])
-def test_kdd_rule_with_tied_scores(scores, labels, flagged):
-    result = top_fraction_metrics(np.array(scores, dtype=float), np.array(labels), 0.2)
-    predicted = np.isin(np.arange(len(scores)), flagged)
-    assert result['f1'] == pytest.approx(metrics.f1_score(labels, predicted, zero_division=0), abs=1e-12)
-    assert result['precision'] == metrics.precision_score(labels, predicted, zero_division=0)
-    assert result['recall'] == metrics.recall_score(labels, predicted, zero_division=0)
+def test_image_units_score_by_the_roc_auc_with_anomalies_positive():
+    scores, labels = np.arange(6, dtype=float), np.array([0, 1, 0, 0, 1, 1])
+    assert roc_auc(scores, labels)['auc'] == pytest.approx(7 / 9)  # 7 of the 9 anomaly-normal pairs ordered right
 
 
 def test_the_registry_hands_the_kdd_rule_its_ratio():

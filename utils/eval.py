@@ -90,15 +90,12 @@ def _roc_auc(labels, scores):
 
 
 def equal_error_rate(labels, scores):
-    """The error rate where the false positive rate equals the miss rate (anomalies positive), on the ROC curve
-    with straight segments between its points: where no threshold gives FPR = FNR exactly, the crossing of the
-    segment between the two thresholds that bracket it. Every threshold is kept (scikit-learn's default drops
-    points on straight stretches of the curve, which can be where the crossing lies)."""
-    fpr, tpr, _ = metrics.roc_curve(labels, scores, pos_label=1, drop_intermediate=False)
-    gap = (1.0 - tpr) - fpr  # the miss rate minus the false positive rate: from 1 down to -1 along the curve
-    i = int(np.flatnonzero(gap <= 0)[0])
-    if gap[i] == 0 or i == 0:
-        return float(fpr[i])
+    """The error rate where the false positive rate equals the miss rate (anomalies, label 1, positive), on the ROC
+    curve with straight segments between its points: where no threshold gives FPR = FNR exactly, the crossing of
+    the segment between the two thresholds that bracket it."""
+    fpr, tpr, _ = metrics.roc_curve(labels, scores)
+    gap = (1.0 - tpr) - fpr  # the miss rate minus the false positive rate: from 1 at (0, 0) down to -1 at (1, 1)
+    i = int(np.flatnonzero(gap <= 0)[0])  # >= 1, as gap[0] = 1
     t = gap[i - 1] / (gap[i - 1] - gap[i])
     return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
 

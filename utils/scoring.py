@@ -35,7 +35,7 @@ def resolve_score_type(score_type, model_name, family='video'):
 def l2_scores(recon, clips):
     """Mean over T x H x W of the per-pixel L2 norm over channels: one float per clip."""
     error_map = torch.sum((recon - clips) ** 2, dim=1) ** 0.5
-    return torch.mean(error_map.reshape(error_map.shape[0], -1), dim=-1).cpu().tolist()
+    return torch.mean(error_map.reshape(error_map.shape[0], -1), dim=1).cpu().tolist()
 
 
 def mse_scores(recon, clips, normalised=True):
