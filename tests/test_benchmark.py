@@ -23,15 +23,34 @@ def test_train_benchmark_counts_forward_and_backward(tmp_path):
     assert result['clips'] == 2 and result['gflop_per_clip'] > 2 * 65.4 / 64  # backward costs about twice forward
 
 
-def test_oneclass_benchmark_times_the_real_commands_against_the_minimal_loop(tmp_path, monkeypatch):
-    from shell import shell_env
+def test_oneclass_benchmark_times_the_commands_against_the_minimal_loop(tmp_path, monkeypatch):
+    """The commands are recorded, not run (running them is what tests/test_scripts.py and the sweep tests do): the
+    wiring is checked here, their flags parsed as the scripts would, and the minimal loops really run."""
+    import utils.experiments.oneclass_benchmark as oneclass
+    from options import TrainOptions
     from synthetic import make_kdd, make_mnist
-    monkeypatch.setenv('PATH', shell_env()['PATH'])  # the scripts' python is the one running pytest
+    from utils.experiments.settings import experiment
     make_kdd(tmp_path / 'data', num_rows=300)
     make_mnist(tmp_path / 'data')
+    commands = []
+
+    def record(command, cwd, check, env=None, **kwargs):
+        assert check and cwd == oneclass.REPO
+        commands.append((command, env))
+    monkeypatch.setattr(oneclass.subprocess, 'run', record)
     out = tmp_path / 'oneclass.json'
     assert benchmark.main(['oneclass', '--DataRoot', str(tmp_path / 'data'), '--kdd-runs', '1', '--kdd-epochs', '1',
                            '--mnist-class', '2', '--mnist-epochs', '1', '--out', str(out)]) == 0
+    assert commands[0][0][:2] == ['python', '-c']  # the start-up time of the scripts' imports
+    run = [command for command, _ in commands[1:]]
+    assert run == [['bash', 'train.sh', 'kdd', '--Runs', '1', '--EpochNum', '1', '--PrintOptions', 'False'],
+                   ['bash', 'test.sh', 'kdd', '--Runs', '1', '--PrintOptions', 'False'],
+                   ['bash', 'train.sh', 'mnist', '--NormalClass', '2', '--EpochNum', '1', '--PrintOptions', 'False']]
+    train_env, test_env = commands[1][1], commands[2][1]
+    assert train_env['MODEL_ROOT'] == test_env['MODEL_ROOT'] and train_env['DATA_ROOT'] == str(tmp_path / 'data')
+    for command in run:
+        chosen = experiment(command[2])
+        TrainOptions().parse([*chosen.flags, *chosen.train_flags, *command[3:]], is_print=False)
     rows = json.loads(out.read_text())
     assert [row['experiment'] for row in rows] == ['kdd', 'kdd', 'mnist']
     assert 'bash train.sh kdd --Runs 1 --EpochNum 1' in rows[0]['command'] and 'test.sh kdd' in rows[1]['command']

@@ -20,22 +20,6 @@ def torchrun(processes, *args):
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=SHELL_TIMEOUT)
 
 
-def test_two_processes_train_one_model_and_only_process_0_writes(prepared_root, tmp_path):
-    done = torchrun(2, '--DataRoot', str(prepared_root), '--ModelRoot', str(tmp_path), '--MemDim', '20',
-                    '--UseCUDA', 'False', '--NumWorker', '0', '--BatchSize', '4', '--EpochNum', '2',
-                    '--IsTbLog', 'False')
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert 'in each of 2 processes' in done.stdout and done.stdout.count('final weights:') == 1
-    folder = tmp_path / f'model_{SETTING}'
-    log = (folder / 'train_log.csv').read_text().splitlines()
-    # 10 clips shared by 2 processes (5 each) in batches of 4 / 2 = 2: 3 iterations per epoch, logged once
-    assert len(log) == 1 + 2 * 3
-    weights = torch.load(folder / f'{SETTING}_epoch_0001_final.pt', weights_only=True)
-    assert 'mem_rep.memory.weight' in weights  # the plain model's keys: no 'module.' prefix from DDP
-    state = torch.load(folder / f'{SETTING}_resume.pt', weights_only=True)
-    assert state['epochs_done'] == 2 and state['iteration'] == 6
-
-
 def test_global_batch_must_divide_among_processes():
     """The check script_training.py makes of --BatchSize under torchrun (the two-process run above goes through
     it with a batch that divides)."""
@@ -50,16 +34,25 @@ def test_global_batch_must_divide_among_processes():
         per_process_batch(5, two)
 
 
-def test_two_processes_equal_one_process_averaging_the_two_half_batches(prepared_root, tmp_path):
-    """DDP with 2 processes against an independent single-process computation of what it must do: each step,
-    the gradient of rank 0's half-batch and of rank 1's half-batch (the shares DistributedSampler gives them),
-    averaged, one Adam step; BatchNorm normalises each half with its own statistics, and the running statistics
-    that survive are rank 0's (DDP broadcasts rank 0's buffers before every forward)."""
+def test_two_processes_train_one_model_equal_to_one_process_averaging_the_two_half_batches(prepared_root, tmp_path):
+    """One run of 2 processes. Only process 0 writes, and the weights are the plain model's. The weights equal an
+    independent single-process computation of what DDP must do: each step, the gradient of rank 0's half-batch
+    and of rank 1's half-batch (the shares DistributedSampler gives them), averaged, one Adam step; BatchNorm
+    normalises each half with its own statistics, and the running statistics that survive are rank 0's (DDP
+    broadcasts rank 0's buffers before every forward)."""
     flags = ['--DataRoot', str(prepared_root), '--ModelRoot', str(tmp_path), '--MemDim', '20', '--UseCUDA', 'False',
              '--NumWorker', '0', '--BatchSize', '4', '--EpochNum', '2', '--IsTbLog', 'False', '--LR', '1e-3']
     done = torchrun(2, *flags)
     assert done.returncode == 0, done.stderr[-3000:]
-    trained = torch.load(tmp_path / f'model_{SETTING}' / f'{SETTING}_epoch_0001_final.pt', weights_only=True)
+    assert 'in each of 2 processes' in done.stdout and done.stdout.count('final weights:') == 1
+    folder = tmp_path / f'model_{SETTING}'
+    log = (folder / 'train_log.csv').read_text().splitlines()
+    # 10 clips shared by 2 processes (5 each) in batches of 4 / 2 = 2: 3 iterations per epoch, logged once
+    assert len(log) == 1 + 2 * 3
+    state = torch.load(folder / f'{SETTING}_resume.pt', weights_only=True)
+    assert state['epochs_done'] == 2 and state['iteration'] == 6
+    trained = torch.load(folder / f'{SETTING}_epoch_0001_final.pt', weights_only=True)
+    assert 'mem_rep.memory.weight' in trained  # the plain model's keys: no 'module.' prefix from DDP
 
     # One thread, as each torchrun process has: Adam turns rounding noise in gradients near zero (a convolution's
     # bias before BatchNorm has a true gradient of 0) into whole steps of +-LR, so another thread count's rounding

@@ -5,7 +5,6 @@ import io
 import json
 import os
 import pickle
-import random
 import shutil
 import signal
 import subprocess
@@ -268,45 +267,36 @@ def test_a_malformed_kdd_row_names_the_line(tmp_path, capsys):
                         str(path), 'does not have 42')
 
 
-KDD_RUN = ['--Dataset', 'KDDCUP99', '--Runs', '3', '--EpochNum', '8', '--BatchSize', '64', '--MemDim', '50',
+KDD_RUN = ['--Dataset', 'KDDCUP99', '--Runs', '3', '--EpochNum', '4', '--BatchSize', '64', '--MemDim', '50',
            '--ShrinkThres', '0.02', '--ModelSetting', 'FCSpar', '--UseCUDA', 'False', '--IsTbLog', 'False']
 
 
-def kdd_process(data_root, folder, *extra):
-    return [sys.executable, 'script_training.py', *KDD_RUN, '--DataRoot', str(data_root), '--ModelRoot',
-            str(folder / 'models'), '--OutRoot', str(folder / 'out'), *extra]
-
-
-def start_training(command, models):
-    """Start ``command``; return the process once its first unit has saved a training state (training has begun)
-    and the time that took."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not list(models.rglob('*_Run0_resume.pt')):
-        assert process.poll() is None and time.perf_counter() - started < 600
-        time.sleep(0.01)
-    return process, time.perf_counter()
+def kdd_args(data_root, folder, *extra):
+    return [*KDD_RUN, '--DataRoot', str(data_root), '--ModelRoot', str(folder / 'models'), '--OutRoot',
+            str(folder / 'out'), *extra]
 
 
 def test_an_interrupted_kdd_run_resumes_to_the_same_numbers(tmp_path):
-    """Killed at a random point of its training, a KDD run continued with --Resume auto gives exactly the numbers
-    of an uninterrupted one."""
-    make_kdd(tmp_path / 'data', num_rows=2000)
-    whole, began = start_training(kdd_process(tmp_path / 'data', tmp_path / 'whole'), tmp_path / 'whole' / 'models')
-    while not (tmp_path / 'whole' / 'out' / 'kdd_summary.json').exists():  # the end of its work, not of the process
-        assert whole.poll() in (None, 0)
-        time.sleep(0.01)
-    training_seconds = time.perf_counter() - began
-    assert whole.wait(timeout=SHELL_TIMEOUT) == 0
-    interrupted, _ = start_training(kdd_process(tmp_path / 'data', tmp_path / 'parts'), tmp_path / 'parts' / 'models')
-    time.sleep(random.Random(os.getpid()).uniform(0.05, 0.7) * training_seconds)
+    """Killed (SIGKILL) while its second run trains, a KDD command continued with --Resume auto gives exactly the
+    numbers of an uninterrupted one."""
+    make_kdd(tmp_path / 'data', num_rows=1000)
+    assert run_cli(script_training.main, kdd_args(tmp_path / 'data', tmp_path / 'whole')) == 0
+    parts = tmp_path / 'parts'
+    interrupted = subprocess.Popen([sys.executable, 'script_training.py', *kdd_args(tmp_path / 'data', parts)],
+                                   cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = time.perf_counter()
+    # The second run's state appears after its first epoch: three of its epochs and the third run are still to go.
+    while not list((parts / 'models').rglob('*_Run1_resume.pt')):
+        assert interrupted.poll() is None and time.perf_counter() - started < SHELL_TIMEOUT
+        time.sleep(0.005)
     interrupted.send_signal(signal.SIGKILL)
     interrupted.wait()
-    assert not (tmp_path / 'parts' / 'out' / 'kdd_summary.json').exists()  # it really was interrupted
-    resumed = subprocess.run(kdd_process(tmp_path / 'data', tmp_path / 'parts', '--Resume', 'auto'), cwd=REPO,
-                             capture_output=True, text=True, timeout=SHELL_TIMEOUT)
+    assert not (parts / 'out' / 'kdd_summary.json').exists()  # it really was interrupted
+    resumed = subprocess.run([sys.executable, 'script_training.py', *kdd_args(tmp_path / 'data', parts, '--Resume',
+                                                                              'auto')],
+                             cwd=REPO, capture_output=True, text=True, timeout=SHELL_TIMEOUT)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert 'resuming from' in resumed.stdout or 'finished before (--Resume auto)' in resumed.stdout
+    assert 'run0: finished before (--Resume auto)' in resumed.stdout + resumed.stderr
     a, b = (json.loads((tmp_path / run / 'out' / 'kdd_summary.json').read_text()) for run in ('whole', 'parts'))
     for metric in ('precision', 'recall', 'f1'):
         assert a[metric] == b[metric]
