@@ -198,7 +198,9 @@ def test_results_json_holds_every_metric_and_the_extras(tmp_path):
     from utils.eval import write_results_json
     evaluation = evaluate([VideoResult('Test001', [1.0, 3.0, 4.0, 5.0], [0, 1, 0, 1])])
     write_results_json(tmp_path, evaluation, {'setting': 'S', 'test_seconds': 1.5, 'root': tmp_path})
-    saved = json.loads((tmp_path / 'results.json').read_text())
+    text = (tmp_path / 'results.json').read_text()
+    saved = json.loads(text)
+    assert text.startswith('{\n  "metrics": {\n    "auc": ') and list(saved) == sorted(saved)  # for people too
     assert saved['metrics'] == json.loads(json.dumps(vars(evaluation)))
     assert saved['metrics']['auc'] == evaluation.auc == 0.75  # anomalies 3, 5 vs normals 1, 4: 3 of 4 pairs
     assert (saved['setting'], saved['test_seconds'], saved['root']) == ('S', 1.5, str(tmp_path))

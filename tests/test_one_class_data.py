@@ -185,6 +185,16 @@ def test_validation_splits_are_fixed_by_the_seed():
     assert np.array_equal(first.train_x, again.train_x) and np.array_equal(first.test_x, again.test_x)
     y = (np.random.default_rng(0).random(400) < 0.3).astype(int)
     assert all(np.array_equal(a, b) for a, b in zip(kdd_validation_rows(y, 2), kdd_validation_rows(y, 2)))
+    # Drawn without replacement, even when the draw takes most of what there is: 32 of 40 other-class images, and
+    # about 53 of the 100 anomaly records of a training half
+    test_y = np.array([0, 0] + [1] * 10)
+    few = image_validation_split({'train': labelled(40, classes=2), 'test': (np.arange(12)[:, None], test_y)}, 0,
+                                 'standard', 0.8, seed=4)
+    assert few.test_y.sum() == 32 and len(set(few.test_x[:, 0])) == len(few.test_x)
+    assert few.description.startswith('validation from the training images (standard: ')
+    y = (np.random.default_rng(1).random(1000) < 0.2).astype(int)
+    train, val = kdd_validation_rows(y, 3, anomaly_ratio=0.4)
+    assert y[val].sum() > 40 and len(set(val)) == len(val) and not set(val) & set(train)
 
 
 def test_kdd_protocol():
@@ -219,7 +229,7 @@ def test_kdd_protocols_train_on_the_same_records_and_test_where_documented():
     text, reimpl = kdd_rows(y, 7, 'dagmm'), kdd_rows(y, 7, 'dagmm_reimpl')
     assert np.array_equal(text.train, reimpl.train) and set(text.train) == set(first[y[first] == 0])
     # dagmm: the second half is both the test set and the threshold pool
-    assert np.array_equal(text.pool, second) and text.is_test.all()
+    assert np.array_equal(text.pool, second) and text.is_test.all() and text.is_test.dtype == bool
     # dagmm_reimpl: test = the attack records outside training plus every anomaly record; pool = training + test
     test = reimpl.pool[reimpl.is_test]
     assert set(test) == set(np.flatnonzero(y == 1)) | set(second[y[second] == 0])
