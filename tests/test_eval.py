@@ -95,6 +95,19 @@ def test_constant_scores_give_regularity_one_not_nan():
     assert result.constant_score_videos == ['flat']
 
 
+def test_metrics_that_need_both_kinds_of_clips_are_nan_without_them():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # NaN by choice, not from an empty mean or an undefined metric
+        normal = evaluate([VideoResult('a', [0.1, 0.5, 0.2], [0, 0, 0]), VideoResult('b', [0.3, 0.4], [0, 0])])
+        anomalous = evaluate([VideoResult('a', [0.1, 0.5, 0.2], [1, 1, 1])])
+    for result in (normal, anomalous):
+        assert np.isnan(result.auc) and np.isnan(result.eer) and np.isnan(result.mean_video_auc)
+    assert np.isnan(normal.aupr) and anomalous.aupr == 1.0 and normal.num_anomalous == 0
+    one = evaluate([VideoResult('a', [0.1, 0.9, 0.2, 0.3], [0, 1, 0, 0])])  # a single anomalous clip is enough
+    assert (one.auc, one.eer, one.mean_video_auc) == (1.0, 0.0, 1.0)
+
+
 def test_extra_metrics_on_a_perfect_separation():
     result = evaluate([VideoResult('a', np.array([0.1, 0.2, 0.9, 1.0]), np.array([0, 0, 1, 1]))])
     assert (result.auc, result.aupr, result.eer, result.mean_video_auc) == (1.0, 1.0, 0.0, 1.0)
@@ -172,7 +185,10 @@ def test_kdd_metrics_flag_the_top_fraction():
     ([0, 0, 0, 0, 0, 1, 1, 1, 5, 9], [0, 0, 0, 0, 0, 0, 1, 0, 1, 0], [8, 9]),
 ])
 def test_kdd_rule_with_tied_scores(scores, labels, flagged):
-    result = top_fraction_metrics(np.array(scores, dtype=float), np.array(labels), 0.2)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # nothing flagged is a precision of 0, without a warning about 0 / 0
+        result = top_fraction_metrics(np.array(scores, dtype=float), np.array(labels), 0.2)
     predicted = np.isin(np.arange(len(scores)), flagged)
     assert result['threshold'] == pytest.approx(np.percentile(scores, 80))
     assert result['f1'] == pytest.approx(metrics.f1_score(labels, predicted, zero_division=0), abs=1e-12)
@@ -182,15 +198,15 @@ def test_kdd_rule_with_tied_scores(scores, labels, flagged):
 
 def test_kdd_rule_thresholds_over_every_score_and_counts_the_test_records_only():
     """dagmm_reimpl: the 80th percentile of training and test scores together, metrics over the test records."""
-    scores = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 9])   # threshold 7.2: records 8 and 9 flagged
-    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 0])
-    is_test = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1], bool)
+    scores = np.array([9.5, 1, 2, 3, 4, 5, 6, 7, 8, 9])   # threshold 8.2: records 0 (training) and 9 flagged
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 0, 1])
+    is_test = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]               # a 0/1 list is a mask too
     result = top_fraction_metrics(scores, labels, 0.2, is_test)
-    # test records 5..9: flagged 8 (anomaly) and 9 (normal); anomalies 6, 7, 8 -> P 1/2, R 1/3
-    assert result['threshold'] == pytest.approx(7.2)
-    assert (result['precision'], result['recall']) == (0.5, pytest.approx(1 / 3))
-    assert result['f1'] == pytest.approx(0.4)
-    assert top_fraction_metrics(scores, labels, 0.2)['recall'] == pytest.approx(1 / 3)  # 6 and 7 still missed
+    # test records 5..9: flagged 9 (an anomaly); anomalies 6, 7, 9 -> P 1, R 1/3
+    assert result['threshold'] == pytest.approx(8.2)
+    assert (result['precision'], result['recall'], result['f1']) == (1.0, pytest.approx(1 / 3), pytest.approx(0.5))
+    everything = top_fraction_metrics(scores, labels, 0.2)   # the training record's false alarm counts here
+    assert (everything['precision'], everything['recall']) == (0.5, pytest.approx(1 / 3))
 
 
 def test_results_json_holds_every_metric_and_the_extras(tmp_path):

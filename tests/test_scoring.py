@@ -29,6 +29,7 @@ def test_mse_score_unnormalises_frames_and_leaves_images_alone():
     assert mse_scores(recon, clips) == pytest.approx([1.0, 0.125])
     assert mse_scores(recon, clips, normalised=False) == pytest.approx([4.0, 0.5])  # raw differences 2 and 1
     assert clip_scores(recon, clips, 'mse', normalised=False) == pytest.approx([4.0, 0.5])
+    assert clip_scores(recon, clips, 'mse') == pytest.approx([1.0, 0.125])  # video frames by default
     assert clip_scores(recon, clips, 'l2') == pytest.approx([2.0, 0.5])
 
 
@@ -78,6 +79,8 @@ def test_scored_clips_come_back_in_clip_order_whatever_the_batching(prepared_roo
     for preload in (False, True):
         for batch_size in (1, 2, len(dataset)):
             opt = SimpleNamespace(PreloadFrames=preload, BatchSize=batch_size, NumWorker=0)
+            sizes = [len(clips) for _, clips in clip_batches(dataset, opt, device)]
+            assert sizes == [min(batch_size, len(dataset) - start) for start in range(0, len(dataset), batch_size)]
             for score in ('mse', 'l2'):
                 scores = score_clips(Grey(), clip_batches(dataset, opt, device), score, device, True)
                 assert scores.dtype == np.float64
