@@ -15,6 +15,7 @@ Images are scaled to [0, 1]; the output layer has no activation. The memory (``m
 whole latent encoding as one query (``query='whole'``, the default: a slot is a complete encoding, so every slot
 can be decoded into an image) or every latent position as one query (``query='position'``, as for video).
 """
+import math
 from dataclasses import dataclass
 
 from torch import nn
@@ -97,8 +98,7 @@ class WholeEncodingMemory(nn.Module):
     def __init__(self, mem_dim, encoding_shape, shrink_thres, addressing):
         super().__init__()
         self.encoding_shape = tuple(encoding_shape)
-        fea_dim = encoding_shape[0] * encoding_shape[1] * encoding_shape[2]
-        self.memory = MemoryUnit(mem_dim, fea_dim, shrink_thres, addressing)
+        self.memory = MemoryUnit(mem_dim, math.prod(encoding_shape), shrink_thres, addressing)
 
     def forward(self, features):
         result = self.memory(features.flatten(1))

@@ -50,6 +50,13 @@ def test_ae_weights_into_memae_are_refused(tmp_path):
         load_weights(AutoEncoderCov3DMem(1, 20), path, options())
 
 
+def test_only_a_dict_of_tensors_is_a_state_dict(tmp_path):
+    for content in ([torch.ones(1)], {'w': torch.ones(1), 'epoch': 3}):
+        torch.save(content, tmp_path / 'w.pt')
+        with pytest.raises(CheckpointError, match='does not hold a state dict of tensors'):
+            read_state_dict(tmp_path / 'w.pt')
+
+
 def test_unreadable_file_is_reported(tmp_path):
     path = tmp_path / 'broken.pt'
     path.write_bytes(b'\x80\x02garbage')
@@ -193,8 +200,9 @@ def test_every_kind_of_mismatch_names_its_cause(tmp_path):
     assert mismatch(tmp_path, records, ImageMemAE(20)) == (
         'holds a KDDCUP99 network (fully connected layers), but --Dataset MNIST takes an image network (2-D '
         'convolutions): the weights belong to another data set')
-    assert mismatch(tmp_path, {'other.weight': torch.zeros(2, 2)}, ImageMemAE(20)).startswith(
-        'holds an unknown network, but --Dataset MNIST takes an image network')
+    for unknown in ({'other.weight': torch.zeros(2, 2)}, {'encoder.0.weight': torch.zeros(2, 2, 2)}):
+        assert mismatch(tmp_path, unknown, ImageMemAE(20)).startswith(
+            'holds an unknown network, but --Dataset MNIST takes an image network')
     assert mismatch(tmp_path, ImageAutoEncoder().state_dict(), ImageMemAE(20)) == \
         'has no memory (mem_rep.memory.weight): it holds an AE, not a --ModelName MemAE'
     assert mismatch(tmp_path, records, MLPAutoEncoder(7), ModelName='AE') == \
@@ -206,6 +214,11 @@ def test_every_kind_of_mismatch_names_its_cause(tmp_path):
         'data shape?)')
     assert mismatch(tmp_path, AutoEncoderCov3D(1).state_dict(), AutoEncoderCov3D(3), ImgChnNum=3) == \
         'takes 1-channel frames, but --ImgChnNum is 3'
+    bare = {k: records[k] for k in ('encoder.0.weight', 'mem_rep.weight')}  # the first five missing keys are named
+    missing = sorted(set(records) - set(bare))[:5]
+    assert mismatch(tmp_path, bare, MLPMemAE(7, 20)) == \
+        f'does not fit --ModelName MemAE: missing keys {missing}, unexpected keys [], wrong shapes []'
+    assert len(records) - 2 > 5
     renamed = {('decoder.0.weightx' if k == 'decoder.0.weight' else k): v for k, v in records.items()}
     renamed['decoder.2.bias'] = torch.zeros(5)
     assert mismatch(tmp_path, renamed, MLPMemAE(7, 20)) == (

@@ -49,6 +49,13 @@ def test_constructor_signatures_are_the_released_ones():
     assert list(ae) == ['chnum_in']
     assert list(memae)[:3] == ['chnum_in', 'mem_dim', 'shrink_thres']
     assert memae['shrink_thres'].default == 0.0025
+    assert AutoEncoderCov3D(3).chnum_in == AutoEncoderCov3DMem(3, 10).chnum_in == 3  # released attributes
+
+
+def test_only_ael1_adds_the_latent_penalty():
+    from models import has_latent_penalty, is_memory_model
+    assert [has_latent_penalty(m) for m in ('AE', 'MemAE', 'AEL1')] == [False, False, True]
+    assert [is_memory_model(m) for m in ('AE', 'MemAE', 'AEL1')] == [False, True, False]
 
 
 def test_memae_forward_returns_reconstruction_and_addressing_weights():

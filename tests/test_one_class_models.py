@@ -28,6 +28,12 @@ def test_mnist_layers_follow_the_paper():
     assert isinstance(model.decoder[-1], torch.nn.ConvTranspose2d)
 
 
+def test_image_memae_defaults_and_whole_encoding_addressing():
+    memory = ImageMemAE(20).mem_rep.memory  # MNIST, lambda 1/N of the paper's [1/N, 3/N] for N = 100
+    assert (memory.fea_dim, memory.shrink_thres, memory.addressing) == (1024, 0.01, 'dot')
+    assert ImageMemAE(20, addressing='cosine').mem_rep.memory.addressing == 'cosine'
+
+
 def test_memory_slots_decode_into_images():
     model = ImageMemAE(7, arch='mnist').eval()
     assert model.decode_slots().shape == (7, 1, 28, 28)
