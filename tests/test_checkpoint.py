@@ -93,6 +93,9 @@ def test_training_state_round_trip_and_the_run_it_belongs_to(tmp_path):
     assert torch.equal(state['rng']['torch'], torch.get_rng_state())
     with pytest.raises(CheckpointError, match='belongs to the run RunA, not to RunB'):
         load_training_state(path, 'RunB')
+    (tmp_path / 'cut.pt').write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=r'cut.pt is not a readable training state \(--Resume\): it is'):
+        load_training_state(tmp_path / 'cut.pt', 'RunA')
     torch.save(model.state_dict(), tmp_path / 'plain.pt')
     with pytest.raises(CheckpointError, match='plain weights cannot be resumed'):
         load_training_state(tmp_path / 'plain.pt', 'RunA')

@@ -185,3 +185,55 @@ def test_build_model_defaults_to_video_and_lists_the_models_it_knows():
     assert type(build_model(model_options('--MemDim', '5'))) is AutoEncoderCov3DMem
     with pytest.raises(InputError, match="unknown --ModelName 'VAE'; valid: AE, MemAE, AEL1"):
         build_model(SimpleNamespace(ModelName='VAE'))
+
+
+def released_video_forward(state, clips, memory=None):
+    """The released 3-D autoencoder written out with torch.nn.functional from its description: four Conv3d (kernel
+    3, padding 1; stride (1, 2, 2) first, then 2) each with eval-mode BatchNorm and LeakyReLU(0.2); the mirror
+    with ConvTranspose3d (output padding 1, the last one stride (1, 2, 2) and output padding (0, 1, 1)) with no
+    normalisation or activation after the last. ``memory``: the read-out replacing the encoding."""
+    from torch.nn import functional as F
+
+    def norm_act(x, name):
+        x = F.batch_norm(x, state[f'{name}.running_mean'], state[f'{name}.running_var'], state[f'{name}.weight'],
+                         state[f'{name}.bias'], training=False, eps=1e-5)
+        return F.leaky_relu(x, 0.2)
+
+    x = clips
+    for i, (conv, bn) in enumerate([(0, 1), (3, 4), (6, 7), (9, 10)]):
+        x = F.conv3d(x, state[f'encoder.{conv}.weight'], state[f'encoder.{conv}.bias'],
+                     stride=(1, 2, 2) if i == 0 else 2, padding=1)
+        x = norm_act(x, f'encoder.{bn}')
+    if memory is not None:
+        x = memory(x)
+    for conv, bn in [(0, 1), (3, 4), (6, 7)]:
+        x = F.conv_transpose3d(x, state[f'decoder.{conv}.weight'], state[f'decoder.{conv}.bias'], stride=2,
+                               padding=1, output_padding=1)
+        x = norm_act(x, f'decoder.{bn}')
+    return F.conv_transpose3d(x, state['decoder.9.weight'], state['decoder.9.bias'], stride=(1, 2, 2), padding=1,
+                              output_padding=(0, 1, 1))
+
+
+def test_video_models_compute_the_released_network():
+    """Against the independent functional version above, with random BatchNorm statistics (eval mode)."""
+    torch.manual_seed(3)
+    clips = torch.randn(2, 1, 8, 32, 32)
+    for model in (AutoEncoderCov3D(1), AutoEncoderCov3DMem(1, 12, shrink_thres=0.05)):
+        model.apply(weights_init)
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm3d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+        model.eval()
+        state = model.state_dict()
+        with torch.no_grad():
+            output = model(clips)
+            if isinstance(output, dict):
+                from models import MemModule
+                memory = MemModule(12, 256, shrink_thres=0.05)
+                memory.memory.weight.copy_(state['mem_rep.memory.weight'])
+                expected = released_video_forward(state, clips, lambda z: memory(z)['output'])
+                output = output['output']
+            else:
+                expected = released_video_forward(state, clips)
+        torch.testing.assert_close(output, expected, rtol=1e-4, atol=1e-5)
