@@ -222,6 +222,12 @@ def test_every_kind_of_mismatch_names_its_cause(tmp_path):
     assert mismatch(tmp_path, bare, MLPMemAE(7, 20)) == \
         f'does not fit --ModelName MemAE: missing keys {missing}, unexpected keys [], wrong shapes []'
     assert len(records) - 2 > 5
+    crowded = {**{f'extra.{i}': torch.zeros(1) for i in range(7)},
+               **{k: (torch.zeros(1) if k.startswith('decoder') else v) for k, v in records.items()}}
+    wrong = sorted(k for k in records if k.startswith('decoder'))
+    assert len(wrong) > 5 and mismatch(tmp_path, crowded, MLPMemAE(7, 20)) == (
+        f"does not fit --ModelName MemAE: missing keys [], unexpected keys {[f'extra.{i}' for i in range(5)]}, "
+        f'wrong shapes {wrong[:5]}')
     renamed = {('decoder.0.weightx' if k == 'decoder.0.weight' else k): v for k, v in records.items()}
     renamed['decoder.2.bias'] = torch.zeros(5)
     assert mismatch(tmp_path, renamed, MLPMemAE(7, 20)) == (
