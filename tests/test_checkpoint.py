@@ -4,7 +4,7 @@ import torch
 from models import AutoEncoderCov3D, AutoEncoderCov3DMem
 from options import TestOptions as EvalOptions  # a name starting with "Test" is collected by pytest
 from utils.checkpoint import (CheckpointError, atomic_save, atomic_write_text, candidate_paths, find_weights,
-                              load_tensors_file, load_training_state, load_weights, read_state_dict,
+                              load_training_state, load_weights, read_state_dict,
                               released_file_name, replace_atomically, resolve_resume, resume_file,
                               save_training_state)
 
@@ -55,27 +55,6 @@ def test_only_a_dict_of_tensors_is_a_state_dict(tmp_path):
         torch.save(content, tmp_path / 'w.pt')
         with pytest.raises(CheckpointError, match='does not hold a state dict of tensors'):
             read_state_dict(tmp_path / 'w.pt')
-
-
-def test_unreadable_file_is_reported(tmp_path):
-    path = tmp_path / 'broken.pt'
-    path.write_bytes(b'\x80\x02garbage')
-    with pytest.raises(CheckpointError, match='not a readable PyTorch weights file'):
-        read_state_dict(path)
-
-
-def test_released_file_name_is_found_and_missing_weights_list_the_names_tried(tmp_path):
-    opt = options('--ModelRoot', str(tmp_path))
-    with pytest.raises(CheckpointError, match='tried: .*_Seed1_Non.pt, .*ShrThres0.0025_Non.pt'):
-        find_weights(opt)
-    released = tmp_path / 'MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_Non.pt'
-    released.write_bytes(b'')
-    assert find_weights(opt) == released
-    trained = tmp_path / f'model_{opt.setting}' / f'{opt.setting}_epoch_0009_final.pt'
-    trained.parent.mkdir()
-    trained.write_bytes(b'')
-    released.unlink()
-    assert find_weights(opt) == trained
 
 
 def test_training_state_round_trip_and_the_run_it_belongs_to(tmp_path):
@@ -132,6 +111,8 @@ def test_atomic_writes_replace_the_file_whole_or_not_at_all(tmp_path):
 def test_weights_are_looked_for_in_the_documented_order(tmp_path):
     opt = options('--ModelRoot', str(tmp_path), '--MemDim', '20')
     setting = opt.setting
+    assert released_file_name(options().setting) == \
+        'MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_Non.pt'  # the authors' file
     assert released_file_name(setting) == setting.replace('_Seed1', '') + '.pt'
     assert released_file_name('MemAE_X_Seed1_Seed2') == 'MemAE_X_Seed2.pt'  # only the run's own seed field goes
     folder = tmp_path / f'model_{setting}'
@@ -172,16 +153,17 @@ def test_unreadable_files_say_why_in_one_sentence(tmp_path):
     (tmp_path / 'text.pt').write_bytes(b'garbage bytes')
     torch.save({'w': torch.ones(3)}, tmp_path / 'whole.pt')
     (tmp_path / 'half.pt').write_bytes((tmp_path / 'whole.pt').read_bytes()[:300])
+    (tmp_path / 'pickle.pt').write_bytes(b'\x80\x02garbage')  # a pickle header, then nonsense
     reasons = {}
-    for name in ('code', 'text', 'half'):
+    for name in ('code', 'text', 'half', 'pickle'):
         with pytest.raises(CheckpointError) as error:
-            load_tensors_file(tmp_path / f'{name}.pt', 'PyTorch weights file')
+            read_state_dict(tmp_path / f'{name}.pt')
         prefix = f'{tmp_path / name}.pt is not a readable PyTorch weights file: '
         assert str(error.value).startswith(prefix)
         reasons[name] = str(error.value)[len(prefix):]
     assert reasons['code'].startswith('it refers to Python code (posix.system) that loading would run, so it was '
                                       'refused without running anything')
-    assert reasons['text'] == 'it is damaged or holds something other than tensors'
+    assert reasons['text'] == reasons['pickle'] == 'it is damaged or holds something other than tensors'
     assert reasons['half'] == 'it is truncated, damaged or not a PyTorch file (RuntimeError)'
 
 

@@ -1,3 +1,6 @@
+import json
+import warnings
+
 import numpy as np
 import pytest
 import scipy.io as sio
@@ -5,7 +8,7 @@ from sklearn import metrics
 
 from data.readers import write_ground_truth
 from utils.eval import (VideoResult, align_labels, centre_frame_positions, centre_frames_from_clips, evaluate, regularity,
-                        top_fraction_metrics)
+                        top_fraction_metrics, write_results_json)
 from utils.saved_scores import eval_video
 
 
@@ -96,7 +99,6 @@ def test_constant_scores_give_regularity_one_not_nan():
 
 
 def test_metrics_that_need_both_kinds_of_clips_are_nan_without_them():
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # NaN by choice, not from an empty mean or an undefined metric
         normal = evaluate([VideoResult('a', [0.1, 0.5, 0.2], [0, 0, 0]), VideoResult('b', [0.3, 0.4], [0, 0])])
@@ -185,7 +187,6 @@ def test_kdd_metrics_flag_the_top_fraction():
     ([0, 0, 0, 0, 0, 1, 1, 1, 5, 9], [0, 0, 0, 0, 0, 0, 1, 0, 1, 0], [8, 9]),
 ])
 def test_kdd_rule_with_tied_scores(scores, labels, flagged):
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # nothing flagged is a precision of 0, without a warning about 0 / 0
         result = top_fraction_metrics(np.array(scores, dtype=float), np.array(labels), 0.2)
@@ -210,8 +211,6 @@ def test_kdd_rule_thresholds_over_every_score_and_counts_the_test_records_only()
 
 
 def test_results_json_holds_every_metric_and_the_extras(tmp_path):
-    import json
-    from utils.eval import write_results_json
     evaluation = evaluate([VideoResult('Test001', [1.0, 3.0, 4.0, 5.0], [0, 1, 0, 1])])
     write_results_json(tmp_path, evaluation, {'setting': 'S', 'test_seconds': 1.5, 'root': tmp_path})
     text = (tmp_path / 'results.json').read_text()

@@ -130,13 +130,11 @@ def test_the_decoder_reads_the_memory_not_the_encoder(family):
     reconstruction (eval mode) cannot depend on the input; with the slots restored it does. A decoder fed by the
     encoder's output instead of the memory's read-out fails the first half."""
     from models import build_model
-    from options import TestOptions as EvalOptions
     torch.manual_seed(0)
     if family == 'video':
         model, shape = AutoEncoderCov3DMem(1, 20), (2, 1, 16, 32, 32)
     else:
-        opt = EvalOptions().parse(['--MemDim', '20', '--Dataset', 'MNIST'], is_print=False)
-        model = build_model(opt, family, arch='mnist', input_dim=7)
+        model = build_model(model_options('--MemDim', '20', '--Dataset', 'MNIST'), family, arch='mnist', input_dim=7)
         shape = (2, 1, 28, 28) if family == 'image' else (2, 7)
     model.apply(weights_init).eval()
     first, second = torch.randn(shape), torch.randn(shape)
