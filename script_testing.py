@@ -35,8 +35,8 @@ from utils.eval import VideoResult, align_labels, centre_frames_from_clips, eval
     write_label_mats, write_results_json
 from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
-from utils.runtime import autocast, compile_model, memory_layout, select_device
-from utils.scoring import clip_batches, resolve_score_type, score_clips
+from utils.runtime import autocast, memory_layout, select_device
+from utils.scoring import resolve_score_type, score_video, video_scorer
 
 
 def load_model(opt, device):
@@ -80,11 +80,10 @@ def main(argv=None):
     started = time.perf_counter()
     videos = []
     memory_format = memory_layout(opt.ChannelsLast)
-    scorer = compile_model(model.to(memory_format=memory_format), opt.Compile)
+    scorer = video_scorer(model.to(memory_format=memory_format), opt)
     with torch.inference_mode(), autocast(device, opt.AMP), usage:
         for name, dataset in tqdm(datasets.items(), desc='test videos', unit='video'):
-            scores = score_clips(scorer, clip_batches(dataset, opt, device), score, device, memory_model,
-                                 memory_format)
+            scores = score_video(scorer, dataset, opt, score, device, memory_model, memory_format)
             np.save(res_path / f'{name}.npy', scores)
             videos.append(VideoResult(name, scores, clip_labels[name]))
     seconds = time.perf_counter() - started

@@ -135,8 +135,31 @@ class PreloadedVideo:
     def __len__(self):
         return len(self.rows)
 
+    def normalised(self, rows):
+        """The frames ``rows`` selects (any shape of indices, then H x W x C) as floats in [-1, 1], the channel
+        moved before the time: ``(..., C, H, W)`` -> for clips B x C x T x H x W, for a row of frames F x C x H x W."""
+        frames = self.frames[rows].to(torch.float32).div(255).sub_(NORM_MEAN).div_(NORM_STD)
+        return frames.permute(0, 4, 1, 2, 3) if rows.dim() == 2 else frames.permute(0, 3, 1, 2)
+
     def batches(self, batch_size):
         for start in range(0, len(self.rows), batch_size):
-            clips = self.frames[self.rows[start:start + batch_size]]  # B x T x H x W x C
-            clips = clips.permute(0, 4, 1, 2, 3).to(torch.float32).div(255)
-            yield range(start, start + len(clips)), clips.sub_(NORM_MEAN).div_(NORM_STD)
+            rows = self.rows[start:start + batch_size]
+            yield range(start, start + len(rows)), self.normalised(rows)
+
+    def windows(self, clips_per_window):
+        """``(positions, frames)``: the clips in runs where each clip is the previous one shifted by one frame, a
+        run cut into windows of at most ``clips_per_window`` clips, all of about the same size (a small last
+        window shares less); ``frames`` (F x C x H x W) are the window's frames in order, clip ``i`` of the window
+        being frames ``i .. i + T - 1``. A clip that does not continue the previous one starts a new run (so any
+        index files work; prepared data is one run per video)."""
+        start = 0
+        while start < len(self.rows):
+            end = start + 1
+            while end < len(self.rows) and torch.equal(self.rows[end, :-1], self.rows[end - 1, 1:]):
+                end += 1
+            count = -(-(end - start) // clips_per_window)
+            bounds = [start + (end - start) * i // count for i in range(count + 1)]
+            for first, stop in zip(bounds[:-1], bounds[1:]):
+                rows = torch.cat([self.rows[first], self.rows[first + 1:stop, -1]])
+                yield range(first, stop), self.normalised(rows)
+            start = end

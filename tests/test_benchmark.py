@@ -1,18 +1,24 @@
-"""The benchmark runs both paths on the same clips and reports comparable numbers (no timing is asserted)."""
+"""The benchmark runs every path on the same clips and reports comparable numbers (no timing is asserted)."""
 import json
 
 from utils import benchmark
 
 
-def test_test_benchmark_scores_both_paths_alike(tmp_path):
+def test_test_benchmark_scores_every_path_alike(tmp_path):
     out = tmp_path / 'test.json'
-    assert benchmark.main(['test', '--size', '32', '--clips', '3', '--batch', '2', '--MemDim', '20',
+    assert benchmark.main(['test', '--size', '32', '--clips', '6', '--batch', '2', '--window', '6', '--MemDim', '20',
                            '--out', str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result['clips'] == 3 and result['largest_relative_score_difference'] <= 1e-5
+    released, per_clip, window = result['paths']
+    assert result['clips'] == 6 and [p['path'] for p in result['paths']][1:] == [
+        'ours, per clip (--ClipWindow 0)', 'ours, --ClipWindow 6 (default 16)']
+    assert all(p['largest_relative_score_difference'] <= 1e-5 for p in result['paths'])
     # FLOPs of one 16 x 32 x 32 clip: 1/64 of the 65.4 GFLOP of a 16 x 256 x 256 one
-    assert abs(result['gflop_per_clip'] - 65.4 / 64) < 0.05
-    assert result['speedup'] == result['our_clips_per_second'] / result['released_clips_per_second']
+    assert abs(released['gflop_per_clip'] - 65.4 / 64) < 0.05 and abs(per_clip['gflop_per_clip'] - 65.4 / 64) < 0.05
+    # a window of 6 clips has 21 frames: per clip 21 / 6 positions of the first layer (of 16; 1.36 GFLOP per 256 x
+    # 256 clip), 21 / 6 + 2 / 3 of the second (of 8; 21.7 GFLOP) and of the third (of 4; 7.25 GFLOP): 54.2 GFLOP
+    assert abs(window['gflop_per_clip'] / per_clip['gflop_per_clip'] - 54.2 / 65.4) < 0.01
+    assert window['speedup'] == window['clips_per_second'] / released['clips_per_second']
 
 
 def test_train_benchmark_counts_forward_and_backward(tmp_path):
@@ -20,7 +26,8 @@ def test_train_benchmark_counts_forward_and_backward(tmp_path):
     assert benchmark.main(['train', '--size', '32', '--steps', '1', '--batch', '2', '--MemDim', '20',
                            '--out', str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result['clips'] == 2 and result['gflop_per_clip'] > 2 * 65.4 / 64  # backward costs about twice forward
+    assert result['clips'] == 2 and [p['path'] for p in result['paths']] == ['released loading', 'ours (0 workers)']
+    assert result['paths'][1]['gflop_per_clip'] > 2 * 65.4 / 64  # backward costs about twice forward
 
 
 def test_oneclass_benchmark_times_the_commands_against_the_minimal_loop(tmp_path, monkeypatch):

@@ -103,7 +103,10 @@ def test_legacy_checkpoint_through_the_script_equals_a_direct_forward_pass(prepa
     weights = tmp_path / 'released.pt'
     torch.save(legacy, weights, _use_new_zipfile_serialization=False)
 
-    res = run_testing(prepared_root, tmp_path / 'unused', tmp_path / 'out', *MEMAE, '--ModelFilePath', str(weights))
+    res = run_testing(prepared_root, tmp_path / 'unused', tmp_path / 'out', *MEMAE, '--ModelFilePath', str(weights),
+                      '--ClipWindow', '0')
+    windows = run_testing(prepared_root, tmp_path / 'unused', tmp_path / 'windows', *MEMAE, '--ModelFilePath',
+                          str(weights))
 
     layout = VideoLayout(prepared_root / 'UCSD_P2_256')
     model.eval()
@@ -115,12 +118,15 @@ def test_legacy_checkpoint_through_the_script_equals_a_direct_forward_pass(prepa
                 clip = dataset[i][1][None]
                 r = model(clip)['output'] - clip
                 expected.append(torch.mean((torch.sum(r ** 2, dim=1) ** 0.5).view(1, -1), dim=-1).item())
-        assert np.array_equal(np.load(res / f'{video}.npy'), np.array(expected))
+        assert np.array_equal(np.load(res / f'{video}.npy'), np.array(expected))  # the released computation
+        # the default clip windows: the same up to float rounding
+        assert np.allclose(np.load(windows / f'{video}.npy'), np.array(expected), rtol=1e-6, atol=0)
 
 
 def test_batch_size_does_not_change_scores(prepared_root, trained, tmp_path):
-    one = run_testing(prepared_root, trained, tmp_path / 'b1', *MEMAE)
-    three = run_testing(prepared_root, trained, tmp_path / 'b3', *MEMAE, '--BatchSize', '3', '--NumWorker', '1')
+    one = run_testing(prepared_root, trained, tmp_path / 'b1', *MEMAE, '--ClipWindow', '0')
+    three = run_testing(prepared_root, trained, tmp_path / 'b3', *MEMAE, '--BatchSize', '3', '--NumWorker', '1',
+                        '--ClipWindow', '0')
     for video in ('Test001', 'Test002'):
         assert np.array_equal(np.load(three / f"{video}.npy"), np.load(one / f"{video}.npy"))
 

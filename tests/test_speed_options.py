@@ -58,8 +58,9 @@ def test_compile_wraps_the_model_without_changing_scores_or_weight_files(prepare
 
 def test_preloaded_frames_give_the_same_scores(prepared_root, tmp_path):
     train(prepared_root, tmp_path / 'm')
-    loaded, _ = scores(prepared_root, tmp_path / 'm', tmp_path / 'loader')
-    preloaded, results = scores(prepared_root, tmp_path / 'm', tmp_path / 'preloaded', '--PreloadFrames', 'True')
+    loaded, _ = scores(prepared_root, tmp_path / 'm', tmp_path / 'loader', '--ClipWindow', '0')
+    preloaded, results = scores(prepared_root, tmp_path / 'm', tmp_path / 'preloaded', '--PreloadFrames', 'True',
+                                '--ClipWindow', '0')
     assert results['options']['PreloadFrames'] is True and np.array_equal(preloaded, loaded)
 
 

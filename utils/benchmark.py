@@ -1,16 +1,21 @@
 """Throughput of the video paths, measured side by side in one process on the same data and weights.
 
-    python -m utils.benchmark test  [--DataRoot DIR --Dataset NAME] [--clips 48] [--batch 4] [--workers 0]
-    python -m utils.benchmark train [--DataRoot DIR --Dataset NAME] [--steps 6] [--batch 10]
+    python -m utils.benchmark test    [--DataRoot DIR --Dataset NAME] [--clips 48] [--batch 4] [--window 16]
+    python -m utils.benchmark windows --DataRoot DIR [--clips 8]
+    python -m utils.benchmark train   [--DataRoot DIR --Dataset NAME] [--steps 6] [--batch 10]
     python -m utils.benchmark oneclass --DataRoot DIR [--kdd-runs 2] [--kdd-epochs 20] [--mnist-class 3]
 
-``test`` scores the same clips twice: (a) as the released test loop did (batch 1; each clip's index ``.mat`` read
-twice and its 16 frames decoded and transformed one by one, every time), (b) as ``script_testing.py`` does
-(index files read once per video, each frame decoded once, batches, ``torch.inference_mode``). ``train`` times
-optimisation steps fed (a) by the released per-clip loading and (b) by ours. Both print clips per second, their
-ratio, the model's FLOPs per clip (``torch.utils.flop_counter``), this machine's measured float32 matrix-multiply
-rate, and the fraction of that floor each path reaches; ``test`` also prints the largest relative difference
-between the two paths' scores. Without ``--DataRoot`` a synthetic 256 x 256 data set is written to a temporary
+``test`` scores the same clips of the first test video three ways: (a) as the released test loop did (batch 1;
+each clip's index ``.mat`` read twice and its 16 frames decoded and transformed one by one, every time), (b) by
+``script_testing.py``'s per-clip path (``--ClipWindow 0``: index files read once per video, each frame decoded
+once, batches of ``--batch``, ``torch.inference_mode``; ``--preload`` and ``--channels-last`` as its
+``--PreloadFrames`` and ``--ChannelsLast``), (c) by its default window path (``--window`` clips per window,
+models/clip_overlap.py). ``windows`` checks (b) against (c) on every test video (its first and last ``--clips``
+clips). ``train`` times optimisation steps fed (a) by the released per-clip loading and (b) by ours. Every path
+prints clips per second, the ratio to the first path, its FLOPs per clip (``torch.utils.flop_counter``), the
+fraction of this machine's measured float32 matrix-multiply rate that it reaches, and (test) the largest relative
+difference between its scores and the released loop's. The model has random weights, with batch-norm statistics
+from a few training clips. Without ``--DataRoot`` a synthetic 256 x 256 data set is written to a temporary
 folder (data/synthetic.py; ``--size`` for smaller frames). ``oneclass`` times the image and KDDCUP99 commands
 against a minimal loop over the same model, data and epochs (utils/experiments/oneclass_benchmark.py; real data
 needed). Ratios measured in one run are what to compare: absolute speeds move with the load of a shared machine.
@@ -33,12 +38,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from data.layout import VideoLayout, list_index_files
 from data.synthetic import make_synthetic
-from data.video_datasets import VideoDataset, VideoDatasetOneDir, frame_to_tensor
+from data.video_datasets import PreloadedVideo, VideoDataset, VideoDatasetOneDir, frame_to_tensor
 from models import AutoEncoderCov3DMem, weights_init
+from models.clip_overlap import ClipWindowModel
 from utils.errors import run_cli
 from utils.experiments.oneclass_benchmark import oneclass_benchmark
 from utils.runtime import memory_layout
-from utils.scoring import clip_batches, l2_scores, score_clips
+from utils.scoring import WINDOW_BATCH_MIN, clip_batches, l2_scores, score_clips, score_windows
 from utils.training import LossSettings, training_step
 
 SGEMM_SIZE = 2048
@@ -100,8 +106,8 @@ def released_scores(model, dataset):
 
 
 def our_scores(model, dataset, args):
-    """script_testing.py's own loop (``clip_batches``, ``score_clips``): ``--preload`` as its ``--PreloadFrames``,
-    ``--channels-last`` as its ``--ChannelsLast``."""
+    """script_testing.py's per-clip loop (``--ClipWindow 0``: ``clip_batches``, ``score_clips``): ``--preload`` as
+    its ``--PreloadFrames``, ``--channels-last`` as its ``--ChannelsLast``, ``--batch`` as its ``--BatchSize``."""
     opt = SimpleNamespace(PreloadFrames=args.preload, BatchSize=args.batch, NumWorker=args.workers)
     memory_format = memory_layout(args.channels_last)
     model = copy.deepcopy(model).to(memory_format=memory_format)
@@ -110,7 +116,28 @@ def our_scores(model, dataset, args):
         return score_clips(model, clip_batches(dataset, opt, cpu), 'l2', cpu, True, memory_format)
 
 
+def window_scores(model, dataset, args):
+    """script_testing.py's default loop (``--ClipWindow``): windows of overlapping clips, the first encoder layers
+    computed once per window (models/clip_overlap.py); the per-clip layers in ``--channels-last`` if given."""
+    cpu = torch.device('cpu')
+    with torch.inference_mode():
+        return score_windows(ClipWindowModel(model), PreloadedVideo(dataset, cpu), args.window, 'l2', True,
+                             max(args.batch, WINDOW_BATCH_MIN), memory_layout(args.channels_last))
+
+
+def window_flops_per_clip(model, dataset, args):
+    """FLOPs per clip of the window path, counted over its first window."""
+    positions, frames = next(PreloadedVideo(dataset, torch.device('cpu')).windows(args.window))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        ClipWindowModel(model)(frames, 16, batch_size=len(positions))
+    return counter.get_total_flops() / len(positions)
+
+
 def test_benchmark(layout, args, model):
+    """The released loop, our per-clip loop with the benchmark's flags and our default window loop on the same
+    clips, one after the other; each path's seconds, FLOPs per clip and largest score difference to the released
+    loop's."""
     video = layout.videos('test')[0]
     index_files = list_index_files(layout.index_dir('test') / video)[:args.clips]
     frames = layout.frames_dir('test') / video
@@ -118,10 +145,55 @@ def test_benchmark(layout, args, model):
     ours = VideoDatasetOneDir(layout.index_dir('test') / video, frames)
     ours.clips = ours.clips[:len(index_files)]
     released_result, released_seconds = timed(lambda: released_scores(model, released))
-    our_result, our_seconds = timed(lambda: our_scores(model, ours, args))
-    difference = float(np.max(np.abs(our_result - released_result) / np.abs(released_result)))
-    return {'clips': len(index_files), 'released_seconds': released_seconds, 'our_seconds': our_seconds,
-            'largest_relative_score_difference': difference}, ours[0][1]
+    clip_flops = flops_per_clip(model, ours[0][1])
+    paths = {'released loop': (released_seconds, released_result, clip_flops)}
+    per_clip, per_clip_seconds = timed(lambda: our_scores(model, ours, args))
+    paths['ours, per clip (--ClipWindow 0)'] = (per_clip_seconds, per_clip, clip_flops)
+    if args.window:
+        windowed, window_seconds = timed(lambda: window_scores(model, ours, args))
+        paths[f'ours, --ClipWindow {args.window} (default 16)'] = (window_seconds, windowed,
+                                                                   window_flops_per_clip(model, ours, args))
+    return len(index_files), [
+        {'path': name, 'seconds': seconds, 'gflop_per_clip': flops / 1e9,
+         'largest_relative_score_difference': float(np.max(np.abs(scores - released_result) / np.abs(released_result)))}
+        for name, (seconds, scores, flops) in paths.items()]
+
+
+def calibrate_batch_norm(model, layout, clips=4):
+    """Set the batch norms' running statistics from a few training clips (as training would), so that the random
+    weights give activations of a trained network's scale rather than the vanishing ones of fresh statistics
+    (a score comparison between paths then means something); the model in eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average over the calibration batches
+    dataset = Subset(VideoDataset(layout.index_dir('train'), layout.frames_dir('train')), range(clips))
+    with torch.no_grad():
+        for _, batch in DataLoader(dataset, batch_size=2):
+            model.train()(batch)
+    for norm in norms:
+        norm.momentum = 0.1
+    return model.eval()
+
+
+def windows_check(layout, args, model):
+    """Every test video: its first and last ``--clips`` clips (all of them when it has no more than twice that)
+    scored by the per-clip path (batch ``--batch``) and by the window path; the largest relative score
+    difference per video and both paths' total seconds."""
+    rows, seconds = [], {'per clip': 0.0, 'windows': 0.0}
+    for video in layout.videos('test'):
+        dataset = VideoDatasetOneDir(layout.index_dir('test') / video, layout.frames_dir('test') / video)
+        if len(dataset.clips) > 2 * args.clips:
+            dataset.clips = dataset.clips[:args.clips] + dataset.clips[-args.clips:]
+        per_clip, per_clip_seconds = timed(lambda: our_scores(model, dataset, args))
+        windowed, window_seconds = timed(lambda: window_scores(model, dataset, args))
+        seconds['per clip'] += per_clip_seconds
+        seconds['windows'] += window_seconds
+        difference = float(np.max(np.abs(windowed - per_clip) / np.abs(per_clip)))
+        rows.append({'video': video, 'clips': len(dataset.clips), 'largest_relative_score_difference': difference})
+        print(f'  {video}: {len(dataset.clips)} clips, largest relative score difference {difference:.1e}', flush=True)
+    return {'mode': 'windows', 'window': args.window, 'videos': rows, 'seconds': seconds,
+            'largest_relative_score_difference': max(row['largest_relative_score_difference'] for row in rows)}
 
 
 def train_benchmark(layout, args, model):
@@ -138,20 +210,32 @@ def train_benchmark(layout, args, model):
             training_step(model, batch, optimizer, losses)
     _, released_seconds = timed(lambda: steps(released, 0))
     _, our_seconds = timed(lambda: steps(ours, args.workers))
-    return {'clips': clips, 'released_seconds': released_seconds, 'our_seconds': our_seconds}, ours[0][1]
+    flops = flops_per_clip(model, ours[0][1], backward=True)
+    return clips, [{'path': 'released loading', 'seconds': released_seconds, 'gflop_per_clip': flops / 1e9},
+                   {'path': f'ours ({args.workers} workers)', 'seconds': our_seconds, 'gflop_per_clip': flops / 1e9}]
+
+
+def write_json(path, result):
+    """Write ``result`` to ``--out`` when given; the exit status 0."""
+    if path:
+        path.write_text(json.dumps(result, indent=2) + '\n')
+    return 0
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('mode', choices=('test', 'train', 'oneclass'))
+    parser.add_argument('mode', choices=('test', 'train', 'windows', 'oneclass'))
     parser.add_argument('--DataRoot', default=None, help='prepared data (default: synthetic 256 x 256 videos)')
     parser.add_argument('--Dataset', default='UCSD_P2_256')
-    parser.add_argument('--clips', type=int, default=48, help='test: clips of the first test video to score')
+    parser.add_argument('--clips', type=int, default=48, help='test: clips of the first test video to score; '
+                        'windows: clips at each end of every test video')
     parser.add_argument('--steps', type=int, default=6, help='train: optimisation steps per path')
     parser.add_argument('--batch', type=int, default=None, help='our batch size (test: 4; train: 10, as released)')
     parser.add_argument('--workers', type=int, default=0, help='our DataLoader workers')
-    parser.add_argument('--preload', action='store_true', help='test: our clips from preloaded frames')
-    parser.add_argument('--channels-last', action='store_true', help='test: our model in channels_last_3d')
+    parser.add_argument('--preload', action='store_true', help='test: our per-clip path from preloaded frames')
+    parser.add_argument('--window', type=int, default=16, help='test: clips per window of our default path (0: '
+                        'time only the released and the per-clip loops)')
+    parser.add_argument('--channels-last', action='store_true', help='test: our per-clip layers in channels_last_3d')
     parser.add_argument('--MemDim', type=int, default=2000)
     parser.add_argument('--size', type=int, default=256, help='frame size of the synthetic data (a multiple of 16)')
     parser.add_argument('--kdd-runs', type=int, default=2, help='oneclass: KDD runs of each command')
@@ -170,9 +254,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.mode == 'oneclass':
         table = oneclass_benchmark(args.DataRoot, args.kdd_runs, args.kdd_epochs, args.mnist_class, args.mnist_epochs)
-        if args.out:
-            args.out.write_text(json.dumps(table, indent=2) + '\n')
-        return 0
+        return write_json(args.out, table)
     torch.manual_seed(0)
     model = AutoEncoderCov3DMem(1, args.MemDim)
     model.apply(weights_init)
@@ -184,41 +266,33 @@ def main(argv=None):
         else:
             root = Path(args.DataRoot) / args.Dataset
         layout = VideoLayout(root)
-        if args.mode == 'test':
-            model.eval()
-            result, clip = test_benchmark(layout, args, model)
-            flops = flops_per_clip(model, clip)
-        else:
-            model.train()
-            result, clip = train_benchmark(layout, args, model)
-            flops = flops_per_clip(model, clip, backward=True)
+        if args.mode == 'windows':
+            result = windows_check(layout, args, calibrate_batch_norm(model, layout))
+            clips = sum(row['clips'] for row in result['videos'])
+            print(f"windows: {len(result['videos'])} test videos, {clips} clips: largest relative score difference "
+                  f"{result['largest_relative_score_difference']:.1e}; per-clip path "
+                  f"{result['seconds']['per clip']:.0f} s, windows {result['seconds']['windows']:.0f} s")
+            return write_json(args.out, result)
+        clips, paths = (test_benchmark(layout, args, calibrate_batch_norm(model, layout)) if args.mode == 'test'
+                        else train_benchmark(layout, args, model.train()))
     gflops = sgemm_gflops()
-    floor_clips_per_second = gflops * 1e9 / flops
-    result.update({
-        'mode': args.mode, 'batch': args.batch, 'workers': args.workers, 'preload': args.preload,
-        'channels_last': args.channels_last, 'threads': torch.get_num_threads(),
-        'gflop_per_clip': flops / 1e9, 'sgemm_gflops': gflops, 'floor_clips_per_second': floor_clips_per_second,
-        'released_clips_per_second': result['clips'] / result['released_seconds'],
-        'our_clips_per_second': result['clips'] / result['our_seconds']})
-    result['speedup'] = result['our_clips_per_second'] / result['released_clips_per_second']
-    result['our_fraction_of_floor'] = result['our_clips_per_second'] / floor_clips_per_second
-    result['released_fraction_of_floor'] = result['released_clips_per_second'] / floor_clips_per_second
-    print(f"{args.mode}: {result['clips']} clips, {result['gflop_per_clip']:.1f} GFLOP per clip"
-          f"{' (forward and backward)' if args.mode == 'train' else ''}, sgemm {gflops:.0f} GFLOP/s "
-          f"({torch.get_num_threads()} threads) -> floor {floor_clips_per_second:.2f} clips/s")
-    print(f"  released loop: {result['released_clips_per_second']:.3f} clips/s "
-          f"({result['released_fraction_of_floor']:.0%} of the floor)")
-    layout_note = (', preloaded frames' if args.preload else f', {args.workers} workers') + \
-        (', channels_last_3d' if args.channels_last else '')
-    print(f"  ours (batch {args.batch}{layout_note}): {result['our_clips_per_second']:.3f} clips/s "
-          f"({result['our_fraction_of_floor']:.0%} of the floor)")
-    print(f"  speed-up: {result['speedup']:.2f}x")
-    if 'largest_relative_score_difference' in result:
-        print(f"  largest relative difference between the two paths' scores: "
-              f"{result['largest_relative_score_difference']:.2e}")
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + '\n')
-    return 0
+    for path in paths:
+        path['clips_per_second'] = clips / path['seconds']
+        path['speedup'] = path['clips_per_second'] / paths[0]['clips_per_second']
+        path['fraction_of_floor'] = path['clips_per_second'] * path['gflop_per_clip'] / gflops
+    result = {'mode': args.mode, 'clips': clips, 'batch': args.batch, 'workers': args.workers,
+              'preload': args.preload, 'channels_last': args.channels_last, 'window': args.window,
+              'threads': torch.get_num_threads(), 'sgemm_gflops': gflops, 'paths': paths}
+    print(f"{args.mode}: {clips} clips{' (forward and backward)' if args.mode == 'train' else ''}, sgemm "
+          f"{gflops:.0f} GFLOP/s ({torch.get_num_threads()} threads); batch {args.batch}"
+          f"{', preloaded frames' if args.preload else f', {args.workers} workers'}"
+          f"{', channels_last_3d' if args.channels_last else ''}")
+    for path in paths:
+        difference = path.get('largest_relative_score_difference')
+        print(f"  {path['path']:<40} {path['clips_per_second']:7.3f} clips/s  {path['speedup']:5.2f}x  "
+              f"{path['gflop_per_clip']:6.1f} GFLOP/clip  {path['fraction_of_floor']:4.0%} of the floor"
+              + ('' if difference is None else f'  score difference {difference:.1e}'))
+    return write_json(args.out, result)
 
 
 if __name__ == '__main__':
