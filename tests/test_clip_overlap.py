@@ -1,5 +1,7 @@
 """The window path of video testing (models/clip_overlap.py, PreloadedVideo.windows, utils.scoring.score_windows)
 against the per-clip forward pass of the model, clip by clip."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from data.layout import VideoLayout
 from models import AutoEncoderCov3D, AutoEncoderCov3DMem, weights_init
 from models.clip_overlap import ClipWindowModel, image_layer_by_matmul
 from utils.memory_usage import SlotUsage
-from utils.scoring import score_clips, score_windows
+from utils.scoring import score_clips, score_video, score_windows, video_scorer
 
 
 def trained_looking(model, seed=0):
@@ -21,6 +23,7 @@ def trained_looking(model, seed=0):
     for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)):
         norm.running_mean.uniform_(-0.5, 0.5)
         norm.running_var.uniform_(0.3, 3.0)
+        norm.running_var[::7] = 2e-5  # where eps (1e-5) matters
         norm.weight.data.uniform_(0.5, 1.5)
         norm.bias.data.uniform_(-0.3, 0.3)
     for conv in (m for m in model.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d))):
@@ -120,3 +123,18 @@ def test_window_scores_equal_per_clip_scores_on_a_video_with_a_gap(prepared_root
             windowed = score_windows(ClipWindowModel(model), PreloadedVideo(dataset, cpu), clips_per_window, 'l2',
                                      True, 4)
             assert np.allclose(windowed, per_clip, rtol=1e-6, atol=0)
+
+
+def test_score_video_takes_the_window_path_unless_clip_window_is_0(prepared_root):
+    model = trained_looking(AutoEncoderCov3D(1))
+    layout = VideoLayout(prepared_root / 'UCSD_P2_256')
+    dataset = VideoDatasetOneDir(layout.index_dir('test') / 'Test001', layout.frames_dir('test') / 'Test001')
+    cpu = torch.device('cpu')
+    scores = {}
+    for window in (0, 2):
+        opt = SimpleNamespace(ClipWindow=window, Compile=False, BatchSize=1, PreloadFrames=False, NumWorker=0)
+        scorer = video_scorer(model, opt)
+        assert isinstance(scorer, ClipWindowModel) == bool(window)
+        with torch.inference_mode():
+            scores[window] = score_video(scorer, dataset, opt, 'mse', cpu, False)
+    assert len(scores[0]) == len(dataset) and np.allclose(scores[2], scores[0], rtol=1e-5, atol=0)
