@@ -21,8 +21,8 @@ from models.clip_overlap import ClipWindowModel
 from utils.runtime import compile_model
 
 SCORE_TYPES = ('released', 'l2', 'mse')
-# The window path's per-clip layers run on at least this many clips at once: one or two clips at a time took 1.7x
-# as long per clip on the 2-core CPU of 2026-11-29 (batch 1: 1.65 s, 4: 0.95 s per 16 x 256 x 256 clip).
+# The window path's per-clip layers run on at least this many clips at once: one clip at a time took 1.7x as long
+# per clip (1.65 s against 0.95 s per 16 x 256 x 256 clip; 2026-11-29, one thread, the other core busy).
 WINDOW_BATCH_MIN = 4
 RELEASED_SCORE = {'MemAE': 'l2', 'AE': 'mse', 'AEL1': 'mse'}  # AE-l1 is an AE: scored as one
 
