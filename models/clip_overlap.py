@@ -54,8 +54,7 @@ class FoldedLayer(nn.Module):
             bias = (bias - norm.running_mean) * scale + norm.bias.detach()
         self.register_buffer('weight', weight.contiguous())
         self.register_buffer('bias', bias.contiguous())
-        self.stride, self.padding = conv.stride, conv.padding
-        self.output_padding = conv.output_padding if self.transposed else None
+        self.stride, self.padding, self.output_padding = conv.stride, conv.padding, conv.output_padding
         self.slope = slope
 
     def activate(self, x):
@@ -94,17 +93,15 @@ def image_layer_by_matmul(x, weight, bias):
 
 
 def fold_sequential(layers):
-    """The (conv, batch norm, LeakyReLU) triples of a released encoder or decoder as :class:`FoldedLayer`\\ s; the
-    decoder's last convolution stands alone."""
-    folded, i = [], 0
-    while i < len(layers):
-        conv = layers[i]
-        if i + 2 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm3d):
-            folded.append(FoldedLayer(conv, layers[i + 1], layers[i + 2].negative_slope))
-            i += 3
-        else:
-            folded.append(FoldedLayer(conv))
-            i += 1
+    """A released encoder or decoder as :class:`FoldedLayer`\\ s: each convolution with the batch norm and the
+    LeakyReLU that follow it (the decoder's last convolution has neither)."""
+    starts = [i for i, layer in enumerate(layers) if isinstance(layer, (nn.Conv3d, nn.ConvTranspose3d))]
+    folded = []
+    for start, end in zip(starts, [*starts[1:], len(layers)]):
+        conv, *after = layers[start:end]
+        norm = next((m for m in after if isinstance(m, nn.BatchNorm3d)), None)
+        slope = next((m.negative_slope for m in after if isinstance(m, nn.LeakyReLU)), None)
+        folded.append(FoldedLayer(conv, norm, slope))
     return folded
 
 
@@ -136,9 +133,8 @@ def shared_layer(layer, level, clips):
         return tap[k][offset:offset + clips]
 
     left = (at(1, 0) if level.left is None else tap_conv(level.left, 1)) + at(2, d)
-    if time_stride == 1:
-        right = at(0, d * (positions - 2)) + (at(1, d * (positions - 1)) if level.right is None
-                                             else tap_conv(level.right, 1))
+    if time_stride == 1:  # only at the input frames (checked above): the last position is a plain frame
+        right = at(0, d * (positions - 2)) + at(1, d * (positions - 1))
     else:
         right = at(0, d * (positions - 3)) + at(1, d * (positions - 2)) + tap_conv(level.right, 2)
     # shared'[t] = T_0[t - d] + T_1[t] + T_2[t + d], summed into T_1 after the edges have read it; the d times at
@@ -157,7 +153,7 @@ def single_channel_taps(layer, frames):
     count, _, height, width = frames.shape
     stride, padding = layer.stride[1:], layer.padding[1:]
     patches = F.unfold(frames, 3, padding=padding, stride=stride).transpose(1, 2)  # F x H'W' x 9
-    out_height, out_width = (height + 2 * padding[0] - 3) // stride[0] + 1, (width + 2 * padding[1] - 3) // stride[1] + 1
+    out_height, out_width = -(-height // stride[0]), -(-width // stride[1])  # kernel 3, padding 1
     taps = []
     for k in range(3):
         weight = layer.weight[:, 0, k].reshape(len(layer.weight), 9)
