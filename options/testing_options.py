@@ -19,10 +19,11 @@ class TestOptions(BaseOptions):
                             type=str2bool, default=False)
         parser.add_argument('--ClipWindow', help='(added) video: score this many consecutive clips together: '
                             'neighbouring clips share all but one frame, so the first three encoder layers run once '
-                            'over the window\'s frames and only the clip edges are recomputed (models/clip_overlap.py; '
-                            'scores equal to float rounding, within 1e-5 relative); the later layers take at least '
-                            '4 clips (--BatchSize if larger) at a time; frames preloaded as with --PreloadFrames. 0: '
-                            'every clip through the whole model, --BatchSize clips per pass, as released',
+                            'over the window\'s frames and only the clip edges are recomputed '
+                            '(models/clip_overlap.py; the same scores up to float rounding: README, Fidelity notes); '
+                            'the later layers take at least 4 clips (--BatchSize if larger) at a time; frames '
+                            'preloaded as with --PreloadFrames. 0: every clip through the whole model, --BatchSize '
+                            'clips per pass, as released',
                             type=int, default=16)
         parser.add_argument('--PreloadFrames', help='(added) video, --ClipWindow 0: decode each test video once into '
                             'one uint8 tensor on the device (GPU memory on CUDA) and cut the clips from it, instead of '

@@ -21,6 +21,14 @@ def test_test_benchmark_scores_every_path_alike(tmp_path):
     assert window['speedup'] == window['clips_per_second'] / released['clips_per_second']
 
 
+def test_windows_check_compares_both_paths_on_every_test_video(tmp_path):
+    out = tmp_path / 'windows.json'
+    assert benchmark.main(['windows', '--size', '32', '--clips', '2', '--MemDim', '20', '--out', str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [row['video'] for row in result['videos']] == ['Test001'] and result['videos'][0]['clips'] == 4
+    assert 0 < result['largest_relative_score_difference'] <= 1e-5  # float rounding, not a copy of one path
+
+
 def test_train_benchmark_counts_forward_and_backward(tmp_path):
     out = tmp_path / 'train.json'
     assert benchmark.main(['train', '--size', '32', '--steps', '1', '--batch', '2', '--MemDim', '20',
