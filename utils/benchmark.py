@@ -127,11 +127,16 @@ def window_scores(model, dataset, args):
 
 def window_flops_per_clip(model, dataset, args):
     """FLOPs per clip of the window path, counted over its first window."""
-    positions, frames = next(PreloadedVideo(dataset, torch.device('cpu')).windows(args.window))
+    video = PreloadedVideo(dataset, torch.device('cpu'))
+    positions, frames = next(video.windows(args.window))
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
-        ClipWindowModel(model)(frames, 16, batch_size=len(positions))
+        ClipWindowModel(model)(frames, video.rows.shape[1], batch_size=len(positions))
     return counter.get_total_flops() / len(positions)
+
+
+def largest_relative_difference(scores, reference):
+    return float(np.max(np.abs(scores - reference) / np.abs(reference)))
 
 
 def test_benchmark(layout, args, model):
@@ -155,7 +160,7 @@ def test_benchmark(layout, args, model):
                                                                    window_flops_per_clip(model, ours, args))
     return len(index_files), [
         {'path': name, 'seconds': seconds, 'gflop_per_clip': flops / 1e9,
-         'largest_relative_score_difference': float(np.max(np.abs(scores - released_result) / np.abs(released_result)))}
+         'largest_relative_score_difference': largest_relative_difference(scores, released_result)}
         for name, (seconds, scores, flops) in paths.items()]
 
 
@@ -164,6 +169,7 @@ def calibrate_batch_norm(model, layout, clips=4):
     weights give activations of a trained network's scale rather than the vanishing ones of fresh statistics
     (a score comparison between paths then means something); the model in eval mode."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # a plain average over the calibration batches
@@ -171,8 +177,8 @@ def calibrate_batch_norm(model, layout, clips=4):
     with torch.no_grad():
         for _, batch in DataLoader(dataset, batch_size=2):
             model.train()(batch)
-    for norm in norms:
-        norm.momentum = 0.1
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
     return model.eval()
 
 
@@ -189,7 +195,7 @@ def windows_check(layout, args, model):
         windowed, window_seconds = timed(lambda: window_scores(model, dataset, args))
         seconds['per clip'] += per_clip_seconds
         seconds['windows'] += window_seconds
-        difference = float(np.max(np.abs(windowed - per_clip) / np.abs(per_clip)))
+        difference = largest_relative_difference(windowed, per_clip)
         rows.append({'video': video, 'clips': len(dataset.clips), 'largest_relative_score_difference': difference})
         print(f'  {video}: {len(dataset.clips)} clips, largest relative score difference {difference:.1e}', flush=True)
     return {'mode': 'windows', 'window': args.window, 'videos': rows, 'seconds': seconds,
@@ -246,6 +252,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.mode == 'oneclass' and args.DataRoot is None:
         parser.error('oneclass needs --DataRoot, the folder of the real KDDCUP99 and MNIST files')
+    if args.mode == 'windows' and args.window < 1:
+        parser.error('windows compares the window path with the per-clip path: --window must be at least 1')
     args.batch = args.batch or (4 if args.mode == 'test' else 10)
     return args
 
