@@ -7,6 +7,7 @@ The layout (``<DataRoot>/<Dataset>/``)::
     testing/<Video>/NNN.jpg
     testing_idx/<Video>/<Video>_iNNN.mat
     testing_gt/<Video>.mat                    frame labels of each test video
+    testing_masks/<Video>/NNN.png             (optional; ours) pixel masks of the test frames, 0 / 255
 
 The authors' later scripts name the splits ``Train``/``Test`` (``Train_idx``, ``Test_gt``, ...); either naming
 is found automatically.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from data.readers import DataFormatError, is_hidden
 
+MASK_FOLDER = 'testing_masks'
 SPLIT_FOLDERS = {'train': ('training', 'Train'), 'test': ('testing', 'Test')}
 PREPARE_HINT = 'prepare it with: python -m data.prepare_video --src <downloaded data set> --dst <that folder>'
 
@@ -83,6 +85,11 @@ class VideoLayout:
         if not path.is_file():
             raise DataFormatError(f'ground-truth file {path} does not exist')
         return path
+
+    def mask_dir(self, video):
+        """The pixel-mask folder of a test video, or None when it has none (masks are optional)."""
+        folder = self.root / MASK_FOLDER / video
+        return folder if folder.is_dir() else None
 
     def ground_truth_videos(self):
         names = sorted((p.stem for p in self.gt_dir().glob('*.mat') if not is_hidden(p)), key=natural_key)

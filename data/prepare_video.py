@@ -6,7 +6,10 @@ Does what the authors' MATLAB scripts (``script_img_prep.m``, ``script_index_gen
 converted to grayscale, resized to 256 x 256 (bicubic with antialiasing, like MATLAB's ``imresize``) and
 written as JPEG (quality 75, MATLAB's ``imwrite`` default) with 1-based names ``NNN.jpg``; one index file is
 written per clip of 16 frames at start stride 1; each test video gets frame labels, from pixel masks (a frame
-is anomalous iff its mask has a non-zero pixel) or from frame-range annotations. Videos are renamed
+is anomalous iff its mask has a non-zero pixel) or from frame-range annotations. Where the source has pixel masks,
+they are kept too, resized to the frame size (nearest neighbour, so they stay binary), as
+``testing_masks/TestNNN/NNN.png`` (0 / 255, the frames' names): the localization evaluation of
+``script_testing.py`` reads them, nothing else does. Videos are renamed
 ``TrainNNN`` / ``TestNNN`` in the order of the source's folder names. The result is the layout that
 :mod:`data.layout` describes, plus ``prepare.json`` recording what was done.
 
@@ -27,8 +30,8 @@ Source layouts, detected from SRC:
 Video files are decoded with PyAV (``pip install av``), needed only for layouts 3 and 4. ``prepare.json`` maps
 every output video name to its source.
 
-``--masks DIR`` takes the labels from a folder of ``TestNNN_gt`` mask folders instead (e.g. the official
-UCSD masks for the JPEG re-distribution).
+``--masks DIR`` takes the labels (and the pixel masks) from a folder of ``TestNNN_gt`` mask folders instead (e.g.
+the official UCSD masks for the JPEG re-distribution).
 """
 import argparse
 import json
@@ -44,13 +47,13 @@ import scipy.io as sio
 from PIL import Image
 from tqdm import tqdm
 
-from data.layout import natural_key
+from data.frame_stream import JPEG_QUALITY, frame_image_files, save_prepared_frame
+from data.layout import MASK_FOLDER, natural_key
 from data.movies import MOVIE_SUFFIXES, count_frames, movie_files, movie_frames
-from data.readers import DataFormatError, FRAME_SUFFIXES, write_ground_truth, write_index
+from data.readers import DataFormatError, write_ground_truth, write_index
 from utils.errors import run_cli
 
-JPEG_QUALITY = 75  # MATLAB imwrite's default for .jpg
-OUTPUT_FOLDERS = ('training', 'training_idx', 'testing', 'testing_idx', 'testing_gt')
+OUTPUT_FOLDERS = ('training', 'training_idx', 'testing', 'testing_idx', 'testing_gt', MASK_FOLDER)
 
 
 @dataclass
@@ -59,6 +62,7 @@ class SourceVideo:
     frames: list = None            # source frame paths in temporal order; or
     movie: Path = None             # a video file holding the frames
     labels: np.ndarray = None      # test videos: 0/1 per frame
+    masks: list = None             # test videos with pixel masks: one per frame, a mask image's path or an array
     source: str = ''               # the source's own name for the video
     _count: int = None
 
@@ -79,11 +83,6 @@ class Source:
     label_origin: str
 
 
-def _image_files(folder):
-    return sorted((p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES),
-                  key=lambda p: natural_key(p.name))
-
-
 def _numbered_subfolders(folder, pattern):
     regex = re.compile(pattern)
     return sorted((p for p in Path(folder).iterdir() if p.is_dir() and regex.fullmatch(p.name)),
@@ -93,7 +92,7 @@ def _numbered_subfolders(folder, pattern):
 def _videos(folders, prefix):
     videos = []
     for k, folder in enumerate(folders, start=1):
-        frames = _image_files(folder)
+        frames = frame_image_files(folder)
         if not frames:
             raise DataFormatError(f'video folder {folder} holds no frames')
         videos.append(SourceVideo(f'{prefix}{k:03d}', frames, source=str(folder)))
@@ -107,17 +106,32 @@ def _movies(folder, prefix):
     return [SourceVideo(f'{prefix}{k:03d}', movie=path, source=str(path)) for k, path in enumerate(files, start=1)]
 
 
+def mask_files(mask_folder):
+    """The mask images of one video, sorted by name (``001.bmp`` or ``frame001.bmp``: natural order)."""
+    masks = frame_image_files(mask_folder)
+    if not masks:
+        raise DataFormatError(f'mask folder {mask_folder} holds no mask images')
+    return masks
+
+
+def mask_array(mask):
+    """A mask (an image path or an array) as a 2-D bool array: True where it is non-zero."""
+    if isinstance(mask, np.ndarray):
+        array = mask
+    else:
+        with Image.open(mask) as image:
+            array = np.asarray(image)
+    return (array.any(axis=2) if array.ndim == 3 else array) != 0
+
+
 def mask_labels(mask_folder):
     """One label per mask image, sorted by name: 1 iff the mask has a non-zero pixel. (MATLAB's rule was
     sum(im2double(mask)) >= 1; the two agree on the UCSD masks, which hold only 0 and 255.)"""
-    masks = _image_files(mask_folder)
-    if not masks:
-        raise DataFormatError(f'mask folder {mask_folder} holds no mask images')
-    labels = []
-    for mask in masks:
-        with Image.open(mask) as image:
-            labels.append(int(np.asarray(image).any()))
-    return np.array(labels, dtype=np.int64)
+    return labels_of_masks(mask_files(mask_folder))
+
+
+def labels_of_masks(masks):
+    return np.array([int(mask_array(mask).any()) for mask in masks], dtype=np.int64)
 
 
 def ranges_to_labels(ranges, num_frames):
@@ -168,7 +182,8 @@ def _labels_from_masks(mask_root, test_videos):
         folder = Path(mask_root) / f'Test{k:03d}_gt'
         if not folder.is_dir():
             raise DataFormatError(f'mask folder {folder} does not exist (--masks {mask_root})')
-        video.labels = mask_labels(folder)
+        video.masks = mask_files(folder)
+        video.labels = labels_of_masks(video.masks)
 
 
 def _labels_from_ranges(ranges, test_videos, origin):
@@ -184,12 +199,15 @@ def _ucsd_original(src, labels):
     test = _videos(test_folders, 'Test')
     mask_folders = [folder.with_name(folder.name + '_gt') for folder in test_folders]
     have_masks = all(folder.is_dir() for folder in mask_folders)
+    for video, folder in zip(test, mask_folders):  # Ped1 has masks for some videos: kept for those
+        if folder.is_dir():
+            video.masks = mask_files(folder)
     m_files = sorted((src / 'Test').glob('UCSDped*.m'))
     if labels == 'masks' or (labels == 'auto' and have_masks):
         for video, folder in zip(test, mask_folders):
             if not folder.is_dir():
                 raise DataFormatError(f'mask folder {folder} does not exist (use --labels ranges)')
-            video.labels = mask_labels(folder)
+            video.labels = labels_of_masks(video.masks)
         origin = 'pixel masks Test/TestNNN_gt'
     else:
         if not m_files:
@@ -229,7 +247,8 @@ def _avenue_official(src, labels):
         except Exception as error:
             raise DataFormatError(f'{path} has no readable variable volLabel ({type(error).__name__}: {error})') \
                 from None
-        video.labels = np.array([int(np.asarray(mask).any()) for mask in masks.ravel()], dtype=np.int64)
+        video.masks = [np.asarray(mask) for mask in masks.ravel()]
+        video.labels = labels_of_masks(video.masks)
     return Source('avenue_official', train, test, f'per-frame masks in {mask_folder}')
 
 
@@ -245,6 +264,9 @@ def _shanghaitech(src, labels):
             video.labels = (np.load(path, allow_pickle=False).ravel() > 0).astype(np.int64)
         except Exception as error:
             raise DataFormatError(f'{path} is not a readable frame mask ({type(error).__name__}: {error})') from None
+        pixel_masks = src / 'testing' / 'test_pixel_mask' / f'{folder.name}.npy'
+        if pixel_masks.is_file():  # frames x H x W, read frame by frame when the masks are written
+            video.masks = list(np.load(pixel_masks, mmap_mode='r', allow_pickle=False))
     return Source('shanghaitech', train, test, 'frame masks testing/test_frame_mask/<video>.npy')
 
 
@@ -275,17 +297,10 @@ def clip_starts(num_frames, clip_len, stride):
     return list(range(1, num_frames - clip_len + 2, stride))
 
 
-def _save_frame(image, target, size, channels):
-    image = image.convert('L' if channels == 1 else 'RGB')
-    if image.size != (size[1], size[0]):
-        image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC)
-    image.save(target, quality=JPEG_QUALITY)
-
-
 def _convert_file(job):
     source, targets, size, channels = job
     with Image.open(source) as image:
-        _save_frame(image, targets[0], size, channels)
+        save_prepared_frame(image, targets[0], size, channels)
 
 
 def _convert_movie(job):
@@ -295,7 +310,7 @@ def _convert_movie(job):
     for decoded, image in enumerate(movie_frames(movie), start=1):
         if decoded > len(targets):
             break
-        _save_frame(image, targets[decoded - 1], size, channels)
+        save_prepared_frame(image, targets[decoded - 1], size, channels)
     if decoded != len(targets):
         raise DataFormatError(f'{movie}: decoded {decoded} frames, but its packets counted {len(targets)}')
     return len(targets)
@@ -314,6 +329,31 @@ def _prepare_output(dst, overwrite):
                 path.unlink()
     dst.mkdir(parents=True, exist_ok=True)
     return dst
+
+
+def prepared_mask(mask, size):
+    """A pixel mask at the prepared frame size (H, W) as uint8 0 / 255: nearest-neighbour resizing keeps it
+    binary (an interpolating filter would blur its edge into grey levels that no threshold maps back)."""
+    image = Image.fromarray(mask_array(mask).astype(np.uint8) * 255)
+    if image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), Image.Resampling.NEAREST)
+    return image
+
+
+def write_masks(dst, videos, size, workers):
+    """``testing_masks/<video>/NNN.png`` (named as the video's frames) for the videos with pixel masks; returns
+    their names."""
+    jobs = []
+    for video in videos:
+        if video.masks is None:
+            continue
+        folder = dst / MASK_FOLDER / video.name
+        folder.mkdir(parents=True)
+        width = max(3, len(str(video.num_frames)))
+        jobs += [(mask, folder / f'{n:0{width}d}.png') for n, mask in enumerate(video.masks, start=1)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda job: prepared_mask(job[0], size).save(job[1]), jobs))
+    return [video.name for video in videos if video.masks is not None]
 
 
 def write_split(dst, folder, videos, size, channels, clip_len, stride, workers, progress):
@@ -359,6 +399,9 @@ def prepare(src, dst, size=(256, 256), clip_len=16, stride=1, channels=1, labels
         if len(video.labels) != video.num_frames:
             raise DataFormatError(f'{video.name} ({video.source}): {len(video.labels)} frame labels '
                                   f'({source.label_origin}) for {video.num_frames} frames')
+        if video.masks is not None and len(video.masks) != video.num_frames:
+            raise DataFormatError(f'{video.name} ({video.source}): {len(video.masks)} pixel masks for '
+                                  f'{video.num_frames} frames')
     dst = _prepare_output(dst, overwrite)
     summary = {'src': str(src), 'layout': source.layout, 'label_origin': source.label_origin,
                'size': list(size), 'channels': channels, 'clip_len': clip_len, 'stride': stride,
@@ -373,6 +416,7 @@ def prepare(src, dst, size=(256, 256), clip_len=16, stride=1, channels=1, labels
     for video in source.test:
         write_ground_truth(dst / 'testing_gt' / f'{video.name}.mat', video.labels)
     summary['testing']['anomalous_frames'] = int(sum(v.labels.sum() for v in source.test))
+    summary['testing']['videos_with_pixel_masks'] = write_masks(dst, source.test, size, workers)
     summary['video_sources'] = {v.name: v.source for v in source.train + source.test}
     (dst / 'prepare.json').write_text(json.dumps(summary, indent=2) + '\n')
     return summary

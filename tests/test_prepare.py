@@ -6,7 +6,7 @@ from PIL import Image
 
 from data.prepare_video import clip_starts, main, mask_labels, parse_ucsd_m_file, prepare, ranges_to_labels
 from data.readers import DataFormatError, read_ground_truth, read_index
-from synthetic import anomaly_ranges, make_jpeg_redistribution, make_ucsd_original
+from synthetic import anomaly_ranges, frame_and_mask, make_jpeg_redistribution, make_ucsd_original
 
 
 def expected_labels(num_test, num_frames):
@@ -19,7 +19,8 @@ def test_original_ucsd_layout_with_masks(tmp_path):
     out = tmp_path / 'out'
     assert summary['label_origin'].startswith('pixel masks')
     assert summary['training'] == {'videos': 2, 'frames': 36, 'clips': 6}
-    assert summary['testing'] == {'videos': 3, 'frames': 54, 'clips': 9, 'anomalous_frames': 24}
+    assert summary['testing'] == {'videos': 3, 'frames': 54, 'clips': 9, 'anomalous_frames': 24,
+                                  'videos_with_pixel_masks': ['Test001', 'Test002', 'Test003']}
     assert sorted(p.name for p in (out / 'testing').iterdir()) == ['Test001', 'Test002', 'Test003']
     frames = sorted(p.name for p in (out / 'training' / 'Train002').iterdir())
     assert frames == [f'{n:03d}.jpg' for n in range(1, 19)]
@@ -30,6 +31,25 @@ def test_original_ucsd_layout_with_masks(tmp_path):
     for k, labels in enumerate(expected_labels(3, 18), start=1):
         assert np.array_equal(read_ground_truth(out / 'testing_gt' / f'Test{k:03d}.mat'), labels)
     assert json.loads((out / 'prepare.json').read_text())['testing']['anomalous_frames'] == 24
+
+
+def test_pixel_masks_are_kept_at_the_frame_size_frame_by_frame(tmp_path):
+    src = make_ucsd_original(tmp_path / 'src', num_train=1, num_test=2, num_frames=17)
+    prepare(src, tmp_path / 'out', size=(32, 48), progress=False)
+    for k, (start, end) in enumerate(anomaly_ranges(2, 17), start=1):
+        folder = tmp_path / 'out' / 'testing_masks' / f'Test{k:03d}'
+        assert sorted(p.name for p in folder.iterdir()) == [f'{t:03d}.png' for t in range(1, 18)]
+        for t in range(1, 18):
+            _, source_mask = frame_and_mask(t, start <= t <= end, seed=100 + k)
+            expected = np.asarray(Image.fromarray(source_mask).resize((48, 32), Image.Resampling.NEAREST)) > 0
+            prepared = np.asarray(Image.open(folder / f'{t:03d}.png'))
+            assert prepared.shape == (32, 48) and set(np.unique(prepared)) <= {0, 255}
+            assert np.array_equal(prepared > 0, expected), (k, t)
+            assert prepared.any() == (start <= t <= end)
+    # at the source's own size the masks are the source's, bit for bit
+    prepare(src, tmp_path / 'same', size=(24, 36), progress=False)
+    mask = np.asarray(Image.open(tmp_path / 'same' / 'testing_masks' / 'Test002' / '017.png'))
+    assert np.array_equal(mask, frame_and_mask(17, True, seed=102)[1])
 
 
 def test_masks_named_frameNNN_and_m_file_ranges_agree(tmp_path):

@@ -36,6 +36,9 @@ def test_ped1_labels_come_from_the_m_file_when_some_masks_are_missing(tmp_path):
     summary = prepare(src, tmp_path / 'out', size=(32, 32), progress=False)
     assert summary['label_origin'] == 'frame ranges of UCSDped1.m'
     assert_labels(tmp_path / 'out', anomaly_ranges(3, 18), 18)
+    # the one video with masks keeps them; the others have none (localization evaluates only that video)
+    assert summary['testing']['videos_with_pixel_masks'] == ['Test002']
+    assert [p.name for p in (tmp_path / 'out' / 'testing_masks').iterdir()] == ['Test002']
 
 
 def test_avenue_as_released_decodes_avi_and_reads_vollabel_masks(tmp_path):
@@ -46,6 +49,10 @@ def test_avenue_as_released_decodes_avi_and_reads_vollabel_masks(tmp_path):
     assert summary['training'] == {'videos': 2, 'frames': 40, 'clips': 10}
     assert summary['video_sources']['Test002'].endswith('testing_videos/02.avi')
     assert_labels(out, ranges, 20)
+    assert summary['testing']['videos_with_pixel_masks'] == ['Test001', 'Test002']
+    start, end = ranges[1]  # the volLabel masks, frame by frame
+    masks = [np.asarray(Image.open(out / 'testing_masks' / 'Test002' / f'{t:03d}.png')) for t in range(1, 21)]
+    assert [bool(m.any()) for m in masks] == [start <= t <= end for t in range(1, 21)]
     assert sorted(p.name for p in (out / 'training' / 'Train002').iterdir()) == [f'{n:03d}.jpg' for n in range(1, 21)]
     for t in (1, 7, 20):  # the decoded frames are in order and are the video's frames (lossy codec: nearest)
         assert nearest_source_frame(out / 'training' / 'Train002' / f'{t:03d}.jpg', 20, seed=2) == t
@@ -113,7 +120,8 @@ def test_videos_longer_than_999_frames(tmp_path):
     Image.fromarray(frame).save(src / 'Train' / 'Train001' / '001.png')
     (src / 'Test' / 'UCSDped2.m').write_text('TestVideoFile{end+1}.gt_frame = [1000:1020];\n')
     summary = prepare(src, tmp_path / 'out', size=(16, 16), progress=False)
-    assert summary['testing'] == {'videos': 1, 'frames': 1020, 'clips': 1005, 'anomalous_frames': 21}
+    assert summary['testing'] == {'videos': 1, 'frames': 1020, 'clips': 1005, 'anomalous_frames': 21,
+                                  'videos_with_pixel_masks': []}
     out = tmp_path / 'out'
     assert (out / 'testing' / 'Test001' / '1020.jpg').is_file() and (out / 'testing' / 'Test001' / '0001.jpg').is_file()
     assert read_index(out / 'testing_idx' / 'Test001' / 'Test001_i1005.mat')[1].tolist() == list(range(1005, 1021))

@@ -17,21 +17,24 @@ PED2_TEST_FRAMES = [180, 180, 150, 180, 150, 180, 180, 180, 120, 150, 180, 180]
 
 @pytest.fixture(scope='module')
 def ped2(real_data, tmp_path_factory):
-    """Real UCSD Ped2 prepared from the JPEG re-distribution, and the official pixel masks unpacked."""
+    """Real UCSD Ped2 prepared from the JPEG re-distribution with the official pixel masks (unpacked first), as the
+    README's preparation command does it."""
     src = real_data / 'ucsd_ped2' / 'ped2'
     if not src.is_dir():
         pytest.skip(f'{src} is not there')
     root = tmp_path_factory.mktemp('ped2')
-    summary = prepare(src, root / 'UCSD_P2_256', progress=False)
     with tarfile.open(real_data / 'ucsd_ped2' / 'UCSD_Anomaly_Dataset.v1p2' / 'UCSDped2_Test_gt_bmp.tar.gz') as tar:
         tar.extractall(root / 'masks', filter='data')
-    return summary, root / 'UCSD_P2_256', root / 'masks' / 'UCSDped2' / 'Test'
+    masks = root / 'masks' / 'UCSDped2' / 'Test'
+    summary = prepare(src, root / 'UCSD_P2_256', masks=masks, progress=False)
+    return summary, root / 'UCSD_P2_256', masks
 
 
 def test_prepared_ped2_has_the_published_counts(ped2):
     summary, out, _ = ped2
     assert summary['training'] == {'videos': 16, 'frames': 2550, 'clips': 2310}
-    assert summary['testing'] == {'videos': 12, 'frames': 2010, 'clips': 1830, 'anomalous_frames': 1648}
+    assert summary['testing'] == {'videos': 12, 'frames': 2010, 'clips': 1830, 'anomalous_frames': 1648,
+                                  'videos_with_pixel_masks': [f'Test{k:03d}' for k in range(1, 13)]}
     layout = VideoLayout(out)
     assert layout.videos('test') == [f'Test{k:03d}' for k in range(1, 13)]
     assert [len(list((out / 'testing' / v).iterdir())) for v in layout.videos('test')] == PED2_TEST_FRAMES
@@ -45,6 +48,22 @@ def test_prepared_labels_equal_the_official_pixel_masks(ped2):
     for k in range(1, 13):
         labels = read_ground_truth(out / 'testing_gt' / f'Test{k:03d}.mat')
         assert np.array_equal(labels, mask_labels(masks / f'Test{k:03d}_gt')), f'Test{k:03d}'
+
+
+def test_prepared_masks_are_the_official_masks_frame_by_frame(ped2):
+    """Each prepared mask is the official BMP of the same frame resized (nearest neighbour) to 256 x 256, computed
+    here with PIL directly; the masks' names (001.bmp or frame001.bmp) and the frames' match up."""
+    _, out, masks = ped2
+    for k, frames in enumerate(PED2_TEST_FRAMES, start=1):
+        official = sorted((masks / f'Test{k:03d}_gt').glob('*.bmp'), key=lambda p: int(p.stem.removeprefix('frame')))
+        assert len(official) == frames
+        labels = read_ground_truth(out / 'testing_gt' / f'Test{k:03d}.mat')
+        for t, path in enumerate(official, start=1):
+            with Image.open(path) as image:
+                expected = np.asarray(image.convert('L').resize((256, 256), Image.Resampling.NEAREST)) > 0
+            prepared = np.asarray(Image.open(out / 'testing_masks' / f'Test{k:03d}' / f'{t:03d}.png')) > 0
+            assert np.array_equal(prepared, expected), (k, t)
+            assert prepared.any() == bool(labels[t - 1]), (k, t)  # no mask vanished in the resizing
 
 
 def test_prepared_labels_equal_the_frame_label_file(ped2, real_data):
