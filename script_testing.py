@@ -10,7 +10,12 @@ Writes, as the released script did, ``<OutRoot>/res_<setting>/<Video>.npy`` (the
 and ``acc.txt`` (the data path, then ``AUC: <value>``) with the released label files
 ``<last video>_gt_label.mat`` / ``_est_label.mat`` (see utils/eval.py); and ``results.json`` (every metric of
 :mod:`utils.eval`, the weights used and the options) with ``opt.txt`` / ``opt.json``; with ``--Plots True``, the
-figures of :mod:`utils.plots` under ``plots/``.
+figures of :mod:`utils.plots` under ``plots/``. When the prepared data has pixel masks (``testing_masks/``),
+``results.json`` also holds the localization measures of :mod:`utils.localization` under ``localization``.
+
+    python script_testing.py <the same model flags> --Video PATH
+
+scores one video file or folder of frames instead, without preparation or ground truth (utils/single_video.py).
 """
 import sys
 import time
@@ -23,20 +28,22 @@ from tqdm import tqdm
 
 from data.layout import VideoLayout
 from data.readers import read_ground_truth
-from data.registry import dataset_spec
+from data.registry import dataset_spec, family_of
 from data.video_datasets import VideoDatasetOneDir
 from models import build_model, is_memory_model
 from options import TestOptions
 from utils.checkpoint import find_weights, load_weights
-from utils.errors import run_cli
+from utils.errors import InputError, run_cli
 from utils.experiments import one_class_experiment
 from utils.paths import input_folder, output_folder
 from utils.eval import VideoResult, align_labels, centre_frames_from_clips, evaluate, write_acc_txt, \
     write_label_mats, write_results_json
+from utils.localization import LocalizationAccumulator
 from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
 from utils.runtime import autocast, memory_layout, select_device
 from utils.scoring import resolve_score_type, score_video, video_scorer
+from utils.single_video import score_single_video
 
 
 def load_model(opt, device):
@@ -53,6 +60,14 @@ def main(argv=None):
     input_folder(opt.DataRoot, '--DataRoot')
     output_folder(opt.OutRoot, '--OutRoot')
     device = select_device(opt.UseCUDA)
+    if opt.Video:  # one video of the user's own: no prepared data set, no ground truth
+        if family_of(opt.Dataset, opt.DataRoot) != 'video':
+            raise InputError(f'--Video needs a video model, but --Dataset {opt.Dataset} names an image or KDDCUP99 '
+                             f'data set')
+        model, weights = load_model(opt, device)
+        print(f'weights: {weights}')
+        score_single_video(opt, options, model, weights, device, is_memory_model(opt.ModelName))
+        return 0
     spec = dataset_spec(opt.Dataset, opt.DataRoot)
     if spec.family != 'video':  # images and KDDCUP99: evaluate the trained model of every protocol unit
         one_class_experiment(spec.family).run(opt, options, spec, device, train=False)
@@ -73,6 +88,8 @@ def main(argv=None):
         centres[name] = centre_frames_from_clips(datasets[name].frame_indices())
     clip_labels = {name: align_labels(frame_labels[name], centres[name], f'{name} ({layout.gt_file(name)})')
                    for name in datasets}
+    mask_dirs = {name: layout.mask_dir(name) for name in datasets if layout.mask_dir(name) is not None}
+    localizer = LocalizationAccumulator() if mask_dirs else None
 
     options.save(opt, res_path)
     # The figures' memory usage is recorded while scoring, not by another pass over the test set.
@@ -83,7 +100,8 @@ def main(argv=None):
     scorer = video_scorer(model.to(memory_format=memory_format), opt)
     with torch.inference_mode(), autocast(device, opt.AMP), usage:
         for name, dataset in tqdm(datasets.items(), desc='test videos', unit='video'):
-            scores = score_video(scorer, dataset, opt, score, device, memory_model, memory_format)
+            on_maps = localizer.video(name, centres[name], mask_dirs[name]) if name in mask_dirs else None
+            scores = score_video(scorer, dataset, opt, score, device, memory_model, memory_format, on_maps)
             np.save(res_path / f'{name}.npy', scores)
             videos.append(VideoResult(name, scores, clip_labels[name]))
     seconds = time.perf_counter() - started
@@ -92,15 +110,20 @@ def main(argv=None):
     data_path = f'{layout.root}/'
     write_acc_txt(res_path, data_path, evaluation.auc)
     write_label_mats(res_path, videos)
+    localization = localizer.as_dict() if localizer else None
     write_results_json(res_path, evaluation, {
         'setting': opt.setting, 'weights': str(weights), 'data_path': data_path, 'score': score,
         'test_seconds': seconds, 'clips_per_second': evaluation.num_clips / seconds, 'device': str(device),
-        'options': vars(opt)})
+        'localization': localization, 'options': vars(opt)})
+    if localization:
+        print(f"localization ({localization['frames']} frames with masks): pixel-level criterion AUC "
+              f"{localization['pixel_level_auc']:.4f}, EER {localization['pixel_level_eer']:.4f}; pixel-wise AUROC "
+              f"{localization['pixel_auroc']:.4f}")
     if evaluation.constant_score_videos:
         print(f'note: constant scores (regularity set to 1) in {", ".join(evaluation.constant_score_videos)}')
     if opt.Plots:
         folder = write_test_plots(res_path, videos, frame_labels, centres, datasets, evaluation, model,
-                                  memory_model, usage if memory_model else None)
+                                  memory_model, usage if memory_model else None, localizer)
         print(f'figures: {folder}')
     print(f'AUC: {evaluation.auc} ({evaluation.num_clips} clips, {seconds:.1f} s) -> {res_path}')
     return 0

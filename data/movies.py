@@ -46,3 +46,46 @@ def movie_files(folder):
     """The video files of a folder, in name order."""
     return sorted((p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in MOVIE_SUFFIXES),
                   key=lambda p: natural_key(p.name))
+
+
+def movie_rate(path, default):
+    """The frame rate of a video file (frames per second), or ``default`` when it has none or is no video file."""
+    try:
+        av = _av()
+        with av.open(str(path)) as container:
+            rate = container.streams.video[0].average_rate
+        return float(rate) if rate else default
+    except Exception:  # a folder of frames, or a file whose rate cannot be read: the default is fine for a preview
+        return default
+
+
+MOVIE_CODECS = ('libx264', 'mpeg4')  # H.264 where FFmpeg has it, else MPEG-4 part 2; both play in browsers/VLC
+
+
+def write_movie(path, frames, fps):
+    """Encode RGB uint8 frames (H x W x 3, even H and W) into an MP4 file; False (nothing written) when PyAV or
+    an encoder is missing. ``frames`` is consumed one at a time."""
+    try:
+        av = _av()
+        codec = next(name for name in MOVIE_CODECS if _has_encoder(av, name))
+    except (DataFormatError, StopIteration):
+        return False
+    with av.open(str(path), 'w') as container:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                stream = container.add_stream(codec, rate=round(fps))
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = 'yuv420p'
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
+        if stream is not None:
+            container.mux(stream.encode())
+    return True
+
+
+def _has_encoder(av, name):
+    try:
+        av.codec.Codec(name, 'w')
+    except Exception:  # PyAV raises its own UnknownCodecError, whose module moved between versions
+        return False
+    return True

@@ -29,6 +29,12 @@ def frame_to_tensor(frame):
     return tensor.sub_(NORM_MEAN).div_(NORM_STD)
 
 
+def normalised_frames(frames):
+    """uint8 frames (any leading shape, then H x W x C) as float32 in [-1, 1], the values of
+    :func:`frame_to_tensor` (same operations, same order)."""
+    return frames.to(torch.float32).div(255).sub_(NORM_MEAN).div_(NORM_STD)
+
+
 class ClipDataset(Dataset):
     """Clips given as (index file, frame folder, 1-based frame numbers)."""
 
@@ -138,7 +144,7 @@ class PreloadedVideo:
     def normalised(self, rows):
         """The frames ``rows`` selects (any shape of indices, then H x W x C) as floats in [-1, 1], the channel
         moved before the time: ``(..., C, H, W)`` -> for clips B x C x T x H x W, for a row of frames F x C x H x W."""
-        frames = self.frames[rows].to(torch.float32).div(255).sub_(NORM_MEAN).div_(NORM_STD)
+        frames = normalised_frames(self.frames[rows])
         return frames.permute(0, 4, 1, 2, 3) if rows.dim() == 2 else frames.permute(0, 3, 1, 2)
 
     def batches(self, batch_size):

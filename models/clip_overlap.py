@@ -191,11 +191,8 @@ class ClipWindowModel(nn.Module):
         for layer in self.encoder[:SHARED_LAYERS]:
             level = shared_layer(layer, level, clips)
         encoded = clips_of(level, clips)
-        outputs = [self.per_clip_layers(encoded[start:start + batch_size].contiguous(memory_format=memory_format))
-                   for start in range(0, clips, batch_size)]
-        if self.memory is None:
-            return torch.cat(outputs)
-        return {key: torch.cat([output[key] for output in outputs]) for key in ('output', 'att')}
+        return joined([self.per_clip_layers(encoded[start:start + batch_size].contiguous(memory_format=memory_format))
+                       for start in range(0, clips, batch_size)])
 
     def per_clip_layers(self, x):
         """The layers after the shared ones, on a batch of clips; the model's output for them."""
@@ -207,3 +204,24 @@ class ClipWindowModel(nn.Module):
         for layer in self.decoder:
             x = layer(x)
         return x if memory_result is None else {'output': x, 'att': memory_result['att']}
+
+
+def joined(outputs):
+    """The outputs of batches of clips as one: a tensor, or (MemAE) a dict of tensors, concatenated in order."""
+    if isinstance(outputs[0], dict):
+        return {key: torch.cat([output[key] for output in outputs]) for key in outputs[0]}
+    return torch.cat(outputs)
+
+
+class PerClipModel(nn.Module):
+    """The window interface of :class:`ClipWindowModel` over the unchanged model: every clip of the window goes
+    through the whole model, ``batch_size`` clips at a time (``--ClipWindow 0`` on a frame stream, ``--Video``)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames, clip_len, memory_format=torch.contiguous_format, batch_size=8):
+        clips = frames.unfold(0, clip_len, 1).permute(0, 1, 4, 2, 3)  # K x C x T x H x W
+        return joined([self.model(clips[start:start + batch_size].contiguous(memory_format=memory_format))
+                       for start in range(0, len(clips), batch_size)])

@@ -25,11 +25,19 @@ class TestOptions(BaseOptions):
                             'preloaded as with --PreloadFrames. 0: every clip through the whole model, --BatchSize '
                             'clips per pass, as released',
                             type=int, default=16)
+        parser.add_argument('--Video', help='(added) score this video file (what PyAV decodes) or folder of frame '
+                            'images instead of a prepared test set: no preparation, no ground truth; outputs in '
+                            '<OutRoot>/video_<name>/ (utils/single_video.py)', type=optional_path, default=None)
+        parser.add_argument('--VideoSize', help='(added) --Video: the frame size H W the model takes; default: the '
+                            'size in <DataRoot>/<Dataset>/prepare.json, else 256 256 (the released preparation)',
+                            type=int, nargs=2, metavar=('H', 'W'), default=None)
         parser.add_argument('--PreloadFrames', help='(added) video, --ClipWindow 0: decode each test video once into '
                             'one uint8 tensor on the device (GPU memory on CUDA) and cut the clips from it, instead of '
                             'a DataLoader; same scores', type=str2bool, default=False)
 
     def check(self, opt):
+        if opt.VideoSize is not None and min(opt.VideoSize) < 1:
+            self.parser.error(f'--VideoSize must be two positive numbers H W, got {opt.VideoSize}')
         if opt.ClipWindow < 0:
             self.parser.error(f'--ClipWindow must be 0 (every clip separately) or a positive number of clips, got '
                               f'{opt.ClipWindow}')

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from data.video_datasets import ClipDataset, PreloadedVideo, VideoDatasetOneDir
 from data.layout import VideoLayout
 from models import AutoEncoderCov3D, AutoEncoderCov3DMem, weights_init
-from models.clip_overlap import ClipWindowModel, image_layer_by_matmul
+from models.clip_overlap import ClipWindowModel, PerClipModel, image_layer_by_matmul
 from utils.memory_usage import SlotUsage
 from utils.scoring import score_clips, score_video, score_windows, video_scorer
 
@@ -56,6 +56,18 @@ def test_window_equals_the_model_on_every_clip(channels, frames_in_window):
             window, reference = window['output'], reference['output']
         assert window.shape == reference.shape == (frames_in_window - 15, channels, 16, 32, 48)
         assert close(window, reference) < 1e-5
+
+
+def test_per_clip_model_runs_every_clip_of_a_window_through_the_model_in_batches():
+    frames = torch.randn(20, 1, 16, 16)
+    for model in (trained_looking(AutoEncoderCov3DMem(1, 10)), trained_looking(AutoEncoderCov3D(1), seed=1)):
+        with torch.inference_mode():
+            batched = PerClipModel(model)(frames, 16, batch_size=2)  # 5 clips: batches of 2, 2, 1
+            reference = model(every_clip(frames))
+        if isinstance(model, AutoEncoderCov3DMem):
+            assert torch.allclose(batched['att'], reference['att'], atol=1e-6)
+            batched, reference = batched['output'], reference['output']
+        assert batched.shape == (5, 1, 16, 16, 16) and torch.allclose(batched, reference, atol=1e-6)
 
 
 def test_window_with_clips_of_eight_frames_and_channels_last():
@@ -120,9 +132,9 @@ def test_window_scores_equal_per_clip_scores_on_a_video_with_a_gap(prepared_root
     cpu = torch.device('cpu')
     with torch.inference_mode():
         per_clip = score_clips(model, PreloadedVideo(dataset, cpu).batches(1), 'l2', cpu, True)
+        video = PreloadedVideo(dataset, cpu)
         for clips_per_window in (1, 3, 16):
-            windowed = score_windows(ClipWindowModel(model), PreloadedVideo(dataset, cpu), clips_per_window, 'l2',
-                                     True, 4)
+            windowed = score_windows(ClipWindowModel(model), video.windows(clips_per_window), 16, 'l2', True, 4)
             assert np.allclose(windowed, per_clip, rtol=1e-6, atol=0)
 
 
@@ -139,3 +151,19 @@ def test_score_video_takes_the_window_path_unless_clip_window_is_0(prepared_root
         with torch.inference_mode():
             scores[window] = score_video(scorer, dataset, opt, 'mse', cpu, False)
     assert len(scores[0]) == len(dataset) and np.allclose(scores[2], scores[0], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize('window', [0, 2])
+def test_both_paths_hand_over_the_centre_error_maps_in_clip_order(prepared_root, window):
+    model = trained_looking(AutoEncoderCov3DMem(1, 20))
+    layout = VideoLayout(prepared_root / 'UCSD_P2_256')
+    dataset = VideoDatasetOneDir(layout.index_dir('test') / 'Test002', layout.frames_dir('test') / 'Test002')
+    opt = SimpleNamespace(ClipWindow=window, Compile=False, BatchSize=2, PreloadFrames=False, NumWorker=0)
+    handed = []
+    with torch.inference_mode():
+        score_video(video_scorer(model, opt), dataset, opt, 'l2', torch.device('cpu'), True, on_maps=handed.append)
+        clips = torch.stack([dataset[i][1] for i in range(len(dataset))])
+        r = model(clips)['output'] - clips
+    expected = torch.sqrt(torch.sum(r[:, :, 8] ** 2, dim=1)).numpy()  # clip i's frame i + 8: its label's frame
+    maps = np.concatenate(handed)
+    assert maps.shape == (5, 32, 32) and np.allclose(maps, expected, rtol=1e-5, atol=1e-6)

@@ -7,12 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
+import script_testing
 from data.layout import VideoLayout
 from data.readers import read_ground_truth
 from data.synthetic import background, make_synthetic, render_video
 from models import MemModule
 from shell import run_script
 from utils.errors import InputError
+from utils.experiments.settings import experiment
 from utils.eval import VideoResult
 from utils.memory_usage import SlotUsage
 from utils.plots import most_anomalous_clips, shaded_spans
@@ -59,8 +61,15 @@ def test_synthetic_size_must_fit_the_video_autoencoder(tmp_path):
         make_synthetic(tmp_path / 'x', size=40)
 
 
-def test_plain_test_sh_without_ped2_runs_the_demo_with_figures(tiny_demo_root, tmp_path):
-    done = run_script('bash', 'test.sh', DATA_ROOT=tiny_demo_root, OUT_ROOT=tmp_path / 'out')
+@pytest.fixture(scope='module')
+def demo_run(tiny_demo_root, tmp_path_factory):
+    """Plain `bash test.sh` on the tiny demo data: the run and its OUT_ROOT (which holds the demo's weights)."""
+    out = tmp_path_factory.mktemp('demo_run') / 'out'
+    return run_script('bash', 'test.sh', DATA_ROOT=tiny_demo_root, OUT_ROOT=out), out
+
+
+def test_plain_test_sh_without_ped2_runs_the_demo_with_figures(demo_run):
+    done, out = demo_run
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'No prepared UCSD Ped2' in done.stderr
     # both source layouts get their preparation command
@@ -70,15 +79,39 @@ def test_plain_test_sh_without_ped2_runs_the_demo_with_figures(tiny_demo_root, t
     assert done.stdout.count('----------------- Options') == 1  # training prints the table, testing one line
     assert 'options (not at their default; all in opt.txt): ' in done.stdout
     setting = 'MemAE_Conv3DSpar_SyntheticDemo_MemDim2000_EntW0.0002_ShrThres0.0025_Seed1_Non'
-    res = tmp_path / 'out' / f'res_{setting}'
+    res = out / f'res_{setting}'
     results = json.loads((res / 'results.json').read_text())
     assert 0 <= results['metrics']['auc'] <= 1 and results['metrics']['num_clips'] == 3 * 9
-    figures = ['roc.png', 'error_maps.png', 'memory_usage.png'] + [f'regularity_Test00{k}.png' for k in (1, 2, 3)]
+    assert results['localization']['frames'] == 3 * 9  # the demo keeps its objects' masks: localization too
+    figures = ['roc.png', 'error_maps.png', 'memory_usage.png', 'localization_roc.png']
+    figures += [f'regularity_Test00{k}.png' for k in (1, 2, 3)]
     for name in figures:
         with Image.open(res / 'plots' / name) as image:  # a real PNG, not an empty file
             assert image.size[0] > 100 and image.size[1] > 100
-    assert (tmp_path / 'out' / f'model_{setting}').is_dir()  # the demo's weights land in OUT_ROOT
-    assert any((tmp_path / 'out' / f'log_{setting}').iterdir())  # and its TensorBoard log
+    assert (out / f'model_{setting}').is_dir()  # the demo's weights land in OUT_ROOT
+    assert any((out / f'log_{setting}').iterdir())  # and its TensorBoard log
+
+
+def test_a_synthetic_video_of_your_own_dips_where_its_anomaly_is(demo_run, tiny_demo_root, tmp_path):
+    """--Video on a new video of the demo's scene (data/synthetic.py) with the demo's weights: a cart enters at
+    frame 41; the lowest regularity is a frame that shows it, and anomalous frames score lower than normal ones."""
+    done, out = demo_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    rng = np.random.default_rng(0)
+    scene = background(32, rng)  # the demo's camera: make_synthetic draws its background first, from seed 0
+    frames, masks = render_video(32, 64, rng, scene, 'cart', anomaly_start=40)
+    folder = tmp_path / 'my video'
+    folder.mkdir()
+    for t, frame in enumerate(frames, start=1):
+        Image.fromarray(frame).save(folder / f'frame_{t}.png')
+    argv = [*experiment('demo').flags, '--DataRoot', str(tiny_demo_root), '--ModelRoot', str(out), '--OutRoot',
+            str(tmp_path / 'results'), '--Video', str(folder), '--UseCUDA', 'False', '--PrintOptions', 'False']
+    assert script_testing.main(argv) == 0
+    regular = np.load(tmp_path / 'results' / 'video_my video' / 'regularity.npy')
+    anomalous = masks.any(axis=(1, 2))
+    assert len(regular) == 64 and not anomalous[:40].any() and anomalous[40:].all()
+    assert anomalous[np.argmin(regular)]
+    assert regular[anomalous].mean() < regular[~anomalous].mean() - 0.2
 
 
 def test_explicit_ped2_without_data_is_an_error_not_the_demo(tmp_path):

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from sklearn import metrics
 
 import script_testing
 import script_training
@@ -110,6 +112,7 @@ def test_legacy_checkpoint_through_the_script_equals_a_direct_forward_pass(prepa
 
     layout = VideoLayout(prepared_root / 'UCSD_P2_256')
     model.eval()
+    centre_maps, centre_masks = [], []  # for the localization check below
     for video in ('Test001', 'Test002'):
         dataset = VideoDatasetOneDir(layout.index_dir('test') / video, layout.frames_dir('test') / video)
         expected = []
@@ -118,9 +121,27 @@ def test_legacy_checkpoint_through_the_script_equals_a_direct_forward_pass(prepa
                 clip = dataset[i][1][None]
                 r = model(clip)['output'] - clip
                 expected.append(torch.mean((torch.sum(r ** 2, dim=1) ** 0.5).view(1, -1), dim=-1).item())
+                centre_maps.append((torch.sum(r[0, :, 8] ** 2, dim=0) ** 0.5).numpy())  # clip i: frames i+1..i+16
+                mask = Image.open(prepared_root / 'UCSD_P2_256' / 'testing_masks' / video / f'{i + 9:03d}.png')
+                centre_masks.append(np.asarray(mask) > 0)
         assert np.array_equal(np.load(res / f'{video}.npy'), np.array(expected))  # the released computation
         # the default clip windows: the same up to float rounding
         assert np.allclose(np.load(windows / f'{video}.npy'), np.array(expected), rtol=1e-6, atol=0)
+
+    # Localization (the synthetic data has pixel masks): the UCSD criterion per frame (anomalous: the
+    # ceil(0.4 n)-th largest error in the mask; normal: the largest error) and every pixel, from the maps above
+    anomalous = np.array([m.any() for m in centre_masks])
+    assert 0 < anomalous.sum() < len(anomalous)
+    criterion = [np.sort(e[m])[::-1][-(-2 * m.sum() // 5) - 1] if m.any() else e.max()
+                 for e, m in zip(centre_maps, centre_masks)]
+    pixels = np.concatenate([e.ravel() for e in centre_maps]), np.concatenate([m.ravel() for m in centre_masks])
+    for folder in (res, windows):
+        localization = json.loads((folder / 'results.json').read_text())['localization']
+        assert (localization['frames'], localization['anomalous_frames']) == (10, anomalous.sum())
+        assert localization['videos'] == ['Test001', 'Test002']
+        assert localization['pixel_level_auc'] == pytest.approx(metrics.roc_auc_score(anomalous, criterion), abs=1e-9)
+        exact = metrics.roc_auc_score(pixels[1], pixels[0])
+        assert abs(localization['pixel_auroc'] - exact) <= localization['pixel_auroc_bin_bound'] + 1e-12
 
 
 def test_batch_size_does_not_change_scores(prepared_root, trained, tmp_path):

@@ -119,9 +119,9 @@ def our_scores(model, dataset, args):
 def window_scores(model, dataset, args):
     """script_testing.py's default loop (``--ClipWindow``): windows of overlapping clips, the first encoder layers
     computed once per window (models/clip_overlap.py); the per-clip layers in ``--channels-last`` if given."""
-    cpu = torch.device('cpu')
+    video = PreloadedVideo(dataset, torch.device('cpu'))
     with torch.inference_mode():
-        return score_windows(ClipWindowModel(model), PreloadedVideo(dataset, cpu), args.window, 'l2', True,
+        return score_windows(ClipWindowModel(model), video.windows(args.window), video.rows.shape[1], 'l2', True,
                              max(args.batch, WINDOW_BATCH_MIN), memory_layout(args.channels_last))
 
 

@@ -5,10 +5,15 @@
 * ``roc.png``: the ROC curve of the released protocol (all videos, anomalies positive, score 1 - p) and its AUC;
 * ``error_maps.png``: for the clips with the highest normalised error, the centre frame, its reconstruction and
   the per-pixel error as a heat map;
+* ``localization_roc.png`` (test sets with pixel masks): the ROC of the UCSD pixel-level criterion and the
+  pixel-wise ROC (:mod:`utils.localization`), with the frame-level ROC for comparison;
 * ``memory_usage.png`` (MemAE): the share of the addressing weight each memory slot received over the test set,
   slots sorted by share.
 
 The usage figure draws what :class:`utils.memory_usage.SlotUsage` recorded while the test set was scored.
+
+For one video of your own (``--Video``, :mod:`utils.single_video`): ``score_curve.png`` (regularity per frame) and
+``most_anomalous.png`` (frames with their error heat map laid over them, :func:`heat_overlay`).
 """
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from sklearn import metrics
 
 from data.video_datasets import NORM_MEAN, NORM_STD
 from utils.eval import regularity
+from utils.scoring import centre_error_maps, reconstruction
 
 ERROR_MAP_CLIPS = 4
 
@@ -28,6 +34,20 @@ def pyplot():
     matplotlib.use('Agg')
     from matplotlib import pyplot
     return pyplot
+
+
+def save_figure(plt, figure, path):
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def label_roc_axes(axis, title):
+    """The chance diagonal, the axis names and the title of an ROC figure."""
+    axis.plot([0, 1], [0, 1], color='grey', lw=0.8, ls='--')
+    axis.set_xlabel('false positive rate')
+    axis.set_ylabel('true positive rate')
+    axis.set_title(title, fontsize=9)
 
 
 def shaded_spans(frame_labels):
@@ -49,9 +69,7 @@ def plot_regularity(path, name, centre_frames, scores, frame_labels, auc=None):
     axis.set_ylabel('regularity score')
     title = name if auc is None or np.isnan(auc) else f'{name} (video AUC {auc:.3f})'
     axis.set_title(f'{title}; shaded: anomalous frames', fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(plt, figure, path)
 
 
 def plot_roc(path, labels, anomaly_scores, auc):
@@ -59,14 +77,9 @@ def plot_roc(path, labels, anomaly_scores, auc):
     fpr, tpr, _ = metrics.roc_curve(labels, anomaly_scores, pos_label=1)
     figure, axis = plt.subplots(figsize=(3.6, 3.6))
     axis.plot(fpr, tpr, color='tab:blue', label=f'AUC {auc:.4f}')
-    axis.plot([0, 1], [0, 1], color='grey', lw=0.8, ls='--')
-    axis.set_xlabel('false positive rate')
-    axis.set_ylabel('true positive rate')
-    axis.set_title('frame-level ROC', fontsize=9)
+    label_roc_axes(axis, 'frame-level ROC')
     axis.legend(loc='lower right')
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(plt, figure, path)
 
 
 def most_anomalous_clips(videos, count=ERROR_MAP_CLIPS):
@@ -89,18 +102,18 @@ def plot_error_maps(path, model, clips, titles, memory_model):
     """Centre frame | reconstruction | per-pixel L2 error, one row per clip (C x T x H x W, in [-1, 1])."""
     plt = pyplot()
     device = next(model.parameters()).device
+    batch = torch.stack(clips)
     with torch.inference_mode():
-        output = model(torch.stack(clips).to(device))
-    recon = (output['output'] if memory_model else output).float().cpu()
+        recon = reconstruction(model(batch.to(device)), memory_model).float().cpu()
+    errors = centre_error_maps(recon, batch.float())
     figure, axes = plt.subplots(len(clips), 3, figsize=(6, 2.1 * len(clips)), squeeze=False)
-    for row, (clip, rec, title) in enumerate(zip(clips, recon, titles)):
+    for row, (clip, rec, error, title) in enumerate(zip(clips, recon, errors, titles)):
         t = clip.shape[1] // 2
         frame, rebuilt = clip[:, t].float(), rec[:, t]
-        error = torch.sum((rebuilt - frame) ** 2, dim=0) ** 0.5
         panels = ((frame * NORM_STD + NORM_MEAN).clamp(0, 1), (rebuilt * NORM_STD + NORM_MEAN).clamp(0, 1))
         for col, image in enumerate(panels):
             axes[row, col].imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap='gray', vmin=0, vmax=1)
-        heat = axes[row, 2].imshow(error.numpy(), cmap='inferno')
+        heat = axes[row, 2].imshow(error, cmap='inferno')
         figure.colorbar(heat, ax=axes[row, 2], fraction=0.046)
         axes[row, 0].set_ylabel(title, fontsize=8)
         for col, label in enumerate(('input', 'reconstruction', 'error')):
@@ -108,9 +121,72 @@ def plot_error_maps(path, model, clips, titles, memory_model):
             axes[row, col].set_yticks([])
             if row == 0:
                 axes[row, col].set_title(label, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(plt, figure, path)
+
+
+def plot_localization_roc(path, localizer, frame_labels, frame_scores, frame_auc):
+    """The ROC of the UCSD pixel-level criterion and the pixel-wise ROC (a :class:`LocalizationAccumulator`),
+    beside the frame-level ROC of the released protocol."""
+    plt = pyplot()
+    result = localizer.result()
+    labels, scores = localizer.labels_and_scores()
+    figure, axis = plt.subplots(figsize=(4.2, 4.2))
+    fpr, tpr, _ = metrics.roc_curve(frame_labels, frame_scores)
+    axis.plot(fpr, tpr, color='tab:blue', label=f'frame level: AUC {frame_auc:.4f}')
+    if 0 < labels.sum() < len(labels):
+        fpr, tpr, _ = metrics.roc_curve(labels, scores)
+        axis.plot(fpr, tpr, color='tab:red', label=f'pixel level (40 % rule): AUC {result.pixel_level_auc:.4f}')
+    axis.plot(*localizer.pixel_roc(), color='tab:green', label=f'pixel-wise: AUROC {result.pixel_auroc:.4f}')
+    label_roc_axes(axis, f'localization, {result.frames} frames of {len(result.videos)} videos with masks')
+    axis.legend(loc='lower right', fontsize=8)
+    save_figure(plt, figure, path)
+
+
+def heat_overlay(frame, error_map, scale, opacity=0.65):
+    """An RGB uint8 image: the frame (H x W x C uint8) with the error map (H x W) drawn over it in the 'inferno'
+    colours, errors from 0 to ``scale`` shown from transparent to ``opacity``."""
+    import matplotlib
+    level = np.clip(np.asarray(error_map, dtype=np.float32) / scale, 0, 1)
+    heat = matplotlib.colormaps['inferno'](level)[:, :, :3]
+    grey = np.repeat(frame, 3, axis=2) if frame.shape[2] == 1 else frame
+    alpha = opacity * level[:, :, None]
+    return np.round((1 - alpha) * grey + alpha * 255 * heat).astype(np.uint8)
+
+
+def plot_video_scores(path, name, regularity_per_frame, picks, clip_len):
+    """Regularity against frame for one video, the picked frames marked; the first and last ``clip_len // 2``
+    frames or so carry their nearest clip's value (dotted)."""
+    plt = pyplot()
+    values = np.asarray(regularity_per_frame)
+    frames = np.arange(1, len(values) + 1)
+    first, last = clip_len // 2, len(values) - (clip_len - 1 - clip_len // 2)
+    figure, axis = plt.subplots(figsize=(7, 2.6))
+    axis.plot(frames, values, color='tab:blue', lw=0.8, ls=':')
+    axis.plot(frames[first:last], values[first:last], color='tab:blue', lw=1.2)
+    axis.plot([p.frame for p in picks], [p.regularity for p in picks], 'o', color='tab:red', ms=4,
+              label='most anomalous')
+    axis.set_xlim(1, max(len(values), 2))
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_xlabel('frame')
+    axis.set_ylabel('regularity score')
+    axis.set_title(f'{name}: regularity (per-video min-max of the clip errors; dotted: nearest clip)', fontsize=9)
+    axis.legend(loc='lower right', fontsize=8)
+    save_figure(plt, figure, path)
+
+
+def plot_anomalous_frames(path, picks):
+    """One row per picked frame: the frame, and the frame with its error heat map over it."""
+    plt = pyplot()
+    figure, axes = plt.subplots(len(picks), 2, figsize=(5, 2.5 * len(picks)), squeeze=False)
+    for row, pick in enumerate(picks):
+        for col, image in enumerate((pick.image, pick.overlay)):
+            axes[row, col].imshow(image.squeeze(-1) if image.shape[2] == 1 else image, cmap='gray', vmin=0, vmax=255)
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+        axes[row, 0].set_ylabel(f'frame {pick.frame}\nregularity {pick.regularity:.3f}', fontsize=8)
+    axes[0, 0].set_title('frame', fontsize=9)
+    axes[0, 1].set_title('reconstruction error', fontsize=9)
+    save_figure(plt, figure, path)
 
 
 def plot_slot_usage(path, usage):
@@ -126,17 +202,19 @@ def plot_slot_usage(path, usage):
     axis.set_ylabel('share of addressing weight')
     axis.set_title(f'{used} of {len(shares)} slots used; {usage.nonzero_per_query:.2f} non-zero weights per query',
                    fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(plt, figure, path)
 
 
 def write_test_plots(res_path, videos, frame_labels, centre_frames, datasets, evaluation, model, memory_model,
-                     usage=None):
+                     usage=None, localizer=None):
     """Every figure of the module docstring; returns the folder. ``frame_labels``, ``centre_frames`` and
     ``datasets`` map video names to the per-frame ground truth, the clips' 0-based centre frames and the clip
-    dataset; ``usage`` is the :class:`SlotUsage` recorded while scoring (MemAE)."""
+    dataset; ``usage`` is the :class:`SlotUsage` recorded while scoring (MemAE), ``localizer`` the
+    :class:`LocalizationAccumulator` (test sets with pixel masks)."""
     folder = write_score_plots(res_path, videos, frame_labels, centre_frames, evaluation)
+    if localizer is not None:
+        plot_localization_roc(folder / 'localization_roc.png', localizer, np.concatenate([v.labels for v in videos]),
+                              np.concatenate([1 - regularity(v.scores) for v in videos]), evaluation.auc)
     picks = most_anomalous_clips(videos)
     clips = [datasets[name][k][1] for name, k in picks]
     titles = [f'{name} frame {centre_frames[name][k] + 1}' for name, k in picks]

@@ -52,10 +52,28 @@ def mse_scores(recon, clips, normalised=True):
     return np.mean((difference ** 2).reshape(len(difference), -1), axis=1).tolist()
 
 
+def reconstruction(output, memory_model):
+    """The reconstruction in a model's output (a MemAE returns it under 'output', with the addressing weights)."""
+    return output['output'] if memory_model else output
+
+
 def model_scores(model, batch, score, memory_model, normalised=True):
-    """Run ``model`` on a batch and score each sample's reconstruction (a MemAE returns it under 'output')."""
-    output = model(batch)
-    return clip_scores(output['output'] if memory_model else output, batch, score, normalised)
+    """Run ``model`` on a batch and score each sample's reconstruction."""
+    return clip_scores(reconstruction(model(batch), memory_model), batch, score, normalised)
+
+
+def centre_error_maps(recon, clips):
+    """The per-pixel L2 error (over channels, on the normalised frames) of every clip's centre frame, position
+    T // 2, the frame whose label the clip takes: B x H x W float32 NumPy."""
+    t = clips.shape[2] // 2
+    return torch.linalg.vector_norm((recon[:, :, t] - clips[:, :, t]).float(), dim=1).cpu().numpy()
+
+
+def scored_batch(recon, clips, score, on_maps):
+    """The scores of one batch; ``on_maps`` (if given) receives the batch's centre error maps."""
+    if on_maps is not None:
+        on_maps(centre_error_maps(recon, clips))
+    return clip_scores(recon, clips, score)
 
 
 def clip_scores(recon, clips, score, normalised=True):
@@ -79,32 +97,40 @@ def video_scorer(model, opt):
     return compile_model(ClipWindowModel(model) if opt.ClipWindow else model, opt.Compile)
 
 
-def score_video(scorer, dataset, opt, score, device, memory_model, memory_format=torch.contiguous_format):
+def score_video(scorer, dataset, opt, score, device, memory_model, memory_format=torch.contiguous_format,
+                on_maps=None):
     """Per-clip scores of one video (a :class:`VideoDatasetOneDir`), in clip order, by the scorer of
-    :func:`video_scorer`."""
+    :func:`video_scorer`; ``on_maps``, if given, receives the clips' centre error maps in clip order."""
     if not opt.ClipWindow:
-        return score_clips(scorer, clip_batches(dataset, opt, device), score, device, memory_model, memory_format)
-    return score_windows(scorer, PreloadedVideo(dataset, device), opt.ClipWindow, score, memory_model,
-                         max(opt.BatchSize, WINDOW_BATCH_MIN), memory_format)
+        return score_clips(scorer, clip_batches(dataset, opt, device), score, device, memory_model, memory_format,
+                           on_maps)
+    video = PreloadedVideo(dataset, device)
+    return score_windows(scorer, video.windows(opt.ClipWindow), video.rows.shape[1], score, memory_model,
+                         window_batch(opt), memory_format, on_maps)
 
 
-def score_windows(window_model, video, clips_per_window, score, memory_model, batch_size,
-                  memory_format=torch.contiguous_format):
-    """Per-clip scores of one preloaded video (:class:`PreloadedVideo`), in clip order, from windows of
-    overlapping clips."""
+def window_batch(opt):
+    """How many clips the window path's per-clip layers take at once."""
+    return max(opt.BatchSize, WINDOW_BATCH_MIN)
+
+
+def score_windows(window_model, windows, clip_len, score, memory_model, batch_size,
+                  memory_format=torch.contiguous_format, on_maps=None):
+    """Per-clip scores, in clip order, from windows of overlapping clips: ``windows`` yields ``(positions,
+    frames)`` as :meth:`PreloadedVideo.windows` does, clip ``i`` of a window being its frames ``i .. i + clip_len
+    - 1``."""
     scores = []
-    clip_len = video.rows.shape[1]
-    for _, frames in video.windows(clips_per_window):
+    for _, frames in windows:
         output = window_model(frames, clip_len, memory_format, batch_size)
         clips = frames.unfold(0, clip_len, 1).permute(0, 1, 4, 2, 3)  # K x C x T x H x W, views of the frames
-        scores += clip_scores(output['output'] if memory_model else output, clips, score)
+        scores += scored_batch(reconstruction(output, memory_model), clips, score, on_maps)
     return np.asarray(scores, dtype=np.float64)
 
 
-def score_clips(model, loader, score, device, memory_model, memory_format=torch.contiguous_format):
+def score_clips(model, loader, score, device, memory_model, memory_format=torch.contiguous_format, on_maps=None):
     """Per-clip scores of one video, in clip order."""
     scores = []
     for _, clips in loader:
         clips = clips.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        scores += model_scores(model, clips, score, memory_model)
+        scores += scored_batch(reconstruction(model(clips), memory_model), clips, score, on_maps)
     return np.asarray(scores, dtype=np.float64)

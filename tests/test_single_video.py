@@ -1,0 +1,148 @@
+"""Scoring a video of your own (script_testing.py --Video, utils/single_video.py, data/frame_stream.py)."""
+import json
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import script_testing
+import utils.single_video
+from data.frame_stream import prepared_frames
+from data.layout import VideoLayout
+from data.readers import DataFormatError, load_frame
+from models import AutoEncoderCov3DMem
+from options import TestOptions as EvalOptions  # a Test* name would be collected by pytest
+from synthetic import video_frames, write_movie
+from utils.errors import run_cli
+from utils.eval import regularity
+from utils.single_video import GIF_FRAMES, frame_windows, video_frame_size
+
+MEMAE = ['--MemDim', '20', '--UseCUDA', 'False', '--PrintOptions', 'False']
+
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory):
+    torch.manual_seed(5)
+    path = tmp_path_factory.mktemp('weights') / 'memae.pt'
+    torch.save(AutoEncoderCov3DMem(1, 20).state_dict(), path)
+    return path
+
+
+def source_video(prepared_root, name='Test001'):
+    """The source frames (24 x 36 .tif) that the prepared data set's test video was made from."""
+    return prepared_root.parent / 'src' / 'UCSDped2' / 'Test' / name
+
+
+def score(prepared_root, weights, out, *extra):
+    argv = ['--DataRoot', str(prepared_root), '--OutRoot', str(out), '--ModelFilePath', str(weights), *MEMAE, *extra]
+    assert script_testing.main(argv) == 0
+
+
+def test_frames_are_prepared_as_the_data_set_preparation_prepares_them(prepared_root):
+    layout = VideoLayout(prepared_root / 'UCSD_P2_256')
+    ours = list(prepared_frames(source_video(prepared_root), (32, 32), 1))
+    stored = [load_frame(layout.frames_dir('test') / 'Test001' / f'{t:03d}.jpg') for t in range(1, 21)]
+    assert len(ours) == 20 and all(np.array_equal(a, b) for a, b in zip(ours, stored))
+
+
+@pytest.mark.parametrize('clip_window', ['16', '0'])
+def test_video_scores_are_the_test_set_scores_and_the_ends_take_the_nearest_clip(prepared_root, weights, tmp_path,
+                                                                                  clip_window):
+    score(prepared_root, weights, tmp_path, '--ClipWindow', clip_window)
+    score(prepared_root, weights, tmp_path, '--ClipWindow', clip_window, '--Video', str(source_video(prepared_root)))
+    res = next(tmp_path.glob('res_*'))
+    folder = tmp_path / 'video_Test001'
+    clip_scores = np.load(folder / 'clip_scores.npy')
+    assert np.array_equal(clip_scores, np.load(res / 'Test001.npy'))
+    rows = [line.split(',') for line in (folder / 'frame_scores.csv').read_text().splitlines()]
+    assert rows[0] == ['frame', 'clip', 'error', 'regularity'] and len(rows) == 21
+    # 20 frames, 5 clips of 16: clip k (1-based) is centred on frame k + 8; frames 1-9 take clip 1, 13-20 clip 5
+    assert [int(r[1]) for r in rows[1:]] == [1] * 9 + [2, 3, 4] + [5] * 8
+    clips = np.array([int(r[1]) for r in rows[1:]]) - 1
+    assert np.array_equal([float(r[2]) for r in rows[1:]], clip_scores[clips])
+    assert np.array_equal([float(r[3]) for r in rows[1:]], regularity(clip_scores)[clips])
+    assert np.array_equal(np.load(folder / 'regularity.npy'), regularity(clip_scores)[clips])
+
+
+def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prepared_root, weights, tmp_path):
+    frames, _ = video_frames(40, seed=9, anomalous=lambda t: 20 <= t <= 30)
+    movie = tmp_path / 'street.avi'
+    write_movie(movie, frames)
+    score(prepared_root, weights, tmp_path / 'small', '--Video', str(movie), '--ClipWindow', '4', '--Plots', 'True')
+    score(prepared_root, weights, tmp_path / 'whole', '--Video', str(movie), '--ClipWindow', '0')
+    folder = tmp_path / 'small' / 'video_street'
+    small = np.load(folder / 'clip_scores.npy')
+    assert len(small) == 25  # 40 frames: clips 1..25, windows of 4 clips (the last of 1)
+    assert np.allclose(small, np.load(tmp_path / 'whole' / 'video_street' / 'clip_scores.npy'), rtol=1e-6, atol=0)
+    import av
+    with av.open(str(folder / 'overlay.mp4')) as container:
+        decoded = [f.to_ndarray(format='rgb24') for f in container.decode(video=0)]
+    assert len(decoded) == 40 and decoded[0].shape == (32, 32, 3)
+    with Image.open(folder / 'most_anomalous.png') as image:
+        assert image.size[1] > 300
+    assert not (folder / 'error_maps.f16').exists()  # the maps waited on disk only while the video was scored
+    results = json.loads((folder / 'results.json').read_text())
+    assert (results['frames'], results['clips'], results['frame_size']) == (40, 25, [32, 32])
+    picked = [p['frame'] for p in results['most_anomalous_frames']]
+    assert 1 <= len(picked) <= 4 and all(abs(a - b) >= 16 for a in picked for b in picked if a != b)
+
+
+def test_without_an_mp4_encoder_the_overlay_is_a_gif(prepared_root, weights, tmp_path, monkeypatch):
+    monkeypatch.setattr(utils.single_video, 'write_movie', lambda path, frames, fps: False)
+    score(prepared_root, weights, tmp_path, '--Video', str(source_video(prepared_root)), '--Plots', 'True')
+    with Image.open(tmp_path / 'video_Test001' / 'overlay.gif') as gif:
+        assert gif.n_frames == min(20, GIF_FRAMES) and gif.size == (32, 32)
+
+
+def test_frame_windows_read_no_further_than_the_window_they_yield():
+    pulled = []
+
+    def frames():
+        for t in range(30):
+            pulled.append(t)
+            yield np.full((4, 4, 1), t, dtype=np.uint8)
+
+    windows = []
+    for positions, window in frame_windows(frames(), 8, 5, torch.device('cpu')):
+        windows.append((list(positions), len(pulled), window.shape))
+        first = (window[:, 0, 0, 0] * 0.5 + 0.5) * 255  # back to the frame numbers
+        assert torch.allclose(first, torch.arange(positions[0], positions[0] + window.shape[0]).float())
+    # 30 frames, clips of 8: 23 clips in windows of 5 (12 frames each), the last of 3 (10 frames)
+    assert windows == [(list(range(0, 5)), 12, (12, 1, 4, 4)), (list(range(5, 10)), 17, (12, 1, 4, 4)),
+                       (list(range(10, 15)), 22, (12, 1, 4, 4)), (list(range(15, 20)), 27, (12, 1, 4, 4)),
+                       (list(range(20, 23)), 30, (10, 1, 4, 4))]
+    with pytest.raises(DataFormatError, match='the video has 7 frames, fewer than the 8 of one clip'):
+        list(frame_windows(iter([np.zeros((4, 4, 1), np.uint8)] * 7), 8, 5, torch.device('cpu')))
+
+
+def test_the_frame_size_comes_from_the_flag_then_the_prepared_data_then_the_release(prepared_root, tmp_path):
+    opt = SimpleNamespace(VideoSize=[48, 64], DataRoot=str(prepared_root), Dataset='UCSD_P2_256')
+    assert video_frame_size(opt)[0] == (48, 64)
+    opt.VideoSize = None
+    assert video_frame_size(opt) == ((32, 32), str(prepared_root / 'UCSD_P2_256' / 'prepare.json'))
+    opt.DataRoot = str(tmp_path)
+    assert video_frame_size(opt)[0] == (256, 256)
+    with pytest.raises(SystemExit):
+        EvalOptions().parse(['--Video', 'x.mp4', '--VideoSize', '0', '64'], is_print=False)
+
+
+@pytest.mark.parametrize('video, extra, message', [
+    ('missing', [], '--Video .*missing does not exist'),
+    ('notes.txt', [], 'is neither a folder of frames nor a video file'),
+    ('empty', [], 'is a folder without frame images'),
+    ('short', [], 'the video has 3 frames, fewer than the 16 of one clip'),
+    ('short', ['--Dataset', 'MNIST'], '--Video needs a video model, but --Dataset MNIST'),
+])
+def test_bad_videos_are_one_sentence(prepared_root, weights, tmp_path, capsys, video, extra, message):
+    (tmp_path / 'notes.txt').write_text('not a video')
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'short').mkdir()
+    for t in range(3):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / 'short' / f'{t}.png')
+    argv = ['--DataRoot', str(prepared_root), '--OutRoot', str(tmp_path / 'out'), '--ModelFilePath', str(weights),
+            *MEMAE, '--Video', str(tmp_path / video), *extra]
+    assert run_cli(script_testing.main, argv) == 2
+    assert re.search(message, capsys.readouterr().err)

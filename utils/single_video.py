@@ -1,0 +1,231 @@
+"""Score one video you bring, without preparing a data set: ``script_testing.py --Video PATH``.
+
+    python script_testing.py --ModelName MemAE --ModelSetting Conv3DSpar --Dataset UCSD_P2_256 \
+        --MemDim 2000 --EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --Seed 1 --Video street.mp4 [--Plots True]
+
+PATH is a video file that PyAV decodes or a folder of frame images (natural name order). Its frames are prepared
+on the fly exactly as ``data.prepare_video`` prepares a data set (:mod:`data.frame_stream`) at the model's frame
+size: ``--VideoSize H W``, else the size in ``<DataRoot>/<Dataset>/prepare.json`` (the data the model was
+trained on), else 256 x 256 (the released preparation). Clips of ``--FrameNum`` frames at stride 1 are scored
+with the model's released score (``--ScoreType``), as ``script_testing.py`` scores a test set, by windows of
+``--ClipWindow`` clips (``0``: every clip through the whole model, ``--BatchSize`` at a time). The video streams:
+only one window of frames is held at a time.
+
+Outputs in ``<OutRoot>/video_<name>/``:
+
+* ``frame_scores.csv`` (``frame,clip,error,regularity``), ``error.npy`` and ``regularity.npy``: one value per frame.
+  A frame takes the score of the clip centred on it (centre = position ``FrameNum // 2``, as the frame labels of
+  the test protocol); the first ``FrameNum // 2`` and last ``FrameNum - 1 - FrameNum // 2`` frames have no such
+  clip and take the nearest clip's value (the ``clip`` column says which, 1-based). Regularity is the released
+  per-video min-max of the clip errors, ``1 - (e - min e) / (max e - min e)`` (1 everywhere if they are constant);
+* ``clip_scores.npy`` (one raw error per clip, like the ``res_<setting>/<Video>.npy`` of a test set);
+* ``score_curve.png``; ``results.json`` (what was scored, how, how fast, the most anomalous frames);
+  ``opt.txt`` / ``opt.json``;
+* with ``--Plots True``: ``most_anomalous.png`` (the most anomalous frames, at least ``FrameNum`` frames apart,
+  with their error heat map laid over them) and ``overlay.mp4``, the whole video with the heat map (PyAV;
+  without an MP4 encoder ``overlay.gif``, the ``GIF_FRAMES`` frames around the most anomalous one). Heat maps
+  are the per-pixel L2 error of each clip's centre frame; their colour scale is shared by the whole video (the
+  largest per-frame 99.5th percentile), so a bright region is bright relative to the rest of the video. The maps
+  wait on disk (float16, 2 bytes per pixel per frame) until the video has been scored, then are deleted.
+"""
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data.frame_stream import prepared_frames
+from data.movies import movie_rate, write_movie
+from data.readers import DataFormatError
+from data.video_datasets import normalised_frames
+from models.clip_overlap import ClipWindowModel, PerClipModel
+from utils.eval import regularity
+from utils.plots import heat_overlay, plot_anomalous_frames, plot_video_scores
+from utils.runtime import autocast, compile_model, memory_layout
+from utils.scoring import resolve_score_type, score_windows, window_batch
+
+DEFAULT_FRAME_SIZE = (256, 256)  # what the released preparation (and data.prepare_video) resizes to
+PICKS = 4                        # frames in most_anomalous.png
+HEAT_PERCENTILE = 99.5           # per frame; the largest over the video sets the heat maps' colour scale
+GIF_FRAMES = 200                 # overlay.gif (no MP4 encoder): the frames around the most anomalous one
+FOLDER_FPS = 25                  # overlay.mp4 of a folder of frames (a video file keeps its own rate)
+
+
+@dataclass
+class Pick:
+    """A frame shown in most_anomalous.png (1-based number)."""
+    frame: int
+    regularity: float
+    error: float
+    image: np.ndarray = None
+    overlay: np.ndarray = None
+
+
+def video_frame_size(opt):
+    """(H, W) to prepare the video's frames at, and where that size came from."""
+    if opt.VideoSize:
+        return tuple(opt.VideoSize), '--VideoSize'
+    summary = Path(opt.DataRoot) / opt.Dataset / 'prepare.json'
+    if summary.is_file():
+        try:
+            return tuple(int(n) for n in json.loads(summary.read_text())['size']), str(summary)
+        except (ValueError, KeyError, TypeError):
+            raise DataFormatError(f'{summary} holds no frame size ("size": [H, W]); pass --VideoSize H W') from None
+    return DEFAULT_FRAME_SIZE, f'the released preparation (no {summary}; --VideoSize H W sets another)'
+
+
+def video_name(path):
+    path = Path(path)
+    return path.name if path.is_dir() else path.stem
+
+
+def frame_windows(frames, clip_len, clips_per_window, device):
+    """``(positions, frames)`` windows over a stream of uint8 H x W x C frames, as
+    :meth:`data.video_datasets.PreloadedVideo.windows` yields them: clip ``i`` of a window is its frames ``i .. i +
+    clip_len - 1``; consecutive windows share ``clip_len - 1`` frames; at most one window of frames is held."""
+    held, first, seen = [], 0, 0
+    span = clips_per_window + clip_len - 1
+    for frame in frames:
+        held.append(frame)
+        seen += 1
+        if len(held) == span:
+            yield range(first, first + clips_per_window), window_tensor(held, device)
+            first += clips_per_window
+            held = held[clips_per_window:]
+    if len(held) >= clip_len:
+        yield range(first, first + len(held) - clip_len + 1), window_tensor(held, device)
+    elif first == 0:
+        raise DataFormatError(f'the video has {seen} frames, fewer than the {clip_len} of one clip (--FrameNum)')
+
+
+def window_tensor(frames, device):
+    """uint8 H x W x C frames -> F x C x H x W floats in [-1, 1] on ``device``."""
+    return normalised_frames(torch.from_numpy(np.stack(frames)).to(device)).permute(0, 3, 1, 2)
+
+
+class ErrorMapStore:
+    """The clips' centre error maps, appended to a float16 file as they come (``--Plots``), and each map's
+    ``HEAT_PERCENTILE``-th percentile."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.file = self.path.open('wb')
+        self.shape, self.levels = None, []
+
+    def add(self, error_maps):
+        self.shape = error_maps.shape[1:]
+        self.levels += np.percentile(error_maps.reshape(len(error_maps), -1), HEAT_PERCENTILE, axis=1).tolist()
+        self.file.write(np.ascontiguousarray(error_maps, dtype=np.float16).tobytes())
+
+    def maps(self):
+        self.file.close()
+        return np.memmap(self.path, dtype=np.float16, mode='r', shape=(len(self.levels), *self.shape))
+
+    def scale(self):
+        return max(max(self.levels), 1e-6)
+
+
+def frame_clips(num_frames, num_clips, clip_len):
+    """The 0-based clip whose score each frame takes: the clip centred on it, else the nearest one."""
+    return np.clip(np.arange(num_frames) - clip_len // 2, 0, num_clips - 1)
+
+
+def most_anomalous(per_frame_regularity, per_frame_error, clips_of_frames, clip_len, count=PICKS):
+    """Up to ``count`` frames with the lowest regularity, among frames that are their own clip's centre, at
+    least ``clip_len`` frames apart."""
+    own = np.flatnonzero(np.arange(len(clips_of_frames)) - clip_len // 2 == clips_of_frames)
+    picks = []
+    for frame in own[np.argsort(per_frame_regularity[own], kind='stable')]:
+        if all(abs(frame + 1 - pick.frame) >= clip_len for pick in picks):
+            picks.append(Pick(int(frame) + 1, float(per_frame_regularity[frame]), float(per_frame_error[frame])))
+            if len(picks) == count:
+                break
+    return picks
+
+
+def write_frame_scores(folder, clips_of_frames, error, regular):
+    np.save(folder / 'error.npy', error)
+    np.save(folder / 'regularity.npy', regular)
+    rows = ['frame,clip,error,regularity']
+    rows += [f'{f + 1},{c + 1},{float(e)!r},{float(p)!r}'
+             for f, (c, e, p) in enumerate(zip(clips_of_frames, error, regular))]
+    (folder / 'frame_scores.csv').write_text('\n'.join(rows) + '\n')
+
+
+def write_overlays(folder, opt, size, store, clips_of_frames, picks):
+    """overlay.mp4 (or overlay.gif) and the picks' images, from a second pass over the video's frames; returns
+    the movie's file name."""
+    maps, scale = store.maps(), store.scale()
+    picked = {pick.frame - 1: pick for pick in picks}
+    peak = picks[0].frame - 1
+    gif = []
+
+    def overlays():
+        for f, frame in enumerate(prepared_frames(opt.Video, size, opt.ImgChnNum)):
+            image = heat_overlay(frame, maps[clips_of_frames[f]], scale)
+            if f in picked:
+                picked[f].image, picked[f].overlay = frame, image
+            if abs(f - peak) < GIF_FRAMES // 2:
+                gif.append(image)
+            yield image
+
+    fps = movie_rate(opt.Video, FOLDER_FPS)
+    if write_movie(folder / 'overlay.mp4', overlays(), fps):
+        return 'overlay.mp4'
+    gif.clear()
+    for _ in overlays():  # no encoder: the frames around the peak as a GIF
+        pass
+    Image.fromarray(gif[0]).save(folder / 'overlay.gif', save_all=True, append_images=[Image.fromarray(g)
+                                                                                       for g in gif[1:]],
+                                 duration=round(1000 / fps), loop=0)
+    return 'overlay.gif'
+
+
+def score_single_video(opt, options, model, weights, device, memory_model):
+    """Score ``opt.Video`` with the (eval-mode) model; write the outputs of the module docstring; returns the
+    output folder."""
+    size, size_origin = video_frame_size(opt)
+    folder = Path(opt.OutRoot) / f'video_{video_name(opt.Video)}'
+    options.save(opt, folder)
+    score = resolve_score_type(opt.ScoreType, opt.ModelName)
+    memory_format = memory_layout(opt.ChannelsLast)
+    window_model = ClipWindowModel(model) if opt.ClipWindow else PerClipModel(model)
+    scorer = compile_model(window_model.to(memory_format=memory_format), opt.Compile)
+    store = ErrorMapStore(folder / 'error_maps.f16') if opt.Plots else None
+    print(f'--Video {opt.Video}: frames at {size[0]} x {size[1]} (from {size_origin}), {opt.ImgChnNum} channel(s)')
+    started = time.perf_counter()
+    try:
+        with torch.inference_mode(), autocast(device, opt.AMP):
+            windows = frame_windows(prepared_frames(opt.Video, size, opt.ImgChnNum), opt.FrameNum,
+                                    opt.ClipWindow or opt.BatchSize, device)
+            scores = score_windows(scorer, windows, opt.FrameNum, score, memory_model, window_batch(opt),
+                                   memory_format, store.add if store else None)
+        seconds = time.perf_counter() - started
+        num_frames = len(scores) + opt.FrameNum - 1
+        clips_of_frames = frame_clips(num_frames, len(scores), opt.FrameNum)
+        error, regular = scores[clips_of_frames], regularity(scores)[clips_of_frames]
+        np.save(folder / 'clip_scores.npy', scores)
+        write_frame_scores(folder, clips_of_frames, error, regular)
+        picks = most_anomalous(regular, error, clips_of_frames, opt.FrameNum)
+        plot_video_scores(folder / 'score_curve.png', video_name(opt.Video), regular, picks, opt.FrameNum)
+        outputs = ['frame_scores.csv', 'error.npy', 'regularity.npy', 'clip_scores.npy', 'score_curve.png']
+        if store:
+            outputs += [write_overlays(folder, opt, size, store, clips_of_frames, picks), 'most_anomalous.png']
+            plot_anomalous_frames(folder / 'most_anomalous.png', picks)
+    finally:
+        if store:
+            store.file.close()
+            store.path.unlink(missing_ok=True)
+    (folder / 'results.json').write_text(json.dumps({
+        'video': str(opt.Video), 'frames': int(num_frames), 'clips': int(len(scores)), 'frame_size': list(size),
+        'frame_size_from': size_origin, 'channels': opt.ImgChnNum, 'setting': opt.setting, 'weights': str(weights),
+        'score': score, 'seconds': seconds, 'clips_per_second': len(scores) / seconds, 'device': str(device),
+        'most_anomalous_frames': [{k: v for k, v in asdict(p).items() if k in ('frame', 'regularity', 'error')}
+                                  for p in picks],
+        'outputs': outputs, 'options': vars(opt)}, indent=2, sort_keys=True, default=str) + '\n')
+    print(f'{num_frames} frames, {len(scores)} clips in {seconds:.1f} s; most anomalous frame '
+          f'{picks[0].frame} (regularity {picks[0].regularity:.3f}) -> {folder}')
+    return folder
