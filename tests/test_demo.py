@@ -42,6 +42,9 @@ def test_synthetic_set_has_the_prepared_layout_and_labels_from_the_anomalous_obj
     for name in layout.videos('test'):
         labels = read_ground_truth(layout.gt_file(name))
         assert len(labels) == 24 and 0 < labels.sum() < 24  # every test video has normal and anomalous frames
+        # the anomalous object's pixel masks are kept, and mark exactly the anomalous frames
+        masks = [np.asarray(Image.open(layout.mask_dir(name) / f'{t:03d}.png')) for t in range(1, 25)]
+        assert [int(m.any()) for m in masks] == labels.tolist()
     frame = np.asarray(Image.open(layout.frames_dir('test') / 'Test001' / '001.jpg'))
     assert frame.shape == (32, 32)
 

@@ -200,7 +200,11 @@ def test_shell_scripts_train_then_test_an_experiment(prepared_root, tmp_path):
     assert trained.returncode == 0, trained.stderr
     tested = run_shell('test.sh', roots, 'ped2_ae', '--UseCUDA', 'False', '--NumWorker', '0')
     assert tested.returncode == 0, tested.stderr
-    assert (tmp_path / 'out' / 'res_AE_Conv3D_UCSD_P2_256_Non' / 'acc.txt').is_file()
+    res = tmp_path / 'out' / 'res_AE_Conv3D_UCSD_P2_256_Non'
+    results = json.loads((res / 'results.json').read_text())
+    # test.sh scored the weights train.sh wrote under MODEL_ROOT, and acc.txt holds the AUC of results.json
+    assert Path(results['weights']).parent == tmp_path / 'models' / 'model_AE_Conv3D_UCSD_P2_256_Non'
+    assert float((res / 'acc.txt').read_text().split()[-1]) == pytest.approx(results['metrics']['auc'])
 
 
 def test_shell_experiment_ped2_is_the_released_test_command():
