@@ -2,10 +2,11 @@
 UCSD pixel-level rule (threshold by threshold, pixel by pixel)."""
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn import metrics
 
 from data.readers import DataFormatError
-from utils.localization import LocalizationAccumulator, criterion_scores
+from utils.localization import Localization, LocalizationAccumulator, criterion_scores
 
 
 def flagged_rule_roc(error_maps, masks):
@@ -82,13 +83,73 @@ def test_pixel_auroc_is_sklearns_within_its_bin_bound():
     assert 0 < result.pixel_auroc_bin_bound < 1e-3
     assert abs(result.pixel_auroc - exact) <= result.pixel_auroc_bin_bound
     assert (result.pixels, result.anomalous_pixels) == (errors.size, int(masks.sum()))
+    fpr, tpr = accumulator.pixel_roc()  # one point per bin with a pixel in it (many hold just one here)
+    bins = np.unique(errors.view(np.uint32) >> 12)  # float32 bits: sign, exponent and 11 mantissa bits
+    assert (fpr[-1], tpr[-1]) == (1, 1) and len(fpr) == len(bins) + 1
     ties = np.round(errors * 4) / 4  # only exact ties share a bin: the histogram count is exact
     tied = LocalizationAccumulator()
     tied.add(ties, masks)
-    assert tied.result().pixel_auroc == pytest.approx(metrics.roc_auc_score(masks.ravel(), ties.ravel()), abs=1e-12)
+    result = tied.result()
+    assert result.pixel_auroc == pytest.approx(metrics.roc_auc_score(masks.ravel(), ties.ravel()), abs=1e-12)
+    values, positives = np.unique(ties[masks], return_counts=True)
+    negatives = np.array([(ties[~masks] == v).sum() for v in values])
+    tied_pairs = (positives * negatives).sum() / (masks.sum() * (~masks).sum())
+    assert result.pixel_auroc_bin_bound == pytest.approx(0.5 * tied_pairs)  # half of the tied pairs, at most
     fpr, tpr = tied.pixel_roc()
     reference_fpr, reference_tpr, _ = metrics.roc_curve(masks.ravel(), ties.ravel())
     assert np.allclose(fpr, reference_fpr) and np.allclose(tpr, reference_tpr)
+
+
+def test_the_smallest_cases_and_other_dtypes():
+    # one anomalous frame with one mask pixel, one normal frame: every measure is defined, and perfect here
+    errors = np.array([[[0.9, 0.1]], [[0.2, 0.3]]], dtype=np.float32)
+    masks = np.array([[[True, False]], [[False, False]]])
+    accumulator = LocalizationAccumulator()
+    accumulator.add(errors, masks)
+    result = accumulator.result()
+    assert (result.pixel_level_auc, result.pixel_level_eer, result.pixel_auroc) == (1.0, 0.0, 1.0)
+    fpr, tpr = accumulator.pixel_roc()
+    assert fpr.tolist() == [0, 0, 1 / 3, 2 / 3, 1] and tpr.tolist() == [0, 1, 1, 1, 1]
+    single = LocalizationAccumulator()  # one positive and one negative pixel
+    single.add(np.array([[[0.5, 0.4]]], dtype=np.float32), np.array([[[True, False]]]))
+    assert single.pixel_auroc() == (1.0, 0.0) and [a.tolist() for a in single.pixel_roc()] == [[0, 0, 1], [0, 1, 1]]
+    # float64 maps and 0 / 255 masks count as float32 maps and boolean masks do
+    errors, masks = random_case(6)
+    reference = LocalizationAccumulator()
+    reference.add(errors, masks)
+    other = LocalizationAccumulator()
+    other.add(errors.astype(np.float64), masks.astype(np.uint8) * 255)
+    assert other.result() == reference.result()
+
+
+def test_a_test_set_of_one_class_gives_nan_rather_than_a_number():
+    errors, masks = random_case(4)
+    accumulator = LocalizationAccumulator()
+    accumulator.add(errors[1::2], masks[1::2])  # the normal frames only: no anomalous frame, no mask pixel
+    result = accumulator.result()
+    assert np.isnan(result.pixel_level_auc) and np.isnan(result.pixel_level_eer)
+    assert np.isnan(result.pixel_auroc) and np.isnan(result.pixel_auroc_bin_bound)
+    everything_anomalous = LocalizationAccumulator()
+    everything_anomalous.add(errors[::2], masks[::2])
+    assert np.isnan(everything_anomalous.result().pixel_level_auc)
+    assert not np.isnan(everything_anomalous.result().pixel_auroc)  # their other pixels are negatives
+
+
+def test_video_reads_the_mask_of_each_clips_centre_frame(tmp_path):
+    errors, masks = random_case(5, frames=6)
+    for t in range(1, 10):  # masks of frames 1..9; the clips' centre frames are 3..8 (0-based 2..7)
+        mask = masks[t - 3] if 3 <= t <= 8 else np.ones((6, 6), dtype=bool)
+        Image.fromarray(mask.astype(np.uint8)).save(tmp_path / f'{t:03d}.png')  # 0 / 1: any non-zero pixel counts
+    streamed = LocalizationAccumulator()
+    add_maps = streamed.video('Test007', np.arange(2, 8), tmp_path)
+    add_maps(errors[:4])  # in batches, as the scoring loop hands them over
+    add_maps(errors[4:])
+    direct = LocalizationAccumulator()
+    direct.add(errors, masks)
+    assert streamed.result() == Localization(**{**direct.as_dict(), 'videos': ['Test007']})
+    (tmp_path / '008.png').unlink()
+    with pytest.raises(DataFormatError, match='has no mask for frame 8 of Test007'):
+        streamed.video('Test007', np.arange(2, 8), tmp_path)(errors)
 
 
 def test_masks_of_another_size_or_nan_errors_are_refused():
