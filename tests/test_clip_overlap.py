@@ -161,9 +161,12 @@ def test_both_paths_hand_over_the_centre_error_maps_in_clip_order(prepared_root,
     opt = SimpleNamespace(ClipWindow=window, Compile=False, BatchSize=2, PreloadFrames=False, NumWorker=0)
     handed = []
     with torch.inference_mode():
-        score_video(video_scorer(model, opt), dataset, opt, 'l2', torch.device('cpu'), True, on_maps=handed.append)
+        scores = score_video(video_scorer(model, opt), dataset, opt, 'l2', torch.device('cpu'), True,
+                             on_maps=handed.append)
         clips = torch.stack([dataset[i][1] for i in range(len(dataset))])
         r = model(clips)['output'] - clips
     expected = torch.sqrt(torch.sum(r[:, :, 8] ** 2, dim=1)).numpy()  # clip i's frame i + 8: its label's frame
     maps = np.concatenate(handed)
     assert maps.shape == (5, 32, 32) and np.allclose(maps, expected, rtol=1e-5, atol=1e-6)
+    # and the scores beside them are the released MemAE score, the mean of the per-pixel L2 norm over the clip
+    assert np.allclose(scores, torch.sqrt(torch.sum(r ** 2, dim=1)).mean(dim=(1, 2, 3)).numpy(), rtol=1e-5)

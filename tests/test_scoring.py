@@ -59,6 +59,8 @@ def test_model_scores_reads_the_memae_output_entry():
     batch = torch.rand(3, 4)
     for memory in (True, False):
         assert model_scores(Shift(memory), batch, 'mse', memory, normalised=False) == pytest.approx([1.0] * 3)
+        # l2: the norm over the 4 values of a sample (its "channels") of a difference of 1 each
+        assert model_scores(Shift(memory), batch, 'l2', memory, normalised=False) == pytest.approx([2.0] * 3)
 
 
 def test_scored_clips_come_back_in_clip_order_whatever_the_batching(prepared_root):

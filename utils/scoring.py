@@ -57,8 +57,8 @@ def reconstruction(output, memory_model):
     return output['output'] if memory_model else output
 
 
-def model_scores(model, batch, score, memory_model, normalised=True):
-    """Run ``model`` on a batch and score each sample's reconstruction."""
+def model_scores(model, batch, score, memory_model, normalised):
+    """Run ``model`` on a batch and score each sample's reconstruction (``normalised``: see :func:`clip_scores`)."""
     return clip_scores(reconstruction(model(batch), memory_model), batch, score, normalised)
 
 
