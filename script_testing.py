@@ -88,7 +88,7 @@ def main(argv=None):
         centres[name] = centre_frames_from_clips(datasets[name].frame_indices())
     clip_labels = {name: align_labels(frame_labels[name], centres[name], f'{name} ({layout.gt_file(name)})')
                    for name in datasets}
-    mask_dirs = {name: layout.mask_dir(name) for name in datasets if layout.mask_dir(name) is not None}
+    mask_dirs = {name: folder for name in datasets if (folder := layout.mask_dir(name)) is not None}
     localizer = LocalizationAccumulator() if mask_dirs else None
 
     options.save(opt, res_path)

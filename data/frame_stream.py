@@ -12,9 +12,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from data.layout import natural_key
+from data.layout import files_with_suffixes
 from data.movies import MOVIE_SUFFIXES, movie_frames
-from data.readers import DataFormatError, FRAME_SUFFIXES, is_hidden, load_frame
+from data.readers import DataFormatError, FRAME_SUFFIXES, load_frame
 
 JPEG_QUALITY = 75  # MATLAB imwrite's default for .jpg
 
@@ -30,9 +30,7 @@ def save_prepared_frame(image, target, size, channels):
 
 def frame_image_files(folder):
     """The frame images of a folder, in natural name order (``2.png`` before ``10.png``)."""
-    return sorted((p for p in Path(folder).iterdir()
-                   if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES and not is_hidden(p)),
-                  key=lambda p: natural_key(p.name))
+    return files_with_suffixes(folder, FRAME_SUFFIXES)
 
 
 def source_images(path):

@@ -27,6 +27,14 @@ def natural_key(name):
     return [int(part) if part.isdigit() else part for part in re.split(r'(\d+)', name)]
 
 
+def files_with_suffixes(folder, suffixes):
+    """The files of ``folder`` whose suffix (any case) is one of ``suffixes``, hidden files left out, in natural
+    name order (``2.png`` before ``10.png``)."""
+    return sorted((p for p in Path(folder).iterdir()
+                   if p.is_file() and p.suffix.lower() in suffixes and not is_hidden(p)),
+                  key=lambda p: natural_key(p.name))
+
+
 def list_video_folders(index_root):
     """The per-video index folders under ``index_root``, in natural order."""
     index_root = Path(index_root)

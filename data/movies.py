@@ -1,10 +1,9 @@
 """Frames of video files (``.avi``, ``.mp4``), for sources that ship videos instead of frames (CUHK Avenue,
 ShanghaiTech's training set). Decoding uses PyAV (FFmpeg), an optional dependency: it is imported only when a
-source holds video files, and its absence is one sentence saying how to install it.
+source holds video files, and its absence is one sentence saying how to install it. Also writes MP4 files (the
+overlay movie of ``script_testing.py --Video --Plots True``).
 """
-from pathlib import Path
-
-from data.layout import natural_key
+from data.layout import files_with_suffixes
 from data.readers import DataFormatError
 
 MOVIE_SUFFIXES = ('.avi', '.mp4', '.mov', '.mkv')
@@ -43,9 +42,8 @@ def movie_frames(path):
 
 
 def movie_files(folder):
-    """The video files of a folder, in name order."""
-    return sorted((p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in MOVIE_SUFFIXES),
-                  key=lambda p: natural_key(p.name))
+    """The video files of a folder, in natural name order."""
+    return files_with_suffixes(folder, MOVIE_SUFFIXES)
 
 
 def movie_rate(path, default):
