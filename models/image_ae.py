@@ -95,10 +95,10 @@ class WholeEncodingMemory(nn.Module):
 
     Returns the read-out reshaped back to B x C x H x W and the addressing weights B x N."""
 
-    def __init__(self, mem_dim, encoding_shape, shrink_thres, addressing):
+    def __init__(self, mem_dim, encoding_shape, shrink_thres, addressing, temperature=1.0):
         super().__init__()
         self.encoding_shape = tuple(encoding_shape)
-        self.memory = MemoryUnit(mem_dim, math.prod(encoding_shape), shrink_thres, addressing)
+        self.memory = MemoryUnit(mem_dim, math.prod(encoding_shape), shrink_thres, addressing, temperature)
 
     def forward(self, features):
         result = self.memory(features.flatten(1))
@@ -108,15 +108,15 @@ class WholeEncodingMemory(nn.Module):
 class ImageMemAE(ImageAutoEncoder):
     """Image MemAE; ``forward`` returns ``{'output', 'att'}`` (att: B x N, or B x N x H' x W' per position)."""
 
-    def __init__(self, mem_dim, shrink_thres=0.01, arch='mnist', addressing='dot', query='whole'):
+    def __init__(self, mem_dim, shrink_thres=0.01, arch='mnist', addressing='dot', query='whole', temperature=1.0):
         super().__init__(arch)
         if query not in QUERY_CHOICES:
             raise ValueError(f"unknown memory query {query!r}; valid: {', '.join(QUERY_CHOICES)}")
         encoding = latent_shape(arch)
         if query == 'whole':
-            self.mem_rep = WholeEncodingMemory(mem_dim, encoding, shrink_thres, addressing)
+            self.mem_rep = WholeEncodingMemory(mem_dim, encoding, shrink_thres, addressing, temperature)
         else:
-            self.mem_rep = MemModule(mem_dim, encoding[0], shrink_thres, addressing)
+            self.mem_rep = MemModule(mem_dim, encoding[0], shrink_thres, addressing, temperature)
 
     def forward(self, x):
         memory_result = self.mem_rep(self.encoder(x))

@@ -7,7 +7,10 @@ Addressing (Eq. 4-5)::
     w_i = exp(d(z, m_i)) / sum_j exp(d(z, m_j))           soft-max over the N slots
 
 where d is the dot product z . m_i in the released code (our default, ``addressing='dot'``) and the cosine
-similarity z . m_i / (|z| |m_i|) in the paper (``addressing='cosine'``).
+similarity z . m_i / (|z| |m_i|) in the paper (``addressing='cosine'``). Ours, not in the paper nor the release:
+``temperature`` T divides d before the soft-max, w_i = softmax(d / T); T = 1 (the default) is Eq. 5 as written.
+With the cosine, d lies in [-1, 1], so at T = 1 no slot of N can get more than e / (e + (N - 1) / e) (0.069 for
+N = 100): a temperature below 1 is what lets cosine addressing concentrate on a few slots.
 
 Hard shrinkage (Eq. 7), written with a ReLU so that it stays differentiable almost everywhere::
 
@@ -61,14 +64,17 @@ class MemoryUnit(nn.Module):
     (``mem_rep.memory.weight``).
     """
 
-    def __init__(self, mem_dim, fea_dim, shrink_thres=0.0025, addressing='dot'):
+    def __init__(self, mem_dim, fea_dim, shrink_thres=0.0025, addressing='dot', temperature=1.0):
         super().__init__()
         if addressing not in ADDRESSING_CHOICES:
             raise ValueError(f"unknown memory addressing {addressing!r}; valid: {', '.join(ADDRESSING_CHOICES)}")
+        if not temperature > 0:
+            raise ValueError(f'the addressing temperature must be positive, got {temperature}')
         self.mem_dim = mem_dim
         self.fea_dim = fea_dim
         self.shrink_thres = shrink_thres
         self.addressing = addressing
+        self.temperature = temperature
         self.weight = nn.Parameter(torch.empty(mem_dim, fea_dim))
         self.reset_parameters()
 
@@ -79,7 +85,7 @@ class MemoryUnit(nn.Module):
 
     def forward(self, queries):
         """(Q x C) queries -> {'output': (Q x C) read-outs, 'att': (Q x N) addressing weights}."""
-        att = F.softmax(ADDRESSING[self.addressing](queries, self.weight), dim=1)
+        att = F.softmax(ADDRESSING[self.addressing](queries, self.weight) / self.temperature, dim=1)
         if self.shrink_thres > 0:
             att = hard_shrink_relu(att, lambd=self.shrink_thres)
             att = F.normalize(att, p=1, dim=1, eps=SHRINK_EPS)
@@ -87,18 +93,18 @@ class MemoryUnit(nn.Module):
 
     def extra_repr(self):
         return (f'mem_dim={self.mem_dim}, fea_dim={self.fea_dim}, shrink_thres={self.shrink_thres}, '
-                f'addressing={self.addressing}')
+                f'addressing={self.addressing}, temperature={self.temperature}')
 
 
 class MemModule(nn.Module):
     """Memory addressing for feature maps: each spatial (or spatio-temporal) position is one query."""
 
-    def __init__(self, mem_dim, fea_dim, shrink_thres=0.0025, addressing='dot'):
+    def __init__(self, mem_dim, fea_dim, shrink_thres=0.0025, addressing='dot', temperature=1.0):
         super().__init__()
         self.mem_dim = mem_dim
         self.fea_dim = fea_dim
         self.shrink_thres = shrink_thres
-        self.memory = MemoryUnit(mem_dim, fea_dim, shrink_thres, addressing)
+        self.memory = MemoryUnit(mem_dim, fea_dim, shrink_thres, addressing, temperature)
 
     def forward(self, features):
         """B x C x *S -> {'output': B x C x *S, 'att': B x N x *S}, for S of 1, 2 or 3 dimensions."""

@@ -37,9 +37,9 @@ class MLPAutoEncoder(nn.Module):
 class MLPMemAE(MLPAutoEncoder):
     """MemAE for records; ``forward`` returns ``{'output': B x d, 'att': B x N}``."""
 
-    def __init__(self, input_dim, mem_dim=50, shrink_thres=0.02, addressing='dot', hidden=HIDDEN):
+    def __init__(self, input_dim, mem_dim=50, shrink_thres=0.02, addressing='dot', hidden=HIDDEN, temperature=1.0):
         super().__init__(input_dim, hidden)
-        self.mem_rep = MemoryUnit(mem_dim, hidden[-1], shrink_thres, addressing)
+        self.mem_rep = MemoryUnit(mem_dim, hidden[-1], shrink_thres, addressing, temperature)
 
     def forward(self, x):
         memory_result = self.mem_rep(self.encoder(x))

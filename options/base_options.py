@@ -21,7 +21,8 @@ from utils.scoring import SCORE_TYPES
 DEFAULT_L1_WEIGHT = 0.0002
 # (flag, run-name field, released value) of added memory options that go into the run name when not at the
 # released value
-ADDED_MEMORY_FIELDS = (('MemAddressing', 'Addr', 'dot'), ('MemQuery', 'Query', 'whole'))
+ADDED_MEMORY_FIELDS = (('MemAddressing', 'Addr', 'dot'), ('MemQuery', 'Query', 'whole'),
+                       ('MemTemperature', 'Temp', 1.0))
 # 'auto' choices, per data family: video follows the released code; images and KDDCUP99, for which the release
 # has no code, follow the paper's text (cosine addressing, Eq. 5; the per-sample loss of Eq. 10)
 FAMILY_DEFAULTS = {'MemAddressing': {'video': 'dot', 'image': 'cosine', 'tabular': 'cosine'},
@@ -44,14 +45,14 @@ def model_setting(opt):
     numbers as Python's ``str()`` writes them (``EntW0.0002``); AE: ``{ModelName}_{ModelSetting}_{Dataset}_{Suffix}``;
     AE-l1 (ours): ``AEL1_{ModelSetting}_{Dataset}_L1W{w}_{Suffix}``.
     Memory options we added name themselves before the seed when they differ from their default
-    (``_AddrCosine``, ``_QueryPosition``), so that such runs never overwrite the released-style ones.
+    (``_AddrCosine``, ``_QueryPosition``, ``_Temp0.1``), so that such runs never overwrite the released-style ones.
     """
     if has_latent_penalty(opt.ModelName):
         return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_L1W{opt.L1Weight}_{opt.Suffix}'
     if not is_memory_model(opt.ModelName):
         return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_{opt.Suffix}'
-    added = ''.join(f'_{field}{getattr(opt, flag).capitalize()}' for flag, field, default in ADDED_MEMORY_FIELDS
-                    if getattr(opt, flag) != default)
+    added = ''.join(f'_{field}{str(getattr(opt, flag)).capitalize()}'
+                    for flag, field, default in ADDED_MEMORY_FIELDS if getattr(opt, flag) != default)
     return (f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_MemDim{opt.MemDim}'
             f'_EntW{opt.EntropyLossWeight}_ShrThres{opt.ShrinkThres}{added}_Seed{opt.Seed}_{opt.Suffix}')
 
@@ -112,6 +113,9 @@ class BaseOptions:
                             "paper's cosine similarity; auto: dot for video (released), cosine for images and "
                             'KDDCUP99 (the paper; the release has no code for them)',
                             choices=('auto', *ADDRESSING_CHOICES), default='auto')
+        parser.add_argument('--MemTemperature', help='(added) temperature T of the addressing soft-max, '
+                            'softmax(d / T); 1 = the paper and the release. Below 1 lets cosine addressing (d in '
+                            '[-1, 1]) concentrate on a few slots', type=float, default=1.0)
         parser.add_argument('--MemQuery', help='(added) image memories: the whole encoding is one query (a slot '
                             'decodes into an image) or every latent position is one', choices=QUERY_CHOICES,
                             default='whole')
@@ -171,6 +175,8 @@ class BaseOptions:
                 self.parser.error(f'--{flag} must be at least 1, got {getattr(opt, flag)}')
         if opt.ShrinkThres < 0 or opt.EntropyLossWeight < 0 or opt.L1Weight < 0:
             self.parser.error('--ShrinkThres, --EntropyLossWeight and --L1Weight must not be negative')
+        if not opt.MemTemperature > 0:
+            self.parser.error(f'--MemTemperature must be positive, got {opt.MemTemperature}')
         if opt.FrameNum % TIME_FACTOR:
             self.parser.error(f'--FrameNum must be a multiple of {TIME_FACTOR} (the video network halves the '
                               f'time axis three times), got {opt.FrameNum}')

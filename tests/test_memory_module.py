@@ -6,13 +6,15 @@ import torch
 from models import MemModule, MemoryUnit, hard_shrink_relu
 
 
-def reference_addressing(queries, memory, lambd, addressing='dot'):
-    """Eq. 4-7 written out independently: soft-max, keep weights above lambda, L1 re-normalise, read out."""
+def reference_addressing(queries, memory, lambd, addressing='dot', temperature=1.0):
+    """Eq. 4-7 written out independently: soft-max (of the logits over the temperature), keep weights above
+    lambda, L1 re-normalise, read out."""
     if addressing == 'cosine':
         logits = (queries / queries.norm(dim=1, keepdim=True)) @ (memory / memory.norm(dim=1, keepdim=True)).T
     else:
         logits = queries @ memory.T
-    weights = torch.softmax(logits, dim=1)
+    weights = torch.exp(logits / temperature)
+    weights = weights / weights.sum(dim=1, keepdim=True)
     if lambd > 0:
         weights = torch.where(weights > lambd, weights, torch.zeros_like(weights))
         weights = weights / weights.sum(dim=1, keepdim=True)
@@ -42,13 +44,13 @@ def test_mem_module_positions_map_to_their_own_queries(addressing):
     torch.testing.assert_close(result['output'][1, :, 1, 2, 3], expected_out[0])
 
 
-@pytest.mark.parametrize('addressing', ['dot', 'cosine'])
-def test_memory_unit_matches_the_equations(addressing):
+@pytest.mark.parametrize('addressing, temperature', [('dot', 1.0), ('cosine', 1.0), ('cosine', 0.1), ('dot', 3.0)])
+def test_memory_unit_matches_the_equations(addressing, temperature):
     torch.manual_seed(1)
-    unit = MemoryUnit(mem_dim=12, fea_dim=6, shrink_thres=1 / 12, addressing=addressing)
+    unit = MemoryUnit(mem_dim=12, fea_dim=6, shrink_thres=1 / 12, addressing=addressing, temperature=temperature)
     queries = 3 * torch.randn(40, 6)
     result = unit(queries)
-    expected_w, expected_out = reference_addressing(queries, unit.weight.detach(), 1 / 12, addressing)
+    expected_w, expected_out = reference_addressing(queries, unit.weight.detach(), 1 / 12, addressing, temperature)
     torch.testing.assert_close(result['att'], expected_w)
     torch.testing.assert_close(result['output'], result['att'] @ unit.weight)
     torch.testing.assert_close(result['output'], expected_out)
@@ -95,8 +97,24 @@ def test_hard_shrink_relu_just_above_the_threshold_stays_between_zero_and_the_we
 def test_constructor_defaults_are_the_released_ones():
     for module in (MemModule(10, 8), MemModule(10, 8).memory, MemoryUnit(10, 8)):
         assert (module.mem_dim, module.fea_dim, module.shrink_thres) == (10, 8, 0.0025)
-    assert MemModule(10, 8).memory.addressing == 'dot'
-    assert 'mem_dim=10, fea_dim=8, shrink_thres=0.0025, addressing=dot' in repr(MemModule(10, 8))
+    assert (MemModule(10, 8).memory.addressing, MemModule(10, 8).memory.temperature) == ('dot', 1.0)
+    assert 'mem_dim=10, fea_dim=8, shrink_thres=0.0025, addressing=dot, temperature=1.0' in repr(MemModule(10, 8))
+
+
+def test_cosine_addressing_at_temperature_one_cannot_pick_one_slot():
+    """With d in [-1, 1], no weight of N slots exceeds e / (e + (N - 1) / e) at T = 1 (0.069 for N = 100): the
+    reason for the temperature. A lower temperature lets the slot nearest a query take almost all the weight."""
+    torch.manual_seed(7)
+    unit = MemoryUnit(mem_dim=100, fea_dim=16, shrink_thres=0, addressing='cosine')
+    queries = unit.weight.detach()[:5] * 2.0  # each query points exactly at one slot: cosine 1 there
+    bound = math.e / (math.e + 99 / math.e)
+    largest = unit(queries)['att'].max(dim=1).values
+    assert torch.all(largest <= bound + 1e-6)
+    assert torch.all(largest > 0.02)
+    unit.temperature = 0.02
+    att = unit(queries)['att']
+    assert torch.equal(att.argmax(dim=1), torch.arange(5))
+    assert torch.all(att.max(dim=1).values > 0.9)
 
 
 def test_cosine_addressing_ignores_query_scale():
@@ -147,3 +165,6 @@ def test_rejects_wrong_inputs():
         module(torch.randn(1, 5, 2, 2))
     with pytest.raises(ValueError, match='addressing'):
         MemoryUnit(4, 3, addressing='euclidean')
+    for temperature in (0, -1.0):
+        with pytest.raises(ValueError, match='temperature must be positive'):
+            MemoryUnit(4, 3, temperature=temperature)

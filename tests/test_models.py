@@ -162,14 +162,17 @@ def model_options(*flags):
 def test_build_model_sizes_each_family_from_the_options(family):
     from models import ImageAutoEncoder, ImageMemAE, MLPAutoEncoder, MLPMemAE, build_model
     memae = build_model(model_options('--MemDim', '7', '--ShrinkThres', '0.05', '--MemAddressing', 'cosine',
-                                      '--ImgChnNum', '3', '--MemQuery', 'position'), family, arch='cifar10',
-                        input_dim=9)
+                                      '--ImgChnNum', '3', '--MemQuery', 'position', '--MemTemperature', '0.25'),
+                        family, arch='cifar10', input_dim=9)
     ae = build_model(model_options('--ModelName', 'AE', '--ImgChnNum', '3'), family, arch='cifar10', input_dim=9)
     classes = {'video': (AutoEncoderCov3DMem, AutoEncoderCov3D), 'image': (ImageMemAE, ImageAutoEncoder),
                'tabular': (MLPMemAE, MLPAutoEncoder)}[family]
     assert (type(memae), type(ae)) == classes
     memory = memae.mem_rep if family == 'tabular' else memae.mem_rep.memory  # records: one query per record
-    assert (memory.mem_dim, memory.shrink_thres, memory.addressing) == (7, 0.05, 'cosine')
+    assert (memory.mem_dim, memory.shrink_thres, memory.addressing, memory.temperature) == (7, 0.05, 'cosine', 0.25)
+    if family == 'image':  # the other image memory, one query per whole encoding
+        whole = build_model(model_options('--MemDim', '7', '--MemTemperature', '0.25'), family, arch='mnist')
+        assert whole.mem_rep.memory.temperature == 0.25
     first = {'video': lambda m: m.encoder[0].in_channels, 'image': lambda m: m.encoder[0].in_channels,
              'tabular': lambda m: m.encoder[0].in_features}[family]
     assert first(memae) == first(ae) == {'video': 3, 'image': 3, 'tabular': 9}[family]

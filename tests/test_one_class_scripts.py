@@ -181,3 +181,28 @@ def test_validation_picks_the_setting_with_the_best_mean_over_units(tmp_path):
     assert rows[3]['smoothed'] == pytest.approx(np.mean(means[3:5]))
     assert table['best'] == max(rows, key=lambda r: r['smoothed']) and table['metric'] == 'AUC'
     assert out.with_suffix('.png').stat().st_size > 0
+
+
+def test_validation_grid_spans_temperatures_and_records_the_addressing(tmp_path, capsys):
+    """The validation program trains one model per (LR, lambda, temperature) and class, scores the validation set
+    after every epoch, and picks the row with the best smoothed mean; the temperature reaches the model (its
+    addressing differs) and the chosen row is the one the table says."""
+    from utils.experiments import validation
+    make_mnist(tmp_path / 'data', per_class_train=10, per_class_test=2)
+    out = tmp_path / 'val.json'
+    assert validation.main(['mnist', '--DataRoot', str(tmp_path / 'data'), '--LR', '1e-3', '--MemTemperature',
+                            '0.05', '1', '--Epochs', '2', '--Classes', '0', '3', '--Window', '1',
+                            '--Out', str(out)]) == 0
+    table = json.loads(out.read_text())
+    rows = table['rows']
+    assert [(r['temperature'], r['epoch']) for r in rows] == [(0.05, 1), (0.05, 2), (1.0, 1), (1.0, 2)]
+    for row in rows:
+        assert set(row['per_unit']) == set(row['addressing']) == {'class0', 'class3'}
+        assert row['mean'] == pytest.approx(np.mean(list(row['per_unit'].values())))
+        assert all(0 < a['largest'] <= 1 and 1 <= a['nonzero'] <= 100 for a in row['addressing'].values())
+    # smoothing over +-1 epoch of two: both epochs of a setting share the mean of its two epochs
+    assert rows[0]['smoothed'] == pytest.approx((rows[0]['mean'] + rows[1]['mean']) / 2)
+    assert table['best'] == max(rows, key=lambda r: r['smoothed'])
+    assert rows[1]['addressing'] != rows[3]['addressing']  # the temperature changed how the memory is read
+    assert out.with_suffix('.png').stat().st_size > 0
+    assert f"temperature {table['best']['temperature']}" in capsys.readouterr().out

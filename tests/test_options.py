@@ -69,6 +69,16 @@ def test_cosine_addressing_gets_its_own_run_name():
     assert opt.setting == 'MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_AddrCosine_Seed1_Non'
 
 
+def test_a_temperature_other_than_one_gets_its_own_run_name(capsys):
+    opt = EvalOptions().parse(['--MemTemperature', '0.1', '--MemAddressing', 'cosine'], is_print=False)
+    assert opt.setting == ('MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_AddrCosine_Temp0.1'
+                           '_Seed1_Non')
+    assert '_Temp' not in EvalOptions().parse(['--MemTemperature', '1'], is_print=False).setting
+    with pytest.raises(SystemExit):
+        EvalOptions().parse(['--MemTemperature', '0'], is_print=False)
+    assert '--MemTemperature must be positive' in capsys.readouterr().err
+
+
 def test_auto_choices_follow_the_data_family_of_any_dataset_name(tmp_path):
     (tmp_path / 'Digits' / 'zero').mkdir(parents=True)  # a folder of class folders: an image data set
     images = TrainOptions().parse(['--Dataset', 'Digits', '--DataRoot', str(tmp_path)], is_print=False)

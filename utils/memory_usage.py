@@ -11,12 +11,14 @@ class SlotUsage:
 
     ``with SlotUsage(model.mem_rep) as usage: model(x)``; then ``usage.mass`` (N,) and ``usage.queries``.
     ``usage.nonzero_per_query``: the mean number of slots with a non-zero weight per query (0 when shrinkage
-    has removed every weight: memory collapse)."""
+    has removed every weight: memory collapse); ``usage.largest_weight_per_query``: the mean over queries of the
+    largest weight (1 when every query reads one slot, 1/N when it reads all alike)."""
 
     def __init__(self, memory):
         self.memory = memory
         self._mass = None
         self._nonzero = 0
+        self._largest = 0
         self.queries = 0
         self._handle = None
 
@@ -26,6 +28,7 @@ class SlotUsage:
         weights = att.movedim(1, -1).reshape(-1, att.shape[1]).float()  # queries x N
         self._mass = weights.sum(0) if self._mass is None else self._mass + weights.sum(0)
         self._nonzero = (weights > 0).sum() + self._nonzero
+        self._largest = weights.amax(1).sum() + self._largest
         self.queries += weights.shape[0]
 
     def __enter__(self):
@@ -48,6 +51,10 @@ class SlotUsage:
     @property
     def nonzero_per_query(self):
         return self.nonzero / self.queries if self.queries else float('nan')
+
+    @property
+    def largest_weight_per_query(self):
+        return float(self._largest) / self.queries if self.queries else float('nan')
 
     @property
     def slots_used(self):

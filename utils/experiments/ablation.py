@@ -3,12 +3,12 @@
     python -m utils.experiments.ablation mnist [--variants ...] [--mem-dims 25 50 200] [--runs R] [--out DIR] [FLAGS...]
     bash train.sh ablation_mnist [the same arguments]
 
-Every variant is an experiment of ``utils/experiments/settings.py`` run through ``train.sh`` (and, for video, ``test.sh``),
-so each row of the table is a command a user can run alone; FLAGS the sweep does not know go to every one of those
-commands (e.g. ``--UseCUDA False``). The paper's Table 4 (UCSD Ped2) is the model: full MemAE; without shrinkage;
-without the entropy loss; without both (MemAE-nonSpar); the AE; AE-l1; and, ours, the other addressing: the
-paper's cosine addressing for video (which follows the released dot product by default), the released dot product
-and loss scaling for images and KDDCUP99 (which follow the paper by default).
+Every variant is an experiment of ``utils/experiments/settings.py`` run through ``train.sh`` (and, for video,
+``test.sh``), so each row of the table is a command a user can run alone; FLAGS the sweep does not know go to every
+one of those commands (e.g. ``--UseCUDA False``). The paper's Table 4 (UCSD Ped2) is the model: full MemAE; without
+shrinkage; without the entropy loss; without both (MemAE-nonSpar); the AE; AE-l1; and, ours, the other addressing:
+the paper's cosine addressing for video (which follows the released dot product by default), the released dot
+product and loss scaling for images and KDDCUP99 (which follow the paper by default).
 The memory-size study reruns the full MemAE with other ``--MemDim`` values.
 
 Outputs under ``--out`` (default ``./results/ablation_<data>/``): a folder per variant (its ``train.sh`` outputs,

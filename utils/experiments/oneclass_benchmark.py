@@ -107,7 +107,8 @@ def mnist_rows(data_root, normal_class, epochs, out):
 
     flags = ['--NormalClass', str(normal_class), '--EpochNum', str(epochs), '--PrintOptions', 'False']
     return [('mnist', f'bash train.sh mnist {" ".join(flags)}',
-             command_seconds(['bash', 'train.sh', 'mnist', *flags], data_root, out / 'train_mnist', out / 'mnist_models'),
+             command_seconds(['bash', 'train.sh', 'mnist', *flags], data_root, out / 'train_mnist',
+                             out / 'mnist_models'),
              timed(train_one))]
 
 

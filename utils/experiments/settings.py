@@ -52,8 +52,8 @@ DATA = {
                           variant_train={'_released': ('--LR', '1e-3'), '_nonspar': ('--LR', '1e-3')}),
     'cifar10': DataSettings(('--Dataset', 'CIFAR10'), 500, 0.002, 'Conv2D', ('--BatchSize', '64', '--LR', '1e-3',
                                                                              '--EpochNum', '18'),
-                            variant_train={'_ae': ('--LR', '1e-4', '--EpochNum', '27'), '_nonspar': ('--EpochNum', '29'),
-                                           '_released': ('--EpochNum', '30')}),
+                            variant_train={'_ae': ('--LR', '1e-4', '--EpochNum', '27'),
+                                           '_nonspar': ('--EpochNum', '29'), '_released': ('--EpochNum', '30')}),
     # KDDCUP99: 20 runs as in the paper; learning rate, lambda and epochs chosen on validation data from the
     # training half, per model (python -m utils.experiments.validation; docs/REPRODUCTION.md).
     # _released: 20 epochs, chosen the same way (without the smoothing) for the released addressing and scaling.

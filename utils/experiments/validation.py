@@ -5,20 +5,22 @@
 
 The paper gives no optimiser settings for these experiments, so they are chosen here without touching test data.
 EXPERIMENT names the model as ``train.sh`` does (utils/experiments/settings.py: ``mnist``, ``mnist_ae``,
-``kdd_nonspar``, ...). For every combination of ``--LR`` and ``--ShrinkThres`` (default: the experiment's
-lambda) and every unit — each normal class (images; ``--Classes`` to restrict) or the one split of ``--Seed``
-(KDDCUP99) — a model trains on its validation split's training part for ``--Epochs`` epochs and is scored on the
-validation set after every epoch (data/protocols.py: ``image_validation_split``, ``kdd_validation_rows``; the
-metric is the experiment's own: AUC for images, F1 of the top-20 % rule for KDDCUP99). The chosen setting is the
-(LR, lambda, epochs) with the best *smoothed* metric: the mean over units, averaged over the epochs within
-``--Window`` of the epoch (fewer at the ends). A single validation curve can spike (KDDCUP99 jumps by 0.2 F1
-between neighbouring epochs); the smoothing picks a stopping point whose neighbours are good too, so that the
-choice carries over to other seeds.
+``kdd_nonspar``, ...). For every combination of ``--LR``, ``--ShrinkThres`` (default: the experiment's lambda) and
+``--MemTemperature`` (default: the experiment's, 1) and every unit — each normal class (images; ``--Classes`` to
+restrict) or the one split of ``--Seed`` (KDDCUP99) — a model trains on its validation split's training part for
+``--Epochs`` epochs and is scored on the validation set after every epoch (data/protocols.py:
+``image_validation_split``, ``kdd_validation_rows``; the metric is the experiment's own: AUC for images, F1 of the
+top-20 % rule for KDDCUP99; a MemAE also records how sparse its addressing of the validation set is). The chosen
+setting is the (LR, lambda, temperature, epochs) with the best *smoothed* metric: the mean over units, averaged
+over the epochs within ``--Window`` of the epoch (fewer at the ends). A single validation curve can spike (KDDCUP99
+jumps by 0.2 F1 between neighbouring epochs); the smoothing picks a stopping point whose neighbours are good too,
+so that the choice carries over to other seeds.
 
 Writes ``--Out`` (default ``./results/validation/<EXPERIMENT>.json``: every row, per unit, and the chosen one) and
 a figure of the mean validation metric against epochs beside it (``.png``).
 """
 import argparse
+import itertools
 import json
 import sys
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from utils.errors import run_cli
 from utils.eval import top_fraction_metrics
 from utils.experiments.images import image_arch, roc_auc
 from utils.experiments.settings import experiment
+from utils.memory_usage import SlotUsage
 from utils.one_class import Schedule, as_tensor, score_samples, train_unit
 from utils.plots import pyplot
 from utils.runtime import seed_everything
@@ -43,12 +46,15 @@ from utils.scoring import resolve_score_type
 from utils.training import LossSettings
 
 
-def experiment_options(name, data_root, lr, shrink, epochs):
-    """The parsed training options of experiment ``name`` with the learning rate, lambda and epochs replaced."""
+def experiment_options(name, data_root, lr, shrink, epochs, temperature=None):
+    """The parsed training options of experiment ``name`` with the learning rate, epochs and (unless None) lambda
+    and the addressing temperature replaced."""
     chosen = experiment(name)
     overrides = ['--DataRoot', str(data_root), '--LR', str(lr), '--EpochNum', str(epochs)]
     if shrink is not None:
         overrides += ['--ShrinkThres', str(shrink)]
+    if temperature is not None:
+        overrides += ['--MemTemperature', str(temperature)]
     return TrainOptions().parse([*chosen.flags, *chosen.train_flags, *overrides], is_print=False)
 
 
@@ -86,27 +92,36 @@ def validation_units(opt, classes, seed):
 
 
 def validation_curve(opt, unit, seed):
-    """The unit's validation metric after every epoch of training under the options ``opt``."""
+    """The unit's validation metric after every epoch of training under the options ``opt``, and (MemAE; else
+    an empty list) the addressing of the validation set after every epoch: non-zero weights and largest weight
+    per query."""
     score = resolve_score_type(opt.ScoreType, opt.ModelName, unit.family)
     memory_model = is_memory_model(opt.ModelName)
-    curve = []
+    curve, addressing = [], []
 
     def evaluate(epoch, model):
-        curve.append(float(unit.metric(score_samples(model, unit.val, score, memory_model), unit.val_labels)))
+        if not memory_model:
+            curve.append(float(unit.metric(score_samples(model, unit.val, score, memory_model), unit.val_labels)))
+            return
+        with SlotUsage(model.mem_rep) as usage:
+            curve.append(float(unit.metric(score_samples(model, unit.val, score, memory_model), unit.val_labels)))
+        addressing.append({'nonzero': round(usage.nonzero_per_query, 2),
+                           'largest': round(usage.largest_weight_per_query, 4)})
 
     seed_everything(seed)
     model = unit.make_model(opt)
     model.apply(weights_init)
     train_unit(model, unit.train, Schedule(opt.LR, opt.EpochNum, opt.BatchSize), LossSettings.from_options(opt),
                seed, on_epoch_end=evaluate)
-    return curve
+    return curve, addressing
 
 
 def plot_curves(path, rows, metric_name):
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.2))
-    for (lr, shrink), group in group_rows(rows).items():
-        label = f'LR {lr:g}' + (f', λ {shrink:g}' if shrink is not None else '')
+    for (lr, shrink, temperature), group in group_rows(rows).items():
+        label = f'LR {lr:g}' + (f', λ {shrink:g}' if shrink is not None else '') + (
+            f', T {temperature:g}' if temperature is not None and temperature != 1 else '')
         axis.plot([r['epoch'] for r in group], [r['mean'] for r in group], marker='.', label=label)
     axis.set_xlabel('epochs')
     axis.set_ylabel(f'validation {metric_name} (mean over units)')
@@ -119,7 +134,7 @@ def plot_curves(path, rows, metric_name):
 def group_rows(rows):
     groups = {}
     for row in rows:
-        groups.setdefault((row['lr'], row['shrink']), []).append(row)
+        groups.setdefault((row['lr'], row['shrink'], row.get('temperature')), []).append(row)
     return groups
 
 
@@ -130,6 +145,8 @@ def main(argv=None):
     parser.add_argument('--LR', type=float, nargs='+', default=[1e-3, 1e-4])
     parser.add_argument('--ShrinkThres', type=float, nargs='+', default=[None],
                         help='lambda values to try (MemAE with shrinkage; default: the experiment\'s)')
+    parser.add_argument('--MemTemperature', type=float, nargs='+', default=[None],
+                        help="addressing temperatures to try (MemAE; default: the experiment's)")
     parser.add_argument('--Epochs', type=int, default=20, help='train this long, scoring after every epoch')
     parser.add_argument('--Classes', type=int, nargs='*', default=None, help='images: these normal classes only')
     parser.add_argument('--Window', type=int, default=2, help='smoothing: +- this many epochs')
@@ -140,28 +157,34 @@ def main(argv=None):
     rows = []
     units = validation_units(experiment_options(args.experiment, args.DataRoot, args.LR[0], None, args.Epochs),
                              args.Classes, args.Seed)
-    for lr in args.LR:
-        for shrink in args.ShrinkThres:
-            opt = experiment_options(args.experiment, args.DataRoot, lr, shrink, args.Epochs)
-            curves = {}
-            lambd = opt.ShrinkThres if is_memory_model(opt.ModelName) else None
-            for unit in units:
-                curves[unit.name] = validation_curve(opt, unit, args.Seed)
-                print(json.dumps({'lr': lr, 'shrink': lambd, 'unit': unit.name,
-                                  'curve': [round(v, 4) for v in curves[unit.name]]}), flush=True)
-            means = np.mean(list(curves.values()), axis=0)
-            for epoch in range(1, args.Epochs + 1):
-                window = means[max(0, epoch - 1 - args.Window):epoch + args.Window]
-                rows.append({'lr': lr, 'shrink': lambd, 'epoch': epoch, 'mean': float(means[epoch - 1]),
-                             'smoothed': float(np.mean(window)),
-                             'per_unit': {name: curve[epoch - 1] for name, curve in curves.items()}})
+    for lr, shrink, temperature in itertools.product(args.LR, args.ShrinkThres, args.MemTemperature):
+        opt = experiment_options(args.experiment, args.DataRoot, lr, shrink, args.Epochs, temperature)
+        curves, addressing = {}, {}
+        memory_model = is_memory_model(opt.ModelName)
+        lambd = opt.ShrinkThres if memory_model else None
+        temperature = opt.MemTemperature if memory_model else None
+        for unit in units:
+            curves[unit.name], addressing[unit.name] = validation_curve(opt, unit, args.Seed)
+            print(json.dumps({'lr': lr, 'shrink': lambd, 'temperature': temperature, 'unit': unit.name,
+                              'curve': [round(v, 4) for v in curves[unit.name]],
+                              'addressing': addressing[unit.name][-1:]}), flush=True)
+        means = np.mean(list(curves.values()), axis=0)
+        for epoch in range(1, args.Epochs + 1):
+            window = means[max(0, epoch - 1 - args.Window):epoch + args.Window]
+            row = {'lr': lr, 'shrink': lambd, 'temperature': temperature, 'epoch': epoch,
+                   'mean': float(means[epoch - 1]), 'smoothed': float(np.mean(window)),
+                   'per_unit': {name: curve[epoch - 1] for name, curve in curves.items()}}
+            if memory_model:
+                row['addressing'] = {name: usage[epoch - 1] for name, usage in addressing.items()}
+            rows.append(row)
     best = max(rows, key=lambda row: row['smoothed'])
     metric_name = 'F1' if experiment(args.experiment).dataset == 'KDDCUP99' else 'AUC'
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({'experiment': args.experiment, 'metric': metric_name, 'seed': args.Seed,
                                'window': args.Window, 'rows': rows, 'best': best}, indent=2) + '\n')
     plot_curves(out.with_suffix('.png'), rows, metric_name)
-    print(f"best on validation: LR {best['lr']:g}, lambda {best['shrink']}, {best['epoch']} epochs, "
+    print(f"best on validation: LR {best['lr']:g}, lambda {best['shrink']}, temperature {best['temperature']}, "
+          f"{best['epoch']} epochs, "
           f"{metric_name} {best['mean']:.4f} (smoothed over +-{args.Window} epochs: {best['smoothed']:.4f}) ({out})")
     return 0
 
