@@ -36,6 +36,15 @@ def test_every_variant_builds_and_trains_one_step(data, family, arch, shape, var
     _, values = training_step(model, torch.rand(shape), optimizer, LossSettings.from_options(opt))
     assert all(torch.isfinite(torch.tensor(v)) for v in values.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    # the variant's model and objective: entropy only with a memory, the l1 term only for AE-l1, each weighted
+    memory, penalised = opt.ModelName == 'MemAE', opt.ModelName == 'AEL1'
+    assert (values['entropy_loss'] > 0, values['l1_loss'] > 0) == (memory, penalised)
+    expected = values['recon_loss'] + (opt.EntropyLossWeight * values['entropy_loss'] if memory else 0) \
+        + (opt.L1Weight * values['l1_loss'] if penalised else 0)
+    assert values['loss'] == pytest.approx(expected, rel=1e-5)
+    if memory:
+        unit = model.mem_rep if family == 'tabular' else model.mem_rep.memory
+        assert (unit.shrink_thres, unit.addressing) == (opt.ShrinkThres, opt.MemAddressing)
 
 
 def test_variant_flags_are_single_factor_changes_of_memae():

@@ -53,6 +53,13 @@ def test_single_class_and_ae(tmp_path):
     assert script_training.main(argv + roots(tmp_path) + COMMON) == 0
     summary = json.loads((tmp_path / 'out' / 'mnist_summary.json').read_text())
     assert summary['classes'] == [7] and summary['setting'] == 'AE_Conv2D_MNIST_Non'
+    # the unit's AUC is scikit-learn's on its saved scores, anomalies (digits other than 7) positive
+    res = tmp_path / 'out' / 'res_AE_Conv2D_MNIST_Non'
+    saved = np.load(res / 'class7_run0_scores.npz')
+    assert saved['labels'].sum() == 3 and len(saved['labels']) == 9  # 6 test sevens, 30 % drawn anomalies
+    auc = json.loads((res / 'class7_run0.json').read_text())['metrics']['auc']
+    assert auc == pytest.approx(metrics.roc_auc_score(saved['labels'], saved['scores']), abs=1e-12)
+    assert summary['auc']['mean'] == auc
 
 
 def test_pooled_protocol_on_a_png_folder(tmp_path):

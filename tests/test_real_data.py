@@ -1,6 +1,7 @@
 """Checks on the real data sets in MEMAE_REAL_DATA (``.ci/run`` sets it to ../shared/data when that exists)."""
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,7 +80,15 @@ def test_a_real_training_clip_loads(ped2):
     dataset = VideoDataset(layout.index_dir('train'), layout.frames_dir('train'), frame_num=16)
     assert len(dataset) == 2310
     clip = dataset[2309][1]
-    assert clip.shape == (1, 16, 256, 256) and -1 <= clip.min() < clip.max() <= 1
+    assert clip.shape == (1, 16, 256, 256)
+    # the last clip is the last 16 prepared frames of the last video, each read back as the released transform
+    # maps it: x / 255, then (x - 0.5) / 0.5
+    _, folder, numbers = dataset.clips[2309]
+    frames = sorted(int(f.stem) for f in Path(folder).glob('*.jpg'))
+    assert Path(folder).name == 'Train016' and list(numbers) == frames[-16:]
+    for k, number in enumerate(numbers):
+        pixels = np.asarray(Image.open(Path(folder) / f'{number:03d}.jpg'), dtype=np.float64) / 255
+        np.testing.assert_allclose(clip[0, k].numpy(), (pixels - 0.5) / 0.5, atol=1e-6)
 
 
 # Reported for the shipped weights (README.md, memae_models/README.md), as this code printed them: MNIST, the mean

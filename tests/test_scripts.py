@@ -50,6 +50,10 @@ def test_training_writes_the_released_outputs(trained):
             'opt.json', 'train_log.csv'} <= names
     log = (folder / 'train_log.csv').read_text().splitlines()
     assert log[0] == 'epoch,iteration,loss,recon_loss,entropy_loss,l1_loss' and len(log) == 1 + 3  # 10 clips, batch 4
+    for k, row in enumerate(log[1:]):  # each row is one iteration; its loss is the weighted sum of its terms
+        epoch, iteration, loss, recon, entropy, l1 = (float(v) for v in row.split(','))
+        assert (epoch, iteration, l1) == (0, k, 0) and entropy > 0
+        assert loss == pytest.approx(recon + 0.0002 * entropy, rel=1e-5)
     assert any((trained / f'log_{setting}').iterdir())  # TensorBoard events
     assert (trained / 'model_AE_Conv3D_UCSD_P2_256_Non' / 'AE_Conv3D_UCSD_P2_256_Non_epoch_0000_final.pt').is_file()
 
@@ -90,8 +94,20 @@ def test_testing_writes_scores_acc_and_results(prepared_root, trained, tmp_path)
 
 
 def test_ae_is_scored_with_the_released_ae_score(prepared_root, trained, tmp_path):
+    """The released AE score: the MSE of clip and reconstruction, both mapped back to [0, 1], recomputed here from
+    the trained weights and the prepared frames."""
+    from models import AutoEncoderCov3D
     res = run_testing(prepared_root, trained, tmp_path, *AE)
     assert json.loads((res / 'results.json').read_text())['score'] == 'mse'
+    model = AutoEncoderCov3D(1)
+    weights = trained / 'model_AE_Conv3D_UCSD_P2_256_Non' / 'AE_Conv3D_UCSD_P2_256_Non_epoch_0000_final.pt'
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    layout = VideoLayout(prepared_root / 'UCSD_P2_256')
+    dataset = VideoDatasetOneDir(layout.index_dir('test') / 'Test002', layout.frames_dir('test') / 'Test002')
+    with torch.no_grad():
+        clips = torch.stack([dataset[i][1] for i in range(len(dataset))])
+        expected = ((model.eval()(clips) * 0.5 + 0.5 - (clips * 0.5 + 0.5)) ** 2).flatten(1).mean(1)
+    np.testing.assert_allclose(np.load(res / 'Test002.npy'), expected.numpy(), rtol=1e-5)
 
 
 def test_legacy_checkpoint_through_the_script_equals_a_direct_forward_pass(prepared_root, tmp_path):
@@ -184,7 +200,11 @@ def test_scripts_run_as_commands(prepared_root, trained, tmp_path):
                              str(trained), '--OutRoot', str(tmp_path), '--MemDim', '20', '--NumWorker', '0'],
                             cwd=REPO, capture_output=True, text=True, timeout=SHELL_TIMEOUT)
     assert result.returncode == 0, result.stderr
-    assert 'AUC: ' in result.stdout
+    # the console's AUC is the one written beside the scores, in the folder the line names
+    line = next(line for line in result.stdout.splitlines() if line.startswith('AUC: '))
+    res = Path(line.split(' -> ')[1])
+    assert res.parent == tmp_path
+    assert float(line.split()[1]) == json.loads((res / 'results.json').read_text())['metrics']['auc']
     if not torch.cuda.is_available():
         assert 'CUDA is not available' in result.stderr
 
