@@ -105,32 +105,32 @@ def test_video_variants_keep_test_flags_and_drop_training_ones():
 def test_sweep_writes_table_and_plot_then_resumes_without_rerunning(tmp_path):
     make_kdd(tmp_path / 'data', num_rows=200)
     out = tmp_path / 'ablation'
-    command = ['bash', 'train.sh', 'ablation_kdd', '--variants', 'memae', 'ael1', '--mem-dims', '4', '--runs', '2',
+    command = ['bash', 'train.sh', 'ablation_kdd', '--variants', 'memae', '--mem-dims', '4', '--runs', '2',
                '--out', str(out), '--EpochNum', '1', '--UseCUDA', 'False']
     done = run_script(*command, DATA_ROOT=tmp_path / 'data')
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((out / 'ablation_kdd.json').read_text())
     rows = {row['variant']: row for row in summary['rows']}
-    assert list(rows) == ['memae', 'ael1', 'memdim4'] and summary['metric'] == 'F1'
+    assert list(rows) == ['memae', 'memdim4'] and summary['metric'] == 'F1'
     # lambda follows N: the experiment's 0.02 x 50 slots = 1 = 0.25 x 4 slots; the command holds its environment
     assert rows['memdim4']['commands'] == [
         f"DATA_ROOT={tmp_path / 'data'} OUT_ROOT={out / 'memdim4'} MODEL_ROOT={out / 'memdim4' / 'models'} "
         'bash train.sh kdd --MemDim 4 --ShrinkThres 0.25 --Runs 2 --EpochNum 1 --UseCUDA False']
     # the console says where each variant stands and how long the rest will take
-    assert '[1/3] MemAE: running' in done.stdout and '[1/3] MemAE: F1 ' in done.stdout
-    assert '2 left, about ' in done.stdout and 'sweep complete' in done.stdout
-    assert (rows['memae']['mem_dim'], rows['memdim4']['mem_dim'], rows['ael1']['mem_dim']) == (50, 4, None)
+    assert '[1/2] MemAE: running' in done.stdout and '[1/2] MemAE: F1 ' in done.stdout
+    assert '1 left, about ' in done.stdout and 'sweep complete' in done.stdout
+    assert (rows['memae']['mem_dim'], rows['memdim4']['mem_dim']) == (50, 4)
     for key, row in rows.items():
         f1 = json.loads((out / key / 'kdd_summary.json').read_text())['f1']
         assert (row['mean'], row['std'], row['runs']) == (f1['mean'], f1['std'], 2)
     table = (out / 'ablation_kdd.md').read_text().splitlines()
-    assert len(table) == 2 + 3 and table[2].startswith('| MemAE | ') and '| 0.9410 |' in table[2]
+    assert len(table) == 2 + 2 and table[2].startswith('| MemAE | ') and '| 0.9410 |' in table[2]
     assert (out / 'ablation_kdd_memdim.png').stat().st_size > 0
 
-    log = (out / 'ael1' / 'log.txt').read_text()
+    log = (out / 'memae' / 'log.txt').read_text()
     again = run_script(*command, DATA_ROOT=tmp_path / 'data')
-    assert again.returncode == 0 and (out / 'ael1' / 'log.txt').read_text() == log  # nothing ran again
-    assert again.stdout.count('skipped (done)') == 3
+    assert again.returncode == 0 and (out / 'memae' / 'log.txt').read_text() == log  # nothing ran again
+    assert again.stdout.count('skipped (done)') == 2
     # the command column reruns the row alone: same data, same folder, same F1
     (out / 'memdim4' / 'kdd_summary.json').unlink()
     rerun = run_script('bash', '-c', rows['memdim4']['commands'][0])

@@ -87,7 +87,7 @@ SCIPY_CRASHES = [patched(VALID_INDEX, VALID_INDEX.index(b'idx') + 3, b'\xa5\x96\
                  patched(VALID_INDEX, 144, b'\x09\xfc\xe7')]
 
 
-@pytest.mark.parametrize('data', SCIPY_CRASHES)
+@pytest.mark.parametrize('data', SCIPY_CRASHES, ids=['impossible_element_type', 'complex_uint8_flags'])
 def test_files_that_crashed_scipy_are_refused_with_one_sentence(data):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / 'Test001_i001.mat'

@@ -97,6 +97,7 @@ def test_hard_shrink_relu_just_above_the_threshold_stays_between_zero_and_the_we
 def test_constructor_defaults_are_the_released_ones():
     for module in (MemModule(10, 8), MemModule(10, 8).memory, MemoryUnit(10, 8)):
         assert (module.mem_dim, module.fea_dim, module.shrink_thres) == (10, 8, 0.0025)
+    assert MemoryUnit(10, 8).temperature == 1.0
     assert (MemModule(10, 8).memory.addressing, MemModule(10, 8).memory.temperature) == ('dot', 1.0)
     assert 'mem_dim=10, fea_dim=8, shrink_thres=0.0025, addressing=dot, temperature=1.0' in repr(MemModule(10, 8))
 

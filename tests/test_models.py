@@ -49,6 +49,8 @@ def test_constructor_signatures_are_the_released_ones():
     assert list(ae) == ['chnum_in']
     assert list(memae)[:3] == ['chnum_in', 'mem_dim', 'shrink_thres']
     assert memae['shrink_thres'].default == 0.0025
+    memory = AutoEncoderCov3DMem(1, 10).mem_rep.memory  # our added arguments default to the released computation
+    assert (memory.addressing, memory.temperature) == ('dot', 1.0)
     assert AutoEncoderCov3D(3).chnum_in == AutoEncoderCov3DMem(3, 10).chnum_in == 3  # released attributes
 
 

@@ -30,7 +30,8 @@ def test_mnist_layers_follow_the_paper():
 
 def test_image_memae_defaults_and_whole_encoding_addressing():
     memory = ImageMemAE(20).mem_rep.memory  # MNIST, lambda 1/N of the paper's [1/N, 3/N] for N = 100
-    assert (memory.fea_dim, memory.shrink_thres, memory.addressing) == (1024, 0.01, 'dot')
+    assert (memory.fea_dim, memory.shrink_thres, memory.addressing, memory.temperature) == (1024, 0.01, 'dot', 1.0)
+    assert ImageMemAE(20, query='position').mem_rep.memory.temperature == 1.0
     assert ImageMemAE(20, addressing='cosine').mem_rep.memory.addressing == 'cosine'
 
 
@@ -54,7 +55,8 @@ def test_mlp_models():
     assert torch.all((result['att'] == 0) | (result['att'] >= 0.02 / result['att'].sum(1, keepdim=True)))
     assert EntropyLossEncap()(result['att']).item() >= 0
     paper = MLPMemAE(118).mem_rep  # the paper's KDDCUP99 memory: 50 slots of the 3-d encoding, lambda 1/50
-    assert (paper.mem_dim, paper.fea_dim, paper.shrink_thres, paper.addressing) == (50, 3, 0.02, 'dot')
+    assert (paper.mem_dim, paper.fea_dim, paper.shrink_thres, paper.addressing, paper.temperature) == \
+        (50, 3, 0.02, 'dot', 1.0)
     narrow = MLPMemAE(9, 4, 0.1, 'cosine', hidden=(6, 2))
     assert [m.out_features for m in narrow.modules() if isinstance(m, torch.nn.Linear)] == [6, 2, 6, 9]
     assert (narrow.mem_rep.fea_dim, narrow.mem_rep.addressing) == (2, 'cosine')
