@@ -213,3 +213,8 @@ def test_validation_grid_spans_temperatures_and_records_the_addressing(tmp_path,
     assert rows[1]['addressing'] != rows[3]['addressing']  # the temperature changed how the memory is read
     assert out.with_suffix('.png').stat().st_size > 0
     assert f"temperature {table['best']['temperature']}" in capsys.readouterr().out
+    # an AE has no memory: no temperature and no addressing in its rows
+    assert validation.main(['mnist_ae', '--DataRoot', str(tmp_path / 'data'), '--LR', '1e-3', '--Epochs', '1',
+                            '--Classes', '0', '--Out', str(out)]) == 0
+    rows = json.loads(out.read_text())['rows']
+    assert len(rows) == 1 and rows[0]['temperature'] is None and 'addressing' not in rows[0]

@@ -20,6 +20,7 @@ Writes ``--Out`` (default ``./results/validation/<EXPERIMENT>.json``: every row,
 a figure of the mean validation metric against epochs beside it (``.png``).
 """
 import argparse
+import contextlib
 import itertools
 import json
 import sys
@@ -100,13 +101,11 @@ def validation_curve(opt, unit, seed):
     curve, addressing = [], []
 
     def evaluate(epoch, model):
-        if not memory_model:
+        with SlotUsage(model.mem_rep) if memory_model else contextlib.nullcontext() as usage:
             curve.append(float(unit.metric(score_samples(model, unit.val, score, memory_model), unit.val_labels)))
-            return
-        with SlotUsage(model.mem_rep) as usage:
-            curve.append(float(unit.metric(score_samples(model, unit.val, score, memory_model), unit.val_labels)))
-        addressing.append({'nonzero': round(usage.nonzero_per_query, 2),
-                           'largest': round(usage.largest_weight_per_query, 4)})
+        if memory_model:
+            addressing.append({'nonzero': round(usage.nonzero_per_query, 2),
+                               'largest': round(usage.largest_weight_per_query, 4)})
 
     seed_everything(seed)
     model = unit.make_model(opt)
