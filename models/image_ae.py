@@ -95,7 +95,7 @@ class WholeEncodingMemory(nn.Module):
 
     Returns the read-out reshaped back to B x C x H x W and the addressing weights B x N."""
 
-    def __init__(self, mem_dim, encoding_shape, shrink_thres, addressing, temperature=1.0):
+    def __init__(self, mem_dim, encoding_shape, shrink_thres, addressing, temperature):
         super().__init__()
         self.encoding_shape = tuple(encoding_shape)
         self.memory = MemoryUnit(mem_dim, math.prod(encoding_shape), shrink_thres, addressing, temperature)
