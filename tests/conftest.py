@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import settings
 
 # CI runs every property test on the same examples (derandomize), with no time limit per example: a busy 2-core
@@ -9,6 +10,13 @@ from hypothesis import settings
 settings.register_profile('ci', derandomize=True, deadline=None, database=None, print_blob=True)
 if os.environ.get('CI'):
     settings.load_profile('ci')
+
+# The test command runs two pytest-xdist processes on a 2-core machine: one thread each (and in the commands they
+# start), instead of two apiece fighting over the cores. A test that compares a command's numbers with this
+# process's gets the same thread count in both, as when the suite runs in one process with the default threads.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    os.environ['OMP_NUM_THREADS'] = '1'
+    torch.set_num_threads(1)
 
 from data.prepare_video import prepare
 from synthetic import make_ucsd_original
