@@ -133,7 +133,7 @@ def plot_curves(path, rows, metric_name):
 def group_rows(rows):
     groups = {}
     for row in rows:
-        groups.setdefault((row['lr'], row['shrink'], row.get('temperature')), []).append(row)
+        groups.setdefault((row['lr'], row['shrink'], row['temperature']), []).append(row)
     return groups
 
 
