@@ -15,6 +15,7 @@ continues from, rewritten after every epoch); TensorBoard logs under ``<ModelRoo
 is written atomically. A non-finite loss stops training before it updates the weights.
 """
 import sys
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,6 +37,7 @@ from utils.distributed import per_process_batch, replicated, sampler, start_proc
 from utils.errors import InputError, run_cli
 from utils.experiments import one_class_experiment
 from utils.paths import input_folder, output_folder
+from utils.progress import EpochClock, format_duration
 from utils.memory_usage import SlotUsage
 from utils.runtime import (compile_model, memory_layout, rng_state, seed_everything, set_deterministic,
                            set_rng_state)
@@ -43,6 +45,7 @@ from utils.training import LOSS_TERMS, LossSettings, NonFiniteLossError, trainin
 
 LOG_COLUMNS = ('epoch', 'iteration', *LOSS_TERMS)
 TB_FRAME_STEP = 5  # TensorBoard shows frames 1, 6, 11 of the first clip, as released
+SLOW_EPOCH_SECONDS = 3600  # an epoch longer than this gets a note pointing at the GPU or the reduced size
 
 
 def frame_strip(clip):
@@ -65,6 +68,27 @@ def restore_training_state(opt, model_dir, model, optimizer, loader_generator):
     set_rng_state(state['rng'], loader_generator)
     print(f"resuming from {path}: {state['epochs_done']} epochs, {state['iteration']} iterations done")
     return state['epochs_done'], state['iteration']
+
+
+def final_weights(model_dir, opt):
+    return model_dir / f'{opt.setting}_epoch_{opt.EpochNum - 1:04d}_final.pt'
+
+
+def remove_intermediate_files(model_dir, opt):
+    """After a run that finished: the files only an unfinished run needs (the snapshot and the training state)
+    and the last epoch's checkpoint, the same weights as the final file (--KeepIntermediate True keeps them)."""
+    for name in (f'{opt.setting}_snap.pt', resume_file(model_dir, opt.setting).name,
+                 f'{opt.setting}_epoch_{opt.EpochNum - 1:04d}.pt'):
+        (model_dir / name).unlink(missing_ok=True)
+
+
+def warn_if_slow(step_seconds, iterations, device):
+    """One line before a run whose epochs will take over an hour at the speed of its first step."""
+    epoch_seconds = step_seconds * iterations
+    if epoch_seconds > SLOW_EPOCH_SECONDS:
+        tqdm.write(f'note: at {step_seconds:.1f} s per iteration an epoch takes about {format_duration(epoch_seconds)} '
+                   f'on {device}: full-size video training is GPU work; on a CPU, train at a reduced size '
+                   f'(README, "CPU fallback")')
 
 
 def open_train_log(path, start_epoch):
@@ -97,6 +121,7 @@ class TrainingRun:
     writes: bool                # this process writes logs and files (process 0 of a multi-process run)
     log_file: object = None
     tb_writer: object = None
+    clock: EpochClock = None    # epoch times and the time left (utils/progress.py)
 
     @cached_property
     def losses(self):
@@ -120,7 +145,7 @@ class TrainingRun:
         if not self.writes:
             return
         if batch_idx % opt.TextLogInterval == 0:
-            progress.set_postfix({k: f'{v:.5f}' for k, v in values.items()})
+            progress.set_postfix({k: f'{values[k]:.5f}' for k in self.losses.model_terms})
             self.log_file.write(','.join(str(x) for x in (epoch, iteration, *values.values())) + '\n')
         if self.tb_writer is not None:
             for name, value in values.items():
@@ -142,14 +167,19 @@ class TrainingRun:
                         disable=not self.writes)
         # addressing statistics of the epoch, for the log and TensorBoard (a hook: no extra forward pass)
         usage = SlotUsage(self.model.mem_rep) if self.memory_model else nullcontext()
+        self.clock.start_epoch()
         with usage:
             for batch_idx, (_, clips) in enumerate(progress):
                 clips = clips.to(device, non_blocking=True).contiguous(memory_format=memory_layout(opt.ChannelsLast))
+                step_started = time.perf_counter()
                 recon, values = self.step(clips, epoch, iteration)
+                if batch_idx == 0 and not self.clock.seconds and self.writes:
+                    warn_if_slow(time.perf_counter() - step_started, len(self.loader), device)
                 losses.append(values['loss'])
                 self.log_iteration(batch_idx, epoch, iteration, values, clips, recon, progress)
                 iteration += 1
         if self.writes:
+            self.clock.end_epoch('video', 0, epoch + 1)
             self.end_epoch(epoch, iteration, losses, usage)
         return iteration
 
@@ -158,7 +188,7 @@ class TrainingRun:
         opt = self.opt
         self.log_file.flush()
         print(f'epoch {epoch + 1}/{opt.EpochNum}: mean loss {np.mean(losses):.6f}'
-              + (f'; {usage.describe()}' if self.memory_model else ''))
+              + (f'; {usage.describe()}' if self.memory_model else '') + f'; {self.clock.describe()}')
         if self.memory_model and self.tb_writer is not None:
             self.tb_writer.add_scalar('memory/nonzero_weights_per_query', usage.nonzero_per_query, epoch)
             self.tb_writer.add_scalar('memory/slots_used', usage.slots_used, epoch)
@@ -208,6 +238,10 @@ def main(argv=None):
     optimizer = torch.optim.Adam(model.parameters(), lr=opt.LR)
 
     model_dir = Path(opt.ModelRoot) / f'model_{opt.setting}'
+    finished = final_weights(model_dir, opt)
+    if opt.Resume == 'auto' and finished.is_file() and not resume_file(model_dir, opt.setting).is_file():
+        print(f'--Resume auto: this run finished before; its final weights are {finished}')
+        return 0
     start_epoch, iteration = restore_training_state(opt, model_dir, model, optimizer, loader_generator)
     main_process = processes.is_main
     if main_process:
@@ -215,7 +249,8 @@ def main(argv=None):
     run = TrainingRun(opt, model, compile_model(replicated(model, processes), opt.Compile), optimizer, loader,
                       loader_generator, memory_model, model_dir, share, main_process,
                       log_file=open_train_log(model_dir / 'train_log.csv', start_epoch) if main_process else None,
-                      tb_writer=open_tensorboard(opt) if opt.IsTbLog and main_process else None)
+                      tb_writer=open_tensorboard(opt) if opt.IsTbLog and main_process else None,
+                      clock=EpochClock(1, opt.EpochNum, start_epoch))
     if main_process:
         print(f'setting: {opt.setting}; {len(dataset)} training clips, {len(loader)} iterations per epoch on '
               f'{device}' + (f' in each of {processes.world_size} processes' if processes.distributed else ''))
@@ -224,14 +259,17 @@ def main(argv=None):
     for epoch in range(start_epoch, opt.EpochNum):
         iteration = run.train_epoch(epoch, iteration)
 
-    final = model_dir / f'{opt.setting}_epoch_{opt.EpochNum - 1:04d}_final.pt'
+    final = final_weights(model_dir, opt)
     if main_process:
         atomic_save(model.state_dict(), final)
         print(f'final weights: {final}')
+        if not opt.KeepIntermediate:
+            remove_intermediate_files(model_dir, opt)
     run.close()
     stop_processes(processes)
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(main, interrupted='finished epochs are kept; to go on, run the same command with '
+                              '--Resume auto'))

@@ -270,26 +270,39 @@ def _shanghaitech(src, labels):
     return Source('shanghaitech', train, test, 'frame masks testing/test_frame_mask/<video>.npy')
 
 
+# (marker folders, layout name, reader) of each supported source layout, tried in this order
+SOURCE_LAYOUTS = (
+    (('Train', 'Test'), 'original UCSD', _ucsd_original),
+    (('training_videos', 'testing_videos'), 'CUHK Avenue', _avenue_official),
+    (('training/videos', 'testing/frames'), 'ShanghaiTech', _shanghaitech),
+    (('training/frames', 'testing/frames'), 'JPEG re-distribution', _jpeg_redistribution),
+)
+
+
+def known_layout(folder):
+    """The entry of SOURCE_LAYOUTS whose marker folders ``folder`` has, or None."""
+    return next((layout for layout in SOURCE_LAYOUTS if all((folder / m).is_dir() for m in layout[0])), None)
+
+
 def detect_source(src, labels='auto'):
     """The videos and labels of a source folder, whichever supported layout it has."""
     src = Path(src)
     if not src.is_dir():
         raise DataFormatError(f'--src {src} is not a folder')
-    if (src / 'Train').is_dir() and (src / 'Test').is_dir():
-        return _ucsd_original(src, labels)
-    if (src / 'training_videos').is_dir() and (src / 'testing_videos').is_dir():
-        return _avenue_official(src, labels)
-    if (src / 'training' / 'videos').is_dir() and (src / 'testing' / 'frames').is_dir():
-        return _shanghaitech(src, labels)
-    if (src / 'training' / 'frames').is_dir() and (src / 'testing' / 'frames').is_dir():
-        return _jpeg_redistribution(src, labels)
+    layout = known_layout(src)
+    if layout is not None:
+        return layout[2](src, labels)
     peds = sorted(p.name for p in src.glob('UCSDped*') if p.is_dir())
     if peds:
         raise DataFormatError(f"--src {src} is the UCSD release's root; pass one of its data sets: "
                               f"{', '.join(str(src / p) for p in peds)}")
-    raise DataFormatError(f'--src {src} is not a known source layout: expected Train/ and Test/ (original UCSD), '
-                          f'training_videos/ and testing_videos/ (CUHK Avenue), training/videos/ and testing/frames/ '
-                          f'(ShanghaiTech) or training/frames/ and testing/frames/ (JPEG re-distribution)')
+    below = [(child, found[1]) for child in sorted(p for p in src.iterdir() if p.is_dir())
+             if (found := known_layout(child)) is not None]
+    if below:
+        raise DataFormatError(f'--src {src} holds a known layout one level down: '
+                              + ', '.join(f'{child} ({name})' for child, name in below) + '; pass that folder')
+    expected = ', '.join(f"{' and '.join(f'{m}/' for m in markers)} ({name})" for markers, name, _ in SOURCE_LAYOUTS)
+    raise DataFormatError(f'--src {src} is not a known source layout: expected {expected}')
 
 
 def clip_starts(num_frames, clip_len, stride):
@@ -440,11 +453,22 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def describe(summary, dst):
+    """A few lines on what was prepared; the whole record is in ``<dst>/prepare.json``."""
+    train, test = summary['training'], summary['testing']
+    return (f"prepared {dst} from {summary['src']} ({summary['layout']}; labels: {summary['label_origin']}):\n"
+            f"  training: {train['videos']} videos, {train['frames']} frames, {train['clips']} clips\n"
+            f"  testing: {test['videos']} videos, {test['frames']} frames ({test['anomalous_frames']} anomalous), "
+            f"{test['clips']} clips; pixel masks for {len(test['videos_with_pixel_masks'])} videos\n"
+            f"  {summary['size'][0]} x {summary['size'][1]}, {summary['channels']} channel(s); details in "
+            f"{dst / 'prepare.json'}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     summary = prepare(args.src, args.dst, tuple(args.size), args.clip_len, args.stride, args.channels,
                       args.labels, args.masks, args.overwrite, args.workers)
-    print(json.dumps(summary, indent=2))
+    print(describe(summary, Path(args.dst)))
     return 0
 
 

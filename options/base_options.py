@@ -156,9 +156,10 @@ class BaseOptions:
                             '1e-6)', type=str2bool, default=False)
         parser.add_argument('--Debug', help='(added) show the traceback of errors in the input too (otherwise: one '
                             'sentence and exit code 2)', type=str2bool, nargs='?', const=True, default=False)
-        parser.add_argument('--PrintOptions', help='(added) print the table of all options at the start (False: one '
-                            'line of those that differ from their default); opt.txt always holds the table',
-                            type=str2bool, default=True)
+        parser.add_argument('--PrintOptions', help='(added) print the table of all options at the start (default: '
+                            'one line of those that differ from their default, so that the table does not push a '
+                            'message off the screen); opt.txt beside the outputs always holds the table',
+                            type=str2bool, default=False)
 
     def add_arguments(self, parser):
         """Flags of one script only."""

@@ -30,6 +30,11 @@ class TrainOptions(BaseOptions):
                             default=200)
         parser.add_argument('--SaveCheckInterval', help='save <setting>_epoch_NNNN.pt every N epochs', type=int,
                             default=1)
+        parser.add_argument('--KeepIntermediate', help='(added) keep, after a run that finished, the files only '
+                            'an unfinished run needs: the snapshot <setting>_snap.pt, the training state '
+                            '<setting>_resume.pt (image and KDD: one per unit) and the last epoch\'s checkpoint, '
+                            'which holds the same weights as the _final.pt file. Default: they are removed; the other '
+                            'epoch checkpoints (--SaveCheckInterval) always stay', type=str2bool, default=False)
         parser.add_argument('--Resume', help='(added) continue an interrupted run from its training state, '
                             'written after every epoch: video, a path or "auto" (<ModelRoot>/model_<setting>/'
                             '<setting>_resume.pt; starts afresh if there is none), restoring model, optimizer, epoch, '

@@ -3,8 +3,8 @@ import torch
 
 from models import AutoEncoderCov3D, AutoEncoderCov3DMem
 from options import TestOptions as EvalOptions  # a name starting with "Test" is collected by pytest
-from utils.checkpoint import (CheckpointError, atomic_save, atomic_write_text, candidate_paths, find_weights,
-                              load_training_state, load_weights, read_state_dict,
+from utils.checkpoint import (AUTHORS_WEIGHTS_URL, CheckpointError, atomic_save, atomic_write_text, candidate_paths,
+                              find_weights, load_training_state, load_weights, read_state_dict,
                               released_file_name, replace_atomically, resolve_resume, resume_file,
                               save_training_state)
 
@@ -105,7 +105,15 @@ def test_atomic_writes_replace_the_file_whole_or_not_at_all(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         replace_atomically(path, crash_midway)
     assert torch.equal(torch.load(path, weights_only=True)['a'], torch.arange(3))  # the previous file, intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['.w.pt.tmp', 't.txt', 'w.pt']  # a hidden leftover only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['t.txt', 'w.pt']  # the temporary file is removed too
+
+    def fail_midway(temporary):  # a full disk
+        temporary.write_bytes(b'half')
+        raise OSError(28, 'No space left on device')
+
+    with pytest.raises(OSError):
+        replace_atomically(tmp_path / 't.txt', fail_midway)
+    assert (tmp_path / 't.txt').read_text() == 'one\n' and sorted(p.name for p in tmp_path.iterdir()) == ['t.txt', 'w.pt']
 
 
 def test_weights_are_looked_for_in_the_documented_order(tmp_path):
@@ -130,16 +138,25 @@ def test_weights_are_looked_for_in_the_documented_order(tmp_path):
         find_weights(given)
 
 
-def test_missing_weights_say_where_the_released_ones_come_from(tmp_path):
-    opt = options('--ModelRoot', str(tmp_path))
-    with pytest.raises(CheckpointError) as error:
-        find_weights(opt)
-    message = str(error.value)
-    assert message.startswith(f'no model weights found; tried: {tmp_path / opt.setting}.pt, ')
-    assert f'put the weights file there as {tmp_path / released_file_name(opt.setting)}: the authors\' UCSD Ped2 ' \
-           'weights are downloaded from the link in the README of github.com/donggong1/memae-anomaly-detection, see ' \
-           'memae_models/README.md; or train them with bash train.sh and test with MODEL_ROOT=./results/; or set ' \
-           '--ModelFilePath)' in message
+def test_missing_weights_list_the_places_searched_and_the_one_fix_for_the_setting(tmp_path):
+    """Each setting gets its own fix: the authors' download only for the two files they released."""
+    for flags, fix in (
+            ((), "download the authors' weights from https://drive.google.com/drive/folders/"
+                 '1N2DvmZwCKx_8bZWeueJNn9nsh3rQXdTg and save them as '
+                 f'{tmp_path / "MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_Non.pt"}'),
+            (('--ModelName', 'AE', '--ModelSetting', 'Conv3D'),
+             f"download the authors' weights from {AUTHORS_WEIGHTS_URL} and save them as "
+             f'{tmp_path / "AE_Conv3D_UCSD_P2_256_Non.pt"}'),
+            (('--MemDim', '20'), 'train them with script_training.py and the same model flags'),
+            (('--Dataset', 'SyntheticDemo'), 'run bash test.sh demo')):
+        opt = options('--ModelRoot', str(tmp_path), *flags)
+        with pytest.raises(CheckpointError) as error:
+            find_weights(opt)
+        message = str(error.value)
+        places = [tmp_path / f'{opt.setting}.pt', tmp_path / released_file_name(opt.setting),  # the same for an AE
+                  tmp_path / f'model_{opt.setting}' / f'{opt.setting}_epoch_*_final.pt']
+        searched = ', '.join(str(place) for place in dict.fromkeys(places))
+        assert message.startswith(f'no model weights found for {opt.setting}; searched {searched}; to fix: {fix}')
 
 
 class RunsCode:

@@ -76,11 +76,11 @@ def test_plain_test_sh_without_ped2_runs_the_demo_with_figures(demo_run):
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'No prepared UCSD Ped2' in done.stderr
     # both source layouts get their preparation command
-    assert '--src <download>/UCSD_Anomaly_Dataset.v1p2/UCSDped2 --dst' in done.stderr
-    assert '--src <download>/ped2 --dst' in done.stderr
+    assert '--src /path/to/UCSD_Anomaly_Dataset.v1p2/UCSDped2 --dst' in done.stderr
+    assert '--src /path/to/ped2 --dst' in done.stderr
     assert 'AUC: ' in done.stdout
-    assert done.stdout.count('----------------- Options') == 1  # training prints the table, testing one line
-    assert 'options (not at their default; all in opt.txt): ' in done.stdout
+    assert '----------------- Options' not in done.stdout  # the tables are in opt.txt
+    assert done.stdout.count('options (not at their default; all in opt.txt): ') == 2  # training, testing
     setting = 'MemAE_Conv3DSpar_SyntheticDemo_MemDim2000_EntW0.0002_ShrThres0.0025_Seed1_Non'
     res = out / f'res_{setting}'
     results = json.loads((res / 'results.json').read_text())
@@ -91,7 +91,11 @@ def test_plain_test_sh_without_ped2_runs_the_demo_with_figures(demo_run):
     for name in figures:
         with Image.open(res / 'plots' / name) as image:  # a real PNG, not an empty file
             assert image.size[0] > 100 and image.size[1] > 100
-    assert (out / f'model_{setting}').is_dir()  # the demo's weights land in OUT_ROOT
+    # the demo's weights land in OUT_ROOT: the final weights only (no snapshot, training state or epoch checkpoint
+    # that repeats them), which is all testing needed
+    weights = sorted(p.name for p in (out / f'model_{setting}').glob('*.pt'))
+    assert weights == [f'{setting}_epoch_0000_final.pt']
+    assert not list(out.rglob('.*.tmp'))
     assert any((out / f'log_{setting}').iterdir())  # and its TensorBoard log
 
 
@@ -145,3 +149,23 @@ def test_shaded_spans_and_most_anomalous_clips():
               VideoResult('b', np.array([3.0, 1.0, 9.0]), np.zeros(3))]
     # the top clip of each video first (both have regularity 0 there), then the next lowest regularity
     assert most_anomalous_clips(videos, count=3) == [('a', 1), ('b', 2), ('a', 3)]
+
+
+def test_error_map_rows_share_one_colour_scale(monkeypatch, tmp_path):
+    """One scale for the figure (0 to its largest error): a bright row is brighter than a dim one, not each row
+    stretched to its own maximum."""
+    import utils.plots as plots
+    from models import AutoEncoderCov3DMem
+    shown = []
+    monkeypatch.setattr(plots, 'save_figure', lambda plt, figure, path: shown.append(figure))
+    torch.manual_seed(0)
+    model = AutoEncoderCov3DMem(1, 20).eval()
+    clips = [torch.rand(1, 16, 32, 32) * 2 - 1, torch.zeros(1, 16, 32, 32)]
+    clips[1][:, :, :8] = 1  # another error range
+    plots.plot_error_maps(tmp_path / 'maps.png', model, clips, ['a', 'b'], memory_model=True)
+    heat = [axis.images[0] for axis in shown[0].axes if axis.images and axis.images[0].get_cmap().name == 'inferno']
+    limits = {image.get_clim() for image in heat}
+    assert len(heat) == 2 and len(limits) == 1
+    low, high = limits.pop()
+    largest = max(float(np.max(image.get_array())) for image in heat)
+    assert low == 0 and high == pytest.approx(largest)

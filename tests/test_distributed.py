@@ -41,7 +41,8 @@ def test_two_processes_train_one_model_equal_to_one_process_averaging_the_two_ha
     normalises each half with its own statistics, and the running statistics that survive are rank 0's (DDP
     broadcasts rank 0's buffers before every forward)."""
     flags = ['--DataRoot', str(prepared_root), '--ModelRoot', str(tmp_path), '--MemDim', '20', '--UseCUDA', 'False',
-             '--NumWorker', '0', '--BatchSize', '4', '--EpochNum', '2', '--IsTbLog', 'False', '--LR', '1e-3']
+             '--NumWorker', '0', '--BatchSize', '4', '--EpochNum', '2', '--IsTbLog', 'False', '--LR', '1e-3',
+             '--KeepIntermediate', 'True']
     done = torchrun(2, *flags)
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'in each of 2 processes' in done.stdout and done.stdout.count('final weights:') == 1

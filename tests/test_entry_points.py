@@ -1,6 +1,7 @@
 """The commands a new user types first: `bash test.sh` with no argument on prepared data and the released file
 name, `python script_eval_video.py` on the scores it saved, the released names of `import utils`, --help."""
 import re
+import shutil
 import subprocess
 import sys
 
@@ -109,9 +110,25 @@ def test_missing_weights_say_where_weights_come_from(prepared_root, tmp_path):
     tested = run_script('bash', 'test.sh', 'ped2', '--UseCUDA', 'False', DATA_ROOT=prepared_root,
                         MODEL_ROOT=tmp_path, OUT_ROOT=tmp_path / 'out')
     assert tested.returncode == 2
-    assert f'put the weights file there as {tmp_path / RELEASED_FILE}' in tested.stderr
-    assert 'memae_models/README.md' in tested.stderr and 'donggong1/memae-anomaly-detection' in tested.stderr
-    assert 'Traceback' not in tested.stderr
+    error = [line for line in tested.stderr.splitlines() if line.startswith('error: ')]
+    assert len(error) == 1 and 'Traceback' not in tested.stderr
+    assert error[0].endswith("to fix: download the authors' weights from "
+                             'https://drive.google.com/drive/folders/1N2DvmZwCKx_8bZWeueJNn9nsh3rQXdTg and save them '
+                             f'as {tmp_path / RELEASED_FILE} (memae_models/README.md)')
+    assert 'MODEL_ROOT' not in error[0]  # the authors' weights are not trained here
+
+
+def test_the_demo_model_missing_points_at_the_demo_not_at_the_authors(prepared_root, tmp_path):
+    from utils.checkpoint import DEMO_DATASET
+    from utils.experiments.settings import DEMO_DATASET as SETTINGS_DEMO
+    assert DEMO_DATASET == SETTINGS_DEMO  # the same name in both places
+    shutil.copytree(prepared_root / 'UCSD_P2_256', tmp_path / 'data' / DEMO_DATASET)  # a prepared video set
+    tested = run_script(sys.executable, 'script_testing.py', '--Dataset', DEMO_DATASET, '--UseCUDA', 'False',
+                        '--DataRoot', str(tmp_path / 'data'), '--ModelRoot', str(tmp_path / 'models'))
+    assert tested.returncode == 2
+    assert tested.stderr.strip().endswith('to fix: run bash test.sh demo, which trains the demo model before '
+                                          'testing it')
+    assert 'drive.google' not in tested.stderr
 
 
 def test_released_utils_names_keep_working():
@@ -158,7 +175,32 @@ def test_every_flag_has_help_and_booleans_show_their_words(options):
         assert setting in parser._option_string_actions['--ModelSetting'].help
 
 
-def test_print_options_false_prints_one_line_of_changed_options(capsys):
-    EvalOptions().parse(['--PrintOptions', 'False', '--MemDim', '20'])
+def test_by_default_one_line_of_changed_options_is_printed(capsys):
+    """The full table would push an error message that follows it off the screen; opt.txt keeps it."""
+    EvalOptions().parse(['--MemDim', '20'])
     out = capsys.readouterr().out
-    assert out.strip() == 'options (not at their default; all in opt.txt): --MemDim 20 --PrintOptions False'
+    assert out.strip() == 'options (not at their default; all in opt.txt): --MemDim 20'
+
+
+@pytest.mark.parametrize('script, program', [('test.sh', 'script_testing.py'), ('train.sh', 'script_training.py')])
+def test_shell_scripts_have_a_usage_text(script, program):
+    """--help (and -h): every data set and variant with its one line, the environment, how flags pass through;
+    no run starts and no 'unknown experiment'."""
+    from utils.experiments.settings import DATA_NAMES, VARIANTS
+    for flag in ('--help', '-h'):
+        done = run_script('bash', script, flag)
+        assert done.returncode == 0 and done.stderr == '' and 'unknown' not in done.stdout
+    text = done.stdout
+    assert text.startswith(f'usage: bash {script} [EXPERIMENT] [{program} flags ...]')
+    lines = text.splitlines()
+    for name in DATA_NAMES:  # one line each, under its family
+        assert sum(line.startswith(f'  {name} ') for line in lines) == 1
+    for suffix in VARIANTS:
+        assert sum(line.startswith(f'  {suffix} ') for line in lines) == 1
+    for family in ('video', 'images', 'KDDCUP99', 'variants'):
+        assert any(line.startswith(family) for line in lines)
+    for variable in ('DATA_ROOT', 'MODEL_ROOT', 'OUT_ROOT'):
+        assert any(line.startswith(f'  {variable} ') for line in lines)
+    assert (any(line.startswith('  demo ') for line in lines)) == (script == 'test.sh')  # train.sh has no demo
+    assert ('ablation_DATA' in text) == (script == 'train.sh')
+    assert max(len(line) for line in lines) <= 120

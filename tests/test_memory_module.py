@@ -91,7 +91,7 @@ def test_hard_shrink_relu_just_above_the_threshold_stays_between_zero_and_the_we
     weights = torch.tensor([lambd + 1e-15, lambd + 1e-13, lambd + 1e-6], dtype=torch.float64)
     shrunk = hard_shrink_relu(weights, lambd)
     assert torch.all(shrunk >= 0) and torch.all(shrunk <= weights)
-    assert shrunk[2] == pytest.approx(weights[2], rel=1e-5)
+    assert shrunk[2].item() == pytest.approx(weights[2].item(), rel=1e-5)
 
 
 def test_constructor_defaults_are_the_released_ones():

@@ -1,5 +1,6 @@
 """The image and KDDCUP99 experiments end to end through the scripts, on tiny synthetic data."""
 import json
+import statistics
 
 import numpy as np
 import pytest
@@ -20,6 +21,19 @@ def roots(tmp_path):
             str(tmp_path / 'out')]
 
 
+# t quantiles (0.975) for 1 and 2 degrees of freedom, from a table: the test does not share the code's scipy call
+T_975 = {1: 12.706204736174707, 2: 4.302652729911275}
+
+
+def assert_mean_std(field, values):
+    """``field`` is the summary of ``values``: mean, sample std (ddof 1), t-based 95 % interval, count."""
+    mean, std = statistics.fmean(values), statistics.stdev(values)
+    half = T_975[len(values) - 1] * std / len(values) ** 0.5
+    assert field['n'] == len(values)
+    assert field['mean'] == pytest.approx(mean, abs=1e-12) and field['std'] == pytest.approx(std, abs=1e-12)
+    assert field['ci95'] == pytest.approx([mean - half, mean + half], rel=1e-9)  # the table's t has 17 digits
+
+
 def test_mnist_protocol_trains_every_class_then_testing_reproduces_it(tmp_path):
     make_mnist(tmp_path / 'data')
     argv = MNIST_MEMAE + roots(tmp_path) + ['--Runs', '2']
@@ -38,8 +52,12 @@ def test_mnist_protocol_trains_every_class_then_testing_reproduces_it(tmp_path):
             for c in range(10) for r in range(2)}
     assert summary['auc']['per_class'][4] == pytest.approx((aucs[4, 0] + aucs[4, 1]) / 2)
     per_run = [np.mean([aucs[c, r] for c in range(10)]) for r in range(2)]
-    assert summary['auc']['mean'] == pytest.approx(np.mean(per_run))
-    assert summary['auc']['std'] == pytest.approx(np.std(per_run))
+    assert_mean_std(summary['auc'], per_run)
+    per_class = [(aucs[c, 0] + aucs[c, 1]) / 2 for c in range(10)]
+    assert summary['auc']['per_class'] == pytest.approx(per_class, abs=1e-12)
+    assert summary['auc']['std_over_classes'] == pytest.approx(statistics.stdev(per_class), abs=1e-12)
+    assert set(summary['definitions']['auc']) == set(summary['auc'])  # every field says what it is over
+    assert 'per run (seed)' in summary['definitions']['auc']['std']
 
     (tmp_path / 'out' / 'mnist_summary.json').unlink()
     assert script_testing.main(MNIST_MEMAE + roots(tmp_path) + ['--Runs', '2', '--UseCUDA', 'False']) == 0
@@ -78,11 +96,11 @@ def test_kdd_runs_then_testing_reproduces_them(tmp_path):
     assert script_training.main(argv + COMMON) == 0
     summary = json.loads((tmp_path / 'out' / 'kdd_summary.json').read_text())
     assert summary['runs'] == 3 and set(summary) >= {'precision', 'recall', 'f1'}
-    assert set(summary['f1']) == {'mean', 'std'}
+    assert set(summary['f1']) == {'mean', 'std', 'ci95', 'n'}
     # every run's numbers from its own saved scores, by the documented rule: flag the records above the 80th
     # percentile of the test scores (the registry's KDDCUP99 anomaly ratio 0.2); F1 by scikit-learn
     res = tmp_path / 'out' / 'res_MemAE_FCSpar_KDDCUP99_MemDim8_EntW0.0002_ShrThres0.125_AddrCosine_Seed1_Non'
-    f1s = []
+    f1s, precisions, recalls = [], [], []
     for run in ('run0', 'run1', 'run2'):
         saved = np.load(res / f'{run}_scores.npz')
         result = json.loads((res / f'{run}.json').read_text())['metrics']
@@ -92,8 +110,11 @@ def test_kdd_runs_then_testing_reproduces_them(tmp_path):
         f1s.append(metrics.f1_score(saved['labels'], flagged))
         assert result['f1'] == pytest.approx(f1s[-1], abs=1e-12)
         assert result['precision'] == pytest.approx(metrics.precision_score(saved['labels'], flagged), abs=1e-12)
-    assert summary['f1']['mean'] == pytest.approx(np.mean(f1s), abs=1e-12)
-    assert summary['f1']['std'] == pytest.approx(np.std(f1s), abs=1e-12)
+        precisions.append(metrics.precision_score(saved['labels'], flagged))
+        recalls.append(metrics.recall_score(saved['labels'], flagged))
+    for name, values in (('f1', f1s), ('precision', precisions), ('recall', recalls)):
+        assert_mean_std(summary[name], values)
+        assert 'per run (random split)' in summary['definitions'][name]['std']
     (tmp_path / 'out' / 'kdd_summary.json').unlink()
     assert script_testing.main(KDD_MEMAE + roots(tmp_path) + ['--Runs', '3', '--UseCUDA', 'False']) == 0
     assert json.loads((tmp_path / 'out' / 'kdd_summary.json').read_text())['f1'] == summary['f1']

@@ -123,7 +123,7 @@ def test_bad_values_are_rejected_naming_the_flag(capsys):
 
 def test_options_are_printed_with_non_defaults_marked_and_saved(tmp_path, capsys):
     options = EvalOptions()
-    opt = options.parse(['--MemDim', '100'], is_print=True)
+    opt = options.parse(['--MemDim', '100', '--PrintOptions', 'True'], is_print=True)
     printed = capsys.readouterr().out
     memdim_line = next(line for line in printed.splitlines() if line.strip().startswith('MemDim'))
     seed_line = next(line for line in printed.splitlines() if line.strip().startswith('Seed'))

@@ -129,6 +129,28 @@ def test_unknown_sources_fail_with_one_sentence(tmp_path, make, message):
         prepare(make(tmp_path), tmp_path / 'out', progress=False)
 
 
+def test_a_known_layout_one_level_down_is_named(tmp_path):
+    """--src given the folder that holds the data set (e.g. the parent of ped2/): the message names the folder to
+    pass instead, and its layout."""
+    make_jpeg_redistribution(tmp_path / 'downloads')  # downloads/ped2/...
+    (tmp_path / 'downloads' / 'other').mkdir()
+    with pytest.raises(DataFormatError) as error:
+        prepare(tmp_path / 'downloads', tmp_path / 'out', progress=False)
+    assert str(error.value) == (f'--src {tmp_path / "downloads"} holds a known layout one level down: '
+                                f'{tmp_path / "downloads" / "ped2"} (JPEG re-distribution); pass that folder')
+
+
+def test_the_command_prints_a_short_summary_and_where_the_details_are(tmp_path, capsys):
+    src = make_ucsd_original(tmp_path / 'src', num_train=2, num_test=3, num_frames=18)
+    assert main(['--src', str(src), '--dst', str(tmp_path / 'out'), '--size', '16', '16']) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    details = json.loads((tmp_path / 'out' / 'prepare.json').read_text())
+    assert len(printed) == 4 and printed[-1].endswith(f"details in {tmp_path / 'out' / 'prepare.json'}")
+    assert printed[1] == (f"  training: 2 videos, 36 frames, {details['training']['clips']} clips")
+    assert printed[2].startswith(f"  testing: 3 videos, 54 frames ({details['testing']['anomalous_frames']} "
+                                 f"anomalous), {details['testing']['clips']} clips")
+
+
 def test_label_count_must_match_frames(tmp_path):
     src = make_ucsd_original(tmp_path / 'src', num_train=1, num_test=1, num_frames=16)
     (src / 'Test' / 'Test001_gt' / '016.bmp').unlink()

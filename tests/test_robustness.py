@@ -55,13 +55,27 @@ def test_same_seed_gives_identical_losses(prepared_root, tmp_path):
 
 
 def test_resume_auto_without_a_state_starts_afresh(prepared_root, tmp_path, capsys):
-    assert train(prepared_root, tmp_path, '--EpochNum', '1', '--Resume', 'auto') == 0
+    assert train(prepared_root, tmp_path, '--EpochNum', '1', '--Resume', 'auto', '--KeepIntermediate', 'True') == 0
     assert '--Resume auto: no training state' in capsys.readouterr().out
     assert (tmp_path / f'model_{SETTING}' / f'{SETTING}_resume.pt').is_file()
 
 
+def test_a_finished_run_keeps_its_final_weights_and_resume_auto_leaves_it_finished(prepared_root, tmp_path, capsys):
+    """The training state is removed when the run finishes (--KeepIntermediate False, the default); --Resume auto
+    then finds the run finished instead of starting it again."""
+    assert train(prepared_root, tmp_path, '--EpochNum', '2') == 0
+    folder = tmp_path / f'model_{SETTING}'
+    assert sorted(p.name for p in folder.glob('*.pt')) == [f'{SETTING}_epoch_0000.pt', f'{SETTING}_epoch_0001_final.pt']
+    final = (folder / f'{SETTING}_epoch_0001_final.pt').read_bytes()
+    capsys.readouterr()
+    assert train(prepared_root, tmp_path, '--EpochNum', '2', '--Resume', 'auto') == 0
+    assert capsys.readouterr().out.strip().endswith(f'--Resume auto: this run finished before; its final weights are '
+                                                    f'{folder / f"{SETTING}_epoch_0001_final.pt"}')
+    assert (folder / f'{SETTING}_epoch_0001_final.pt').read_bytes() == final
+
+
 def test_resume_refuses_plain_weights_and_other_runs(prepared_root, tmp_path, capsys):
-    assert train(prepared_root, tmp_path, '--EpochNum', '1') == 0
+    assert train(prepared_root, tmp_path, '--EpochNum', '1', '--KeepIntermediate', 'True') == 0
     folder = tmp_path / f'model_{SETTING}'
     assert train(prepared_root, tmp_path, '--Resume', str(folder / f'{SETTING}_epoch_0000_final.pt')) == 2
     assert 'plain weights cannot be resumed' in capsys.readouterr().err

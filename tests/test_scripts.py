@@ -29,8 +29,8 @@ def trained(prepared_root, tmp_path_factory):
     model_root = tmp_path_factory.mktemp('models')
     common = ['--DataRoot', str(prepared_root), '--ModelRoot', str(model_root), '--EpochNum', '1', '--BatchSize', '4',
               '--IsTbLog', 'True', '--TBImgLogInterval', '1']
-    assert script_training.main(MEMAE + common) == 0
-    assert script_training.main(AE + common) == 0
+    assert script_training.main(MEMAE + common + ['--KeepIntermediate', 'True']) == 0
+    assert script_training.main(AE + common) == 0  # the default: what only an unfinished run needs is removed
     return model_root
 
 
@@ -47,7 +47,7 @@ def test_training_writes_the_released_outputs(trained):
     folder = trained / f'model_{setting}'
     names = {p.name for p in folder.iterdir()}
     assert {f'{setting}_snap.pt', f'{setting}_epoch_0000.pt', f'{setting}_epoch_0000_final.pt', 'opt.txt',
-            'opt.json', 'train_log.csv'} <= names
+            'opt.json', 'train_log.csv', f'{setting}_resume.pt'} == names  # --KeepIntermediate True
     log = (folder / 'train_log.csv').read_text().splitlines()
     assert log[0] == 'epoch,iteration,loss,recon_loss,entropy_loss,l1_loss' and len(log) == 1 + 3  # 10 clips, batch 4
     for k, row in enumerate(log[1:]):  # each row is one iteration; its loss is the weighted sum of its terms
@@ -55,7 +55,10 @@ def test_training_writes_the_released_outputs(trained):
         assert (epoch, iteration, l1) == (0, k, 0) and entropy > 0
         assert loss == pytest.approx(recon + 0.0002 * entropy, rel=1e-5)
     assert any((trained / f'log_{setting}').iterdir())  # TensorBoard events
-    assert (trained / 'model_AE_Conv3D_UCSD_P2_256_Non' / 'AE_Conv3D_UCSD_P2_256_Non_epoch_0000_final.pt').is_file()
+    # by default a finished run keeps its final weights, not the snapshot, the training state or the last epoch's
+    # checkpoint (the same weights as the final file; one epoch here)
+    assert {p.name for p in (trained / 'model_AE_Conv3D_UCSD_P2_256_Non').iterdir()} == {
+        'AE_Conv3D_UCSD_P2_256_Non_epoch_0000_final.pt', 'opt.txt', 'opt.json', 'train_log.csv'}
 
 
 def test_tensorboard_logs_losses_addressing_and_images(trained):
@@ -191,7 +194,13 @@ def test_bad_input_is_one_sentence_and_exit_code_2(prepared_root, trained, tmp_p
 def test_missing_weights_list_the_names_tried(prepared_root, tmp_path, capsys):
     argv = ['--DataRoot', str(prepared_root), '--ModelRoot', str(tmp_path), '--OutRoot', str(tmp_path), *MEMAE]
     assert run_cli(script_testing.main, argv) == 2
-    assert 'no model weights found; tried:' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    setting = 'MemAE_Conv3DSpar_UCSD_P2_256_MemDim20_EntW0.0002_ShrThres0.0025_Seed1_Non'
+    searched = [tmp_path / f'{setting}.pt', tmp_path / f'{setting.replace("_Seed1", "")}.pt',
+                tmp_path / f'model_{setting}' / f'{setting}_epoch_*_final.pt']
+    assert err.startswith(f'error: no model weights found for {setting}; searched {", ".join(map(str, searched))}; '
+                          'to fix: train them with script_training.py')
+    assert err.count('\n') == 1 and 'Options ---' not in err  # one line, no options table before it
 
 
 def test_scripts_run_as_commands(prepared_root, trained, tmp_path):
@@ -205,8 +214,10 @@ def test_scripts_run_as_commands(prepared_root, trained, tmp_path):
     res = Path(line.split(' -> ')[1])
     assert res.parent == tmp_path
     assert float(line.split()[1]) == json.loads((res / 'results.json').read_text())['metrics']['auc']
-    if not torch.cuda.is_available():
-        assert 'CUDA is not available' in result.stderr
+    if not torch.cuda.is_available():  # one plain line, not a Python warning with a line of our source
+        assert [line for line in result.stderr.splitlines() if 'CUDA' in line] == [
+            'note: --UseCUDA is True but CUDA is not available: running on the CPU']
+        assert 'Warning' not in result.stderr
 
 
 def run_shell(script, env_roots, *args):

@@ -58,12 +58,15 @@ def test_video_scores_are_the_test_set_scores_and_the_ends_take_the_nearest_clip
     clip_scores = np.load(folder / 'clip_scores.npy')
     assert np.array_equal(clip_scores, np.load(res / 'Test001.npy'))
     rows = [line.split(',') for line in (folder / 'frame_scores.csv').read_text().splitlines()]
-    assert rows[0] == ['frame', 'clip', 'error', 'regularity'] and len(rows) == 21
-    # 20 frames, 5 clips of 16: clip k (1-based) is centred on frame k + 8; frames 1-9 take clip 1, 13-20 clip 5
-    assert [int(r[1]) for r in rows[1:]] == [1] * 9 + [2, 3, 4] + [5] * 8
-    clips = np.array([int(r[1]) for r in rows[1:]]) - 1
-    assert np.array_equal([float(r[2]) for r in rows[1:]], clip_scores[clips])
-    assert np.array_equal([float(r[3]) for r in rows[1:]], regularity(clip_scores)[clips])
+    assert rows[0] == ['frame', 'source_file', 'clip', 'error', 'regularity'] and len(rows) == 21
+    # numbered from 0 as the files sort, each row naming its file
+    assert [int(r[0]) for r in rows[1:]] == list(range(20))
+    assert [r[1] for r in rows[1:]] == sorted(p.name for p in source_video(prepared_root).iterdir())
+    # 20 frames, 5 clips of 16: clip k (from 0) is centred on frame k + 8; frames 0-8 take clip 0, 12-19 clip 4
+    assert [int(r[2]) for r in rows[1:]] == [0] * 9 + [1, 2, 3] + [4] * 8
+    clips = np.array([int(r[2]) for r in rows[1:]])
+    assert np.array_equal([float(r[3]) for r in rows[1:]], clip_scores[clips])
+    assert np.array_equal([float(r[4]) for r in rows[1:]], regularity(clip_scores)[clips])
     assert np.array_equal(np.load(folder / 'regularity.npy'), regularity(clip_scores)[clips])
 
 
@@ -88,6 +91,13 @@ def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prep
     assert (results['frames'], results['clips'], results['frame_size']) == (40, 25, [32, 32])
     picked = [p['frame'] for p in results['most_anomalous_frames']]
     assert 1 <= len(picked) <= 4 and all(abs(a - b) >= 16 for a in picked for b in picked if a != b)
+    rows = [line.split(',') for line in (tmp_path / 'whole' / 'video_street' / 'frame_scores.csv').read_text()
+            .splitlines()]
+    # a movie's rows give each frame's time (written at 25 frames/s); frame numbers are the CSV's, from 0
+    assert rows[0][:2] == ['frame', 'time_s'] and [r[1] for r in rows[1:4]] == ['0.000', '0.040', '0.080']
+    by_frame = {int(r[0]): float(r[4]) for r in rows[1:]}
+    assert all(by_frame[p['frame']] == p['regularity'] for p in results['most_anomalous_frames']
+               if p['frame'] in by_frame) and min(picked) >= 0
 
 
 def test_without_an_mp4_encoder_the_overlay_is_a_gif(prepared_root, weights, tmp_path, monkeypatch):

@@ -32,6 +32,18 @@ def released_file_name(setting):
     return re.sub(r'_Seed\d+', '', setting, count=1) + '.pt'
 
 
+AUTHORS_WEIGHTS_URL = 'https://drive.google.com/drive/folders/1N2DvmZwCKx_8bZWeueJNn9nsh3rQXdTg'
+# The file names of the authors' released weights (UCSD Ped2, memae_models/README.md)
+AUTHORS_FILES = ('MemAE_Conv3DSpar_UCSD_P2_256_MemDim2000_EntW0.0002_ShrThres0.0025_Non.pt',
+                 'AE_Conv3D_UCSD_P2_256_Non.pt')
+DEMO_DATASET = 'SyntheticDemo'  # the data set of `bash test.sh demo` (utils/experiments/settings.py)
+
+
+def trained_weights_pattern(opt):
+    """Where ``script_training.py`` puts the final weights of the run ``opt`` names (a glob pattern)."""
+    return Path(opt.ModelRoot) / f'model_{opt.setting}' / f'{opt.setting}_epoch_*_final.pt'
+
+
 def candidate_paths(opt):
     """Where ``script_testing.py`` looks for weights, in order: ``--ModelFilePath``; ``<ModelRoot>/<setting>.pt``;
     the released file name, which lacks the ``_Seed{n}`` field; the newest final weights that
@@ -40,7 +52,8 @@ def candidate_paths(opt):
         return [Path(opt.ModelFilePath)]
     root = Path(opt.ModelRoot)
     paths = [root / f'{opt.setting}.pt', root / released_file_name(opt.setting)]
-    paths += sorted((root / f'model_{opt.setting}').glob(f'{opt.setting}_epoch_*_final.pt'), reverse=True)
+    pattern = trained_weights_pattern(opt)
+    paths += sorted(pattern.parent.glob(pattern.name), reverse=True)
     return list(dict.fromkeys(paths))
 
 
@@ -52,15 +65,29 @@ def first_existing(paths, missing, hint):
     raise CheckpointError(f"{missing}; tried: {', '.join(str(p) for p in paths)} ({hint})")
 
 
+def missing_weights_advice(opt):
+    """The one thing that gets weights for this run name: the authors' download, the demo, or training."""
+    released = released_file_name(opt.setting)
+    if released in AUTHORS_FILES:
+        return (f"download the authors' weights from {AUTHORS_WEIGHTS_URL} and save them as "
+                f'{Path(opt.ModelRoot) / released} (memae_models/README.md)')
+    if opt.Dataset == DEMO_DATASET:
+        return 'run bash test.sh demo, which trains the demo model before testing it'
+    return ('train them with script_training.py and the same model flags, then pass its --ModelRoot here '
+            '(bash train.sh writes to ./results/: MODEL_ROOT=./results/ bash test.sh ...), or set --ModelFilePath')
+
+
 def find_weights(opt):
+    """The weights file of a video run: the first of :func:`candidate_paths` that exists."""
     if opt.ModelFilePath:
-        hint = 'check --ModelFilePath'
-    else:
-        hint = (f'put the weights file there as {Path(opt.ModelRoot) / released_file_name(opt.setting)}: the '
-                "authors' UCSD Ped2 weights are downloaded from the link in the README of "
-                'github.com/donggong1/memae-anomaly-detection, see memae_models/README.md; or train them with '
-                'bash train.sh and test with MODEL_ROOT=./results/; or set --ModelFilePath')
-    return first_existing(candidate_paths(opt), 'no model weights found', hint)
+        return first_existing(candidate_paths(opt), 'no model weights found', 'check --ModelFilePath')
+    paths = candidate_paths(opt)
+    searched = ', '.join(str(p) for p in dict.fromkeys([*paths[:2], trained_weights_pattern(opt)]))
+    for path in paths:
+        if path.is_file():
+            return path
+    raise CheckpointError(f'no model weights found for {opt.setting}; searched {searched}; to fix: '
+                          f'{missing_weights_advice(opt)}')
 
 
 def why_unreadable(error):
@@ -163,11 +190,16 @@ def load_weights(model, path, opt):
 
 def replace_atomically(path, write):
     """``write(temporary)`` to a temporary file beside ``path``, then rename it over ``path``: a crash mid-write
-    leaves the previous file intact instead of a truncated one."""
+    leaves the previous file intact instead of a truncated one, and an interrupt or a failed write removes the
+    temporary file."""
     path = Path(path)
     temporary = path.with_name(f'.{path.name}.tmp')
-    write(temporary)
-    os.replace(temporary, path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def atomic_save(obj, path):

@@ -7,6 +7,7 @@ and keeps its traceback.
 import sys
 
 from utils.flags import str2bool
+from utils.interrupts import Interrupted, signal_number, stop_on_signals
 
 # DataLoader workers re-raise a worker's exception in the main process with the worker's traceback in its text
 WORKER_TRACEBACK = 'Original Traceback'
@@ -39,12 +40,22 @@ def debug_requested(argv):
         return False
 
 
-def run_cli(main, argv=None):
-    """Run ``main(argv)``; an :class:`InputError` becomes ``error: <sentence>`` on stderr and exit code 2."""
+KEPT = 'files written before it are kept'
+
+
+def run_cli(main, argv=None, interrupted=KEPT):
+    """Run ``main(argv)``; an :class:`InputError` becomes ``error: <sentence>`` on stderr and exit code 2; Ctrl-C,
+    SIGTERM or SIGHUP (utils/interrupts.py) becomes ``interrupted (<signal>); <interrupted>`` and exit code
+    128 + the signal number. ``interrupted`` says what is kept and how to go on."""
     try:
-        return main(argv)
+        with stop_on_signals():
+            return main(argv)
     except InputError as error:
         if debug_requested(argv):
             raise
         print(f'error: {one_sentence(error)}', file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Interrupted) as stop:
+        signum = signal_number(stop)
+        print(f'interrupted ({signum.name}); {interrupted}', file=sys.stderr)
+        return 128 + signum

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from models import weights_init
 from utils.checkpoint import atomic_save, atomic_write_text, first_existing, load_tensors_file, load_weights
 from utils.errors import InputError
+from utils.progress import EpochClock
 from utils.runtime import rng_state, seed_everything, set_rng_state
 from utils.scoring import model_scores, resolve_score_type
 from utils.training import LossSettings, training_step
@@ -154,10 +155,6 @@ def score_samples(model, samples, score, memory_model):
     return np.asarray([s for batch in scores for s in batch], dtype=np.float64)
 
 
-def mean_std(values):
-    return {'mean': float(np.mean(values)), 'std': float(np.std(values))}
-
-
 @dataclass
 class UnitRunner:
     """What the units of one experiment share: where their files go, how they train (``schedule`` None: they are
@@ -175,6 +172,9 @@ class UnitRunner:
     tb_root: Path = None       # TensorBoard logs, one folder per unit (training with --IsTbLog)
     flags: object = None       # the parsed options, for load errors that name the flag at fault
     weights: dict = field(default_factory=dict)  # testing: unit name -> weights file
+    keep_intermediate: bool = False  # --KeepIntermediate: keep each unit's training state after it finished
+    clock: EpochClock = None   # training: epoch times and the time left (utils/progress.py)
+    units_done: int = 0
 
     @classmethod
     def from_options(cls, opt, family, device, train):
@@ -189,7 +189,8 @@ class UnitRunner:
             schedule=Schedule(opt.LR, opt.EpochNum, opt.BatchSize) if train else None,
             losses=LossSettings.from_options(opt), score=resolve_score_type(opt.ScoreType, opt.ModelName, family),
             device=device, signature=resume_signature(opt), resume=train and opt.Resume == 'auto',
-            tb_root=Path(opt.ModelRoot) / f'log_{opt.setting}' if train and opt.IsTbLog else None, flags=opt)
+            tb_root=Path(opt.ModelRoot) / f'log_{opt.setting}' if train and opt.IsTbLog else None, flags=opt,
+            keep_intermediate=train and opt.KeepIntermediate)
 
     @property
     def training(self):
@@ -198,7 +199,9 @@ class UnitRunner:
     def start(self, options, units):
         """Before the first unit: testing finds every unit's weights (a missing file fails before any work); the
         options (``options``, the parser that produced them) are saved beside the results (and the weights)."""
-        if not self.training:
+        if self.training:
+            self.clock = EpochClock(len(units), self.schedule.epochs)
+        else:
             self.weights = {unit.name: self.find_weights(unit) for unit in units}
         options.save(self.flags, self.res_path)
         if self.training:
@@ -212,7 +215,7 @@ class UnitRunner:
     def finished_result(self, unit):
         """``--Resume auto``: the result a unit finished with before the run was interrupted, or None. A unit
         counts as finished when its result file (written last, atomically) says so for the same options and its
-        weights exist."""
+        weights exist; a result written with other options is refused rather than overwritten."""
         path = self.res_path / f'{unit.name}.json'
         if not path.is_file():
             return None
@@ -220,7 +223,10 @@ class UnitRunner:
             result = json.loads(path.read_text())
         except ValueError:
             return None
-        if result.get('signature') != self.signature or not Path(result.get('weights', '')).is_file():
+        if result.get('signature') != self.signature:
+            raise InputError(f'the result {path} was written with other options than this run\'s '
+                             f'({", ".join(RESUME_SIGNATURE)} must match); delete it or rerun without --Resume')
+        if not Path(result.get('weights', '')).is_file():
             return None
         return result
 
@@ -233,12 +239,16 @@ class UnitRunner:
             from torch.utils.tensorboard import SummaryWriter  # slow to import: only when logging
             tb_writer = SummaryWriter(str(self.tb_root / unit.name))
         checkpoint = UnitCheckpoint(self.model_dir / f'{self.setting}{unit.weight_suffix}_resume.pt', self.signature)
+        self.clock.start_epoch()
         losses = train_unit(model, samples.to(self.device), self.schedule, self.losses, unit.seed, tb_writer,
+                            on_epoch_end=lambda epoch, _: self.clock.end_epoch(unit.name, self.units_done, epoch),
                             checkpoint=checkpoint, resume=self.resume)
         if tb_writer is not None:
             tb_writer.close()
         weights = self.model_dir / f'{self.setting}{unit.weight_suffix}.pt'
         atomic_save(model.state_dict(), weights)
+        if not self.keep_intermediate:
+            checkpoint.path.unlink(missing_ok=True)  # the unit finished: its weights are all it needs
         return weights, losses
 
     def run(self, unit, build_model, data, unit_metrics):
@@ -250,6 +260,8 @@ class UnitRunner:
             if result is not None:
                 tqdm.write(f'{unit.name}: finished before (--Resume auto), result from {self.res_path}/'
                            f'{unit.name}.json')
+                self.clock.skip_unit()
+                self.units_done += 1
                 return result, None
         started = time.perf_counter()
         seed_everything(unit.seed)
@@ -269,7 +281,9 @@ class UnitRunner:
         saved = {} if data.is_test is None else {'is_test': data.is_test}
         np.savez(self.res_path / f'{unit.name}_scores.npz', scores=scores, labels=data.labels, **saved)
         atomic_write_text(self.res_path / f'{unit.name}.json', json.dumps(result, indent=2) + '\n')
-        tqdm.write(f'{unit.name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in result['metrics'].items()))
+        self.units_done += 1
+        left = f'; {self.clock.time_left()}' if self.training else ''
+        tqdm.write(f'{unit.name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in result['metrics'].items()) + left)
         return result, model
 
     def write_summary(self, summary, results, out_root, summary_name):

@@ -99,13 +99,15 @@ def most_anomalous_clips(videos, count=ERROR_MAP_CLIPS):
 
 
 def plot_error_maps(path, model, clips, titles, memory_model):
-    """Centre frame | reconstruction | per-pixel L2 error, one row per clip (C x T x H x W, in [-1, 1])."""
+    """Centre frame | reconstruction | per-pixel L2 error, one row per clip (C x T x H x W, in [-1, 1]); the
+    error maps of all rows share one colour scale (0 to the largest error in the figure), so rows compare."""
     plt = pyplot()
     device = next(model.parameters()).device
     batch = torch.stack(clips)
     with torch.inference_mode():
         recon = reconstruction(model(batch.to(device)), memory_model).float().cpu()
     errors = centre_error_maps(recon, batch.float())
+    error_scale = max(float(errors.max()), 1e-6)
     figure, axes = plt.subplots(len(clips), 3, figsize=(6, 2.1 * len(clips)), squeeze=False)
     for row, (clip, rec, error, title) in enumerate(zip(clips, recon, errors, titles)):
         t = clip.shape[1] // 2
@@ -113,10 +115,10 @@ def plot_error_maps(path, model, clips, titles, memory_model):
         panels = ((frame * NORM_STD + NORM_MEAN).clamp(0, 1), (rebuilt * NORM_STD + NORM_MEAN).clamp(0, 1))
         for col, image in enumerate(panels):
             axes[row, col].imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap='gray', vmin=0, vmax=1)
-        heat = axes[row, 2].imshow(error, cmap='inferno')
+        heat = axes[row, 2].imshow(error, cmap='inferno', vmin=0, vmax=error_scale)
         figure.colorbar(heat, ax=axes[row, 2], fraction=0.046)
         axes[row, 0].set_ylabel(title, fontsize=8)
-        for col, label in enumerate(('input', 'reconstruction', 'error')):
+        for col, label in enumerate(('input', 'reconstruction', 'error (one scale)')):
             axes[row, col].set_xticks([])
             axes[row, col].set_yticks([])
             if row == 0:
@@ -158,14 +160,14 @@ def plot_video_scores(path, name, regularity_per_frame, picks, clip_len):
     frames or so carry their nearest clip's value (dotted)."""
     plt = pyplot()
     values = np.asarray(regularity_per_frame)
-    frames = np.arange(1, len(values) + 1)
+    frames = np.arange(len(values))  # numbered from 0, as frame_scores.csv
     first, last = clip_len // 2, len(values) - (clip_len - 1 - clip_len // 2)
     figure, axis = plt.subplots(figsize=(7, 2.6))
     axis.plot(frames, values, color='tab:blue', lw=0.8, ls=':')
     axis.plot(frames[first:last], values[first:last], color='tab:blue', lw=1.2)
     axis.plot([p.frame for p in picks], [p.regularity for p in picks], 'o', color='tab:red', ms=4,
               label='most anomalous')
-    axis.set_xlim(1, max(len(values), 2))
+    axis.set_xlim(0, max(len(values) - 1, 1))
     axis.set_ylim(-0.02, 1.02)
     axis.set_xlabel('frame')
     axis.set_ylabel('regularity score')
@@ -197,7 +199,8 @@ def plot_slot_usage(path, usage):
     shown = shares[:max(used, 1)]
     figure, axis = plt.subplots(figsize=(5, 3))
     axis.bar(np.arange(1, len(shown) + 1), shown, width=0.9, color='tab:purple')
-    axis.set_yscale('log')
+    if shown.max() > 0:  # a memory that no query addressed has nothing to show on a log scale
+        axis.set_yscale('log')
     axis.set_xlabel('memory slot, most used first')
     axis.set_ylabel('share of addressing weight')
     axis.set_title(f'{used} of {len(shares)} slots used; {usage.nonzero_per_query:.2f} non-zero weights per query',

@@ -1,6 +1,6 @@
 """Run-time set-up shared by the scripts: seeding, determinism and the device."""
 import random
-import warnings
+import sys
 from contextlib import nullcontext
 
 import numpy as np
@@ -23,9 +23,10 @@ def set_deterministic(is_deter):
 
 
 def select_device(use_cuda):
-    """CUDA when asked for and present; otherwise the CPU, with a warning if CUDA was asked for."""
+    """CUDA when asked for and present; otherwise the CPU, with one plain line on stderr if CUDA was asked for
+    (a Python warning would add a line of our source code to it)."""
     if use_cuda and not torch.cuda.is_available():
-        warnings.warn('--UseCUDA is True but CUDA is not available: running on the CPU', stacklevel=2)
+        print('note: --UseCUDA is True but CUDA is not available: running on the CPU', file=sys.stderr)
         return torch.device('cpu')
     return torch.device('cuda' if use_cuda else 'cpu')
 

@@ -13,10 +13,13 @@ only one window of frames is held at a time.
 
 Outputs in ``<OutRoot>/video_<name>/``:
 
-* ``frame_scores.csv`` (``frame,clip,error,regularity``), ``error.npy`` and ``regularity.npy``: one value per frame.
-  A frame takes the score of the clip centred on it (centre = position ``FrameNum // 2``, as the frame labels of
-  the test protocol); the first ``FrameNum // 2`` and last ``FrameNum - 1 - FrameNum // 2`` frames have no such
-  clip and take the nearest clip's value (the ``clip`` column says which, 1-based). Regularity is the released
+* ``frame_scores.csv`` (``frame,source_file,clip,error,regularity`` for a folder of frames,
+  ``frame,time_s,clip,error,regularity`` for a video file), ``error.npy`` and ``regularity.npy``: one value per
+  frame. Frames and clips are numbered from 0, as the files of a frame folder sort (``frame`` 0 is the first file;
+  ``source_file`` names it; ``time_s`` is the frame's time in a movie, frame / frame rate). A frame takes the score
+  of the clip centred on it (centre = position ``FrameNum // 2``, as the frame labels of the test protocol); the
+  first ``FrameNum // 2`` and last ``FrameNum - 1 - FrameNum // 2`` frames have no such clip and take the nearest
+  clip's value (the ``clip`` column says which). Regularity is the released
   per-video min-max of the clip errors, ``1 - (e - min e) / (max e - min e)`` (1 everywhere if they are constant);
 * ``clip_scores.npy`` (one raw error per clip, like the ``res_<setting>/<Video>.npy`` of a test set);
 * ``score_curve.png``; ``results.json`` (what was scored, how, how fast, the most anomalous frames);
@@ -37,11 +40,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.frame_stream import prepared_frames
+from data.frame_stream import frame_image_files, prepared_frames
 from data.movies import movie_rate, write_movie
 from data.readers import DataFormatError
 from data.video_datasets import normalised_frames
 from models.clip_overlap import ClipWindowModel, PerClipModel
+from utils.checkpoint import atomic_write_text
 from utils.eval import regularity
 from utils.plots import heat_overlay, plot_anomalous_frames, plot_video_scores
 from utils.runtime import autocast, compile_model, memory_layout
@@ -56,7 +60,7 @@ FOLDER_FPS = 25                  # overlay.mp4 of a folder of frames (a video fi
 
 @dataclass
 class Pick:
-    """A frame shown in most_anomalous.png (1-based number)."""
+    """A frame shown in most_anomalous.png (numbered from 0, as frame_scores.csv)."""
     frame: int
     regularity: float
     error: float
@@ -139,28 +143,39 @@ def most_anomalous(per_frame_regularity, per_frame_error, clips_of_frames, clip_
     own = np.flatnonzero(np.arange(len(clips_of_frames)) - clip_len // 2 == clips_of_frames)
     picks = []
     for frame in own[np.argsort(per_frame_regularity[own], kind='stable')]:
-        if all(abs(frame + 1 - pick.frame) >= clip_len for pick in picks):
-            picks.append(Pick(int(frame) + 1, float(per_frame_regularity[frame]), float(per_frame_error[frame])))
+        if all(abs(frame - pick.frame) >= clip_len for pick in picks):
+            picks.append(Pick(int(frame), float(per_frame_regularity[frame]), float(per_frame_error[frame])))
             if len(picks) == count:
                 break
     return picks
 
 
-def write_frame_scores(folder, clips_of_frames, error, regular):
+def frame_sources(path, num_frames):
+    """(column name, one value per frame): the file name of each frame of a folder, or each frame's time in
+    seconds in a video file."""
+    path = Path(path)
+    if path.is_dir():
+        return 'source_file', [file.name for file in frame_image_files(path)][:num_frames]
+    rate = movie_rate(path, FOLDER_FPS)
+    return 'time_s', [f'{frame / rate:.3f}' for frame in range(num_frames)]
+
+
+def write_frame_scores(folder, video, clips_of_frames, error, regular):
     np.save(folder / 'error.npy', error)
     np.save(folder / 'regularity.npy', regular)
-    rows = ['frame,clip,error,regularity']
-    rows += [f'{f + 1},{c + 1},{float(e)!r},{float(p)!r}'
-             for f, (c, e, p) in enumerate(zip(clips_of_frames, error, regular))]
-    (folder / 'frame_scores.csv').write_text('\n'.join(rows) + '\n')
+    column, sources = frame_sources(video, len(clips_of_frames))
+    rows = [f'frame,{column},clip,error,regularity']
+    rows += [f'{f},{source},{c},{float(e)!r},{float(p)!r}'
+             for f, (source, c, e, p) in enumerate(zip(sources, clips_of_frames, error, regular))]
+    atomic_write_text(folder / 'frame_scores.csv', '\n'.join(rows) + '\n')
 
 
 def write_overlays(folder, opt, size, store, clips_of_frames, picks):
     """overlay.mp4 (or overlay.gif) and the picks' images, from a second pass over the video's frames; returns
     the movie's file name."""
     maps, scale = store.maps(), store.scale()
-    picked = {pick.frame - 1: pick for pick in picks}
-    peak = picks[0].frame - 1
+    picked = {pick.frame: pick for pick in picks}
+    peak = picks[0].frame
     gif = []
 
     def overlays():
@@ -208,7 +223,7 @@ def score_single_video(opt, options, model, weights, device, memory_model):
         clips_of_frames = frame_clips(num_frames, len(scores), opt.FrameNum)
         error, regular = scores[clips_of_frames], regularity(scores)[clips_of_frames]
         np.save(folder / 'clip_scores.npy', scores)
-        write_frame_scores(folder, clips_of_frames, error, regular)
+        write_frame_scores(folder, opt.Video, clips_of_frames, error, regular)
         picks = most_anomalous(regular, error, clips_of_frames, opt.FrameNum)
         plot_video_scores(folder / 'score_curve.png', video_name(opt.Video), regular, picks, opt.FrameNum)
         outputs = ['frame_scores.csv', 'error.npy', 'regularity.npy', 'clip_scores.npy', 'score_curve.png']

@@ -64,6 +64,13 @@ class LossSettings:
     def memory_model(self):
         return is_memory_model(self.model_name)
 
+    @property
+    def model_terms(self):
+        """The LOSS_TERMS the model has (entropy: a memory; l1: AE-l1), which progress bars show; the others are
+        reported as 0."""
+        absent = {'entropy_loss': not self.memory_model, 'l1_loss': not has_latent_penalty(self.model_name)}
+        return tuple(term for term in LOSS_TERMS if not absent.get(term, False))
+
 
 def compute_losses(model, batch, losses):
     """(loss to minimise, reconstruction, {term of LOSS_TERMS: float}) for one batch under :class:`LossSettings`

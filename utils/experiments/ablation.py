@@ -31,8 +31,10 @@ from pathlib import Path
 from data.registry import DATASETS
 from options import TestOptions, TrainOptions
 from utils.errors import InputError, run_cli
+from utils.interrupts import run_child
 from utils.experiments.settings import DATA_NAMES, experiment
 from utils.plots import pyplot
+from utils.progress import PROGRESS_ENV, format_duration, read_progress
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_ROOT = './dataset/'  # train.sh's and test.sh's default
@@ -125,16 +127,16 @@ def same_run(record_file, record):
     return record_file.is_file() and all(json.loads(record_file.read_text()).get(k) == v for k, v in record.items())
 
 
-def run_logged(command, env, log):
+def run_logged(command, env, log, while_waiting=None):
     with log.open('a') as stream:
         stream.write(f'$ {shlex.join(command)}\n')
         stream.flush()
-        done = subprocess.run(command, cwd=REPO, env=env, stdout=stream, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise InputError(f'`{shlex.join(command)}` failed (exit {done.returncode}); its output is in {log}')
+        code = run_child(command, while_waiting, cwd=REPO, env=env, stdout=stream, stderr=subprocess.STDOUT)
+    if code:
+        raise InputError(f'`{shlex.join(command)}` failed (exit {code}); its output is in {log}')
 
 
-def run_variant(data, variant, spec, args, extra, out):
+def run_variant(data, variant, spec, args, extra, out, watch=None):
     """Train (and, for video, test) one variant unless its folder already holds the result of the same command;
     returns its table row."""
     folder = out / variant.key
@@ -152,8 +154,12 @@ def run_variant(data, variant, spec, args, extra, out):
     if not skipped:
         folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
+        progress_file = folder / 'progress.json'  # what the training command reports (utils/progress.py)
+        progress_file.unlink(missing_ok=True)
         for command in commands:
-            run_logged(command, {**os.environ, **env_vars}, folder / 'log.txt')
+            run_logged(command, {**os.environ, **env_vars, PROGRESS_ENV: str(progress_file)}, folder / 'log.txt',
+                       (lambda: watch(read_progress(progress_file))) if watch else None)
+        progress_file.unlink(missing_ok=True)
         done_before.write_text(json.dumps({**record, 'seconds': time.perf_counter() - started}, indent=2) + '\n')
         result = read_result(folder, spec)
         if result is None:
@@ -168,24 +174,26 @@ def run_variant(data, variant, spec, args, extra, out):
             'seconds': json.loads(done_before.read_text()).get('seconds'), 'skipped': skipped}
 
 
-def format_duration(seconds):
-    minutes, seconds = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
-
-
 class Progress:
     """Variants done, and an estimate of the time left: the mean time of the variants this sweep ran (not of
-    those it skipped) times the number left."""
+    those it skipped) times the number left. While a variant runs, :meth:`watch` shows where its training command
+    is (the progress file of utils/progress.py): a line that updates in place on a terminal, else a line per unit."""
 
-    def __init__(self, total):
+    def __init__(self, total, stream=sys.stdout):
         self.total, self.finished, self.ran, self.last = total, 0, [], 0.0
+        self.stream, self.started, self.shown, self.shown_unit, self.prefix = stream, 0.0, None, None, ''
+
+    def begin(self, prefix):
+        """A variant starts; ``prefix`` (``[3/11] AE``) begins its lines."""
+        self.prefix, self.started, self.shown, self.shown_unit = prefix, time.perf_counter(), None, None
 
     def done(self, seconds, skipped):
         self.finished += 1
         self.last = seconds
         if not skipped:
             self.ran.append(seconds)
+        if self.shown is not None and self.stream.isatty():
+            print(file=self.stream)  # end the line updated in place
 
     def eta(self):
         left = self.total - self.finished
@@ -194,6 +202,29 @@ class Progress:
         if not self.ran:
             return f'{left} left'
         return f'{left} left, about {format_duration(left * sum(self.ran) / len(self.ran))} to go'
+
+    def sweep_seconds_left(self, variant_left):
+        """The current variant's time left plus the variants after it: each as long as the mean of those run
+        so far, or, before any, as this one's estimated total."""
+        after = self.total - self.finished - 1
+        per_variant = (sum(self.ran) / len(self.ran) if self.ran
+                       else time.perf_counter() - self.started + variant_left)
+        return variant_left + after * per_variant
+
+    def watch(self, record):
+        """Show ``record``, the training command's latest progress (None: nothing reported yet)."""
+        if record is None or record.get('seconds_left') is None:
+            return
+        where = (f"{record['unit']} ({record['units_done']}/{record['units']} done), " if record['units'] > 1
+                 else '')
+        line = (f"{self.prefix}: {where}epoch {record['epoch']}/{record['epochs']}, about "
+                f"{format_duration(record['seconds_left'])} left; sweep about "
+                f"{format_duration(self.sweep_seconds_left(record['seconds_left']))} left")
+        if self.stream.isatty():
+            print(f'\r{line:<{len(self.shown or "")}}', end='', file=self.stream, flush=True)
+        elif self.shown is None or record['unit'] != self.shown_unit:
+            print(line, file=self.stream, flush=True)
+        self.shown, self.shown_unit = line, record['unit']
 
 
 def format_metric(row):
@@ -213,7 +244,7 @@ def markdown_table(data, metric, rows):
 def plot_memory_sizes(data, metric, rows, path, fixed_shrink=False):
     """The metric (mean +- std over runs) against the memory size N, log-scaled."""
     plt = pyplot()
-    points = sorted((row['mem_dim'], row['mean'], row['std']) for row in rows
+    points = sorted((row['mem_dim'], row['mean'], row['std'] or 0.0) for row in rows
                     if row['variant'] == 'memae' or row['variant'].startswith('memdim'))
     if len(points) < 2:
         return None
@@ -289,7 +320,8 @@ def main(argv=None):
         print(f'[{i}/{len(variants)}] {variant.label}: running (output in {out / variant.key / "log.txt"}) ...',
               flush=True)
         started = time.perf_counter()
-        rows.append(run_variant(data, variant, spec, args, extra, out))
+        progress.begin(f'[{i}/{len(variants)}] {variant.label}')
+        rows.append(run_variant(data, variant, spec, args, extra, out, progress.watch))
         progress.done(time.perf_counter() - started, rows[-1]['skipped'])
         state = 'skipped (done)' if rows[-1]['skipped'] else f'done in {format_duration(progress.last)}'
         print(f'[{i}/{len(variants)}] {variant.label}: {metric} {format_metric(rows[-1])}, {state}; '
@@ -304,4 +336,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(main, interrupted='finished variants are kept; the same command reruns the '
+                              'interrupted variant and those after it'))

@@ -12,10 +12,12 @@ Outputs: under ``<OutRoot>/res_<setting>/`` one ``<unit>.json`` and ``<unit>_sco
 addressing whole encodings also ``<unit>_memory.png``, every memory slot decoded), ``summary.json``,
 ``opt.txt``/``opt.json``; and ``<OutRoot>/<name>_summary.json`` (``mnist``, ``cifar10``)::
 
-    {"auc": {"mean", "std", "per_class": [...], "std_over_classes"}, "classes", "runs", ...}
+    {"auc": {"mean", "std", "ci95", "n", "per_class": [...], "std_over_classes"}, "classes", "runs",
+     "definitions": {...}, ...}
 
-the AUC per class averaged over runs; mean and std over runs of the mean over classes; the std of the per-class
-AUCs.
+the AUC per class averaged over runs; the mean over runs (seeds) of the mean over classes, with its sample std
+(ddof 1) and t-based 95 % interval (null for one run); the sample std of the per-class AUCs. ``definitions`` says
+what each field is over, in the file itself.
 """
 from functools import partial
 
@@ -27,7 +29,8 @@ from tqdm import tqdm
 from data.protocols import image_split, resolve_protocol
 from models import IMAGE_ARCHITECTURES, build_model, is_memory_model
 from utils.errors import InputError
-from utils.one_class import Unit, UnitData, UnitRunner, as_tensor, mean_std
+from utils.one_class import Unit, UnitData, UnitRunner, as_tensor
+from utils.stats import MEAN_STD_DEFINITIONS, mean_std, sample_std
 
 
 def image_arch(spec, source):
@@ -60,8 +63,13 @@ def summarise(units, results):
     classes, seeds = sorted({c for c, _ in auc}), sorted({s for _, s in auc})
     per_class = [float(np.mean([auc[c, s] for s in seeds])) for c in classes]
     per_run_mean = [float(np.mean([auc[c, s] for c in classes])) for s in seeds]
-    return {'auc': {**mean_std(per_run_mean), 'per_class': per_class, 'std_over_classes': float(np.std(per_class))},
-            'classes': classes, 'runs': len(seeds)}
+    return {'auc': {**mean_std(per_run_mean), 'per_class': per_class, 'std_over_classes': sample_std(per_class)},
+            'classes': classes, 'runs': len(seeds),
+            'definitions': {'auc': {**{k: f'{v}; the values: per run (seed), the mean AUC over the classes'
+                                       for k, v in MEAN_STD_DEFINITIONS.items()},
+                                    'per_class': "each class's AUC (that class normal), averaged over the runs",
+                                    'std_over_classes': 'sample standard deviation (ddof 1) of per_class; null '
+                                                        'for one class'}}}
 
 
 def save_memory_grid(model, path):

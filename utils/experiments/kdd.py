@@ -17,7 +17,10 @@ Outputs: under ``<OutRoot>/res_<setting>/`` one ``run<r>.json`` and ``run<r>_sco
 ``summary.json``, ``opt.txt``/``opt.json`` (the scores file holds every scored record and, for
 ``dagmm_reimpl``, ``is_test``: which of them are test records); and ``<OutRoot>/kdd_summary.json``::
 
-    {"runs": n, "precision": {"mean", "std"}, "recall": {...}, "f1": {...}, ...}
+    {"runs": n, "precision": {"mean", "std", "ci95", "n"}, "recall": {...}, "f1": {...}, "definitions": {...}, ...}
+
+(std: the sample standard deviation over runs, ddof 1; ci95: the t-based 95 % interval of the mean; both null for
+one run; ``definitions`` says so in the file).
 """
 from functools import partial
 
@@ -27,7 +30,8 @@ from data.kdd import load_kdd
 from data.protocols import KDD_DESCRIPTIONS, kdd_rows, resolve_kdd_protocol
 from models import build_model
 from utils.eval import top_fraction_metrics
-from utils.one_class import Unit, UnitData, UnitRunner, as_tensor, mean_std
+from utils.one_class import Unit, UnitData, UnitRunner, as_tensor
+from utils.stats import MEAN_STD_DEFINITIONS, mean_std
 
 
 def run(opt, options, spec, device, train):
@@ -54,5 +58,8 @@ def run(opt, options, spec, device, train):
 
     summary = {'runs': len(results),
                **{name: mean_std([r['metrics'][name] for r in results]) for name in ('precision', 'recall', 'f1')},
+               'definitions': {name: {k: f'{v}; the values: one per run (random split)'
+                                      for k, v in MEAN_STD_DEFINITIONS.items()}
+                               for name in ('precision', 'recall', 'f1')},
                'dataset': opt.Dataset, 'protocol': protocol, 'anomaly_ratio': anomaly_ratio, 'data': source.source}
     return runner.write_summary(summary, results, opt.OutRoot, spec.summary_name)

@@ -8,6 +8,7 @@ kdd``, ``bash train.sh mnist``), run as subprocesses and timed whole: interprete
 (the KDD parse cache warmed first, as every run after a user's first finds it), training, scoring and files.
 """
 import os
+import shlex
 import subprocess
 import tempfile
 import time
@@ -20,6 +21,8 @@ from data.image_sets import load_mnist
 from data.kdd import load_kdd
 from data.protocols import image_split, kdd_indices
 from models import ImageMemAE, MLPMemAE, weights_init
+from utils.errors import InputError
+from utils.interrupts import run_child
 from utils.one_class import as_tensor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,8 +63,14 @@ def command_seconds(command, data_root, out, model_root):
     """Wall time of ``bash <script> ...`` in the repository root, results under ``out``, weights in ``model_root``."""
     env = {**os.environ, 'DATA_ROOT': str(data_root), 'OUT_ROOT': str(out), 'MODEL_ROOT': str(model_root)}
     started = time.perf_counter()
-    subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_checked(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
+
+
+def run_checked(command, **popen_arguments):
+    code = run_child(command, **popen_arguments)
+    if code:
+        raise InputError(f'`{shlex.join(command)}` failed (exit {code}); run it alone to see why')
 
 
 def kdd_rows(data_root, runs, epochs, out):
@@ -83,13 +92,13 @@ def kdd_rows(data_root, runs, epochs, out):
             _, test_rows = kdd_indices(labels, 1 + run)
             minimal_scores(MLPMemAE(records.shape[1], 50, 0.02), records[test_rows])
 
-    flags = ['--Runs', str(runs), '--EpochNum', str(epochs), '--PrintOptions', 'False']
+    flags = ['--Runs', str(runs), '--EpochNum', str(epochs)]
     weights = out / 'kdd_models'
     return [('kdd', f'bash train.sh kdd {" ".join(flags)}',
              command_seconds(['bash', 'train.sh', 'kdd', *flags], data_root, out / 'train_kdd', weights),
              timed(train_all)),
             ('kdd', f'MODEL_ROOT=<those weights> bash test.sh kdd --Runs {runs}',
-             command_seconds(['bash', 'test.sh', 'kdd', '--Runs', str(runs), '--PrintOptions', 'False'], data_root,
+             command_seconds(['bash', 'test.sh', 'kdd', '--Runs', str(runs)], data_root,
                              out / 'test_kdd', weights), timed(score_all))]
 
 
@@ -105,7 +114,7 @@ def mnist_rows(data_root, normal_class, epochs, out):
         minimal_training(model, train, epochs, 64, 1e-3, 1)
         minimal_scores(model, test)
 
-    flags = ['--NormalClass', str(normal_class), '--EpochNum', str(epochs), '--PrintOptions', 'False']
+    flags = ['--NormalClass', str(normal_class), '--EpochNum', str(epochs)]
     return [('mnist', f'bash train.sh mnist {" ".join(flags)}',
              command_seconds(['bash', 'train.sh', 'mnist', *flags], data_root, out / 'train_mnist',
                              out / 'mnist_models'),
@@ -115,8 +124,8 @@ def mnist_rows(data_root, normal_class, epochs, out):
 def startup_seconds():
     """What every command pays before its first unit: the interpreter and the imports of the scripts."""
     started = time.perf_counter()
-    subprocess.run(['python', '-c', 'import script_training, script_testing, utils.experiments.images, '
-                    'utils.experiments.kdd'], cwd=REPO, check=True)
+    run_checked(['python', '-c', 'import script_training, script_testing, utils.experiments.images, '
+                 'utils.experiments.kdd'], cwd=REPO)
     return time.perf_counter() - started
 
 

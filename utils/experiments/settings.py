@@ -1,6 +1,7 @@
 """The paper's experiments as flag lists: the one table that ``train.sh``, ``test.sh`` and the ablation sweep read.
 
     python -m utils.experiments.settings NAME    # prints FLAGS=(...) TRAIN_FLAGS=(...) TEST_FLAGS=(...) DATASET=...
+    python -m utils.experiments.settings --usage test.sh    # the help text of test.sh (or train.sh)
 
 An experiment is a data set (``ped2 ped1 avenue shanghaitech mnist cifar10 kdd``, or ``demo``), optionally with a
 variant suffix: ``_ae`` (the AE baseline), ``_nonspar`` (MemAE-nonSpar: no shrinkage, no entropy loss), the
@@ -63,11 +64,11 @@ DATA = {
                                        '_released': ('--EpochNum', '20')}),
     # bash test.sh demo: the ped2 MemAE on the 32 x 32 synthetic videos of data/synthetic.py, trained briefly (one
     # epoch, a larger learning rate) so that the whole demo takes a few minutes on a 2-core CPU; tiny clips: batches
-    # help, workers do not; the training step just printed the option table.
+    # help, workers do not.
     'demo': DataSettings(('--Dataset', DEMO_DATASET), 2000, 0.0025, 'Conv3D',
                          ('--BatchSize', '8', '--LR', '1e-3', '--EpochNum', '1', '--IsTbLog', 'True',
                           '--IsDeter', 'True'),
-                         ('--Plots', 'True', '--BatchSize', '16', '--NumWorker', '0', '--PrintOptions', 'False')),
+                         ('--Plots', 'True', '--BatchSize', '16', '--NumWorker', '0')),
 }
 EXPERIMENTS = (*(f'{data}{variant}' for data in DATA_NAMES for variant in ('', *VARIANTS)), 'demo')
 
@@ -140,8 +141,63 @@ def shell_assignments(chosen):
                       f'TEST_FLAGS={array(chosen.test_flags)}', f'DATASET={shlex.quote(chosen.dataset)}'])
 
 
+# --help of test.sh and train.sh: one line per data set and variant
+FAMILY_LINES = (
+    ('video (prepare with python -m data.prepare_video; 256 x 256, 16-frame clips)', (
+        ('ped2', 'UCSD Ped2 (the default experiment)'), ('ped1', 'UCSD Ped1'), ('avenue', 'CUHK Avenue'),
+        ('shanghaitech', 'ShanghaiTech Campus'),
+        ('demo', 'synthetic videos, a MemAE trained on them for one epoch, then tested (test.sh only;\n'
+                 f"{'':16}plain `bash test.sh` runs it while no Ped2 is prepared)"))),
+    ('images (each class normal in turn; torchvision\'s files under DATA_ROOT, or --Download True)', (
+        ('mnist', 'MNIST, 10 classes'), ('cifar10', 'CIFAR-10, 10 classes'))),
+    ('KDDCUP99 (DATA_ROOT/KDDCUP99/kddcup.data_10_percent, or .gz)', (
+        ('kdd', '20 runs of random 50/50 splits, F1 of the top 20 % of scores'),)),
+)
+VARIANT_LINES = (
+    ('_ae', 'the AE baseline (no memory)'), ('_nonspar', 'MemAE-nonSpar: no shrinkage, no entropy loss'),
+    ('_noshrink', 'MemAE without the hard shrinkage'), ('_noentropy', 'MemAE without the entropy loss'),
+    ('_ael1', 'AE-l1: the AE with an l1 penalty on its encoding'),
+    ('_cosine', "the paper's cosine addressing (video; images and KDDCUP99 use it already)"),
+    ('_released', 'the released dot-product addressing and loss scaling (images and KDDCUP99;\n'
+                  f"{'':16}video uses them already)"),
+)
+SCRIPT_ROLES = {
+    'test.sh': ('Evaluate weights', 'script_testing.py', './memae_models/',
+                'the weights to test: released file names, or the model_<setting>/ folders\n'
+                f"{'':16}that train.sh writes (MODEL_ROOT=./results/)"),
+    'train.sh': ('Train', 'script_training.py', './results/',
+                 'where trained weights go (./memae_models/ keeps the released ones)'),
+}
+
+
+def usage(script):
+    """The help text of ``test.sh`` or ``train.sh``."""
+    action, program, model_root, model_root_role = SCRIPT_ROLES[script]
+    lines = [f'usage: bash {script} [EXPERIMENT] [{program} flags ...]', '',
+             f'{action} with the paper\'s settings of one experiment. Every flag after EXPERIMENT goes to',
+             f'{program} as it is (python {program} --help lists them); a flag given twice takes its last',
+             'value, so yours win over the experiment\'s.', '']
+    for family, names in FAMILY_LINES:
+        lines.append(f'{family}:')
+        lines += [f'  {name:<14}{text}' for name, text in names if not (name == 'demo' and script == 'train.sh')]
+    lines += ['', 'variants: append to a data set name (e.g. mnist_ae, kdd_nonspar, ped2_noshrink):']
+    lines += [f'  {suffix:<14}{text}' for suffix, text in VARIANT_LINES]
+    if script == 'train.sh':
+        lines += ['', 'ablations: the paper\'s Table 4 as one sweep over the variants and memory sizes:',
+                  f"  ablation_DATA DATA one of {' '.join(DATA_NAMES)};",
+                  f"{'':16}python -m utils.experiments.ablation --help lists its arguments"]
+    lines += ['', 'environment:', '  DATA_ROOT     prepared data sets (default ./dataset/)',
+              f'  MODEL_ROOT    (default {model_root}) {model_root_role}',
+              '  OUT_ROOT      results and figures (default ./results/)', '',
+              f'example: DATA_ROOT=/path/to/data bash {script} mnist_ae --UseCUDA False']
+    return '\n'.join(lines)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == '--usage' and argv[1] in SCRIPT_ROLES:
+        print(usage(argv[1]))
+        return 0
     if len(argv) != 1:
         print(f"usage: python -m utils.experiments.settings NAME; NAME one of: {' '.join(EXPERIMENTS)}",
               file=sys.stderr)

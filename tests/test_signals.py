@@ -1,0 +1,147 @@
+"""Stopping a command stops all of it: SIGTERM, SIGINT (Ctrl-C) and SIGHUP to each kind of long command
+(train.sh video training, test.sh's demo while it trains, a KDDCUP99 experiment, the ablation sweep) end every
+process it started, with one line and exit code 128 + the signal number, and leave what it wrote resumable.
+
+Each command is started in a session of its own, so that every process it starts, however deep, carries that
+session's id: after the command has ended, no process with the id may be left. The signal is sent when the
+command reports that it is working (a file it writes), never after a measured time."""
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from shell import REPO, SHELL_TIMEOUT, shell_env
+from synthetic import make_kdd
+
+VIDEO_FAST = ['--UseCUDA', 'False', '--MemDim', '20', '--BatchSize', '2', '--IsTbLog', 'False']
+KDD_FAST = ['--UseCUDA', 'False', '--MemDim', '10', '--ShrinkThres', '0.1', '--BatchSize', '16', '--EpochNum',
+            '1000', '--IsTbLog', 'False']
+EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130, signal.SIGHUP: 129}
+
+
+def session_processes(session):
+    """(pid, command line) of every live process whose session id is ``session``."""
+    found = []
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / 'stat').read_text()
+            command = (entry / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(')') + 2:].split()  # after "pid (name) ": state ppid pgrp session ...
+        if int(fields[3]) == session and fields[0] != 'Z':
+            found.append((int(entry.name), command))
+    return found
+
+
+def start(command, **variables):
+    return subprocess.Popen(command, cwd=REPO, env=shell_env(**variables), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_until(process, reported, what):
+    """Poll until ``reported()`` (a file the command writes when it is working); fail if the command ends first."""
+    started = time.monotonic()
+    while not reported():
+        if process.poll() is not None:
+            out, err = process.communicate()
+            pytest.fail(f'the command ended (exit {process.returncode}) before {what}: {err[-2000:]}')
+        assert time.monotonic() - started < SHELL_TIMEOUT, f'no sign of {what}'
+        time.sleep(0.05)
+
+
+def stop_and_check(process, signum, *expected_lines):
+    """Send ``signum`` to the command's first process only (as ``kill PID`` does); it must end with 128 +
+    signum, print one 'interrupted' line, and leave no process of its session."""
+    session = process.pid  # start_new_session: the first process leads the session
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=SHELL_TIMEOUT)
+    assert process.returncode == EXIT_CODES[signum], err[-2000:]
+    interrupted = [line for line in err.splitlines() if line.startswith('interrupted (')]
+    assert interrupted and interrupted[0].startswith(f'interrupted ({signal.Signals(signum).name}); '), err[-2000:]
+    for text in expected_lines:
+        assert text in interrupted[0]
+    assert 'Traceback' not in err
+    assert session_processes(session) == []
+    return out, err
+
+
+def no_temporary_files(folder):
+    return [p for p in Path(folder).rglob('.*.tmp')]
+
+
+def test_train_sh_video_training_stops_with_all_its_processes(prepared_root, tmp_path):
+    """train.sh runs script_training.py (exec); its DataLoader worker (--NumWorker 1, the default) stops too."""
+    models = tmp_path / 'models'
+    process = start(['bash', 'train.sh', 'ped2', *VIDEO_FAST, '--EpochNum', '1000', '--MemDim', '20'],
+                    DATA_ROOT=prepared_root, MODEL_ROOT=models, OUT_ROOT=tmp_path / 'out')
+    # the training state of the first epoch is written, and a DataLoader worker of a later epoch runs
+    wait_until(process, lambda: list(models.rglob('*_resume.pt')) and len(session_processes(process.pid)) >= 2,
+               'a worker of the second epoch started')
+    stop_and_check(process, signal.SIGTERM, 'finished epochs are kept', '--Resume auto')
+    assert no_temporary_files(models) == []
+    resumed = subprocess.run(['bash', 'train.sh', 'ped2', *VIDEO_FAST, '--EpochNum', '1', '--Resume', 'auto'],
+                             cwd=REPO, env=shell_env(DATA_ROOT=prepared_root, MODEL_ROOT=models),
+                             capture_output=True, text=True, timeout=SHELL_TIMEOUT)
+    assert resumed.returncode == 0 and 'resuming from' in resumed.stdout, resumed.stderr[-2000:]
+
+
+def test_test_sh_demo_stops_while_its_training_step_runs(tmp_path):
+    """The demo's training runs as a background step of test.sh, whose trap hands SIGTERM on to it."""
+    out = tmp_path / 'out'
+    process = start(['bash', 'test.sh', 'demo', *VIDEO_FAST, '--EpochNum', '1000', '--NumWorker', '0'],
+                    DATA_ROOT=tmp_path / 'data', OUT_ROOT=out)
+    wait_until(process, lambda: list(out.rglob('train_log.csv')), 'the demo started training')
+    assert len(session_processes(process.pid)) >= 2  # test.sh, and the training step it waits for
+    stop_and_check(process, signal.SIGTERM, 'finished epochs are kept')
+    assert not list(out.rglob('res_*'))  # testing never started
+
+
+def test_a_kdd_experiment_stops_on_ctrl_c(tmp_path):
+    """SIGINT, what Ctrl-C sends."""
+    make_kdd(tmp_path / 'data', num_rows=600)
+    models = tmp_path / 'models'
+    process = start(['bash', 'train.sh', 'kdd', *KDD_FAST, '--Runs', '2'], DATA_ROOT=tmp_path / 'data', MODEL_ROOT=models,
+                    OUT_ROOT=tmp_path / 'out')
+    wait_until(process, lambda: list(models.rglob('*_Run0_resume.pt')), 'the first run trained an epoch')
+    stop_and_check(process, signal.SIGINT, '--Resume auto')
+    assert list(models.rglob('*_Run0_resume.pt'))  # what --Resume auto continues from
+    assert no_temporary_files(models) == [] and no_temporary_files(tmp_path / 'out') == []
+
+
+def test_the_ablation_sweep_stops_its_running_variant(tmp_path):
+    """The sweep (exec'd by train.sh) runs `bash train.sh kdd ...`, which runs script_training.py: SIGTERM to the
+    sweep reaches both, and the variant's folder keeps no result."""
+    make_kdd(tmp_path / 'data', num_rows=600)
+    out = tmp_path / 'sweep'
+    process = start(['bash', 'train.sh', 'ablation_kdd', '--variants', 'ae', '--mem-dims', 'none', '--runs', '2',
+                     '--out', str(out), *KDD_FAST], DATA_ROOT=tmp_path / 'data')
+    wait_until(process, lambda: list(out.rglob('*_Run0_resume.pt')), 'the variant trained an epoch')
+    assert any('script_training.py' in command for _, command in session_processes(process.pid))
+    stop_and_check(process, signal.SIGTERM, 'finished variants are kept')
+    assert not (out / 'ae' / 'command.json').exists()  # not recorded as done: the next sweep reruns it
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_run_cli_turns_each_signal_into_one_line_and_its_exit_code(signum, capsys):
+    """In-process: the signal arrives while main works (the program's own clean-up runs), and the handlers that
+    were there before come back afterwards."""
+    from utils.errors import run_cli
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    cleaned = []
+
+    def main(argv):
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(SHELL_TIMEOUT)  # the signal ends this at once
+        finally:
+            cleaned.append(True)
+    assert run_cli(main, [], interrupted='what is kept') == EXIT_CODES[signum]
+    assert capsys.readouterr().err == f'interrupted ({signal.Signals(signum).name}); what is kept\n'
+    assert cleaned == [True]
+    assert {s: signal.getsignal(s) for s in before} == before

@@ -1,0 +1,80 @@
+"""Stopping a command cleanly: Ctrl-C (SIGINT), SIGTERM and SIGHUP, for a program and the processes it starts.
+
+A program's ``main`` runs under :func:`utils.errors.run_cli`, inside :func:`stop_on_signals`: each of the three
+signals then raises an exception in the main thread (``KeyboardInterrupt`` for SIGINT,
+:class:`Interrupted` for the other two), so that ``with`` blocks and ``finally`` clauses close files, DataLoader
+workers are shut down and a temporary file being written is removed, before ``run_cli`` prints one line and exits
+with 128 + the signal number (130, 143, 129). Files are only ever replaced whole (utils/checkpoint.py), so what was
+written before stays intact and a training run continues with ``--Resume auto``.
+
+A program that starts other commands runs them with :func:`run_child`, which hands its own interrupt on to the
+child and waits for it to stop, so that no process of the command outlives it.
+"""
+import signal
+import subprocess
+import threading
+from contextlib import contextmanager
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+CHILD_GRACE_SECONDS = 60  # a stopped child closes its files in well under a second; a hung one is then killed
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP arrived (a BaseException, like KeyboardInterrupt: ``except Exception`` lets it pass)."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    # One interrupt is enough: a Ctrl-C reaches the whole process group (a shell script that forwards it too sends
+    # a second one), and a second exception raised inside the clean-up of the first would end it half-way.
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Interrupted(signum)
+
+
+@contextmanager
+def stop_on_signals():
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise (SIGINT too when the process was started in the
+    background of a shell script, which starts it with SIGINT ignored); the previous handlers come back after it.
+    Outside the main thread, where Python cannot set handlers, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _raise_interrupted) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def signal_number(stop):
+    """The signal behind a ``KeyboardInterrupt`` or :class:`Interrupted`."""
+    return signal.Signals(getattr(stop, 'signum', signal.SIGINT))
+
+
+def run_child(command, while_waiting=None, every_seconds=2.0, **popen_arguments):
+    """``subprocess.run(command, **popen_arguments)`` without ``check``, returning the exit code, and calling
+    ``while_waiting()`` every ``every_seconds`` while the child runs. If this process is interrupted meanwhile, the
+    child gets the same signal (SIGTERM for a Ctrl-C, which may not reach a child started in another session), is
+    waited for, and the interrupt goes on."""
+    child = subprocess.Popen(command, **popen_arguments)
+    try:
+        while True:
+            try:
+                return child.wait(timeout=every_seconds if while_waiting else None)
+            except subprocess.TimeoutExpired:
+                while_waiting()
+    except (KeyboardInterrupt, Interrupted) as stop:
+        child.send_signal(signal_number(stop) if isinstance(stop, Interrupted) else signal.SIGTERM)
+        try:
+            child.wait(timeout=CHILD_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
