@@ -88,7 +88,7 @@ def warn_if_slow(step_seconds, iterations, device):
     if epoch_seconds > SLOW_EPOCH_SECONDS:
         tqdm.write(f'note: at {step_seconds:.1f} s per iteration an epoch takes about {format_duration(epoch_seconds)} '
                    f'on {device}: full-size video training is GPU work; on a CPU, train at a reduced size '
-                   f'(README, "CPU fallback")')
+                   f'(README, "CPU fallback without the authors\' weights")')
 
 
 def open_train_log(path, start_epoch):

@@ -5,33 +5,34 @@ from utils.flags import optional_path, str2bool
 
 class TestOptions(BaseOptions):
     mode = 'eval'
+    run_title = 'testing (weights, scoring, your own video)'
     description = ('Score every test clip of a prepared video data set and compute the frame-level AUC, or evaluate '
                    'the trained models of an image or KDDCUP99 experiment.')
     batch_size = 1
 
-    def add_arguments(self, parser):
-        parser.add_argument('--ModelFilePath', help='weights to load (image and KDD experiments: the folder of the '
+    def add_arguments(self, groups):
+        groups.run.add_argument('--ModelFilePath', help='weights to load (image and KDD experiments: the folder of the '
                             "units' weights); default: <ModelRoot>/<setting>.pt and the released file names",
                             type=optional_path, default=None)
-        parser.add_argument('--Plots', help='(added) video data sets: write figures under '
+        groups.outputs.add_argument('--Plots', help='(added) video data sets: write figures under '
                             '<OutRoot>/res_<setting>/plots/ (regularity curves, ROC, error maps, memory usage; see '
                             'utils/plots.py)',
                             type=str2bool, default=False)
-        parser.add_argument('--ClipWindow', help='(added) video: score this many consecutive clips together: '
+        groups.speed.add_argument('--ClipWindow', help='(added) video: score this many consecutive clips together: '
                             'neighbouring clips share all but one frame, so the first three encoder layers run once '
                             'over the window\'s frames and only the clip edges are recomputed '
-                            '(models/clip_overlap.py; the same scores up to float rounding: README, Fidelity notes); '
+                            '(models/clip_overlap.py; the same scores up to float rounding: docs/FIDELITY.md); '
                             'the later layers take at least 4 clips (--BatchSize if larger) at a time; frames '
                             'preloaded as with --PreloadFrames. 0: every clip through the whole model, --BatchSize '
                             'clips per pass, as released',
                             type=int, default=16)
-        parser.add_argument('--Video', help='(added) score this video file (what PyAV decodes) or folder of frame '
+        groups.run.add_argument('--Video', help='(added) score this video file (what PyAV decodes) or folder of frame '
                             'images instead of a prepared test set: no preparation, no ground truth; outputs in '
                             '<OutRoot>/video_<name>/ (utils/single_video.py)', type=optional_path, default=None)
-        parser.add_argument('--VideoSize', help='(added) --Video: the frame size H W the model takes; default: the '
+        groups.run.add_argument('--VideoSize', help='(added) --Video: the frame size H W the model takes; default: the '
                             'size in <DataRoot>/<Dataset>/prepare.json, else 256 256 (the released preparation)',
                             type=int, nargs=2, metavar=('H', 'W'), default=None)
-        parser.add_argument('--PreloadFrames', help='(added) video, --ClipWindow 0: decode each test video once into '
+        groups.speed.add_argument('--PreloadFrames', help='(added) video, --ClipWindow 0: decode each test video once into '
                             'one uint8 tensor on the device (GPU memory on CUDA) and cut the clips from it, instead of '
                             'a DataLoader; same scores', type=str2bool, default=False)
 

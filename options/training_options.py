@@ -6,36 +6,37 @@ from utils.flags import optional_path, str2bool
 
 class TrainOptions(BaseOptions):
     mode = 'train'
+    run_title = 'training (optimiser, epochs, resuming)'
     description = ('Train a video MemAE or AE on a prepared data set, or train and evaluate every model of an image '
                    'or KDDCUP99 experiment.')
     batch_size = 14
     positive_flags = BaseOptions.positive_flags + ('EpochNum', 'TextLogInterval', 'SnapInterval', 'TBImgLogInterval',
                                                    'SaveCheckInterval')
 
-    def add_arguments(self, parser):
-        parser.add_argument('--IsDeter', type=str2bool, help='deterministic cuDNN (set False for speed)',
+    def add_arguments(self, groups):
+        groups.run.add_argument('--IsDeter', type=str2bool, help='deterministic cuDNN (set False for speed)',
                             default=True)
-        parser.add_argument('--IsTbLog', type=str2bool, help='TensorBoard log under <ModelRoot>/log_<setting>/',
+        groups.outputs.add_argument('--IsTbLog', type=str2bool, help='TensorBoard log under <ModelRoot>/log_<setting>/',
                             default=True)
-        parser.add_argument('--LR', help='learning rate (Adam)', type=float, default=1e-4)
-        parser.add_argument('--LossScaling', help='(added) "released": MSE and entropy averaged over all elements and '
+        groups.run.add_argument('--LR', help='learning rate (Adam)', type=float, default=1e-4)
+        groups.run.add_argument('--LossScaling', help='(added) "released": MSE and entropy averaged over all elements and '
                             'queries; "paper": per-sample sums as Eq. 10 reads (see models/losses.py); auto: released '
                             'for video, paper for images and KDDCUP99', choices=('auto', *LOSS_SCALINGS),
                             default='auto')
-        parser.add_argument('--EpochNum', help='number of epochs', type=int, default=100)
-        parser.add_argument('--TextLogInterval', help='text log every N iterations', type=int, default=1)
-        parser.add_argument('--SnapInterval', help='save <setting>_snap.pt every N iterations', type=int,
+        groups.run.add_argument('--EpochNum', help='number of epochs', type=int, default=100)
+        groups.outputs.add_argument('--TextLogInterval', help='text log every N iterations', type=int, default=1)
+        groups.outputs.add_argument('--SnapInterval', help='save <setting>_snap.pt every N iterations', type=int,
                             default=100)
-        parser.add_argument('--TBImgLogInterval', help='TensorBoard images every N iterations', type=int,
+        groups.outputs.add_argument('--TBImgLogInterval', help='TensorBoard images every N iterations', type=int,
                             default=200)
-        parser.add_argument('--SaveCheckInterval', help='save <setting>_epoch_NNNN.pt every N epochs', type=int,
+        groups.outputs.add_argument('--SaveCheckInterval', help='save <setting>_epoch_NNNN.pt every N epochs', type=int,
                             default=1)
-        parser.add_argument('--KeepIntermediate', help='(added) keep, after a run that finished, the files only '
+        groups.outputs.add_argument('--KeepIntermediate', help='(added) keep, after a run that finished, the files only '
                             'an unfinished run needs: the snapshot <setting>_snap.pt, the training state '
                             '<setting>_resume.pt (image and KDD: one per unit) and the last epoch\'s checkpoint, '
                             'which holds the same weights as the _final.pt file. Default: they are removed; the other '
                             'epoch checkpoints (--SaveCheckInterval) always stay', type=str2bool, default=False)
-        parser.add_argument('--Resume', help='(added) continue an interrupted run from its training state, '
+        groups.run.add_argument('--Resume', help='(added) continue an interrupted run from its training state, '
                             'written after every epoch: video, a path or "auto" (<ModelRoot>/model_<setting>/'
                             '<setting>_resume.pt; starts afresh if there is none), restoring model, optimizer, epoch, '
                             'iteration and random states; image and KDD experiments, "auto": units that finished keep '

@@ -140,3 +140,24 @@ def test_auto_resolved_choices_count_as_defaults_when_printed(tmp_path):
     opt = options.parse(['--Dataset', 'MNIST', '--MemAddressing', 'dot'], is_print=False)
     assert dict(options.changed_options(opt))['MemAddressing'] == 'dot'
     assert '[default: cosine]' in options.format_options(opt)
+
+
+def test_help_is_grouped_so_a_flag_is_found_by_what_it_is_about():
+    """--help lists the flags in sections (model, data, the script's own, speed, outputs, image/KDD only); every
+    flag is in one, none is left in argparse's catch-all section but --help itself."""
+    from options.base_options import ARGUMENT_GROUPS
+    for options, own in ((TrainOptions(), 'training'), (EvalOptions(), 'testing')):
+        groups = {group.title: [a.option_strings[0] for a in group._group_actions]
+                  for group in options.parser._action_groups}
+        assert [title for title in groups if title not in ('positional arguments', 'options')] == [
+            title.format(script=options.run_title) for title in ARGUMENT_GROUPS.values()]
+        assert groups['options'] == ['-h']
+        assert options.run_title.startswith(own)
+        model = next(t for t in groups if t.startswith('model'))
+        assert {'--ModelName', '--MemDim', '--ShrinkThres', '--MemAddressing'} <= set(groups[model])
+        assert '--UseCUDA' in groups[next(t for t in groups if t.startswith('device'))]
+        assert '--Runs' in groups['image and KDDCUP99 experiments only']
+        assert ('--LR' in groups[options.run_title]) == (own == 'training')
+        assert ('--Video' in groups[options.run_title]) == (own == 'testing')
+        help_text = options.parser.format_help()
+        assert all(f'\n{title}:' in help_text for title in groups if title != 'positional arguments')
