@@ -113,6 +113,13 @@ def test_atomic_writes_replace_the_file_whole_or_not_at_all(tmp_path):
 
     with pytest.raises(OSError):
         replace_atomically(tmp_path / 't.txt', fail_midway)
+
+    def fail_before_writing(temporary):  # a read-only folder: the temporary file is never created
+        raise OSError(30, 'Read-only file system')
+
+    with pytest.raises(OSError) as error:
+        replace_atomically(tmp_path / 't.txt', fail_before_writing)
+    assert error.value.errno == 30  # the cause itself, not a FileNotFoundError from the clean-up
     assert (tmp_path / 't.txt').read_text() == 'one\n' and sorted(p.name for p in tmp_path.iterdir()) == ['t.txt', 'w.pt']
 
 
@@ -147,8 +154,10 @@ def test_missing_weights_list_the_places_searched_and_the_one_fix_for_the_settin
             (('--ModelName', 'AE', '--ModelSetting', 'Conv3D'),
              f"download the authors' weights from {AUTHORS_WEIGHTS_URL} and save them as "
              f'{tmp_path / "AE_Conv3D_UCSD_P2_256_Non.pt"}'),
-            (('--MemDim', '20'), 'train them with script_training.py and the same model flags'),
-            (('--Dataset', 'SyntheticDemo'), 'run bash test.sh demo')):
+            (('--MemDim', '20'), 'train them with script_training.py and the same model flags, then pass its '
+                                 '--ModelRoot here (bash train.sh writes to ./results/: MODEL_ROOT=./results/ bash '
+                                 'test.sh ...), or set --ModelFilePath'),
+            (('--Dataset', 'SyntheticDemo'), 'run bash test.sh demo, which trains the demo model before testing it')):
         opt = options('--ModelRoot', str(tmp_path), *flags)
         with pytest.raises(CheckpointError) as error:
             find_weights(opt)
@@ -157,6 +166,7 @@ def test_missing_weights_list_the_places_searched_and_the_one_fix_for_the_settin
                   tmp_path / f'model_{opt.setting}' / f'{opt.setting}_epoch_*_final.pt']
         searched = ', '.join(str(place) for place in dict.fromkeys(places))
         assert message.startswith(f'no model weights found for {opt.setting}; searched {searched}; to fix: {fix}')
+        assert message.endswith(fix) or message.endswith(f'{fix} (memae_models/README.md)')
 
 
 class RunsCode:

@@ -136,8 +136,8 @@ def test_slot_usage_counts_the_weight_each_slot_receives():
     assert torch.allclose(usage.mass, 2 * att.sum(dim=(0, 2, 3)))
     assert usage.shares().sum() == pytest.approx(1.0)
     assert usage.nonzero_per_query == pytest.approx(5.0)  # no shrinkage: every slot has some weight
-    largest = att.movedim(1, -1).reshape(-1, 5).max(dim=1).values.mean()  # the same queries, counted twice
-    assert usage.largest_weight_per_query == pytest.approx(float(largest))
+    largest = att.detach().movedim(1, -1).reshape(-1, 5).max(dim=1).values.mean()  # the same queries, counted twice
+    assert usage.largest_weight_per_query == pytest.approx(largest.item())
     memory(features)
     assert usage.queries == 36  # detached after the with block
 

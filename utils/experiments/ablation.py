@@ -319,10 +319,9 @@ def main(argv=None):
     for i, variant in enumerate(variants, 1):
         print(f'[{i}/{len(variants)}] {variant.label}: running (output in {out / variant.key / "log.txt"}) ...',
               flush=True)
-        started = time.perf_counter()
         progress.begin(f'[{i}/{len(variants)}] {variant.label}')
         rows.append(run_variant(data, variant, spec, args, extra, out, progress.watch))
-        progress.done(time.perf_counter() - started, rows[-1]['skipped'])
+        progress.done(time.perf_counter() - progress.started, rows[-1]['skipped'])
         state = 'skipped (done)' if rows[-1]['skipped'] else f'done in {format_duration(progress.last)}'
         print(f'[{i}/{len(variants)}] {variant.label}: {metric} {format_metric(rows[-1])}, {state}; '
               f'{progress.eta()}', flush=True)
