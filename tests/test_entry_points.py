@@ -204,3 +204,17 @@ def test_shell_scripts_have_a_usage_text(script, program):
     assert (any(line.startswith('  demo ') for line in lines)) == (script == 'test.sh')  # train.sh has no demo
     assert ('ablation_DATA' in text) == (script == 'train.sh')
     assert max(len(line) for line in lines) <= 120
+
+
+def test_a_usage_text_cut_short_by_its_reader_is_no_error():
+    """`bash test.sh --help | head -3`: the reader may close the pipe before the text is written. Here the read end
+    is closed before the program starts, so every write fails: still no traceback, exit status 0."""
+    import os
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, '-m', 'utils.experiments.settings', '--usage', 'test.sh'], cwd=REPO,
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=SHELL_TIMEOUT)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0 and done.stderr == ''

@@ -13,6 +13,7 @@ so ``_cosine`` changes video runs and ``_released`` image and KDDCUP99 runs. ``F
 ``TEST_FLAGS`` what test.sh adds.
 The shell scripts ``eval`` the printed lines; Python reads :func:`experiment` directly.
 """
+import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -196,7 +197,10 @@ def usage(script):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 2 and argv[0] == '--usage' and argv[1] in SCRIPT_ROLES:
-        print(usage(argv[1]))
+        try:
+            print(usage(argv[1]), flush=True)
+        except BrokenPipeError:  # `bash test.sh --help | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 0
     if len(argv) != 1:
         print(f"usage: python -m utils.experiments.settings NAME; NAME one of: {' '.join(EXPERIMENTS)}",
