@@ -70,16 +70,21 @@ def restore_training_state(opt, model_dir, model, optimizer, loader_generator):
     return state['epochs_done'], state['iteration']
 
 
+def epoch_weights(model_dir, opt, epoch, final=False):
+    """``<setting>_epoch_NNNN.pt``, the checkpoint after (0-based) ``epoch``, or its ``_final.pt`` twin."""
+    return model_dir / f"{opt.setting}_epoch_{epoch:04d}{'_final' if final else ''}.pt"
+
+
 def final_weights(model_dir, opt):
-    return model_dir / f'{opt.setting}_epoch_{opt.EpochNum - 1:04d}_final.pt'
+    return epoch_weights(model_dir, opt, opt.EpochNum - 1, final=True)
 
 
 def remove_intermediate_files(model_dir, opt):
     """After a run that finished: the files only an unfinished run needs (the snapshot and the training state)
     and the last epoch's checkpoint, the same weights as the final file (--KeepIntermediate True keeps them)."""
-    for name in (f'{opt.setting}_snap.pt', resume_file(model_dir, opt.setting).name,
-                 f'{opt.setting}_epoch_{opt.EpochNum - 1:04d}.pt'):
-        (model_dir / name).unlink(missing_ok=True)
+    for path in (model_dir / f'{opt.setting}_snap.pt', resume_file(model_dir, opt.setting),
+                 epoch_weights(model_dir, opt, opt.EpochNum - 1)):
+        path.unlink(missing_ok=True)
 
 
 def warn_if_slow(step_seconds, iterations, device):
@@ -194,7 +199,7 @@ class TrainingRun:
             self.tb_writer.add_scalar('memory/slots_used', usage.slots_used, epoch)
             self.tb_writer.add_histogram('memory/slot_share', usage.shares(), epoch)
         if epoch % opt.SaveCheckInterval == 0:
-            atomic_save(self.model.state_dict(), self.model_dir / f'{opt.setting}_epoch_{epoch:04d}.pt')
+            atomic_save(self.model.state_dict(), epoch_weights(self.model_dir, opt, epoch))
         save_training_state(self.state_file, self.model, self.optimizer, epoch + 1, iteration,
                             rng_state(self.loader_generator), opt.setting)
 
