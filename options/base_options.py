@@ -98,80 +98,82 @@ class BaseOptions:
                 action.metavar = BOOL_METAVAR
 
     def add_base_arguments(self, groups):
-        groups.speed.add_argument('--UseCUDA', help='use CUDA when available (without CUDA: a warning, then the CPU)',
+        data, model, oneclass, outputs, run, speed = (groups.data, groups.model, groups.oneclass, groups.outputs,
+                                                       groups.run, groups.speed)
+        speed.add_argument('--UseCUDA', help='use CUDA when available (without CUDA: a one-line note, then the CPU)',
                             type=str2bool, nargs='?', const=True, default=True)
-        groups.run.add_argument('--Mode', help='kept from the release, where it named the mode of the script; each '
+        run.add_argument('--Mode', help='kept from the release, where it named the mode of the script; each '
                             'script has one mode here (train: script_training.py, eval: script_testing.py), so it '
                             'may be left out, and a value that does not fit the script is an error',
                             choices=['train', 'eval'], default=self.mode)
-        groups.model.add_argument('--ModelName', help=f"{'/'.join(MODELS)} (AEL1, added: the AE trained with an l1 "
+        model.add_argument('--ModelName', help=f"{'/'.join(MODELS)} (AEL1, added: the AE trained with an l1 "
                             'penalty on its encoding, the paper\'s AE-l1 ablation)', type=str, default='MemAE')
-        groups.model.add_argument('--ModelSetting', help='a label that goes into the run name (the network follows '
+        model.add_argument('--ModelSetting', help='a label that goes into the run name (the network follows '
                             '--ModelName and --Dataset); in use: Conv3DSpar / Conv3D (video MemAE / AE), Conv2DSpar / '
                             'Conv2D (images), FCSpar / FC (KDDCUP99)', type=str, default='Conv3DSpar')
-        groups.model.add_argument('--Seed', help='random seed of weights, data order and splits (image and KDD runs use '
+        model.add_argument('--Seed', help='random seed of weights, data order and splits (image and KDD runs use '
                             'Seed, Seed+1, ...); part of the MemAE run name', type=int, default=1)
-        groups.data.add_argument('--Dataset', help='data set folder under --DataRoot', type=str, default='UCSD_P2_256')
-        groups.model.add_argument('--ImgChnNum', help='image channels (1 = grayscale, 3 = colour)', type=int, default=1)
-        groups.model.add_argument('--FrameNum', help='frames per video clip', type=int, default=16)
-        groups.run.add_argument('--BatchSize', help='batch size', type=int, default=self.batch_size)
-        groups.speed.add_argument('--NumWorker', help='DataLoader worker processes', type=int, default=1)
-        groups.model.add_argument('--MemDim', help='memory size N (number of slots)', type=int, default=2000)
-        groups.model.add_argument('--EntropyLossWeight', help='weight alpha of the entropy loss', type=float,
+        data.add_argument('--Dataset', help='data set folder under --DataRoot', type=str, default='UCSD_P2_256')
+        model.add_argument('--ImgChnNum', help='image channels (1 = grayscale, 3 = colour)', type=int, default=1)
+        model.add_argument('--FrameNum', help='frames per video clip', type=int, default=16)
+        run.add_argument('--BatchSize', help='batch size', type=int, default=self.batch_size)
+        speed.add_argument('--NumWorker', help='DataLoader worker processes', type=int, default=1)
+        model.add_argument('--MemDim', help='memory size N (number of slots)', type=int, default=2000)
+        model.add_argument('--EntropyLossWeight', help='weight alpha of the entropy loss', type=float,
                             default=0.0002)
-        groups.model.add_argument('--ShrinkThres', help='hard-shrinkage threshold lambda (0: no shrinkage)', type=float,
+        model.add_argument('--ShrinkThres', help='hard-shrinkage threshold lambda (0: no shrinkage)', type=float,
                             default=0.0025)
-        groups.model.add_argument('--L1Weight', help='(added) --ModelName AEL1: weight of the l1 penalty on the encoding '
+        model.add_argument('--L1Weight', help='(added) --ModelName AEL1: weight of the l1 penalty on the encoding '
                             '(same scaling as the entropy loss; see models/losses.py)', type=float,
                             default=DEFAULT_L1_WEIGHT)
-        groups.model.add_argument('--MemAddressing', help='(added) memory addressing: dot product as released, or the '
+        model.add_argument('--MemAddressing', help='(added) memory addressing: dot product as released, or the '
                             "paper's cosine similarity; auto: dot for video (released), cosine for images and "
                             'KDDCUP99 (the paper; the release has no code for them)',
                             choices=('auto', *ADDRESSING_CHOICES), default='auto')
-        groups.model.add_argument('--MemTemperature', help='(added) temperature T of the addressing soft-max, '
+        model.add_argument('--MemTemperature', help='(added) temperature T of the addressing soft-max, '
                             'softmax(d / T); 1 = the paper and the release. Below 1 lets cosine addressing (d in '
                             '[-1, 1]) concentrate on a few slots', type=float, default=1.0)
-        groups.model.add_argument('--MemQuery', help='(added) image memories: the whole encoding is one query (a slot '
+        model.add_argument('--MemQuery', help='(added) image memories: the whole encoding is one query (a slot '
                             'decodes into an image) or every latent position is one', choices=QUERY_CHOICES,
                             default='whole')
-        groups.run.add_argument('--ScoreType', help='(added) per-sample score: "released" = what the released code '
+        run.add_argument('--ScoreType', help='(added) per-sample score: "released" = what the released code '
                             'computes for --ModelName on video (MemAE: mean per-pixel L2 error on [-1, 1] frames; AE: '
                             'MSE on [0, 1] frames) and MSE for images and records; or "l2" / "mse" for any model',
                             choices=SCORE_TYPES, default='released')
-        groups.oneclass.add_argument('--NormalClass', help='(added) image experiments: the normal class; -1 = each class in '
+        oneclass.add_argument('--NormalClass', help='(added) image experiments: the normal class; -1 = each class in '
                             'turn', type=int, default=-1)
-        groups.oneclass.add_argument('--Runs', help='(added) image and KDD experiments: repetitions with seeds Seed, Seed+1, '
+        oneclass.add_argument('--Runs', help='(added) image and KDD experiments: repetitions with seeds Seed, Seed+1, '
                             '...', type=int, default=1)
-        groups.oneclass.add_argument('--Protocol', help='(added) image experiments: "standard" (train split / test split), '
+        oneclass.add_argument('--Protocol', help='(added) image experiments: "standard" (train split / test split), '
                             '"pooled" (one split: 2/3 of the normal class train), "auto" = standard when a training '
                             'split exists; KDDCUP99: "dagmm" (auto; the test half of a 50/50 split of all records), '
                             '"dagmm_reimpl" (the other half of the attack records plus every normal. record; '
                             'threshold over training and test scores); see data/protocols.py',
                             choices=PROTOCOLS, default='auto')
-        groups.oneclass.add_argument('--AnomalyRatio', help='(added) image experiments: fraction of anomalies in the test '
+        oneclass.add_argument('--AnomalyRatio', help='(added) image experiments: fraction of anomalies in the test '
                             'set (default 0.3); KDD: fraction of test records flagged (default 0.2)', type=float,
                             default=None)
-        groups.data.add_argument('--Download', help='(added) let torchvision download MNIST / CIFAR-10 into --DataRoot',
+        data.add_argument('--Download', help='(added) let torchvision download MNIST / CIFAR-10 into --DataRoot',
                             type=str2bool, default=False)
-        groups.data.add_argument('--DataRoot', help='folder holding the prepared data sets', type=str,
+        data.add_argument('--DataRoot', help='folder holding the prepared data sets', type=str,
                             default='./dataset/')
-        groups.outputs.add_argument('--OutRoot', help='results go to <OutRoot>/res_<setting>/ (testing, and training for '
+        outputs.add_argument('--OutRoot', help='results go to <OutRoot>/res_<setting>/ (testing, and training for '
                             'the image and KDD experiments, which evaluates at the end)', type=str,
                             default='./results/')
-        groups.outputs.add_argument('--ModelRoot', help='folder of model weights (the release said ./models/, which is the '
+        outputs.add_argument('--ModelRoot', help='folder of model weights (the release said ./models/, which is the '
                             'Python package here)', type=str, default='./memae_models/')
-        groups.model.add_argument('--Suffix', help='last field of the run name', type=str, default='Non')
-        groups.speed.add_argument('--AMP', help='(added) video: run the model in bfloat16 autocast ("bf16"; GPUs with '
+        model.add_argument('--Suffix', help='last field of the run name', type=str, default='Non')
+        speed.add_argument('--AMP', help='(added) video: run the model in bfloat16 autocast ("bf16"; GPUs with '
                             'bf16 support, or recent CPUs) or in float32 as released ("none")', choices=AMP_CHOICES,
                             default='none')
-        groups.speed.add_argument('--Compile', help='(added) video: torch.compile the model (a one-time compilation, then '
+        speed.add_argument('--Compile', help='(added) video: torch.compile the model (a one-time compilation, then '
                             'faster steps; weights files are unchanged)', type=str2bool, default=False)
-        groups.speed.add_argument('--ChannelsLast', help='(added) video: keep the model and its clips in the '
+        speed.add_argument('--ChannelsLast', help='(added) video: keep the model and its clips in the '
                             'channels_last_3d memory layout (faster 3-D convolutions on this CPU; scores equal to '
                             '1e-6)', type=str2bool, default=False)
-        groups.outputs.add_argument('--Debug', help='(added) show the traceback of errors in the input too (otherwise: one '
+        outputs.add_argument('--Debug', help='(added) show the traceback of errors in the input too (otherwise: one '
                             'sentence and exit code 2)', type=str2bool, nargs='?', const=True, default=False)
-        groups.outputs.add_argument('--PrintOptions', help='(added) print the table of all options at the start (default: '
+        outputs.add_argument('--PrintOptions', help='(added) print the table of all options at the start (default: '
                             'one line of those that differ from their default, so that the table does not push a '
                             'message off the screen); opt.txt beside the outputs always holds the table',
                             type=str2bool, default=False)

@@ -11,14 +11,15 @@ class TestOptions(BaseOptions):
     batch_size = 1
 
     def add_arguments(self, groups):
-        groups.run.add_argument('--ModelFilePath', help='weights to load (image and KDD experiments: the folder of the '
+        outputs, run, speed = groups.outputs, groups.run, groups.speed
+        run.add_argument('--ModelFilePath', help='weights to load (image and KDD experiments: the folder of the '
                             "units' weights); default: <ModelRoot>/<setting>.pt and the released file names",
                             type=optional_path, default=None)
-        groups.outputs.add_argument('--Plots', help='(added) video data sets: write figures under '
+        outputs.add_argument('--Plots', help='(added) video data sets: write figures under '
                             '<OutRoot>/res_<setting>/plots/ (regularity curves, ROC, error maps, memory usage; see '
                             'utils/plots.py)',
                             type=str2bool, default=False)
-        groups.speed.add_argument('--ClipWindow', help='(added) video: score this many consecutive clips together: '
+        speed.add_argument('--ClipWindow', help='(added) video: score this many consecutive clips together: '
                             'neighbouring clips share all but one frame, so the first three encoder layers run once '
                             'over the window\'s frames and only the clip edges are recomputed '
                             '(models/clip_overlap.py; the same scores up to float rounding: docs/FIDELITY.md); '
@@ -26,13 +27,13 @@ class TestOptions(BaseOptions):
                             'preloaded as with --PreloadFrames. 0: every clip through the whole model, --BatchSize '
                             'clips per pass, as released',
                             type=int, default=16)
-        groups.run.add_argument('--Video', help='(added) score this video file (what PyAV decodes) or folder of frame '
+        run.add_argument('--Video', help='(added) score this video file (what PyAV decodes) or folder of frame '
                             'images instead of a prepared test set: no preparation, no ground truth; outputs in '
                             '<OutRoot>/video_<name>/ (utils/single_video.py)', type=optional_path, default=None)
-        groups.run.add_argument('--VideoSize', help='(added) --Video: the frame size H W the model takes; default: the '
+        run.add_argument('--VideoSize', help='(added) --Video: the frame size H W the model takes; default: the '
                             'size in <DataRoot>/<Dataset>/prepare.json, else 256 256 (the released preparation)',
                             type=int, nargs=2, metavar=('H', 'W'), default=None)
-        groups.speed.add_argument('--PreloadFrames', help='(added) video, --ClipWindow 0: decode each test video once into '
+        speed.add_argument('--PreloadFrames', help='(added) video, --ClipWindow 0: decode each test video once into '
                             'one uint8 tensor on the device (GPU memory on CUDA) and cut the clips from it, instead of '
                             'a DataLoader; same scores', type=str2bool, default=False)
 

@@ -14,29 +14,30 @@ class TrainOptions(BaseOptions):
                                                    'SaveCheckInterval')
 
     def add_arguments(self, groups):
-        groups.run.add_argument('--IsDeter', type=str2bool, help='deterministic cuDNN (set False for speed)',
+        outputs, run = groups.outputs, groups.run
+        run.add_argument('--IsDeter', type=str2bool, help='deterministic cuDNN (set False for speed)',
                             default=True)
-        groups.outputs.add_argument('--IsTbLog', type=str2bool, help='TensorBoard log under <ModelRoot>/log_<setting>/',
+        outputs.add_argument('--IsTbLog', type=str2bool, help='TensorBoard log under <ModelRoot>/log_<setting>/',
                             default=True)
-        groups.run.add_argument('--LR', help='learning rate (Adam)', type=float, default=1e-4)
-        groups.run.add_argument('--LossScaling', help='(added) "released": MSE and entropy averaged over all elements and '
+        run.add_argument('--LR', help='learning rate (Adam)', type=float, default=1e-4)
+        run.add_argument('--LossScaling', help='(added) "released": MSE and entropy averaged over all elements and '
                             'queries; "paper": per-sample sums as Eq. 10 reads (see models/losses.py); auto: released '
                             'for video, paper for images and KDDCUP99', choices=('auto', *LOSS_SCALINGS),
                             default='auto')
-        groups.run.add_argument('--EpochNum', help='number of epochs', type=int, default=100)
-        groups.outputs.add_argument('--TextLogInterval', help='text log every N iterations', type=int, default=1)
-        groups.outputs.add_argument('--SnapInterval', help='save <setting>_snap.pt every N iterations', type=int,
+        run.add_argument('--EpochNum', help='number of epochs', type=int, default=100)
+        outputs.add_argument('--TextLogInterval', help='text log every N iterations', type=int, default=1)
+        outputs.add_argument('--SnapInterval', help='save <setting>_snap.pt every N iterations', type=int,
                             default=100)
-        groups.outputs.add_argument('--TBImgLogInterval', help='TensorBoard images every N iterations', type=int,
+        outputs.add_argument('--TBImgLogInterval', help='TensorBoard images every N iterations', type=int,
                             default=200)
-        groups.outputs.add_argument('--SaveCheckInterval', help='save <setting>_epoch_NNNN.pt every N epochs', type=int,
+        outputs.add_argument('--SaveCheckInterval', help='save <setting>_epoch_NNNN.pt every N epochs', type=int,
                             default=1)
-        groups.outputs.add_argument('--KeepIntermediate', help='(added) keep, after a run that finished, the files only '
+        outputs.add_argument('--KeepIntermediate', help='(added) keep, after a run that finished, the files only '
                             'an unfinished run needs: the snapshot <setting>_snap.pt, the training state '
                             '<setting>_resume.pt (image and KDD: one per unit) and the last epoch\'s checkpoint, '
                             'which holds the same weights as the _final.pt file. Default: they are removed; the other '
                             'epoch checkpoints (--SaveCheckInterval) always stay', type=str2bool, default=False)
-        groups.run.add_argument('--Resume', help='(added) continue an interrupted run from its training state, '
+        run.add_argument('--Resume', help='(added) continue an interrupted run from its training state, '
                             'written after every epoch: video, a path or "auto" (<ModelRoot>/model_<setting>/'
                             '<setting>_resume.pt; starts afresh if there is none), restoring model, optimizer, epoch, '
                             'iteration and random states; image and KDD experiments, "auto": units that finished keep '
