@@ -378,7 +378,8 @@ def test_damaged_checkpoint_bytes_give_one_sentence(tmp_path, data):
         load_weights(model, path, opt)
     except CheckpointError as error:
         assert str(path) in str(error) and '\n' not in str(error)
-    assert time.perf_counter() - started < 10
+    # a hang guard, not a speed test: a load takes milliseconds even on a busy machine, a hang forever
+    assert time.perf_counter() - started < 120
 
 
 def test_read_state_dict_accepts_the_valid_checkpoints(tmp_path):
