@@ -30,3 +30,9 @@ def mean_std(values):
         return {'mean': mean, 'std': None, 'ci95': None, 'n': len(values)}
     half_width = float(stats.t.ppf(0.975, len(values) - 1)) * std / np.sqrt(len(values))
     return {'mean': mean, 'std': std, 'ci95': [mean - half_width, mean + half_width], 'n': len(values)}
+
+
+def mean_std_definitions(values):
+    """:data:`MEAN_STD_DEFINITIONS` saying what ``values`` are (e.g. 'one per run (random split)'), for the
+    ``definitions`` entry beside a :func:`mean_std` in a summary file."""
+    return {field: f'{meaning}; the values: {values}' for field, meaning in MEAN_STD_DEFINITIONS.items()}

@@ -30,7 +30,7 @@ from data.protocols import image_split, resolve_protocol
 from models import IMAGE_ARCHITECTURES, build_model, is_memory_model
 from utils.errors import InputError
 from utils.one_class import Unit, UnitData, UnitRunner, as_tensor
-from utils.stats import MEAN_STD_DEFINITIONS, mean_std, sample_std
+from utils.stats import mean_std, mean_std_definitions, sample_std
 
 
 def image_arch(spec, source):
@@ -65,8 +65,7 @@ def summarise(units, results):
     per_run_mean = [float(np.mean([auc[c, s] for c in classes])) for s in seeds]
     return {'auc': {**mean_std(per_run_mean), 'per_class': per_class, 'std_over_classes': sample_std(per_class)},
             'classes': classes, 'runs': len(seeds),
-            'definitions': {'auc': {**{k: f'{v}; the values: per run (seed), the mean AUC over the classes'
-                                       for k, v in MEAN_STD_DEFINITIONS.items()},
+            'definitions': {'auc': {**mean_std_definitions('per run (seed), the mean AUC over the classes'),
                                     'per_class': "each class's AUC (that class normal), averaged over the runs",
                                     'std_over_classes': 'sample standard deviation (ddof 1) of per_class; null '
                                                         'for one class'}}}

@@ -31,7 +31,7 @@ from data.protocols import KDD_DESCRIPTIONS, kdd_rows, resolve_kdd_protocol
 from models import build_model
 from utils.eval import top_fraction_metrics
 from utils.one_class import Unit, UnitData, UnitRunner, as_tensor
-from utils.stats import MEAN_STD_DEFINITIONS, mean_std
+from utils.stats import mean_std, mean_std_definitions
 
 
 def run(opt, options, spec, device, train):
@@ -58,8 +58,7 @@ def run(opt, options, spec, device, train):
 
     summary = {'runs': len(results),
                **{name: mean_std([r['metrics'][name] for r in results]) for name in ('precision', 'recall', 'f1')},
-               'definitions': {name: {k: f'{v}; the values: one per run (random split)'
-                                      for k, v in MEAN_STD_DEFINITIONS.items()}
+               'definitions': {name: mean_std_definitions('one per run (random split)')
                                for name in ('precision', 'recall', 'f1')},
                'dataset': opt.Dataset, 'protocol': protocol, 'anomaly_ratio': anomaly_ratio, 'data': source.source}
     return runner.write_summary(summary, results, opt.OutRoot, spec.summary_name)
