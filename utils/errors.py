@@ -7,7 +7,7 @@ and keeps its traceback.
 import sys
 
 from utils.flags import str2bool
-from utils.interrupts import Interrupted, signal_number, stop_on_signals
+from utils.interrupts import Interrupted, settle_after_interrupt, signal_number, stop_on_signals
 
 # DataLoader workers re-raise a worker's exception in the main process with the worker's traceback in its text
 WORKER_TRACEBACK = 'Original Traceback'
@@ -58,4 +58,5 @@ def run_cli(main, argv=None, interrupted=KEPT):
     except (KeyboardInterrupt, Interrupted) as stop:
         signum = signal_number(stop)
         print(f'interrupted ({signum.name}); {interrupted}', file=sys.stderr)
-        return 128 + signum
+    settle_after_interrupt()  # after the except block, which kept the interrupted frames alive
+    return 128 + signum

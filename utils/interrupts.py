@@ -10,8 +10,10 @@ written before stays intact and a training run continues with ``--Resume auto``.
 A program that starts other commands runs them with :func:`run_child`, which hands its own interrupt on to the
 child and waits for it to stop, so that no process of the command outlives it.
 """
+import gc
 import signal
 import subprocess
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -27,11 +29,23 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+_hook_before_interrupt = []  # sys.unraisablehook while an interrupt is being handled (see settle_after_interrupt)
+
+
+def _drop_unraisable(unraisable):
+    """An interrupt can land inside a constructor (a DataLoader iterator starting its workers): the half-built
+    object then fails in its destructor, which Python reports as 'Exception ignored ... Traceback'. That report is
+    noise after an interrupt, not the user's error."""
+
+
 def _raise_interrupted(signum, frame):
     # One interrupt is enough: a Ctrl-C reaches the whole process group (a shell script that forwards it too sends
     # a second one), and a second exception raised inside the clean-up of the first would end it half-way.
     for other in STOP_SIGNALS:
         signal.signal(other, signal.SIG_IGN)
+    if not _hook_before_interrupt:
+        _hook_before_interrupt.append(sys.unraisablehook)
+        sys.unraisablehook = _drop_unraisable
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Interrupted(signum)
@@ -51,6 +65,14 @@ def stop_on_signals():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def settle_after_interrupt():
+    """Once an interrupt has been handled (its exception and frames released): collect what it left half-built,
+    quietly, then let destructor errors be reported again."""
+    gc.collect()
+    if _hook_before_interrupt:
+        sys.unraisablehook = _hook_before_interrupt.pop()
 
 
 def signal_number(stop):
