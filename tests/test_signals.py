@@ -161,7 +161,7 @@ def test_an_object_the_interrupt_left_half_built_adds_no_traceback(capsys):
     while the interrupt is handled; afterwards destructor errors are reported again."""
     import sys
     from utils.errors import run_cli
-    hook = sys.unraisablehook
+    hooks = (sys.unraisablehook, sys.excepthook)
 
     def main(argv):
         half_built = HalfBuilt()  # noqa: F841 (alive in this frame when the signal arrives)
@@ -169,4 +169,4 @@ def test_an_object_the_interrupt_left_half_built_adds_no_traceback(capsys):
         time.sleep(SHELL_TIMEOUT)
     assert run_cli(main, []) == 143
     assert capsys.readouterr().err == 'interrupted (SIGTERM); files written before it are kept\n'
-    assert sys.unraisablehook is hook
+    assert (sys.unraisablehook, sys.excepthook) == hooks

@@ -11,6 +11,7 @@ A program that starts other commands runs them with :func:`run_child`, which han
 child and waits for it to stop, so that no process of the command outlives it.
 """
 import gc
+import multiprocessing.resource_sharer
 import signal
 import subprocess
 import sys
@@ -29,13 +30,14 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-_hook_before_interrupt = []  # sys.unraisablehook while an interrupt is being handled (see settle_after_interrupt)
+_hooks_before_interrupt = []  # (sys.unraisablehook, sys.excepthook) while an interrupt is being handled
 
 
-def _drop_unraisable(unraisable):
-    """An interrupt can land inside a constructor (a DataLoader iterator starting its workers): the half-built
-    object then fails in its destructor, which Python reports as 'Exception ignored ... Traceback'. That report is
-    noise after an interrupt, not the user's error."""
+def _drop_report(*report):
+    """Reports of errors an interrupt causes behind the scenes, which are noise after it, not the user's error:
+    a constructor it lands in (a DataLoader iterator starting its workers) leaves a half-built object whose
+    destructor fails ('Exception ignored ... Traceback'), and multiprocessing's thread that hands tensors to the
+    DataLoader workers reports a worker that stopped mid-handover through ``sys.excepthook``."""
 
 
 def _raise_interrupted(signum, frame):
@@ -43,9 +45,9 @@ def _raise_interrupted(signum, frame):
     # a second one), and a second exception raised inside the clean-up of the first would end it half-way.
     for other in STOP_SIGNALS:
         signal.signal(other, signal.SIG_IGN)
-    if not _hook_before_interrupt:
-        _hook_before_interrupt.append(sys.unraisablehook)
-        sys.unraisablehook = _drop_unraisable
+    if not _hooks_before_interrupt:
+        _hooks_before_interrupt.append((sys.unraisablehook, sys.excepthook))
+        sys.unraisablehook = sys.excepthook = _drop_report
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Interrupted(signum)
@@ -71,8 +73,9 @@ def settle_after_interrupt():
     """Once an interrupt has been handled (its exception and frames released): collect what it left half-built,
     quietly, then let destructor errors be reported again."""
     gc.collect()
-    if _hook_before_interrupt:
-        sys.unraisablehook = _hook_before_interrupt.pop()
+    multiprocessing.resource_sharer.stop(timeout=CHILD_GRACE_SECONDS)  # the hand-over thread, quietly
+    if _hooks_before_interrupt:
+        sys.unraisablehook, sys.excepthook = _hooks_before_interrupt.pop()
 
 
 def signal_number(stop):
