@@ -22,7 +22,6 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -34,6 +33,7 @@ from models import build_model, is_memory_model
 from options import TestOptions
 from utils.checkpoint import find_weights, load_weights
 from utils.errors import InputError, run_cli
+from utils.files import save_npy
 from utils.experiments import one_class_experiment
 from utils.paths import input_folder, output_folder
 from utils.eval import VideoResult, align_labels, centre_frames_from_clips, evaluate, write_acc_txt, \
@@ -42,7 +42,7 @@ from utils.localization import LocalizationAccumulator
 from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
 from utils.runtime import autocast, memory_layout, select_device
-from utils.scoring import resolve_score_type, score_video, video_scorer
+from utils.scoring import finite_scores, resolve_score_type, score_video, video_scorer
 from utils.single_video import score_single_video
 
 
@@ -101,8 +101,9 @@ def main(argv=None):
     with torch.inference_mode(), autocast(device, opt.AMP), usage:
         for name, dataset in tqdm(datasets.items(), desc='test videos', unit='video'):
             on_maps = localizer.video(name, centres[name], mask_dirs[name]) if name in mask_dirs else None
-            scores = score_video(scorer, dataset, opt, score, device, memory_model, memory_format, on_maps)
-            np.save(res_path / f'{name}.npy', scores)
+            scores = finite_scores(score_video(scorer, dataset, opt, score, device, memory_model, memory_format,
+                                               on_maps), f'test video {name} ({layout.frames_dir("test") / name})')
+            save_npy(res_path / f'{name}.npy', scores)
             videos.append(VideoResult(name, scores, clip_labels[name]))
     seconds = time.perf_counter() - started
 

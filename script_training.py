@@ -32,15 +32,16 @@ from data.video_datasets import NORM_MEAN, NORM_STD
 from models import build_model, is_memory_model, weights_init
 from models.ae_3dconv import check_clip_shape
 from options import TrainOptions
-from utils.checkpoint import atomic_save, load_training_state, resolve_resume, resume_file, save_training_state
+from utils.checkpoint import (load_training_state, resolve_resume, restore_training, resume_file,
+                              save_training_state)
 from utils.distributed import per_process_batch, replicated, sampler, start_processes, stop_processes
 from utils.errors import InputError, run_cli
+from utils.files import AppendedLines, save_torch
 from utils.experiments import one_class_experiment
 from utils.paths import input_folder, output_folder
 from utils.progress import EpochClock, format_duration
 from utils.memory_usage import SlotUsage
-from utils.runtime import (compile_model, memory_layout, rng_state, seed_everything, set_deterministic,
-                           set_rng_state)
+from utils.runtime import compile_model, memory_layout, rng_state, seed_everything, set_deterministic
 from utils.training import LOSS_TERMS, LossSettings, NonFiniteLossError, training_step
 
 LOG_COLUMNS = ('epoch', 'iteration', *LOSS_TERMS)
@@ -63,9 +64,7 @@ def restore_training_state(opt, model_dir, model, optimizer, loader_generator):
             print(f'--Resume auto: no training state in {model_dir} yet, starting afresh')
         return 0, 0
     state = load_training_state(path, opt.setting)
-    model.load_state_dict(state['model'])
-    optimizer.load_state_dict(state['optimizer'])
-    set_rng_state(state['rng'], loader_generator)
+    restore_training(path, state, model, optimizer, loader_generator)
     print(f"resuming from {path}: {state['epochs_done']} epochs, {state['iteration']} iterations done")
     return state['epochs_done'], state['iteration']
 
@@ -96,14 +95,19 @@ def warn_if_slow(step_seconds, iterations, device):
                    f'(README, "CPU fallback without the authors\' weights")')
 
 
+def logged_epoch(row):
+    """The epoch of a ``train_log.csv`` row; a damaged row counts as unfinished (it is dropped on resume)."""
+    first = row.split(',', 1)[0]
+    return int(first) if first.isdigit() else float('inf')
+
+
 def open_train_log(path, start_epoch):
     """``train_log.csv`` for appending: a fresh file, or on resume the rows of the epochs already done (rows of
     an interrupted epoch are dropped: that epoch runs again)."""
     kept = []
     if start_epoch and path.is_file():
-        kept = [row for row in path.read_text().splitlines()[1:] if int(row.split(',')[0]) < start_epoch]
-    path.write_text('\n'.join([','.join(LOG_COLUMNS), *kept]) + '\n')
-    return path.open('a')
+        kept = [row for row in path.read_text(errors='replace').splitlines()[1:] if logged_epoch(row) < start_epoch]
+    return AppendedLines(path, [','.join(LOG_COLUMNS), *kept])
 
 
 def open_tensorboard(opt):
@@ -151,7 +155,7 @@ class TrainingRun:
             return
         if batch_idx % opt.TextLogInterval == 0:
             progress.set_postfix({k: f'{values[k]:.5f}' for k in self.losses.model_terms})
-            self.log_file.write(','.join(str(x) for x in (epoch, iteration, *values.values())) + '\n')
+            self.log_file.write_line(','.join(str(x) for x in (epoch, iteration, *values.values())))
         if self.tb_writer is not None:
             for name, value in values.items():
                 self.tb_writer.add_scalar(name, value, iteration)
@@ -159,7 +163,7 @@ class TrainingRun:
                 self.tb_writer.add_image('x', frame_strip(clips[0]), iteration, dataformats='HW')
                 self.tb_writer.add_image('x_rec', frame_strip(recon[0]), iteration, dataformats='HW')
         if iteration % opt.SnapInterval == 0:
-            atomic_save(self.model.state_dict(), self.model_dir / f'{opt.setting}_snap.pt')
+            save_torch(self.model.state_dict(), self.model_dir / f'{opt.setting}_snap.pt')
 
     def train_epoch(self, epoch, iteration):
         """One pass over this process's training clips, then (if it writes) the epoch's log line, weights and
@@ -199,7 +203,7 @@ class TrainingRun:
             self.tb_writer.add_scalar('memory/slots_used', usage.slots_used, epoch)
             self.tb_writer.add_histogram('memory/slot_share', usage.shares(), epoch)
         if epoch % opt.SaveCheckInterval == 0:
-            atomic_save(self.model.state_dict(), epoch_weights(self.model_dir, opt, epoch))
+            save_torch(self.model.state_dict(), epoch_weights(self.model_dir, opt, epoch))
         save_training_state(self.state_file, self.model, self.optimizer, epoch + 1, iteration,
                             rng_state(self.loader_generator), opt.setting)
 
@@ -266,7 +270,7 @@ def main(argv=None):
 
     final = final_weights(model_dir, opt)
     if main_process:
-        atomic_save(model.state_dict(), final)
+        save_torch(model.state_dict(), final)
         print(f'final weights: {final}')
         if not opt.KeepIntermediate:
             remove_intermediate_files(model_dir, opt)

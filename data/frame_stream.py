@@ -34,18 +34,26 @@ def frame_image_files(folder):
 
 
 def source_images(path):
-    """The frames of a video file (decoded with PyAV) or of a folder of images, in order, as PIL images."""
+    """The frames of a video file (decoded with PyAV) or of a folder of images, in order, as PIL images. The
+    frames of a folder must all have the first one's size: a frame of another size is refused, naming it, since
+    it is most likely from another video (resizing it would hide that)."""
     path = Path(path)
     if path.is_dir():
         files = frame_image_files(path)
         if not files:
             raise DataFormatError(f'--Video {path} is a folder without frame images ({", ".join(FRAME_SUFFIXES)})')
+        first_size = None
         for file in files:
             try:
                 with Image.open(file) as image:
                     image.load()
             except Exception as error:  # PIL's errors for truncated or foreign bytes vary
                 raise DataFormatError(f'frame {file} is not a readable image ({type(error).__name__})') from None
+            first_size = first_size or image.size
+            if image.size != first_size:
+                raise DataFormatError(f'frame {file} is {image.size[0]} x {image.size[1]} pixels, but {files[0].name} '
+                                      f'is {first_size[0]} x {first_size[1]}: the frames of one --Video folder must '
+                                      f'share one size')
             yield image
     elif path.is_file():
         if path.suffix.lower() not in MOVIE_SUFFIXES:

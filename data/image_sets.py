@@ -11,6 +11,7 @@ All return :class:`ImageSplits`: uint8 arrays N x C x H x W with integer labels,
 * any other name: ``<DataRoot>/<Dataset>/<class>/*.png`` (or .jpg), one split.
 """
 import gzip
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def load_mnist(data_root, download=False):
     root = Path(data_root)
     if download:
         from torchvision.datasets import MNIST  # fetches into <root>/MNIST/raw
-        for train in (True, False):
-            MNIST(str(root), train=train, download=True)
+        with torchvision_reading('MNIST', root):
+            for train in (True, False):
+                MNIST(str(root), train=train, download=True)
     folders = [root / name for name in MNIST_FOLDERS]
     splits = {}
     for split, (images_name, labels_name) in MNIST_FILES.items():
@@ -113,13 +115,27 @@ def read_image_folder(folder):
     return x, np.array(labels, dtype=np.int64), classes
 
 
+@contextmanager
+def torchvision_reading(name, folder):
+    """torchvision's errors while fetching or reading a data set (no network, a checksum that does not match, a
+    missing batch file) as one sentence naming the folder."""
+    try:
+        yield
+    except Exception as error:  # RuntimeError for damaged or missing files, URLError/OSError for the network
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataFormatError(f'{name} in {folder} could not be fetched or read (torchvision: {reason}); delete '
+                              f'the folder and pass --Download True, or fetch the files yourself '
+                              f'(docs/EXPERIMENTS.md)') from None
+
+
 def load_cifar10(data_root, download=False):
     root = Path(data_root)
     if download or (root / 'cifar-10-batches-py').is_dir():
         from torchvision.datasets import CIFAR10
         splits = {}
         for split in ('train', 'test'):
-            data = CIFAR10(str(root), train=split == 'train', download=download)
+            with torchvision_reading('CIFAR-10', root / 'cifar-10-batches-py'):
+                data = CIFAR10(str(root), train=split == 'train', download=download)
             splits[split] = (data.data.transpose(0, 3, 1, 2).copy(), np.array(data.targets, dtype=np.int64))
         return ImageSplits(splits, list(data.classes), f'torchvision CIFAR-10 batches in {root}')
     for name in CIFAR_FOLDERS:

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from data.readers import DataFormatError
+from utils.errors import OutputError
+from utils.files import make_folder, save_npz
 
 KDD_FOLDERS = ('KDDCUP99', 'kddcup99')
 KDD_FILES = ('kddcup.data_10_percent', 'kddcup.data_10_percent.gz', 'kddcup.data_10_percent_corrected',
@@ -135,17 +137,10 @@ def read_cache(cached):
 
 def write_cache(cached, encoded):
     """Write the cache atomically; a folder that cannot be written only costs the next run the parse."""
-    temporary = cached.with_name(f'.{cached.name}.{os.getpid()}.tmp')
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, 'wb') as f:
-            np.savez(f, **encoded)
-        os.replace(temporary, cached)
-    except OSError:
-        try:
-            temporary.unlink(missing_ok=True)
-        except OSError:
-            pass  # the folder itself could not be made: nothing was written
+        save_npz(make_folder(cached.parent) / cached.name, **encoded)
+    except OutputError:
+        pass
 
 
 def encode_kdd_file(path):

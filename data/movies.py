@@ -5,6 +5,7 @@ overlay movie of ``script_testing.py --Video --Plots True``).
 """
 from data.layout import files_with_suffixes
 from data.readers import DataFormatError
+from utils.files import replace_atomically
 
 MOVIE_SUFFIXES = ('.avi', '.mp4', '.mov', '.mkv')
 
@@ -68,16 +69,20 @@ def write_movie(path, frames, fps):
         codec = next(name for name in MOVIE_CODECS if _has_encoder(av, name))
     except (DataFormatError, StopIteration):
         return False
-    with av.open(str(path), 'w') as container:
-        stream = None
-        for frame in frames:
-            if stream is None:
-                stream = container.add_stream(codec, rate=round(fps))
-                stream.height, stream.width = frame.shape[:2]
-                stream.pix_fmt = 'yuv420p'
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
-        if stream is not None:
-            container.mux(stream.encode())
+
+    def encode(file):
+        with av.open(file, 'w', format='mp4') as container:
+            stream = None
+            for frame in frames:
+                if stream is None:
+                    stream = container.add_stream(codec, rate=round(fps))
+                    stream.height, stream.width = frame.shape[:2]
+                    stream.pix_fmt = 'yuv420p'
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
+            if stream is not None:
+                container.mux(stream.encode())
+
+    replace_atomically(path, encode)
     return True
 
 

@@ -34,7 +34,7 @@ every output video name to its source.
 the official UCSD masks for the JPEG re-distribution).
 """
 import argparse
-import json
+import os
 import re
 import shutil
 import sys
@@ -52,6 +52,7 @@ from data.layout import MASK_FOLDER, natural_key
 from data.movies import MOVIE_SUFFIXES, count_frames, movie_files, movie_frames
 from data.readers import DataFormatError, write_ground_truth, write_index
 from utils.errors import run_cli
+from utils.files import make_folder, replace_atomically, save_image, write_json, writing
 
 OUTPUT_FOLDERS = ('training', 'training_idx', 'testing', 'testing_idx', 'testing_gt', MASK_FOLDER)
 
@@ -252,6 +253,18 @@ def _avenue_official(src, labels):
     return Source('avenue_official', train, test, f'per-frame masks in {mask_folder}')
 
 
+def read_npy(path, what, ndim, mmap_mode=None):
+    """A numeric ``ndim``-D array from a ``.npy`` file; anything else is one sentence naming the file."""
+    try:
+        array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except Exception as error:  # missing, truncated, a pickle, foreign bytes
+        raise DataFormatError(f'{path} is not a readable {what} ({type(error).__name__}: {error})') from None
+    if array.ndim != ndim or array.dtype.kind not in 'buif':
+        raise DataFormatError(f'{path} is not a {what}: a {ndim}-D array of numbers, found {array.dtype} of shape '
+                              f'{array.shape}')
+    return array
+
+
 def _shanghaitech(src, labels):
     _only_automatic_labels(labels, 'ShanghaiTech')
     train = _movies(src / 'training' / 'videos', 'Train')
@@ -260,13 +273,10 @@ def _shanghaitech(src, labels):
     test = _videos(test_folders, 'Test')
     for folder, video in zip(test_folders, test):
         path = src / 'testing' / 'test_frame_mask' / f'{folder.name}.npy'
-        try:
-            video.labels = (np.load(path, allow_pickle=False).ravel() > 0).astype(np.int64)
-        except Exception as error:
-            raise DataFormatError(f'{path} is not a readable frame mask ({type(error).__name__}: {error})') from None
+        video.labels = (read_npy(path, 'frame mask', 1).ravel() > 0).astype(np.int64)
         pixel_masks = src / 'testing' / 'test_pixel_mask' / f'{folder.name}.npy'
         if pixel_masks.is_file():  # frames x H x W, read frame by frame when the masks are written
-            video.masks = list(np.load(pixel_masks, mmap_mode='r', allow_pickle=False))
+            video.masks = list(read_npy(pixel_masks, 'pixel mask', 3, mmap_mode='r'))
     return Source('shanghaitech', train, test, 'frame masks testing/test_frame_mask/<video>.npy')
 
 
@@ -310,10 +320,14 @@ def clip_starts(num_frames, clip_len, stride):
     return list(range(1, num_frames - clip_len + 2, stride))
 
 
+def write_prepared_frame(image, target, size, channels):
+    replace_atomically(target, lambda file: save_prepared_frame(image, file, size, channels))
+
+
 def _convert_file(job):
     source, targets, size, channels = job
     with Image.open(source) as image:
-        save_prepared_frame(image, targets[0], size, channels)
+        write_prepared_frame(image, targets[0], size, channels)
 
 
 def _convert_movie(job):
@@ -323,25 +337,31 @@ def _convert_movie(job):
     for decoded, image in enumerate(movie_frames(movie), start=1):
         if decoded > len(targets):
             break
-        save_prepared_frame(image, targets[decoded - 1], size, channels)
+        write_prepared_frame(image, targets[decoded - 1], size, channels)
     if decoded != len(targets):
         raise DataFormatError(f'{movie}: decoded {decoded} frames, but its packets counted {len(targets)}')
     return len(targets)
 
 
-def _prepare_output(dst, overwrite):
+STAGING = '.preparing.{pid}.tmp'  # inside --dst while a preparation runs
+
+
+def _check_output(dst, overwrite):
     dst = Path(dst)
     if dst.exists() and any(dst.iterdir()):
         if not overwrite:
             raise DataFormatError(f'--dst {dst} is not empty; pass --overwrite to replace its prepared data')
-        for name in OUTPUT_FOLDERS + ('prepare.json',):
-            path = dst / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    dst.mkdir(parents=True, exist_ok=True)
-    return dst
+        for stale in dst.glob(STAGING.format(pid='*')):  # left by a killed preparation (SIGKILL, a power cut)
+            shutil.rmtree(stale, ignore_errors=True)
+    return make_folder(dst)
+
+
+def _remove_outputs(folder):
+    for path in [folder / name for name in OUTPUT_FOLDERS + ('prepare.json',)]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def prepared_mask(mask, size):
@@ -353,6 +373,17 @@ def prepared_mask(mask, size):
     return image
 
 
+def in_threads(function, jobs, workers, when_done=lambda job: None):
+    """``function(job)`` for every job on ``workers`` threads, then ``when_done(job)`` in job order. An error or an
+    interrupt cancels the jobs not started yet, instead of waiting for all of them to finish."""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        for job, _ in zip(jobs, pool.map(function, jobs)):
+            when_done(job)
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
 def write_masks(dst, videos, size, workers):
     """``testing_masks/<video>/NNN.png`` (named as the video's frames) for the videos with pixel masks; returns
     their names."""
@@ -360,12 +391,10 @@ def write_masks(dst, videos, size, workers):
     for video in videos:
         if video.masks is None:
             continue
-        folder = dst / MASK_FOLDER / video.name
-        folder.mkdir(parents=True)
+        folder = make_new_folder(dst / MASK_FOLDER / video.name)
         width = max(3, len(str(video.num_frames)))
         jobs += [(mask, folder / f'{n:0{width}d}.png') for n, mask in enumerate(video.masks, start=1)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda job: prepared_mask(job[0], size).save(job[1]), jobs))
+    in_threads(lambda job: save_image(prepared_mask(job[0], size), job[1]), jobs, workers)
     return [video.name for video in videos if video.masks is not None]
 
 
@@ -375,10 +404,8 @@ def write_split(dst, folder, videos, size, channels, clip_len, stride, workers, 
     jobs = []
     num_clips = 0
     for video in videos:
-        frame_dir = dst / folder / video.name
-        index_dir = dst / f'{folder}_idx' / video.name
-        frame_dir.mkdir(parents=True)
-        index_dir.mkdir(parents=True)
+        frame_dir = make_new_folder(dst / folder / video.name)
+        index_dir = make_new_folder(dst / f'{folder}_idx' / video.name)
         width = max(3, len(str(video.num_frames)))
         targets = [frame_dir / f'{n:0{width}d}.jpg' for n in range(1, video.num_frames + 1)]
         if video.movie is not None:
@@ -392,10 +419,8 @@ def write_split(dst, folder, videos, size, channels, clip_len, stride, workers, 
             write_index(index_dir / f'{video.name}_i{j:0{index_width}d}.mat', video.name,
                         np.arange(start, start + clip_len))
         num_clips += len(starts)
-    with ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=sum(n for *_, n in jobs), desc=f'{folder} frames', unit='frame', disable=not progress) as bar:
-        for (_, _, frames), _ in zip(jobs, pool.map(lambda job: job[0](job[1]), jobs)):
-            bar.update(frames)
+    with tqdm(total=sum(n for *_, n in jobs), desc=f'{folder} frames', unit='frame', disable=not progress) as bar:
+        in_threads(lambda job: job[0](job[1]), jobs, workers, lambda job: bar.update(job[2]))
     return num_clips
 
 
@@ -415,7 +440,29 @@ def prepare(src, dst, size=(256, 256), clip_len=16, stride=1, channels=1, labels
         if video.masks is not None and len(video.masks) != video.num_frames:
             raise DataFormatError(f'{video.name} ({video.source}): {len(video.masks)} pixel masks for '
                                   f'{video.num_frames} frames')
-    dst = _prepare_output(dst, overwrite)
+    dst = _check_output(dst, overwrite)
+    # Written into a hidden folder inside DST and moved into place when complete: an interrupt, a full disk or a
+    # bad frame leaves DST as it was (an earlier preparation included), never a half-prepared data set.
+    staging = make_folder(dst / STAGING.format(pid=os.getpid()))
+    try:
+        summary = _write_prepared(source, staging, src, size, clip_len, stride, channels, workers, progress)
+        with writing(dst):
+            _remove_outputs(dst)
+            for path in staging.iterdir():
+                path.rename(dst / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def make_new_folder(path):
+    """A folder that must not exist yet (two source videos of one name would otherwise share it)."""
+    if path.exists():
+        raise DataFormatError(f'two source videos would both be prepared into {path}: rename one')
+    return make_folder(path)
+
+
+def _write_prepared(source, dst, src, size, clip_len, stride, channels, workers, progress):
     summary = {'src': str(src), 'layout': source.layout, 'label_origin': source.label_origin,
                'size': list(size), 'channels': channels, 'clip_len': clip_len, 'stride': stride,
                'jpeg_quality': JPEG_QUALITY}
@@ -425,13 +472,13 @@ def prepare(src, dst, size=(256, 256), clip_len=16, stride=1, channels=1, labels
             'frames': sum(v.num_frames for v in videos),
             'clips': write_split(dst, folder, videos, size, channels, clip_len, stride, workers, progress),
         }
-    (dst / 'testing_gt').mkdir()
+    make_folder(dst / 'testing_gt')
     for video in source.test:
         write_ground_truth(dst / 'testing_gt' / f'{video.name}.mat', video.labels)
     summary['testing']['anomalous_frames'] = int(sum(v.labels.sum() for v in source.test))
     summary['testing']['videos_with_pixel_masks'] = write_masks(dst, source.test, size, workers)
     summary['video_sources'] = {v.name: v.source for v in source.train + source.test}
-    (dst / 'prepare.json').write_text(json.dumps(summary, indent=2) + '\n')
+    write_json(dst / 'prepare.json', summary)
     return summary
 
 

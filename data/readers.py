@@ -19,6 +19,7 @@ import scipy.io as sio
 from PIL import Image
 
 from utils.errors import InputError
+from utils.files import save_mat
 
 FRAME_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
 
@@ -157,11 +158,11 @@ def read_ground_truth(path):
 
 
 def write_index(path, v_name, frames):
-    sio.savemat(str(path), {'v_name': v_name, 'idx': np.asarray(frames, dtype=np.float64)[None, :]})
+    save_mat(path, {'v_name': v_name, 'idx': np.asarray(frames, dtype=np.float64)[None, :]})
 
 
 def write_ground_truth(path, labels):
-    sio.savemat(str(path), {'l': np.asarray(labels, dtype=np.float64)[None, :]})
+    save_mat(path, {'l': np.asarray(labels, dtype=np.float64)[None, :]})
 
 
 def frame_files(folder):

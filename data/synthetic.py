@@ -13,7 +13,6 @@ temporary folder and converted by :func:`data.prepare_video.prepare`, so the res
 looks like after preparation (grayscale JPEG frames, index and ground-truth ``.mat`` files, ``prepare.json``).
 """
 import argparse
-import json
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from PIL import Image
 
 from data.prepare_video import prepare
 from utils.errors import InputError, run_cli
+from utils.files import make_folder, save_image, write_json
 
 WALKWAYS = (0.3, 0.72)         # walkway centres, as fractions of the frame height
 PEDESTRIAN = (0.2, 0.09)       # blob height and width, as fractions of the frame size
@@ -108,13 +108,13 @@ def render_video(size, num_frames, rng, scene, anomaly=None, anomaly_start=0):
 
 
 def write_frames(folder, images, mask_folder=None, masks=None):
-    folder.mkdir(parents=True)
+    make_folder(folder)
     for t, image in enumerate(images, start=1):
-        Image.fromarray(image).save(folder / f'{t:03d}.png')
+        save_image(Image.fromarray(image), folder / f'{t:03d}.png')
     if mask_folder is not None:
-        mask_folder.mkdir()
+        make_folder(mask_folder)
         for t, mask in enumerate(masks, start=1):
-            Image.fromarray(mask.astype(np.uint8) * 255).save(mask_folder / f'{t:03d}.png')
+            save_image(Image.fromarray(mask.astype(np.uint8) * 255), mask_folder / f'{t:03d}.png')
 
 
 def write_source(src, size, train_videos, test_videos, num_frames, seed):
@@ -146,7 +146,7 @@ def make_synthetic(dst, size=32, train_videos=8, test_videos=6, num_frames=96, s
     summary.update(src='synthetic (data/synthetic.py)', seed=seed, anomaly_kinds=kinds,
                    label_origin='masks of the rendered anomalous objects',
                    video_sources={name: f'synthetic ({kind})' for name, kind in _video_kinds(summary, kinds)})
-    (Path(dst) / 'prepare.json').write_text(json.dumps(summary, indent=2) + '\n')
+    write_json(Path(dst) / 'prepare.json', summary)
     return summary
 
 

@@ -5,14 +5,13 @@ say so in their help text. :meth:`BaseOptions.parse` prints the options, marking
 their default, and :meth:`BaseOptions.save` writes them beside a run's outputs as ``opt.txt`` and ``opt.json``.
 """
 import argparse
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 from data.protocols import PROTOCOLS
 from data.registry import family_of
 from models import ADDRESSING_CHOICES, MODELS, QUERY_CHOICES, has_latent_penalty, is_memory_model
 from models.ae_3dconv import TIME_FACTOR
+from utils.files import make_folder, write_json, write_text
 from utils.flags import BOOL_HELP, BOOL_METAVAR, str2bool
 from utils.runtime import AMP_CHOICES
 from utils.scoring import SCORE_TYPES
@@ -235,7 +234,6 @@ class BaseOptions:
 
     def save(self, opt, folder):
         """Write ``opt.txt`` (as printed) and ``opt.json`` into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / 'opt.txt').write_text(self.format_options(opt) + '\n')
-        (folder / 'opt.json').write_text(json.dumps(vars(opt), indent=2, sort_keys=True) + '\n')
+        folder = make_folder(folder)
+        write_text(folder / 'opt.txt', self.format_options(opt) + '\n')
+        write_json(folder / 'opt.json', vars(opt), sort_keys=True)

@@ -3,10 +3,9 @@ import torch
 
 from models import AutoEncoderCov3D, AutoEncoderCov3DMem
 from options import TestOptions as EvalOptions  # a name starting with "Test" is collected by pytest
-from utils.checkpoint import (AUTHORS_WEIGHTS_URL, CheckpointError, atomic_save, atomic_write_text, candidate_paths,
-                              find_weights, load_training_state, load_weights, read_state_dict,
-                              released_file_name, replace_atomically, resolve_resume, resume_file,
-                              save_training_state)
+from utils.checkpoint import (AUTHORS_WEIGHTS_URL, CheckpointError, candidate_paths, find_weights,
+                              load_training_state, load_weights, read_state_dict, released_file_name, resolve_resume,
+                              resume_file, save_training_state)
 
 
 def legacy_state_dict(model):
@@ -89,38 +88,6 @@ def test_resume_names_the_runs_own_state_or_a_given_file(tmp_path):
         tmp_path / 'RunA_resume.pt'
     with pytest.raises(CheckpointError, match=r'--Resume .*missing.pt does not exist; pass a RunA_resume.pt file'):
         resolve_resume(str(tmp_path / 'missing.pt'), tmp_path, 'RunA')
-
-
-def test_atomic_writes_replace_the_file_whole_or_not_at_all(tmp_path):
-    path = tmp_path / 'w.pt'
-    atomic_save({'a': torch.arange(3)}, path)
-    assert torch.equal(torch.load(path, weights_only=True)['a'], torch.arange(3))
-    atomic_write_text(tmp_path / 't.txt', 'one\n')
-    assert (tmp_path / 't.txt').read_text() == 'one\n'
-
-    def crash_midway(temporary):
-        temporary.write_bytes(b'half a file')
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        replace_atomically(path, crash_midway)
-    assert torch.equal(torch.load(path, weights_only=True)['a'], torch.arange(3))  # the previous file, intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['t.txt', 'w.pt']  # the temporary file is removed too
-
-    def fail_midway(temporary):  # a full disk
-        temporary.write_bytes(b'half')
-        raise OSError(28, 'No space left on device')
-
-    with pytest.raises(OSError):
-        replace_atomically(tmp_path / 't.txt', fail_midway)
-
-    def fail_before_writing(temporary):  # a read-only folder: the temporary file is never created
-        raise OSError(30, 'Read-only file system')
-
-    with pytest.raises(OSError) as error:
-        replace_atomically(tmp_path / 't.txt', fail_before_writing)
-    assert error.value.errno == 30  # the cause itself, not a FileNotFoundError from the clean-up
-    assert (tmp_path / 't.txt').read_text() == 'one\n' and sorted(p.name for p in tmp_path.iterdir()) == ['t.txt', 'w.pt']
 
 
 def test_weights_are_looked_for_in_the_documented_order(tmp_path):

@@ -23,6 +23,7 @@ import script_testing
 import script_training
 from models import AutoEncoderCov3D, AutoEncoderCov3DMem, build_model
 from options import TestOptions as EvalOptions  # a name starting with "Test" is collected by pytest
+from one_sentence import expect_one_sentence
 from shell import REPO, SHELL_TIMEOUT
 from synthetic import make_image_folder, make_kdd, make_mnist
 from utils.checkpoint import CheckpointError, load_weights, read_state_dict
@@ -30,25 +31,6 @@ from utils.errors import run_cli
 
 VIDEO = ['--UseCUDA', 'False', '--NumWorker', '0', '--MemDim', '20']
 TRAIN = [*VIDEO, '--IsTbLog', 'False', '--EpochNum', '1', '--BatchSize', '4']
-
-
-def expect_one_sentence(main, argv, capsys, *fragments):
-    """``main(argv)`` through run_cli ends with exit code 2 and one sentence on stderr holding ``fragments``;
-    argument errors (argparse's exit) count the same."""
-    try:
-        code = run_cli(main, argv)
-    except SystemExit as stop:
-        code = stop.code
-    err = capsys.readouterr().err
-    segments = [part.strip() for line in err.splitlines() for part in line.split('\r') if part.strip()]
-    progress = [part for part in segments if '%|' in part and 'error: ' not in part]  # tqdm's bars of the run
-    # a bar the error was printed behind, without a line break, is cut off
-    lines = [part[part.find('error: '):] if '%|' in part else part for part in segments if part not in progress]
-    assert code == 2 and 'Traceback' not in err, err
-    assert len(lines) == 1 and 'error: ' in lines[0], err
-    for fragment in fragments:
-        assert fragment in lines[0], err
-    return lines[0]
 
 
 @pytest.fixture

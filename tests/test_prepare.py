@@ -114,9 +114,12 @@ def test_refuses_a_non_empty_destination_without_overwrite(tmp_path):
     (out / 'keep.txt').write_text('mine')
     with pytest.raises(DataFormatError, match='--overwrite'):
         prepare(src, out, size=(16, 16), progress=False)
+    (out / '.preparing.999999.tmp' / 'training').mkdir(parents=True)  # what a killed preparation leaves
     prepare(src, out, size=(16, 16), overwrite=True, progress=False)
     assert (out / 'keep.txt').read_text() == 'mine'  # only the prepared folders are replaced
     assert (out / 'testing_gt' / 'Test001.mat').is_file()
+    assert sorted(p.name for p in out.iterdir()) == ['keep.txt', 'prepare.json', 'testing', 'testing_gt',
+                                                     'testing_idx', 'testing_masks', 'training', 'training_idx']
 
 
 @pytest.mark.parametrize('make, message', [

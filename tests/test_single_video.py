@@ -1,6 +1,7 @@
 """Scoring a video of your own (script_testing.py --Video, utils/single_video.py, data/frame_stream.py)."""
 import json
 import re
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -145,6 +146,7 @@ def test_the_frame_size_comes_from_the_flag_then_the_prepared_data_then_the_rele
     ('empty', [], 'is a folder without frame images'),
     ('short', [], 'the video has 3 frames, fewer than the 16 of one clip'),
     ('short', ['--Dataset', 'MNIST'], '--Video needs a video model, but --Dataset MNIST'),
+    ('mixed', [], r'frame .*mixed/10.png is 12 x 8 pixels, but 0.png is 8 x 8: the frames of one --Video folder '),
 ])
 def test_bad_videos_are_one_sentence(prepared_root, weights, tmp_path, capsys, video, extra, message):
     (tmp_path / 'notes.txt').write_text('not a video')
@@ -152,6 +154,8 @@ def test_bad_videos_are_one_sentence(prepared_root, weights, tmp_path, capsys, v
     (tmp_path / 'short').mkdir()
     for t in range(3):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / 'short' / f'{t}.png')
+    shutil.copytree(tmp_path / 'short', tmp_path / 'mixed')  # 0, 1, 2, then 10 of another size (2 before 10)
+    Image.fromarray(np.zeros((8, 12), np.uint8)).save(tmp_path / 'mixed' / '10.png')
     argv = ['--DataRoot', str(prepared_root), '--OutRoot', str(tmp_path / 'out'), '--ModelFilePath', str(weights),
             *MEMAE, '--Video', str(tmp_path / video), *extra]
     assert run_cli(script_testing.main, argv) == 2

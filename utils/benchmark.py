@@ -22,7 +22,6 @@ needed). Ratios measured in one run are what to compare: absolute speeds move wi
 """
 import argparse
 import copy
-import json
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from data.video_datasets import PreloadedVideo, VideoDataset, VideoDatasetOneDir
 from models import AutoEncoderCov3DMem, weights_init
 from models.clip_overlap import ClipWindowModel
 from utils.errors import run_cli
+from utils.files import write_json
 from utils.experiments.oneclass_benchmark import oneclass_benchmark
 from utils.runtime import memory_layout
 from utils.scoring import WINDOW_BATCH_MIN, clip_batches, l2_scores, score_clips, score_windows
@@ -221,10 +221,10 @@ def train_benchmark(layout, args, model):
                    {'path': f'ours ({args.workers} workers)', 'seconds': our_seconds, 'gflop_per_clip': flops / 1e9}]
 
 
-def write_json(path, result):
+def write_result(path, result):
     """Write ``result`` to ``--out`` when given; the exit status 0."""
     if path:
-        path.write_text(json.dumps(result, indent=2) + '\n')
+        write_json(path, result)
     return 0
 
 
@@ -262,7 +262,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.mode == 'oneclass':
         table = oneclass_benchmark(args.DataRoot, args.kdd_runs, args.kdd_epochs, args.mnist_class, args.mnist_epochs)
-        return write_json(args.out, table)
+        return write_result(args.out, table)
     torch.manual_seed(0)
     model = AutoEncoderCov3DMem(1, args.MemDim)
     model.apply(weights_init)
@@ -280,7 +280,7 @@ def main(argv=None):
             print(f"windows: {len(result['videos'])} test videos, {clips} clips: largest relative score difference "
                   f"{result['largest_relative_score_difference']:.1e}; per-clip path "
                   f"{result['seconds']['per clip']:.0f} s, windows {result['seconds']['windows']:.0f} s")
-            return write_json(args.out, result)
+            return write_result(args.out, result)
         clips, paths = (test_benchmark(layout, args, calibrate_batch_norm(model, layout)) if args.mode == 'test'
                         else train_benchmark(layout, args, model.train()))
     gflops = sgemm_gflops()
@@ -300,7 +300,7 @@ def main(argv=None):
         print(f"  {path['path']:<40} {path['clips_per_second']:7.3f} clips/s  {path['speedup']:5.2f}x  "
               f"{path['gflop_per_clip']:6.1f} GFLOP/clip  {path['fraction_of_floor']:4.0%} of the floor"
               + ('' if difference is None else f'  score difference {difference:.1e}'))
-    return write_json(args.out, result)
+    return write_result(args.out, result)
 
 
 if __name__ == '__main__':

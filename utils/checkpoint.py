@@ -1,5 +1,5 @@
 """Finding and loading model weights (the authors' released files, our training outputs, or any state dict),
-writing files atomically, and the full training state that ``--Resume`` restores.
+and the full training state that ``--Resume`` restores.
 
 Accepted files: plain state dicts saved by PyTorch 0.4 (legacy, non-zip pickle; no ``num_batches_tracked``) or
 later, and dicts that wrap one under ``model``/``state_dict``/``model_state_dict``; a ``module.`` prefix left by
@@ -10,7 +10,6 @@ Training state (``<ModelRoot>/model_<setting>/<setting>_resume.pt``, rewritten a
 optimizer, the epochs and iterations done, every random state (utils/runtime.rng_state) and the run name. It is
 separate from the plain weight files, which stay what ``script_testing.py`` and the release use.
 """
-import os
 import pickle
 import re
 import warnings
@@ -19,6 +18,8 @@ from pathlib import Path
 import torch
 
 from utils.errors import InputError
+from utils.files import save_torch
+from utils.runtime import set_rng_state
 
 WRAPPER_KEYS = ('model', 'state_dict', 'model_state_dict')
 
@@ -177,39 +178,39 @@ def _mismatch_message(path, state, model, opt):
             f'{unexpected[:5]}, wrong shapes {wrong[:5]}')
 
 
+def _fits(state, expected):
+    return set(state) == set(expected) and all(state[k].shape == expected[k].shape for k in expected)
+
+
+def _unusable_tensor(path, state, expected):
+    """Why ``state`` (keys and shapes that fit ``expected``) must not be loaded, or None: a tensor of integers
+    (or booleans) where the model has floating-point weights would be cast without a word and change every score,
+    and a NaN or infinite weight makes every score meaningless."""
+    for key, wanted in expected.items():
+        held = state[key]
+        if wanted.is_floating_point() and not held.is_floating_point():
+            return (f'{path}: tensor {key} holds {str(held.dtype).removeprefix("torch.")} values, not floating-point '
+                    f'weights; the file is damaged or was converted wrongly')
+        if held.is_floating_point() and not torch.isfinite(held).all():
+            bad = int((~torch.isfinite(held)).sum())
+            return (f'{path}: tensor {key} holds {bad} non-finite value(s) (NaN or Inf); the weights come from a '
+                    f'diverged training or a damaged file')
+    return None
+
+
 def load_weights(model, path, opt):
-    """Load ``path`` into ``model`` strictly; a mismatch is one sentence naming the flag at fault."""
+    """Load ``path`` into ``model`` strictly; a mismatch is one sentence naming the flag at fault, and weights of
+    another type than floating point, or not finite, are refused naming the first such tensor."""
     state = read_state_dict(path)
     _fill_legacy_batchnorm(state, model)
     expected = model.state_dict()
-    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+    if not _fits(state, expected):
         raise CheckpointError(_mismatch_message(path, state, model, opt))
+    problem = _unusable_tensor(path, state, expected)
+    if problem:
+        raise CheckpointError(problem)
     model.load_state_dict(state, strict=True)
     return model
-
-
-def replace_atomically(path, write):
-    """``write(temporary)`` to a temporary file beside ``path``, then rename it over ``path``: a crash mid-write
-    leaves the previous file intact instead of a truncated one, and an interrupt or a failed write removes the
-    temporary file."""
-    path = Path(path)
-    temporary = path.with_name(f'.{path.name}.tmp')
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def atomic_save(obj, path):
-    """``torch.save`` through :func:`replace_atomically`."""
-    replace_atomically(path, lambda temporary: torch.save(obj, temporary))
-
-
-def atomic_write_text(path, text):
-    """A text file written through :func:`replace_atomically`."""
-    replace_atomically(path, lambda temporary: temporary.write_text(text))
 
 
 def resume_file(model_dir, setting):
@@ -217,7 +218,7 @@ def resume_file(model_dir, setting):
 
 
 def save_training_state(path, model, optimizer, epochs_done, iteration, rng, setting):
-    atomic_save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'epochs_done': epochs_done,
+    save_torch({'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'epochs_done': epochs_done,
                  'iteration': iteration, 'rng': rng, 'setting': setting}, path)
 
 
@@ -233,6 +234,27 @@ def resolve_resume(resume, model_dir, setting):
     if not path.is_file():
         raise CheckpointError(f'--Resume {resume} does not exist; pass a {setting}_resume.pt file or auto')
     return path
+
+
+def restore_training(path, state, model, optimizer, loader_generator):
+    """Load a training state's model, optimizer and random states (checked like :func:`load_weights`); a state
+    whose parts do not fit the run is one sentence naming the file."""
+    weights, expected = state['model'], model.state_dict()
+    if not isinstance(weights, dict) or not all(torch.is_tensor(v) for v in weights.values()) \
+            or not _fits(weights, expected):
+        raise CheckpointError(f'{path}: the model in this training state does not fit the run (damaged, or '
+                              f'written by another version); delete it and start afresh')
+    problem = _unusable_tensor(path, weights, expected)
+    if problem:
+        raise CheckpointError(problem)
+    try:
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(state['optimizer'])
+        set_rng_state(state['rng'], loader_generator)
+    # what torch's and NumPy's loaders raise for parts they reject
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f'{path}: its optimizer or random states are damaged ({type(error).__name__}); '
+                              f'delete it and start afresh') from None
 
 
 def load_training_state(path, setting):

@@ -17,6 +17,11 @@ class InputError(ValueError):
     """A flag, file or folder given to us is missing, unreadable or inconsistent."""
 
 
+class OutputError(InputError):
+    """A file or folder could not be written (a full disk, a read-only folder, ...): told like an input error,
+    since the fix is the user's (free space, another --OutRoot), not ours."""
+
+
 def one_sentence(error):
     """The error's own sentence, without the traceback a DataLoader worker puts into it."""
     text = str(error)

@@ -16,15 +16,14 @@ When the index files are at hand, :func:`centre_frames_from_clips` reads those p
 A video whose scores are all equal would give 0 / 0 in step 1; we give all its clips p = 1 (perfectly regular,
 i.e. a normalised error of 0) instead of NaN, and :func:`evaluate` reports which videos that happened to.
 """
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.io as sio
 from sklearn import metrics
 
 from utils.errors import InputError
+from utils.files import save_mat, write_json, write_text
 
 
 @dataclass
@@ -145,7 +144,7 @@ def evaluate(videos):
 
 def write_acc_txt(res_path, data_path, auc):
     """``acc.txt`` as released: the data path, then ``AUC: <value>``."""
-    Path(res_path, 'acc.txt').write_text(f'{data_path}\nAUC: {auc}\n')
+    write_text(Path(res_path, 'acc.txt'), f'{data_path}\nAUC: {auc}\n')
 
 
 def write_label_mats(res_path, videos):
@@ -154,13 +153,12 @@ def write_label_mats(res_path, videos):
     code saved only the last video's) and ``<last>_est_label.mat`` (``est_labels_list``: the regularity of every
     clip of every video, in order)."""
     last = videos[-1]
-    sio.savemat(str(Path(res_path, f'{last.name}_gt_label.mat')),
-                {'gt_labels_list': np.asarray(last.labels, dtype=np.float64)})
-    sio.savemat(str(Path(res_path, f'{last.name}_est_label.mat')),
-                {'est_labels_list': np.concatenate([regularity(v.scores) for v in videos])})
+    save_mat(Path(res_path, f'{last.name}_gt_label.mat'), {'gt_labels_list': np.asarray(last.labels, dtype=np.float64)})
+    save_mat(Path(res_path, f'{last.name}_est_label.mat'),
+             {'est_labels_list': np.concatenate([regularity(v.scores) for v in videos])})
 
 
 def write_results_json(res_path, evaluation, extra):
     """``results.json``: every metric of :class:`Evaluation` plus ``extra`` (options, timings, ...)."""
     payload = {'metrics': evaluation.as_dict(), **extra}
-    Path(res_path, 'results.json').write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + '\n')
+    write_json(Path(res_path, 'results.json'), payload, sort_keys=True, default=str)

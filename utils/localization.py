@@ -26,7 +26,9 @@ import numpy as np
 from sklearn import metrics
 
 from data.readers import DataFormatError, frame_files, load_image
+from utils.errors import InputError
 from utils.eval import equal_error_rate
+from utils.scoring import MODEL_OVERFLOW
 
 DETECTED_SHARE = Fraction(2, 5)  # the UCSD criterion: 40 % of an anomalous frame's mask pixels flagged
 BIN_SHIFT = 12                   # float32 bits dropped: 1 sign (always 0) + 8 exponent + 11 mantissa bits remain
@@ -98,12 +100,23 @@ class LocalizationAccumulator:
         paths = frame_files(mask_folder)
         queue = list(centre_frames)
 
+        def mask(frame, size):
+            if frame + 1 not in paths:
+                raise DataFormatError(f'{mask_folder} has no mask for frame {frame + 1} of {name}')
+            pixels = load_image(paths[frame + 1], 'L', 'mask')[:, :, 0] > 0
+            if pixels.shape != size:
+                raise DataFormatError(f'mask {paths[frame + 1]} is {pixels.shape[1]} x {pixels.shape[0]} pixels, but '
+                                      f'the frames of {name} are {size[1]} x {size[0]}: masks must have the '
+                                      f'prepared frame size')  # width x height, as the frame readers say it
+            return pixels
+
         def add_maps(error_maps):
             frames, queue[:] = queue[:len(error_maps)], queue[len(error_maps):]
-            missing = [f + 1 for f in frames if f + 1 not in paths]
-            if missing:
-                raise DataFormatError(f'{mask_folder} has no mask for frame {missing[0]} of {name}')
-            self.add(error_maps, np.stack([load_image(paths[f + 1], 'L', 'mask')[:, :, 0] > 0 for f in frames]))
+            odd = np.flatnonzero(~np.isfinite(error_maps).all(axis=(1, 2)))
+            if odd.size:
+                raise InputError(f'test video {name}: the error map of the clip centred on frame {frames[odd[0]] + 1} '
+                                 f'is not finite; {MODEL_OVERFLOW}')
+            self.add(error_maps, np.stack([mask(frame, error_maps.shape[1:]) for frame in frames]))
         return add_maps
 
     def labels_and_scores(self):

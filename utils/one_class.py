@@ -22,11 +22,12 @@ import torch
 from tqdm import tqdm
 
 from models import weights_init
-from utils.checkpoint import atomic_save, atomic_write_text, first_existing, load_tensors_file, load_weights
+from utils.checkpoint import first_existing, load_tensors_file, load_weights, restore_training
 from utils.errors import InputError
+from utils.files import read_json, save_npz, save_torch, write_json
 from utils.progress import EpochClock
-from utils.runtime import rng_state, seed_everything, set_rng_state
-from utils.scoring import model_scores, resolve_score_type
+from utils.runtime import rng_state, seed_everything
+from utils.scoring import finite_scores, model_scores, resolve_score_type
 from utils.training import LossSettings, training_step
 
 SCORE_BATCH = 8192
@@ -96,8 +97,8 @@ class UnitCheckpoint:
     signature: dict
 
     def save(self, model, optimizer, generator, epoch_losses):
-        atomic_save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'epoch_losses': epoch_losses,
-                     'rng': rng_state(generator), 'signature': self.signature}, self.path)
+        save_torch({'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'epoch_losses': epoch_losses,
+                    'rng': rng_state(generator), 'signature': self.signature}, self.path)
 
     def restore(self, model, optimizer, generator):
         """Load a saved state into the model, optimizer and generators; returns the epoch losses so far ([] when
@@ -108,9 +109,9 @@ class UnitCheckpoint:
         if not isinstance(state, dict) or state.get('signature') != self.signature:
             raise InputError(f'the training state {self.path} was written with other options than this run\'s '
                              f'({", ".join(RESUME_SIGNATURE)} must match); delete it or rerun without --Resume')
-        model.load_state_dict(state['model'])
-        optimizer.load_state_dict(state['optimizer'])
-        set_rng_state(state['rng'], generator)
+        if not {'model', 'optimizer', 'rng', 'epoch_losses'} <= set(state):
+            raise InputError(f'the training state {self.path} is incomplete; delete it and start afresh')
+        restore_training(self.path, state, model, optimizer, generator)
         return list(state['epoch_losses'])
 
 
@@ -220,8 +221,8 @@ class UnitRunner:
         if not path.is_file():
             return None
         try:
-            result = json.loads(path.read_text())
-        except ValueError:
+            result = read_json(path, 'the result of a finished unit')
+        except InputError:  # damaged: the unit runs again and rewrites it
             return None
         if result.get('signature') != self.signature:
             raise InputError(f'the result {path} was written with other options than this run\'s '
@@ -246,7 +247,7 @@ class UnitRunner:
         if tb_writer is not None:
             tb_writer.close()
         weights = self.model_dir / f'{self.setting}{unit.weight_suffix}.pt'
-        atomic_save(model.state_dict(), weights)
+        save_torch(model.state_dict(), weights)
         if not self.keep_intermediate:
             checkpoint.path.unlink(missing_ok=True)  # the unit finished: its weights are all it needs
         return weights, losses
@@ -272,15 +273,16 @@ class UnitRunner:
             weights, losses = self.weights[unit.name], None
             load_weights(model, weights, self.flags)
             model.to(self.device)
-        scores = score_samples(model, data.test, self.score, self.losses.memory_model)
+        scores = finite_scores(score_samples(model, data.test, self.score, self.losses.memory_model),
+                               f'{unit.name} ({weights})', 'test sample')
         result = {'unit': unit.name, 'seed': unit.seed, 'normal_class': unit.normal_class,
                   'metrics': unit_metrics(scores, data.labels), 'train_samples': int(len(data.train)),
                   'test_samples': int(len(data.test_labels)), 'test_anomalies': int(data.test_labels.sum()),
                   'protocol': data.description, 'weights': str(weights), 'epoch_losses': losses,
                   'seconds': time.perf_counter() - started, 'signature': self.signature}
         saved = {} if data.is_test is None else {'is_test': data.is_test}
-        np.savez(self.res_path / f'{unit.name}_scores.npz', scores=scores, labels=data.labels, **saved)
-        atomic_write_text(self.res_path / f'{unit.name}.json', json.dumps(result, indent=2) + '\n')
+        save_npz(self.res_path / f'{unit.name}_scores.npz', scores=scores, labels=data.labels, **saved)
+        write_json(self.res_path / f'{unit.name}.json', result)
         self.units_done += 1
         left = f'; {self.clock.time_left()}' if self.training else ''
         tqdm.write(f'{unit.name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in result['metrics'].items()) + left)
@@ -291,8 +293,7 @@ class UnitRunner:
         headline metrics."""
         summary = {**summary, 'setting': self.setting, 'score': self.score,
                    'seconds': float(sum(r['seconds'] for r in results))}
-        text = json.dumps(summary, indent=2) + '\n'
-        (self.res_path / 'summary.json').write_text(text)
-        Path(out_root, f'{summary_name}_summary.json').write_text(text)
+        write_json(self.res_path / 'summary.json', summary)
+        write_json(Path(out_root, f'{summary_name}_summary.json'), summary)
         print(json.dumps({k: v for k, v in summary.items() if k in ('auc', 'precision', 'recall', 'f1')}))
         return summary

@@ -23,6 +23,7 @@ from sklearn import metrics
 
 from data.video_datasets import NORM_MEAN, NORM_STD
 from utils.eval import regularity
+from utils.files import make_folder, write_figure
 from utils.scoring import centre_error_maps, reconstruction
 
 ERROR_MAP_CLIPS = 4
@@ -36,10 +37,13 @@ def pyplot():
     return pyplot
 
 
-def save_figure(plt, figure, path):
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+def save_figure(plt, figure, path, dpi=110):
+    """Lay out, write (whole or not at all) and close ``figure``."""
+    try:
+        figure.tight_layout()
+        write_figure(figure, path, dpi=dpi)
+    finally:
+        plt.close(figure)
 
 
 def label_roc_axes(axis, title):
@@ -229,8 +233,7 @@ def write_test_plots(res_path, videos, frame_labels, centre_frames, datasets, ev
 
 def write_score_plots(res_path, videos, frame_labels, centre_frames, evaluation):
     """The figures drawn from the scores alone (no model): regularity curves and the ROC; returns the folder."""
-    folder = Path(res_path) / 'plots'
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(Path(res_path) / 'plots')
     for video in videos:
         plot_regularity(folder / f'regularity_{video.name}.png', video.name, centre_frames[video.name],
                         video.scores, frame_labels[video.name], evaluation.per_video_auc.get(video.name))

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from utils.checkpoint import atomic_write_text
+from utils.files import write_text
 
 PROGRESS_ENV = 'MEMAE_PROGRESS_FILE'
 
@@ -55,7 +55,7 @@ class EpochClock:
         if self.path:
             record = {'unit': unit, 'units_done': units_done, 'units': self.units, 'epoch': epoch,
                       'epochs': self.epochs, 'seconds_left': self.seconds_left}
-            atomic_write_text(self.path, json.dumps(record))  # a reader never sees half a record
+            write_text(self.path, json.dumps(record))  # a reader never sees half a record
         return seconds
 
     def skip_unit(self):

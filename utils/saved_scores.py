@@ -18,6 +18,7 @@ from data.video_datasets import VideoDatasetOneDir
 from utils.eval import (VideoResult, align_labels, centre_frame_positions, centre_frames_from_clips, evaluate,
                         write_acc_txt, write_label_mats)
 from utils.plots import write_score_plots
+from utils.scoring import finite_scores
 
 
 def has_index_files(layout):
@@ -40,9 +41,10 @@ def load_scores(path):
         scores = np.load(path, allow_pickle=False)
     except Exception as error:  # truncated or foreign bytes
         raise DataFormatError(f'{path} is not a readable .npy file ({type(error).__name__})') from None
-    if scores.ndim != 1 or not np.issubdtype(scores.dtype, np.number):
-        raise DataFormatError(f'{path} must hold a 1-D array of clip scores, found shape {scores.shape}')
-    return scores
+    if scores.ndim != 1 or not np.issubdtype(scores.dtype, np.number) or np.iscomplexobj(scores):
+        raise DataFormatError(f'{path} must hold a 1-D array of real clip scores, found {scores.dtype} of shape '
+                              f'{scores.shape}')
+    return finite_scores(scores, str(path), cause='the file is damaged, or its model\'s output was not finite')
 
 
 def saved_video_results(data_path, res_path, clip_len=16, stride=1):

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from data.video_datasets import NORM_MEAN, NORM_STD, PreloadedVideo
 from models.clip_overlap import ClipWindowModel
+from utils.errors import InputError
 from utils.runtime import compile_model
 
 SCORE_TYPES = ('released', 'l2', 'mse')
@@ -35,6 +36,20 @@ def resolve_score_type(score_type, model_name, family='video'):
     if score_type != 'released':
         return score_type
     return RELEASED_SCORE[model_name] if family == 'video' else 'mse'
+
+
+MODEL_OVERFLOW = "the model's output overflowed (with --AMP, try without) or its weights are damaged"
+
+
+def finite_scores(scores, where, item='clip', cause=MODEL_OVERFLOW):
+    """``scores`` if all are finite; else one sentence naming ``where`` (a video, a unit, a file) and the first
+    ``item`` whose score is NaN or infinite, which would otherwise surface as an error inside scikit-learn's ROC
+    code, or as a silently wrong AUC."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(scores, dtype=np.float64)))
+    if bad.size:
+        raise InputError(f'{where}: the score of {item} {bad[0]} (0-based) is {scores[bad[0]]}, {bad.size} of '
+                         f'{len(scores)} are not finite; {cause}')
+    return scores
 
 
 def l2_scores(recon, clips):

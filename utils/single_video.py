@@ -31,7 +31,6 @@ Outputs in ``<OutRoot>/video_<name>/``:
   largest per-frame 99.5th percentile), so a bright region is bright relative to the rest of the video. The maps
   wait on disk (float16, 2 bytes per pixel per frame) until the video has been scored, then are deleted.
 """
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,11 +44,12 @@ from data.movies import movie_rate, write_movie
 from data.readers import DataFormatError
 from data.video_datasets import normalised_frames
 from models.clip_overlap import ClipWindowModel, PerClipModel
-from utils.checkpoint import atomic_write_text
+from utils.errors import InputError
 from utils.eval import regularity
+from utils.files import read_json, save_image, save_npy, write_json, write_text, writing
 from utils.plots import heat_overlay, plot_anomalous_frames, plot_video_scores
 from utils.runtime import autocast, compile_model, memory_layout
-from utils.scoring import resolve_score_type, score_windows, window_batch
+from utils.scoring import finite_scores, resolve_score_type, score_windows, window_batch
 
 DEFAULT_FRAME_SIZE = (256, 256)  # what the released preparation (and data.prepare_video) resizes to
 PICKS = 4                        # frames in most_anomalous.png
@@ -75,8 +75,8 @@ def video_frame_size(opt):
     summary = Path(opt.DataRoot) / opt.Dataset / 'prepare.json'
     if summary.is_file():
         try:
-            return tuple(int(n) for n in json.loads(summary.read_text())['size']), str(summary)
-        except (ValueError, KeyError, TypeError):
+            return tuple(int(n) for n in read_json(summary, 'the summary of a preparation')['size']), str(summary)
+        except (InputError, ValueError, KeyError, TypeError):
             raise DataFormatError(f'{summary} holds no frame size ("size": [H, W]); pass --VideoSize H W') from None
     return DEFAULT_FRAME_SIZE, f'the released preparation (no {summary}; --VideoSize H W sets another)'
 
@@ -116,13 +116,15 @@ class ErrorMapStore:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.file = self.path.open('wb')
+        with writing(self.path):
+            self.file = self.path.open('wb')
         self.shape, self.levels = None, []
 
     def add(self, error_maps):
         self.shape = error_maps.shape[1:]
         self.levels += np.percentile(error_maps.reshape(len(error_maps), -1), HEAT_PERCENTILE, axis=1).tolist()
-        self.file.write(np.ascontiguousarray(error_maps, dtype=np.float16).tobytes())
+        with writing(self.path):
+            self.file.write(np.ascontiguousarray(error_maps, dtype=np.float16).tobytes())
 
     def maps(self):
         self.file.close()
@@ -161,13 +163,13 @@ def frame_sources(path, num_frames):
 
 
 def write_frame_scores(folder, video, clips_of_frames, error, regular):
-    np.save(folder / 'error.npy', error)
-    np.save(folder / 'regularity.npy', regular)
+    save_npy(folder / 'error.npy', error)
+    save_npy(folder / 'regularity.npy', regular)
     column, sources = frame_sources(video, len(clips_of_frames))
     rows = [f'frame,{column},clip,error,regularity']
     rows += [f'{f},{source},{c},{float(e)!r},{float(p)!r}'
              for f, (source, c, e, p) in enumerate(zip(sources, clips_of_frames, error, regular))]
-    atomic_write_text(folder / 'frame_scores.csv', '\n'.join(rows) + '\n')
+    write_text(folder / 'frame_scores.csv', '\n'.join(rows) + '\n')
 
 
 def write_overlays(folder, opt, size, store, clips_of_frames, picks):
@@ -193,9 +195,8 @@ def write_overlays(folder, opt, size, store, clips_of_frames, picks):
     gif.clear()
     for _ in overlays():  # no encoder: the frames around the peak as a GIF
         pass
-    Image.fromarray(gif[0]).save(folder / 'overlay.gif', save_all=True, append_images=[Image.fromarray(g)
-                                                                                       for g in gif[1:]],
-                                 duration=round(1000 / fps), loop=0)
+    save_image(Image.fromarray(gif[0]), folder / 'overlay.gif', save_all=True,
+               append_images=[Image.fromarray(g) for g in gif[1:]], duration=round(1000 / fps), loop=0)
     return 'overlay.gif'
 
 
@@ -216,13 +217,14 @@ def score_single_video(opt, options, model, weights, device, memory_model):
         with torch.inference_mode(), autocast(device, opt.AMP):
             windows = frame_windows(prepared_frames(opt.Video, size, opt.ImgChnNum), opt.FrameNum,
                                     opt.ClipWindow or opt.BatchSize, device)
-            scores = score_windows(scorer, windows, opt.FrameNum, score, memory_model, window_batch(opt),
-                                   memory_format, store.add if store else None)
+            scores = finite_scores(score_windows(scorer, windows, opt.FrameNum, score, memory_model,
+                                                 window_batch(opt), memory_format, store.add if store else None),
+                                   f'--Video {opt.Video}')
         seconds = time.perf_counter() - started
         num_frames = len(scores) + opt.FrameNum - 1
         clips_of_frames = frame_clips(num_frames, len(scores), opt.FrameNum)
         error, regular = scores[clips_of_frames], regularity(scores)[clips_of_frames]
-        np.save(folder / 'clip_scores.npy', scores)
+        save_npy(folder / 'clip_scores.npy', scores)
         write_frame_scores(folder, opt.Video, clips_of_frames, error, regular)
         picks = most_anomalous(regular, error, clips_of_frames, opt.FrameNum)
         plot_video_scores(folder / 'score_curve.png', video_name(opt.Video), regular, picks, opt.FrameNum)
@@ -234,13 +236,13 @@ def score_single_video(opt, options, model, weights, device, memory_model):
         if store:
             store.file.close()
             store.path.unlink(missing_ok=True)
-    (folder / 'results.json').write_text(json.dumps({
+    write_json(folder / 'results.json', {
         'video': str(opt.Video), 'frames': int(num_frames), 'clips': int(len(scores)), 'frame_size': list(size),
         'frame_size_from': size_origin, 'channels': opt.ImgChnNum, 'setting': opt.setting, 'weights': str(weights),
         'score': score, 'seconds': seconds, 'clips_per_second': len(scores) / seconds, 'device': str(device),
         'most_anomalous_frames': [{k: v for k, v in asdict(p).items() if k in ('frame', 'regularity', 'error')}
                                   for p in picks],
-        'outputs': outputs, 'options': vars(opt)}, indent=2, sort_keys=True, default=str) + '\n')
+        'outputs': outputs, 'options': vars(opt)}, sort_keys=True, default=str)
     print(f'{num_frames} frames, {len(scores)} clips in {seconds:.1f} s; most anomalous frame '
           f'{picks[0].frame} (regularity {picks[0].regularity:.3f}) -> {folder}')
     return folder

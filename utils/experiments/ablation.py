@@ -19,7 +19,6 @@ holds the result of the same command is not run again (``--redo`` reruns it), so
 The metric is each experiment's own: frame AUC (video), mean AUC over classes (images), F1 (KDDCUP99).
 """
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -31,9 +30,10 @@ from pathlib import Path
 from data.registry import DATASETS
 from options import TestOptions, TrainOptions
 from utils.errors import InputError, run_cli
+from utils.files import make_folder, read_json, write_json, write_text, writing
 from utils.interrupts import run_child
 from utils.experiments.settings import DATA_NAMES, experiment
-from utils.plots import pyplot
+from utils.plots import pyplot, save_figure
 from utils.progress import PROGRESS_ENV, format_duration, read_progress
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,24 +113,37 @@ def read_result(folder, spec):
     """(mean, std, runs) of the experiment's metric from the outputs of one variant, or None if there are none."""
     if spec.family == 'video':
         found = sorted(folder.glob('res_*/results.json'))
-        return (json.loads(found[0].read_text())['metrics']['auc'], 0.0, 1) if found else None
+        return (field(read_json(found[0], 'a test result'), found[0], 'metrics', 'auc'), 0.0, 1) if found else None
     path = folder / f'{spec.summary_name}_summary.json'
     if not path.is_file():
         return None
-    summary = json.loads(path.read_text())
-    metric = summary['f1'] if spec.family == 'tabular' else summary['auc']
-    return metric['mean'], metric['std'], summary['runs']
+    summary = read_json(path, 'a summary of runs')
+    metric = 'f1' if spec.family == 'tabular' else 'auc'
+    return field(summary, path, metric, 'mean'), field(summary, path, metric, 'std'), field(summary, path, 'runs')
+
+
+def field(record, path, *keys):
+    """``record[keys[0]][keys[1]]...``; a missing one is one sentence naming the file (written by another
+    version, or edited)."""
+    for key in keys:
+        if not isinstance(record, dict) or key not in record:
+            raise InputError(f'{path} lacks {"/".join(keys)}; rerun this variant with --redo')
+        record = record[key]
+    return record
 
 
 def same_run(record_file, record):
     """Whether ``record_file`` records the same commands on the same data as ``record``."""
-    return record_file.is_file() and all(json.loads(record_file.read_text()).get(k) == v for k, v in record.items())
+    return record_file.is_file() and all(read_json(record_file, 'the record of a finished variant').get(k) == v
+                                         for k, v in record.items())
 
 
 def run_logged(command, env, log, while_waiting=None):
-    with log.open('a') as stream:
+    with writing(log):
+        stream = log.open('a')
         stream.write(f'$ {shlex.join(command)}\n')
         stream.flush()
+    with stream:
         code = run_child(command, while_waiting, cwd=REPO, env=env, stdout=stream, stderr=subprocess.STDOUT)
     if code:
         raise InputError(f'`{shlex.join(command)}` failed (exit {code}); its output is in {log}')
@@ -152,7 +165,7 @@ def run_variant(data, variant, spec, args, extra, out, watch=None):
     result = read_result(folder, spec)
     skipped = not args.redo and result is not None and same_run(done_before, record)
     if not skipped:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder)
         started = time.perf_counter()
         progress_file = folder / 'progress.json'  # what the training command reports (utils/progress.py)
         progress_file.unlink(missing_ok=True)
@@ -160,7 +173,7 @@ def run_variant(data, variant, spec, args, extra, out, watch=None):
             run_logged(command, {**os.environ, **env_vars, PROGRESS_ENV: str(progress_file)}, folder / 'log.txt',
                        (lambda: watch(read_progress(progress_file))) if watch else None)
         progress_file.unlink(missing_ok=True)
-        done_before.write_text(json.dumps({**record, 'seconds': time.perf_counter() - started}, indent=2) + '\n')
+        write_json(done_before, {**record, 'seconds': time.perf_counter() - started})
         result = read_result(folder, spec)
         if result is None:
             raise InputError(f'{name} finished without a result in {folder}; see {folder / "log.txt"}')
@@ -171,7 +184,7 @@ def run_variant(data, variant, spec, args, extra, out, watch=None):
     return {'variant': variant.key, 'label': variant.label, 'experiment': name, 'mean': mean, 'std': std,
             'runs': runs, 'mem_dim': int(mem_dim) if mem_dim else None,
             'paper_ped2': variant.paper_ped2, 'commands': [f'{environment} {c}' for c in record['commands']],
-            'seconds': json.loads(done_before.read_text()).get('seconds'), 'skipped': skipped}
+            'seconds': read_json(done_before, 'the record of a finished variant').get('seconds'), 'skipped': skipped}
 
 
 class Progress:
@@ -259,9 +272,7 @@ def plot_memory_sizes(data, metric, rows, path, fixed_shrink=False):
     axis.set_title(f'{data}: MemAE {metric} against memory size (λ·N fixed)' if not fixed_shrink
                    else f'{data}: MemAE {metric} against memory size (λ fixed)')
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(plt, figure, path, dpi=120)
     return path
 
 
@@ -314,7 +325,7 @@ def main(argv=None):
     mem_dims = MEM_DIMS[data] if args.mem_dims is None else args.mem_dims
     variants = [*chosen, *memory_variants(mem_dims, default_dim, default_shrink, args.fixed_shrink)]
     out = args.out or Path('results') / f'ablation_{data}'
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     rows, progress = [], Progress(len(variants))
     for i, variant in enumerate(variants, 1):
         print(f'[{i}/{len(variants)}] {variant.label}: running (output in {out / variant.key / "log.txt"}) ...',
@@ -326,8 +337,8 @@ def main(argv=None):
         print(f'[{i}/{len(variants)}] {variant.label}: {metric} {format_metric(rows[-1])}, {state}; '
               f'{progress.eta()}', flush=True)
     summary = {'data': data, 'dataset': dataset, 'metric': metric, 'extra_flags': extra, 'rows': rows}
-    (out / f'ablation_{data}.json').write_text(json.dumps(summary, indent=2) + '\n')
-    (out / f'ablation_{data}.md').write_text(markdown_table(data, metric, rows))
+    write_json(out / f'ablation_{data}.json', summary)
+    write_text(out / f'ablation_{data}.md', markdown_table(data, metric, rows))
     plot = plot_memory_sizes(data, metric, rows, out / f'ablation_{data}_memdim.png', args.fixed_shrink)
     print(markdown_table(data, metric, rows))
     print(f'-> {out / f"ablation_{data}.json"}, {out / f"ablation_{data}.md"}' + (f', {plot}' if plot else ''))

@@ -36,12 +36,13 @@ from data.registry import dataset_spec
 from models import build_model, is_memory_model, weights_init
 from options import TrainOptions
 from utils.errors import run_cli
+from utils.files import make_folder, write_json
 from utils.eval import top_fraction_metrics
 from utils.experiments.images import image_arch, roc_auc
 from utils.experiments.settings import experiment
 from utils.memory_usage import SlotUsage
 from utils.one_class import Schedule, as_tensor, score_samples, train_unit
-from utils.plots import pyplot
+from utils.plots import pyplot, save_figure
 from utils.runtime import seed_everything
 from utils.scoring import resolve_score_type
 from utils.training import LossSettings
@@ -125,9 +126,7 @@ def plot_curves(path, rows, metric_name):
     axis.set_xlabel('epochs')
     axis.set_ylabel(f'validation {metric_name} (mean over units)')
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(plt, figure, path)
 
 
 def group_rows(rows):
@@ -178,9 +177,9 @@ def main(argv=None):
             rows.append(row)
     best = max(rows, key=lambda row: row['smoothed'])
     metric_name = 'F1' if experiment(args.experiment).dataset == 'KDDCUP99' else 'AUC'
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({'experiment': args.experiment, 'metric': metric_name, 'seed': args.Seed,
-                               'window': args.Window, 'rows': rows, 'best': best}, indent=2) + '\n')
+    make_folder(out.parent)
+    write_json(out, {'experiment': args.experiment, 'metric': metric_name, 'seed': args.Seed, 'window': args.Window,
+                     'rows': rows, 'best': best})
     plot_curves(out.with_suffix('.png'), rows, metric_name)
     print(f"best on validation: LR {best['lr']:g}, lambda {best['shrink']}, temperature {best['temperature']}, "
           f"{best['epoch']} epochs, "
