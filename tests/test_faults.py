@@ -333,6 +333,22 @@ def test_non_finite_scores_name_the_video_and_clip(prepared_root, weights, tmp_p
                         "model's output overflowed")
 
 
+def test_non_finite_scores_of_a_one_class_unit_name_the_unit_and_sample(kdd_root, tmp_path, capsys, monkeypatch):
+    """The image and KDD units check their scores the same way (here the scorer made to return a NaN, as an
+    overflow would) before any metric or result file."""
+    import utils.one_class
+    real = utils.one_class.score_samples
+
+    def with_a_nan(*args):
+        scores = real(*args)
+        scores[3] = np.nan
+        return scores
+    monkeypatch.setattr(utils.one_class, 'score_samples', with_a_nan)
+    main, argv = command('kdd', tmp_path / 'out', kdd_root=kdd_root)
+    expect_one_sentence(main, argv, capsys, 'run0 (', 'Run0.pt): the score of test sample 3 (0-based) is nan, 1 of ')
+    assert not list((tmp_path / 'out').rglob('run0.json'))
+
+
 def test_non_finite_error_maps_name_the_video_and_frame(prepared_root):
     """The pixel-level measures get each batch's error maps before the clip scores are checked: a NaN map (an
     overflow turned inf - inf) is one sentence naming the video and the centre frame, not a histogram error."""
