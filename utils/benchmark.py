@@ -4,6 +4,7 @@
     python -m utils.benchmark windows --DataRoot DIR [--clips 8]
     python -m utils.benchmark train   [--DataRoot DIR --Dataset NAME] [--steps 6] [--batch 10]
     python -m utils.benchmark oneclass --DataRoot DIR [--kdd-runs 2] [--kdd-epochs 20] [--mnist-class 3]
+    python -m utils.benchmark lockstep --DataRoot DIR [--kdd-runs 20] [--kdd-epochs 2]
 
 ``test`` scores the same clips of the first test video three ways: (a) as the released test loop did (batch 1;
 each clip's index ``.mat`` read twice and its 16 frames decoded and transformed one by one, every time), (b) by
@@ -18,7 +19,9 @@ difference between its scores and the released loop's. The model has random weig
 from a few training clips. Without ``--DataRoot`` a synthetic 256 x 256 data set is written to a temporary
 folder (data/synthetic.py; ``--size`` for smaller frames). ``oneclass`` times the image and KDDCUP99 commands
 against a minimal loop over the same model, data and epochs (utils/experiments/oneclass_benchmark.py; real data
-needed). Ratios measured in one run are what to compare: absolute speeds move with the load of a shared machine.
+needed). ``lockstep`` times ``bash train.sh kdd`` one run after another against ``--Lockstep True``
+(utils/lockstep.py) at 2 and 1 threads, idle and beside one competing busy process. Ratios measured in one run are
+what to compare: absolute speeds move with the load of a shared machine.
 """
 import argparse
 import copy
@@ -42,7 +45,7 @@ from models import AutoEncoderCov3DMem, weights_init
 from models.clip_overlap import ClipWindowModel
 from utils.errors import run_cli
 from utils.files import write_json
-from utils.experiments.oneclass_benchmark import oneclass_benchmark
+from utils.experiments.oneclass_benchmark import lockstep_benchmark, oneclass_benchmark
 from utils.runtime import memory_layout
 from utils.scoring import WINDOW_BATCH_MIN, clip_batches, l2_scores, score_clips, score_windows
 from utils.training import LossSettings, training_step
@@ -230,7 +233,7 @@ def write_result(path, result):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('mode', choices=('test', 'train', 'windows', 'oneclass'))
+    parser.add_argument('mode', choices=('test', 'train', 'windows', 'oneclass', 'lockstep'))
     parser.add_argument('--DataRoot', default=None, help='prepared data (default: synthetic 256 x 256 videos)')
     parser.add_argument('--Dataset', default='UCSD_P2_256')
     parser.add_argument('--clips', type=int, default=48, help='test: clips of the first test video to score; '
@@ -250,8 +253,8 @@ def parse_args(argv):
     parser.add_argument('--mnist-epochs', type=int, default=10, help='oneclass: MNIST training epochs')
     parser.add_argument('--out', type=Path, default=None, help='also write the numbers to this JSON file')
     args = parser.parse_args(argv)
-    if args.mode == 'oneclass' and args.DataRoot is None:
-        parser.error('oneclass needs --DataRoot, the folder of the real KDDCUP99 and MNIST files')
+    if args.mode in ('oneclass', 'lockstep') and args.DataRoot is None:
+        parser.error(f'{args.mode} needs --DataRoot, the folder of the real KDDCUP99 and MNIST files')
     if args.mode == 'windows' and args.window < 1:
         parser.error('windows compares the window path with the per-clip path: --window must be at least 1')
     args.batch = args.batch or (4 if args.mode == 'test' else 10)
@@ -260,6 +263,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.mode == 'lockstep':
+        return write_result(args.out, lockstep_benchmark(args.DataRoot, args.kdd_runs, args.kdd_epochs))
     if args.mode == 'oneclass':
         table = oneclass_benchmark(args.DataRoot, args.kdd_runs, args.kdd_epochs, args.mnist_class, args.mnist_epochs)
         return write_result(args.out, table)

@@ -25,6 +25,7 @@ from models import weights_init
 from utils.checkpoint import first_existing, load_tensors_file, load_weights, restore_training
 from utils.errors import InputError
 from utils.files import read_json, save_npz, save_torch, write_json
+from utils.lockstep import StackedAdam, StackedMLP, train_stacked
 from utils.progress import EpochClock
 from utils.runtime import rng_state, seed_everything
 from utils.scoring import finite_scores, model_scores, resolve_score_type
@@ -97,7 +98,10 @@ class UnitCheckpoint:
     signature: dict
 
     def save(self, model, optimizer, generator, epoch_losses):
-        save_torch({'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'epoch_losses': epoch_losses,
+        self.save_states(model.state_dict(), optimizer.state_dict(), generator, epoch_losses)
+
+    def save_states(self, model_state, optimizer_state, generator, epoch_losses):
+        save_torch({'model': model_state, 'optimizer': optimizer_state, 'epoch_losses': list(epoch_losses),
                     'rng': rng_state(generator), 'signature': self.signature}, self.path)
 
     def restore(self, model, optimizer, generator):
@@ -176,6 +180,7 @@ class UnitRunner:
     keep_intermediate: bool = False  # --KeepIntermediate: keep each unit's training state after it finished
     clock: EpochClock = None   # training: epoch times and the time left (utils/progress.py)
     units_done: int = 0
+    trained_in_lockstep: dict = field(default_factory=dict)  # unit name -> (state dict, weights path, losses)
 
     @classmethod
     def from_options(cls, opt, family, device, train):
@@ -235,10 +240,7 @@ class UnitRunner:
         """``model`` trained on ``samples`` and saved; returns (weights path, epoch losses)."""
         model.apply(weights_init)
         model.to(self.device)
-        tb_writer = None
-        if self.tb_root is not None:
-            from torch.utils.tensorboard import SummaryWriter  # slow to import: only when logging
-            tb_writer = SummaryWriter(str(self.tb_root / unit.name))
+        tb_writer = next(iter(self.tensorboard_writers([unit.name])), None)
         checkpoint = UnitCheckpoint(self.model_dir / f'{self.setting}{unit.weight_suffix}_resume.pt', self.signature)
         self.clock.start_epoch()
         losses = train_unit(model, samples.to(self.device), self.schedule, self.losses, unit.seed, tb_writer,
@@ -251,6 +253,67 @@ class UnitRunner:
         if not self.keep_intermediate:
             checkpoint.path.unlink(missing_ok=True)  # the unit finished: its weights are all it needs
         return weights, losses
+
+    def train_in_lockstep(self, units, build_model, source, rows):
+        """Train the units that have not finished (--Resume auto) together (utils/lockstep.py), unit ``units[i]``
+        on the samples ``source[rows[i]]``, and save their weights; :meth:`run` then scores each with the weights
+        it got here. A resumed unit continues from its training state, which has the format of the one-at-a-time
+        path, so either path resumes the other's."""
+        todo = [(unit, unit_rows) for unit, unit_rows in zip(units, rows)
+                if not (self.resume and self.finished_result(unit) is not None)]
+        if not todo:
+            return
+        models, generators, epoch_losses, checkpoints, optimizers = [], [], [], [], []
+        for unit, _ in todo:
+            seed_everything(unit.seed)  # as run() does before building a unit's model
+            model = build_model().apply(weights_init).to(self.device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=self.schedule.lr, foreach=True)
+            generator = torch.Generator().manual_seed(unit.seed)
+            checkpoint = UnitCheckpoint(self.model_dir / f'{self.setting}{unit.weight_suffix}_resume.pt',
+                                        self.signature)
+            epoch_losses.append(checkpoint.restore(model, optimizer, generator) if self.resume else [])
+            models.append(model)
+            optimizers.append(optimizer)
+            generators.append(generator)
+            checkpoints.append(checkpoint)
+        stacked = StackedMLP(models)
+        adam = StackedAdam(stacked.stacked, self.schedule.lr, len(models))
+        for r, (optimizer, done) in enumerate(zip(optimizers, epoch_losses)):
+            if done:
+                adam.load_unit_state(r, optimizer.state_dict())
+        template = optimizers[0].state_dict()  # the parameter groups of a unit's own Adam
+        names = [unit.name for unit, _ in todo]
+        writers = self.tensorboard_writers(names)
+        self.clock.start_epoch()
+
+        def after_epoch(epoch, trained, losses_so_far, term_means):
+            for r in trained:
+                checkpoints[r].save_states(stacked.unit_state(r), adam.unit_state(r, template), generators[r],
+                                           losses_so_far[r])
+                self.clock.end_epoch(names[r], self.units_done, epoch)  # the first takes the epoch's time
+                if writers:
+                    for term, value in term_means[r].items():
+                        writers[r].add_scalar(term, value, epoch - 1)
+
+        tqdm.write(f'training {len(todo)} units in lockstep (--Lockstep)')
+        train_stacked(stacked, adam, generators, source.to(self.device), [unit_rows for _, unit_rows in todo],
+                      self.schedule, self.losses, names, epoch_losses, after_epoch)
+        for r, (unit, _) in enumerate(todo):
+            weights = self.model_dir / f'{self.setting}{unit.weight_suffix}.pt'
+            state = stacked.unit_state(r)
+            save_torch(state, weights)
+            if not self.keep_intermediate:
+                checkpoints[r].path.unlink(missing_ok=True)
+            self.trained_in_lockstep[unit.name] = (state, weights, epoch_losses[r])
+        for writer in writers:
+            writer.close()
+
+    def tensorboard_writers(self, names):
+        """One TensorBoard writer per unit (``--IsTbLog``), or none."""
+        if self.tb_root is None:
+            return []
+        from torch.utils.tensorboard import SummaryWriter  # slow to import: only when logging
+        return [SummaryWriter(str(self.tb_root / name)) for name in names]
 
     def run(self, unit, build_model, data, unit_metrics):
         """Seed with the unit's seed, build its model with ``build_model()`` and train it on ``data.train`` (or load
@@ -267,7 +330,11 @@ class UnitRunner:
         started = time.perf_counter()
         seed_everything(unit.seed)
         model = build_model()
-        if self.training:
+        if unit.name in self.trained_in_lockstep:
+            state, weights, losses = self.trained_in_lockstep.pop(unit.name)
+            model.load_state_dict(state)
+            model.to(self.device)
+        elif self.training:
             weights, losses = self.trained(unit, model, data.train)
         else:
             weights, losses = self.weights[unit.name], None

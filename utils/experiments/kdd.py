@@ -45,13 +45,15 @@ def run(opt, options, spec, device, train):
     runner.start(options, units)
     print(f'{opt.Dataset}: {source.source}; protocol {protocol}; {len(units)} unit(s)')
 
+    model = partial(build_model, opt, 'tabular', input_dim=records.shape[1])
+    if train and opt.Lockstep:
+        runner.train_in_lockstep(units, model, records, [kdd_rows(labels, unit.seed, protocol).train for unit in units])
     results = []
     for unit in tqdm(units, desc='units', unit='model'):
         rows = kdd_rows(labels, unit.seed, protocol)
         is_test = None if rows.is_test.all() else rows.is_test
         data = UnitData(records[rows.train], records[rows.pool], labels[rows.pool], KDD_DESCRIPTIONS[protocol],
                         is_test)
-        model = partial(build_model, opt, 'tabular', input_dim=records.shape[1])
         metric = partial(top_fraction_metrics, fraction=anomaly_ratio, is_test=is_test)
         result, _ = runner.run(unit, model, data, metric)
         results.append(result)

@@ -10,8 +10,10 @@ kdd``, ``bash train.sh mnist``), run as subprocesses and timed whole: interprete
 import os
 import shlex
 import subprocess
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -59,9 +61,12 @@ def timed(function):
     return time.perf_counter() - started
 
 
-def command_seconds(command, data_root, out, model_root):
-    """Wall time of ``bash <script> ...`` in the repository root, results under ``out``, weights in ``model_root``."""
+def command_seconds(command, data_root, out, model_root, threads=None):
+    """Wall time of ``bash <script> ...`` in the repository root, results under ``out``, weights in ``model_root``
+    (``threads``: OMP_NUM_THREADS for it, else the environment's)."""
     env = {**os.environ, 'DATA_ROOT': str(data_root), 'OUT_ROOT': str(out), 'MODEL_ROOT': str(model_root)}
+    if threads is not None:
+        env['OMP_NUM_THREADS'] = str(threads)
     started = time.perf_counter()
     run_checked(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
@@ -148,4 +153,40 @@ def oneclass_benchmark(data_root, kdd_runs, kdd_epochs, mnist_class, mnist_epoch
           f'every command first spends {startup:.1f} s starting Python and importing the scripts')
     for row in table:
         row['startup_seconds'] = startup
+    return table
+
+
+@contextmanager
+def busy_core(busy):
+    """A competing process that keeps one core busy (``busy``), as another user's job would."""
+    competitor = subprocess.Popen([sys.executable, '-c', 'while True: pass']) if busy else None
+    try:
+        yield
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
+
+
+def lockstep_benchmark(data_root, runs, epochs):
+    """``bash train.sh kdd`` one run after another against --Lockstep True, side by side, at 2 and 1 threads, idle
+    and with one competing busy process; rows of (setting, one-at-a-time seconds, lockstep seconds, ratio)."""
+    load_kdd(data_root)  # warms the parse cache for the commands
+    flags = ['--Runs', str(runs), '--EpochNum', str(epochs), '--IsTbLog', 'False']
+    table = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for threads, busy in ((2, False), (1, False), (2, True), (1, True)):
+            seconds = {}
+            with busy_core(busy):
+                for lockstep in ('False', 'True'):
+                    out = Path(tmp) / f'{threads}_{busy}_{lockstep}'
+                    seconds[lockstep] = command_seconds(['bash', 'train.sh', 'kdd', *flags, '--Lockstep', lockstep],
+                                                        data_root, out, out / 'models', threads)
+            table.append({'threads': threads, 'busy_process': busy, 'one_at_a_time_seconds': seconds['False'],
+                          'lockstep_seconds': seconds['True'], 'ratio': seconds['False'] / seconds['True']})
+    print(f'bash train.sh kdd {" ".join(flags)}, one run after another against --Lockstep True')
+    print(f'{"threads":>7} {"busy process":>12} {"one at a time s":>15} {"lockstep s":>10} {"ratio":>6}')
+    for row in table:
+        print(f"{row['threads']:7d} {'yes' if row['busy_process'] else 'no':>12} {row['one_at_a_time_seconds']:15.1f} "
+              f"{row['lockstep_seconds']:10.1f} {row['ratio']:6.2f}")
     return table
