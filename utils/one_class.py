@@ -180,7 +180,7 @@ class UnitRunner:
     keep_intermediate: bool = False  # --KeepIntermediate: keep each unit's training state after it finished
     clock: EpochClock = None   # training: epoch times and the time left (utils/progress.py)
     units_done: int = 0
-    trained_in_lockstep: dict = field(default_factory=dict)  # unit name -> (state dict, weights path, losses)
+    trained_in_lockstep: dict = field(default_factory=dict)  # unit -> (state, weights, losses, seconds)
 
     @classmethod
     def from_options(cls, opt, family, device, train):
@@ -296,15 +296,17 @@ class UnitRunner:
                         writers[r].add_scalar(term, value, epoch - 1)
 
         tqdm.write(f'training {len(todo)} units in lockstep (--Lockstep)')
+        started = time.perf_counter()
         train_stacked(stacked, adam, generators, source.to(self.device), [unit_rows for _, unit_rows in todo],
                       self.schedule, self.losses, names, epoch_losses, after_epoch)
+        share = (time.perf_counter() - started) / len(todo)  # each unit's part of the training time
         for r, (unit, _) in enumerate(todo):
             weights = self.model_dir / f'{self.setting}{unit.weight_suffix}.pt'
             state = stacked.unit_state(r)
             save_torch(state, weights)
             if not self.keep_intermediate:
                 checkpoints[r].path.unlink(missing_ok=True)
-            self.trained_in_lockstep[unit.name] = (state, weights, epoch_losses[r])
+            self.trained_in_lockstep[unit.name] = (state, weights, epoch_losses[r], share)
         for writer in writers:
             writer.close()
 
@@ -331,7 +333,8 @@ class UnitRunner:
         seed_everything(unit.seed)
         model = build_model()
         if unit.name in self.trained_in_lockstep:
-            state, weights, losses = self.trained_in_lockstep.pop(unit.name)
+            state, weights, losses, training_seconds = self.trained_in_lockstep.pop(unit.name)
+            started -= training_seconds  # the unit's 'seconds' cover its share of the lockstep training too
             model.load_state_dict(state)
             model.to(self.device)
         elif self.training:
