@@ -33,7 +33,7 @@ def units(kind, count, **memory):
     ('MemAE', MEMAE, {'shrink_thres': 0.1, 'addressing': 'cosine'}),
     ('MemAE', LossSettings('MemAE', 'released', entropy_weight=0.0002), {'shrink_thres': 0.1, 'addressing': 'dot'}),
     ('MemAE', MEMAE, {'shrink_thres': 0.0, 'addressing': 'cosine', 'temperature': 0.5}),
-    ('AE', LossSettings('AE', 'paper'), {}),
+    ('AE', LossSettings('AE', 'paper', l1_weight=0.01), {}),  # an AE has no l1 term, whatever --L1Weight says
     ('AEL1', LossSettings('AEL1', 'paper', l1_weight=0.01), {}),
 ], ids=['cosine-shrink-paper', 'dot-shrink-released', 'nonspar-temperature', 'ae', 'ae-l1'])
 def test_one_batch_gives_each_unit_its_own_loss_and_gradient(kind, losses, memory):

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models import has_latent_penalty
 from models.entropy_loss import ENTROPY_EPS
 from models.memory_module import ADDRESSING_CHOICES, SHRINK_EPS, hard_shrink_relu
 from utils.training import LOSS_TERMS, NonFiniteLossError
@@ -118,7 +119,7 @@ def unit_losses(output, x, mask, losses):
         # an R x B x N weight holds one query per record: one element per query and slot (att[0, 0].numel())
         entropy = masked_mean(-(output['att'] * torch.log(output['att'] + ENTROPY_EPS)).sum(dim=2), mask, count)
         loss = loss + losses.entropy_weight * entropy
-    if losses.l1_weight and not losses.memory_model:
+    if has_latent_penalty(losses.model_name):  # AE-l1, as compute_losses decides it
         l1 = masked_mean(output['code'].abs().mean(dim=2), mask, count) * (output['code'].shape[2] if paper else 1)
         loss = loss + losses.l1_weight * l1
     return loss, torch.stack([loss, recon, entropy, l1], dim=1)
