@@ -294,6 +294,8 @@ class UnitRunner:
                 if writers:
                     for term, value in term_means[r].items():
                         writers[r].add_scalar(term, value, epoch - 1)
+            tqdm.write(f'lockstep epoch {epoch}/{self.schedule.epochs} ({len(trained)} units): mean loss '
+                       f'{np.mean([losses_so_far[r][-1] for r in trained]):.5f}; {self.clock.time_left()}')
 
         tqdm.write(f'training {len(todo)} units in lockstep (--Lockstep)')
         started = time.perf_counter()
