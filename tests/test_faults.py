@@ -249,7 +249,8 @@ def test_an_interrupt_at_random_points_leaves_earlier_results_whole(complete_run
 # ---- readers: broken copies of each file a test run reads --------------------------------------------------------
 
 def truncate(path):
-    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
 
 
 def first(folder, pattern):

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from models import weights_init
-from utils.checkpoint import first_existing, load_tensors_file, load_weights, restore_training
+from utils.checkpoint import first_existing, load_tensors_file, load_weights, restore_training, resume_file
 from utils.errors import InputError
 from utils.files import read_json, save_npz, save_torch, write_json
 from utils.lockstep import StackedAdam, StackedMLP, train_stacked
@@ -213,8 +213,24 @@ class UnitRunner:
         if self.training:
             options.save(self.flags, self.model_dir)
 
+    def unit_setting(self, unit):
+        """The run name of one unit, which names its weights and its training state."""
+        return f'{self.setting}{unit.weight_suffix}'
+
+    def unit_checkpoint(self, unit):
+        return UnitCheckpoint(resume_file(self.model_dir, self.unit_setting(unit)), self.signature)
+
+    def save_trained(self, unit, state, checkpoint):
+        """Write a unit's final weights; its training state goes unless --KeepIntermediate (the unit finished: its
+        weights are all it needs). Returns the weights' path."""
+        weights = self.model_dir / f'{self.unit_setting(unit)}.pt'
+        save_torch(state, weights)
+        if not self.keep_intermediate:
+            checkpoint.path.unlink(missing_ok=True)
+        return weights
+
     def find_weights(self, unit):
-        name = f'{self.setting}{unit.weight_suffix}.pt'
+        name = f'{self.unit_setting(unit)}.pt'
         return first_existing([folder / name for folder in self.weight_folders], f'no weights for {unit.name}',
                               'train them with script_training.py, or set --ModelRoot')
 
@@ -241,18 +257,14 @@ class UnitRunner:
         model.apply(weights_init)
         model.to(self.device)
         tb_writer = next(iter(self.tensorboard_writers([unit.name])), None)
-        checkpoint = UnitCheckpoint(self.model_dir / f'{self.setting}{unit.weight_suffix}_resume.pt', self.signature)
+        checkpoint = self.unit_checkpoint(unit)
         self.clock.start_epoch()
         losses = train_unit(model, samples.to(self.device), self.schedule, self.losses, unit.seed, tb_writer,
                             on_epoch_end=lambda epoch, _: self.clock.end_epoch(unit.name, self.units_done, epoch),
                             checkpoint=checkpoint, resume=self.resume)
         if tb_writer is not None:
             tb_writer.close()
-        weights = self.model_dir / f'{self.setting}{unit.weight_suffix}.pt'
-        save_torch(model.state_dict(), weights)
-        if not self.keep_intermediate:
-            checkpoint.path.unlink(missing_ok=True)  # the unit finished: its weights are all it needs
-        return weights, losses
+        return self.save_trained(unit, model.state_dict(), checkpoint), losses
 
     def train_in_lockstep(self, units, build_model, source, rows):
         """Train the units that have not finished (--Resume auto) together (utils/lockstep.py), unit ``units[i]``
@@ -269,8 +281,7 @@ class UnitRunner:
             model = build_model().apply(weights_init).to(self.device)
             optimizer = torch.optim.Adam(model.parameters(), lr=self.schedule.lr, foreach=True)
             generator = torch.Generator().manual_seed(unit.seed)
-            checkpoint = UnitCheckpoint(self.model_dir / f'{self.setting}{unit.weight_suffix}_resume.pt',
-                                        self.signature)
+            checkpoint = self.unit_checkpoint(unit)
             epoch_losses.append(checkpoint.restore(model, optimizer, generator) if self.resume else [])
             models.append(model)
             optimizers.append(optimizer)
@@ -303,11 +314,8 @@ class UnitRunner:
                       self.schedule, self.losses, names, epoch_losses, after_epoch)
         share = (time.perf_counter() - started) / len(todo)  # each unit's part of the training time
         for r, (unit, _) in enumerate(todo):
-            weights = self.model_dir / f'{self.setting}{unit.weight_suffix}.pt'
             state = stacked.unit_state(r)
-            save_torch(state, weights)
-            if not self.keep_intermediate:
-                checkpoints[r].path.unlink(missing_ok=True)
+            weights = self.save_trained(unit, state, checkpoints[r])
             self.trained_in_lockstep[unit.name] = (state, weights, epoch_losses[r], share)
         for writer in writers:
             writer.close()

@@ -46,11 +46,11 @@ def run(opt, options, spec, device, train):
     print(f'{opt.Dataset}: {source.source}; protocol {protocol}; {len(units)} unit(s)')
 
     model = partial(build_model, opt, 'tabular', input_dim=records.shape[1])
+    splits = [kdd_rows(labels, unit.seed, protocol) for unit in units]
     if train and opt.Lockstep:
-        runner.train_in_lockstep(units, model, records, [kdd_rows(labels, unit.seed, protocol).train for unit in units])
+        runner.train_in_lockstep(units, model, records, [rows.train for rows in splits])
     results = []
-    for unit in tqdm(units, desc='units', unit='model'):
-        rows = kdd_rows(labels, unit.seed, protocol)
+    for unit, rows in tqdm(list(zip(units, splits)), desc='units', unit='model'):
         is_test = None if rows.is_test.all() else rows.is_test
         data = UnitData(records[rows.train], records[rows.pool], labels[rows.pool], KDD_DESCRIPTIONS[protocol],
                         is_test)
