@@ -167,27 +167,44 @@ def resolve_kdd_protocol(protocol):
 @dataclass
 class KddRows:
     """The records of one KDDCUP99 run under a protocol: indices of the training records, indices of the records
-    whose scores set the threshold (the pool), and which of the pool are test records (a boolean mask)."""
+    whose scores set the threshold (the pool), which of the pool are test records (a boolean mask), and (with
+    validation; else None) the validation records."""
     train: np.ndarray
     pool: np.ndarray
     is_test: np.ndarray
+    val: np.ndarray = None
 
 
-def kdd_rows(y, seed, protocol):
-    """The :class:`KddRows` of split ``seed`` under ``protocol`` (``dagmm`` or ``dagmm_reimpl``)."""
+def kdd_rows(y, seed, protocol, validation=False, anomaly_ratio=0.2):
+    """The :class:`KddRows` of split ``seed`` under ``protocol`` (``dagmm`` or ``dagmm_reimpl``).
+
+    With ``validation`` (--EarlyStopping) the run holds out its validation set (:func:`kdd_validation_rows`) and
+    trains on the rest of its training records. The validation set comes from the training half, so ``dagmm``'s
+    test records (the second half) never include it. ``dagmm_reimpl`` counts *every* anomaly record as a test
+    record, the validation anomalies (first-half anomaly records) included: here they stay in its threshold pool,
+    as the training records do, and are not counted as test records, so that no record that chose the run's
+    stopping epoch is scored as a test record. The pool, and hence the threshold, is the re-implementation's."""
     first, second = kdd_halves(len(y), seed)
-    train = first[y[first] == 0]
+    attacks = first[y[first] == 0]
+    train, val = kdd_validation_rows(y, seed, anomaly_ratio) if validation else (attacks, None)
     if protocol == 'dagmm':
-        return KddRows(train, second, np.ones(len(second), bool))
+        return KddRows(train, second, np.ones(len(second), bool), val)
     test = np.concatenate([second, first[y[first] == 1]])
-    return KddRows(train, np.concatenate([train, test]), np.arange(len(train) + len(test)) >= len(train))
+    is_test = np.arange(len(attacks) + len(test)) >= len(attacks)
+    if val is not None:
+        is_test[len(attacks):] = ~np.isin(test, val)
+    return KddRows(train, np.concatenate([attacks, test]), is_test, val)
 
 
 def kdd_validation_rows(y, seed, anomaly_ratio=0.2):
     """(training rows, validation rows) from the *training* half of split ``seed``: a random 20 % of its attack
     records held out, the model training on the other 80 %; the validation set is those records plus anomaly
-    ('normal.') records of the training half, which ``dagmm`` never uses, drawn so that anomalies make
-    ``anomaly_ratio`` of it."""
+    ('normal.') records of the training half, which ``dagmm`` never uses (``dagmm_reimpl`` uses them as test
+    records: :func:`kdd_rows` leaves a run's validation records out of its test records), drawn so that anomalies
+    make ``anomaly_ratio`` of it. A record's *values* may also occur among the test records (KDDCUP99 repeats many
+    records; about half of the training records are copies of one ``smurf.`` record): the sets are disjoint as
+    records, as the training and test sets of the protocol are; docs/REPRODUCTION.md measures what the copies
+    change."""
     rng = np.random.default_rng(seed + VALIDATION_SEED_OFFSET)
     first = kdd_halves(len(y), seed)[0]
     attacks, anomalies = first[y[first] == 0], first[y[first] == 1]

@@ -152,6 +152,13 @@ class BaseOptions:
         oneclass.add_argument('--AnomalyRatio', help='(added) image experiments: fraction of anomalies in the test '
                             'set (default 0.3); KDD: fraction of test records flagged (default 0.2)', type=float,
                             default=None)
+        oneclass.add_argument('--EarlyStopping', help='(added) image and KDD experiments: each unit trains on 80 %% '
+                            'of its training data for --EpochNum epochs, scores a validation set built from its own '
+                            'training data (data/protocols.py) after every epoch, and keeps the weights of the epoch '
+                            'whose validation metric, averaged over +-2 epochs, is best; no record of the unit\'s '
+                            'test set is used (KDD dagmm_reimpl: the validation records are not counted as test '
+                            'records). Testing needs the value the weights were trained with',
+                            type=str2bool, default=False)
         data.add_argument('--Download', help='(added) let torchvision download MNIST / CIFAR-10 into --DataRoot',
                             type=str2bool, default=False)
         data.add_argument('--DataRoot', help='folder holding the prepared data sets', type=str,
@@ -198,6 +205,9 @@ class BaseOptions:
             self.parser.error(f'--FrameNum must be a multiple of {TIME_FACTOR} (the video network halves the '
                               f'time axis three times), got {opt.FrameNum}')
         self.check(opt)
+        if opt.EarlyStopping and family_of(opt.Dataset, opt.DataRoot) == 'video':
+            self.parser.error(f'--EarlyStopping chooses the epoch of an image or KDD unit on validation data; '
+                              f'--Dataset {opt.Dataset} is a video data set: leave --EarlyStopping out')
         resolve_family_defaults(opt)
         opt.setting = model_setting(opt)
         self.opt = opt

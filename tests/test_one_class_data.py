@@ -237,6 +237,26 @@ def test_kdd_protocols_train_on_the_same_records_and_test_where_documented():
     assert len(set(reimpl.pool)) == len(reimpl.pool) == 1000  # every record once
 
 
+@pytest.mark.parametrize('protocol', ['dagmm', 'dagmm_reimpl'])
+def test_no_validation_record_of_a_run_is_one_of_its_test_records(protocol):
+    """--EarlyStopping: every run's validation set comes from its own training half, and none of its records is
+    counted as a test record of that run; the threshold pool is the protocol's as without validation."""
+    from data.protocols import kdd_halves, kdd_rows
+    y = (np.random.default_rng(5).random(3000) < 0.2).astype(int)
+    for seed in range(1, 21):
+        plain, rows = kdd_rows(y, seed, protocol), kdd_rows(y, seed, protocol, validation=True)
+        first, _ = kdd_halves(len(y), seed)
+        test = rows.pool[rows.is_test]
+        assert len(rows.val) and not set(rows.val) & set(test)
+        assert set(rows.val) <= set(first) and not set(rows.val) & set(rows.train)
+        assert set(rows.train) | set(rows.val[y[rows.val] == 0]) == set(plain.train)
+        assert np.array_equal(rows.pool, plain.pool)  # same pool, same threshold rule
+        # the only records no longer counted are the validation anomalies (dagmm: none of them was a test record)
+        dropped = set(plain.pool[plain.is_test]) - set(test)
+        assert dropped == (set(rows.val[y[rows.val] == 1]) if protocol == 'dagmm_reimpl' else set())
+        assert set(test) <= set(plain.pool[plain.is_test])
+
+
 def test_kdd_protocol_names():
     from data.protocols import KDD_PROTOCOLS, resolve_kdd_protocol
     assert KDD_PROTOCOLS == ('dagmm', 'dagmm_reimpl')

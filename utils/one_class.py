@@ -16,6 +16,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -65,6 +66,8 @@ class UnitData:
     labels: np.ndarray
     description: str
     is_test: np.ndarray = None
+    val: torch.Tensor = None        # --EarlyStopping: the validation samples and their labels
+    val_labels: np.ndarray = None
 
     @property
     def test_labels(self):
@@ -81,7 +84,8 @@ class Schedule:
 
 # The options a unit's training state must share with the run that resumes it (its run name covers the rest of
 # what shapes the model: data set, memory, seed).
-RESUME_SIGNATURE = ('setting', 'LR', 'EpochNum', 'BatchSize', 'LossScaling', 'Protocol', 'AnomalyRatio', 'ScoreType')
+RESUME_SIGNATURE = ('setting', 'LR', 'EpochNum', 'BatchSize', 'LossScaling', 'Protocol', 'AnomalyRatio', 'ScoreType',
+                    'EarlyStopping')
 
 
 def resume_signature(opt):
@@ -97,40 +101,106 @@ class UnitCheckpoint:
     path: Path
     signature: dict
 
-    def save(self, model, optimizer, generator, epoch_losses):
-        self.save_states(model.state_dict(), optimizer.state_dict(), generator, epoch_losses)
+    def save(self, model, optimizer, generator, epoch_losses, stop=None):
+        self.save_states(model.state_dict(), optimizer.state_dict(), generator, epoch_losses, stop)
 
-    def save_states(self, model_state, optimizer_state, generator, epoch_losses):
+    def save_states(self, model_state, optimizer_state, generator, epoch_losses, stop=None):
+        """``stop`` (--EarlyStopping): its validation curve and the states it may still choose go along."""
+        validation = {} if stop is None else {'validation': stop.state()}
         save_torch({'model': model_state, 'optimizer': optimizer_state, 'epoch_losses': list(epoch_losses),
-                    'rng': rng_state(generator), 'signature': self.signature}, self.path)
+                    'rng': rng_state(generator), 'signature': self.signature, **validation}, self.path)
 
-    def restore(self, model, optimizer, generator):
-        """Load a saved state into the model, optimizer and generators; returns the epoch losses so far ([] when
-        there is no state to resume)."""
+    def restore(self, model, optimizer, generator, stop=None):
+        """Load a saved state into the model, optimizer, generators and ``stop``; returns the epoch losses so far
+        ([] when there is no state to resume)."""
         if not self.path.is_file():
             return []
         state = load_tensors_file(self.path, 'training state (--Resume auto)')
         if not isinstance(state, dict) or state.get('signature') != self.signature:
             raise InputError(f'the training state {self.path} was written with other options than this run\'s '
                              f'({", ".join(RESUME_SIGNATURE)} must match); delete it or rerun without --Resume')
-        if not {'model', 'optimizer', 'rng', 'epoch_losses'} <= set(state):
+        needed = {'model', 'optimizer', 'rng', 'epoch_losses', *(() if stop is None else ('validation',))}
+        if not needed <= set(state):
             raise InputError(f'the training state {self.path} is incomplete; delete it and start afresh')
         restore_training(self.path, state, model, optimizer, generator)
+        if stop is not None:
+            stop.restore(state['validation'])
         return list(state['epoch_losses'])
 
 
+STOP_WINDOW = 2  # --EarlyStopping smooths the validation curve over +-2 epochs, as the validation program does
+
+
+@dataclass
+class ValidationStop:
+    """--EarlyStopping for one unit: after every epoch the model scores the validation samples, and ``metric``
+    (scores, labels) -> value (higher is better) gives the epoch's point of the validation curve. The chosen epoch
+    maximises the curve's mean over the epochs within ``window`` of it (fewer at the ends; the earliest of equals):
+    one validation curve can jump (KDDCUP99: by 0.2 F1 between neighbouring epochs), and a stopping point whose
+    neighbours are good too is one that carries over. Only the states that can still be chosen are kept: the best
+    epoch whose window is complete, and the last ``window`` epochs."""
+    unit: str
+    samples: torch.Tensor
+    labels: np.ndarray
+    metric: Callable
+    score: str
+    memory_model: bool
+    window: int = STOP_WINDOW
+    curve: list = field(default_factory=list)
+    states: dict = field(default_factory=dict)   # epoch (1-based) -> state dict (tensors on the CPU)
+
+    def smoothed(self, epoch):
+        return float(np.mean(self.curve[max(0, epoch - 1 - self.window):epoch + self.window]))
+
+    def best_epoch(self, finished=False):
+        """The epoch chosen so far among those whose window is complete (all of them when ``finished``)."""
+        complete = len(self.curve) if finished else len(self.curve) - self.window
+        return max(range(1, complete + 1), key=self.smoothed, default=None)
+
+    def observe(self, epoch, model):
+        """Score the validation samples with the model of ``epoch`` (1-based), and keep the states that can still
+        be chosen; leaves the model in training mode."""
+        scores = finite_scores(score_samples(model, self.samples, self.score, self.memory_model),
+                               f'{self.unit} after epoch {epoch}', 'validation sample',
+                               'the training diverged; try a smaller --LR')
+        self.curve.append(float(self.metric(scores, self.labels)))
+        self.states[epoch] = {name: tensor.detach().to('cpu', copy=True) for name, tensor in
+                              model.state_dict().items()}
+        best = self.best_epoch()
+        self.states = {e: state for e, state in self.states.items() if e == best or e > epoch - self.window}
+        model.train()
+
+    def chosen(self):
+        """(chosen epoch, its weights) once training has ended."""
+        epoch = self.best_epoch(finished=True)
+        return epoch, self.states[epoch]
+
+    def summary(self):
+        epoch = self.best_epoch(finished=True)
+        return {'curve': [round(value, 6) for value in self.curve], 'window': self.window, 'chosen_epoch': epoch,
+                'smoothed': self.smoothed(epoch), 'samples': int(len(self.labels)),
+                'anomalies': int(np.sum(self.labels))}
+
+    def state(self):
+        return {'curve': list(self.curve), 'states': self.states}
+
+    def restore(self, state):
+        self.curve, self.states = list(state['curve']), dict(state['states'])
+
+
 def train_unit(model, samples, schedule, losses, seed, tb_writer=None, on_epoch_end=None, checkpoint=None,
-               resume=False):
+               resume=False, stop=None):
     """``schedule.epochs`` epochs of Adam on mini-batches of ``samples`` (a tensor on the model's device) in a
     permutation drawn from a generator seeded with ``seed``; returns the mean loss of each epoch.
     ``on_epoch_end(epoch, model)``, if given, is called after every epoch (1-based). ``checkpoint``
     (:class:`UnitCheckpoint`), if given, saves the training state after every epoch and, with ``resume``, first
-    continues from the state it holds."""
+    continues from the state it holds. ``stop`` (:class:`ValidationStop`, --EarlyStopping), if given, scores the
+    validation samples after every epoch, and the model ends with the weights of the epoch it chooses."""
     # foreach: one kernel per operation over all parameters instead of one per parameter; the same numbers, bit
     # for bit, and about 10 % off a KDD step, whose time is mostly per-operation overhead
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr, foreach=True)
     generator = torch.Generator().manual_seed(seed)
-    epoch_losses = checkpoint.restore(model, optimizer, generator) if checkpoint is not None and resume else []
+    epoch_losses = checkpoint.restore(model, optimizer, generator, stop) if checkpoint is not None and resume else []
     if epoch_losses:
         tqdm.write(f'resuming from {checkpoint.path}: {len(epoch_losses)} of {schedule.epochs} epochs done')
     model.train()
@@ -142,11 +212,15 @@ def train_unit(model, samples, schedule, losses, seed, tb_writer=None, on_epoch_
         if tb_writer is not None:
             for name in values[0]:
                 tb_writer.add_scalar(name, float(np.mean([v[name] for v in values])), epoch)
+        if stop is not None:
+            stop.observe(epoch + 1, model)
         if checkpoint is not None:
-            checkpoint.save(model, optimizer, generator, epoch_losses)
+            checkpoint.save(model, optimizer, generator, epoch_losses, stop)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, model)
             model.train()
+    if stop is not None:
+        model.load_state_dict(stop.chosen()[1])
     return epoch_losses
 
 
@@ -252,8 +326,16 @@ class UnitRunner:
             return None
         return result
 
-    def trained(self, unit, model, samples):
-        """``model`` trained on ``samples`` and saved; returns (weights path, epoch losses)."""
+    def validation_stop(self, unit, samples, labels, metric):
+        """The unit's :class:`ValidationStop` (--EarlyStopping), or None when it has no validation samples."""
+        if samples is None:
+            return None
+        return ValidationStop(unit.name, samples.to(self.device), labels, metric, self.score,
+                              self.losses.memory_model)
+
+    def trained(self, unit, model, samples, stop=None):
+        """``model`` trained on ``samples`` (with ``stop``: ended at the epoch it chooses) and saved; returns
+        (weights path, epoch losses)."""
         model.apply(weights_init)
         model.to(self.device)
         tb_writer = next(iter(self.tensorboard_writers([unit.name])), None)
@@ -261,28 +343,32 @@ class UnitRunner:
         self.clock.start_epoch()
         losses = train_unit(model, samples.to(self.device), self.schedule, self.losses, unit.seed, tb_writer,
                             on_epoch_end=lambda epoch, _: self.clock.end_epoch(unit.name, self.units_done, epoch),
-                            checkpoint=checkpoint, resume=self.resume)
+                            checkpoint=checkpoint, resume=self.resume, stop=stop)
         if tb_writer is not None:
             tb_writer.close()
         return self.save_trained(unit, model.state_dict(), checkpoint), losses
 
-    def train_in_lockstep(self, units, build_model, source, rows):
+    def train_in_lockstep(self, units, build_model, source, rows, val_rows=None, val_metric=None):
         """Train the units that have not finished (--Resume auto) together (utils/lockstep.py), unit ``units[i]``
-        on the samples ``source[rows[i]]``, and save their weights; :meth:`run` then scores each with the weights
-        it got here. A resumed unit continues from its training state, which has the format of the one-at-a-time
-        path, so either path resumes the other's."""
-        todo = [(unit, unit_rows) for unit, unit_rows in zip(units, rows)
+        on the samples ``source[rows[i]]`` (--EarlyStopping: scoring ``source[val_rows[i]]`` after every epoch with
+        ``val_metric`` against ``val_labels[i]``), and save their weights; :meth:`run` then scores each with the
+        weights it got here. A resumed unit continues from its training state, which has the format of the
+        one-at-a-time path, so either path resumes the other's."""
+        validation = val_rows or [(None, None)] * len(units)
+        todo = [(unit, unit_rows, unit_val) for unit, unit_rows, unit_val in zip(units, rows, validation)
                 if not (self.resume and self.finished_result(unit) is not None)]
         if not todo:
             return
-        models, generators, epoch_losses, checkpoints, optimizers = [], [], [], [], []
-        for unit, _ in todo:
+        models, generators, epoch_losses, checkpoints, optimizers, stops = [], [], [], [], [], []
+        for unit, _, (val, val_labels) in todo:
             seed_everything(unit.seed)  # as run() does before building a unit's model
             model = build_model().apply(weights_init).to(self.device)
             optimizer = torch.optim.Adam(model.parameters(), lr=self.schedule.lr, foreach=True)
             generator = torch.Generator().manual_seed(unit.seed)
             checkpoint = self.unit_checkpoint(unit)
-            epoch_losses.append(checkpoint.restore(model, optimizer, generator) if self.resume else [])
+            stop = self.validation_stop(unit, None if val is None else source[val], val_labels, val_metric)
+            epoch_losses.append(checkpoint.restore(model, optimizer, generator, stop) if self.resume else [])
+            stops.append(stop)
             models.append(model)
             optimizers.append(optimizer)
             generators.append(generator)
@@ -293,14 +379,17 @@ class UnitRunner:
             if done:
                 adam.load_unit_state(r, optimizer.state_dict())
         template = optimizers[0].state_dict()  # the parameter groups of a unit's own Adam
-        names = [unit.name for unit, _ in todo]
+        names = [unit.name for unit, _, _ in todo]
         writers = self.tensorboard_writers(names)
         self.clock.start_epoch()
 
         def after_epoch(epoch, trained, losses_so_far, term_means):
             for r in trained:
+                if stops[r] is not None:
+                    models[r].load_state_dict(stacked.unit_state(r))
+                    stops[r].observe(epoch, models[r])
                 checkpoints[r].save_states(stacked.unit_state(r), adam.unit_state(r, template), generators[r],
-                                           losses_so_far[r])
+                                           losses_so_far[r], stops[r])
                 self.clock.end_epoch(names[r], self.units_done, epoch)  # the first takes the epoch's time
                 if writers:
                     for term, value in term_means[r].items():
@@ -310,13 +399,13 @@ class UnitRunner:
 
         tqdm.write(f'training {len(todo)} units in lockstep (--Lockstep)')
         started = time.perf_counter()
-        train_stacked(stacked, adam, generators, source.to(self.device), [unit_rows for _, unit_rows in todo],
+        train_stacked(stacked, adam, generators, source.to(self.device), [unit_rows for _, unit_rows, _ in todo],
                       self.schedule, self.losses, names, epoch_losses, after_epoch)
         share = (time.perf_counter() - started) / len(todo)  # each unit's part of the training time
-        for r, (unit, _) in enumerate(todo):
-            state = stacked.unit_state(r)
+        for r, (unit, _, _) in enumerate(todo):
+            state = stacked.unit_state(r) if stops[r] is None else stops[r].chosen()[1]
             weights = self.save_trained(unit, state, checkpoints[r])
-            self.trained_in_lockstep[unit.name] = (state, weights, epoch_losses[r], share)
+            self.trained_in_lockstep[unit.name] = (state, weights, epoch_losses[r], share, stops[r])
         for writer in writers:
             writer.close()
 
@@ -327,10 +416,11 @@ class UnitRunner:
         from torch.utils.tensorboard import SummaryWriter  # slow to import: only when logging
         return [SummaryWriter(str(self.tb_root / name)) for name in names]
 
-    def run(self, unit, build_model, data, unit_metrics):
-        """Seed with the unit's seed, build its model with ``build_model()`` and train it on ``data.train`` (or load
-        its weights), score ``data.test``, compute ``unit_metrics(scores, labels)``, write the unit's files; returns
-        (result, model), the model None for a unit that had finished before (--Resume auto)."""
+    def run(self, unit, build_model, data, unit_metrics, val_metric=None):
+        """Seed with the unit's seed, build its model with ``build_model()`` and train it on ``data.train`` (with
+        ``data.val``: stopped where ``val_metric(scores, labels)`` on it chooses) or load its weights, score
+        ``data.test``, compute ``unit_metrics(scores, labels)``, write the unit's files; returns (result, model),
+        the model None for a unit that had finished before (--Resume auto)."""
         if self.resume:
             result = self.finished_result(unit)
             if result is not None:
@@ -342,13 +432,15 @@ class UnitRunner:
         started = time.perf_counter()
         seed_everything(unit.seed)
         model = build_model()
+        stop = None
         if unit.name in self.trained_in_lockstep:
-            state, weights, losses, training_seconds = self.trained_in_lockstep.pop(unit.name)
+            state, weights, losses, training_seconds, stop = self.trained_in_lockstep.pop(unit.name)
             started -= training_seconds  # the unit's 'seconds' cover its share of the lockstep training too
             model.load_state_dict(state)
             model.to(self.device)
         elif self.training:
-            weights, losses = self.trained(unit, model, data.train)
+            stop = self.validation_stop(unit, data.val, data.val_labels, val_metric)
+            weights, losses = self.trained(unit, model, data.train, stop)
         else:
             weights, losses = self.weights[unit.name], None
             load_weights(model, weights, self.flags)
@@ -359,7 +451,8 @@ class UnitRunner:
                   'metrics': unit_metrics(scores, data.labels), 'train_samples': int(len(data.train)),
                   'test_samples': int(len(data.test_labels)), 'test_anomalies': int(data.test_labels.sum()),
                   'protocol': data.description, 'weights': str(weights), 'epoch_losses': losses,
-                  'seconds': time.perf_counter() - started, 'signature': self.signature}
+                  'seconds': time.perf_counter() - started, 'signature': self.signature,
+                  **({} if stop is None else {'validation': stop.summary()})}
         saved = {} if data.is_test is None else {'is_test': data.is_test}
         save_npz(self.res_path / f'{unit.name}_scores.npz', scores=scores, labels=data.labels, **saved)
         write_json(self.res_path / f'{unit.name}.json', result)

@@ -26,7 +26,7 @@ import torch
 from sklearn import metrics
 from tqdm import tqdm
 
-from data.protocols import image_split, resolve_protocol
+from data.protocols import image_split, image_validation_split, resolve_protocol
 from models import IMAGE_ARCHITECTURES, build_model, is_memory_model
 from utils.errors import InputError
 from utils.one_class import Unit, UnitData, UnitRunner, as_tensor
@@ -55,6 +55,10 @@ def class_units(classes, normal_class, runs, seed):
 
 def roc_auc(scores, labels):
     return {'auc': float(metrics.roc_auc_score(labels, scores))}
+
+
+def validation_auc(scores, labels):
+    return roc_auc(scores, labels)['auc']
 
 
 def summarise(units, results):
@@ -96,7 +100,11 @@ def run(opt, options, spec, device, train):
     for unit in tqdm(units, desc='units', unit='model'):
         split = image_split(source.splits, unit.normal_class, protocol, anomaly_ratio, unit.seed)
         data = UnitData(as_tensor(split.train_x), as_tensor(split.test_x), split.test_y, split.description)
-        result, model = runner.run(unit, partial(build_model, opt, 'image', arch=arch), data, roc_auc)
+        if opt.EarlyStopping and train:  # train on 80 % of the training images, validate on the rest (and others)
+            val = image_validation_split(source.splits, unit.normal_class, protocol, anomaly_ratio, unit.seed)
+            data.train, data.val, data.val_labels = as_tensor(val.train_x), as_tensor(val.test_x), val.test_y
+        result, model = runner.run(unit, partial(build_model, opt, 'image', arch=arch), data, roc_auc,
+                                   validation_auc)
         if draws_slots and model is not None:
             save_memory_grid(model, runner.res_path / f'{unit.name}_memory.png')
         results.append(result)

@@ -34,6 +34,11 @@ from utils.one_class import Unit, UnitData, UnitRunner, as_tensor
 from utils.stats import mean_std, mean_std_definitions
 
 
+def validation_f1(scores, labels, fraction):
+    """--EarlyStopping: the F1 of the test rule (flag the top ``fraction``) on a run's validation set."""
+    return top_fraction_metrics(scores, labels, fraction)['f1']
+
+
 def run(opt, options, spec, device, train):
     """Train (if ``train``) or load, and evaluate, every run; returns the summary."""
     source = load_kdd(opt.DataRoot)
@@ -46,16 +51,20 @@ def run(opt, options, spec, device, train):
     print(f'{opt.Dataset}: {source.source}; protocol {protocol}; {len(units)} unit(s)')
 
     model = partial(build_model, opt, 'tabular', input_dim=records.shape[1])
-    splits = [kdd_rows(labels, unit.seed, protocol) for unit in units]
+    splits = [kdd_rows(labels, unit.seed, protocol, opt.EarlyStopping, anomaly_ratio) for unit in units]
+    val_metric = partial(validation_f1, fraction=anomaly_ratio)
     if train and opt.Lockstep:
-        runner.train_in_lockstep(units, model, records, [rows.train for rows in splits])
+        runner.train_in_lockstep(units, model, records, [rows.train for rows in splits],
+                                 [(rows.val, labels[rows.val]) for rows in splits] if opt.EarlyStopping else None,
+                                 val_metric)
     results = []
     for unit, rows in tqdm(list(zip(units, splits)), desc='units', unit='model'):
         is_test = None if rows.is_test.all() else rows.is_test
+        validation = (records[rows.val], labels[rows.val]) if rows.val is not None and train else (None, None)
         data = UnitData(records[rows.train], records[rows.pool], labels[rows.pool], KDD_DESCRIPTIONS[protocol],
-                        is_test)
+                        is_test, *validation)
         metric = partial(top_fraction_metrics, fraction=anomaly_ratio, is_test=is_test)
-        result, _ = runner.run(unit, model, data, metric)
+        result, _ = runner.run(unit, model, data, metric, val_metric)
         results.append(result)
 
     summary = {'runs': len(results),
