@@ -1,0 +1,103 @@
+"""Two checks of the KDDCUP99 protocol that docs/REPRODUCTION.md reports.
+
+    python -m utils.experiments.kdd_checks ties ./results/res_<setting>/ [more result folders]
+    python -m utils.experiments.kdd_checks copies --DataRoot /path/to/data --Runs 20
+
+``ties``: the ratio argument of docs/REPRODUCTION.md (recall / precision = records flagged / anomalies tested)
+assumes that the rule flags exactly 20 % of the threshold pool. Records tied at the threshold are not flagged
+(utils/eval.py), and KDDCUP99 repeats many records, whose scores are then equal; this counts, per run of saved
+scores (``run<r>_scores.npz``), the pool records whose score equals the threshold and the share flagged.
+
+``copies``: KDDCUP99 holds 494,021 records but only about 146,000 distinct ones. Per run (split seed Seed + r),
+the share of the validation records of --EarlyStopping (data/protocols.py ``kdd_validation_rows``) whose values
+occur among the run's test records, under either protocol, and the same share for its training records: the
+validation set is disjoint from the test set as records, not as values, like the training set.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from data.kdd import load_kdd
+from data.protocols import kdd_rows
+from utils.errors import InputError, run_cli
+from utils.eval import top_fraction_metrics
+
+
+def saved_scores(path):
+    """The ``scores`` array of a unit's ``_scores.npz`` file."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return np.asarray(saved['scores'], dtype=np.float64)
+    except Exception as error:  # truncated, foreign bytes, no 'scores' entry
+        raise InputError(f'{path} is not a readable scores file of a unit ({type(error).__name__})') from None
+
+
+def tie_counts(folder, fraction):
+    """Per run of ``folder``: (records tied at the threshold, share of the pool flagged)."""
+    paths = sorted(Path(folder).glob('run*_scores.npz'))
+    if not paths:
+        raise InputError(f'{folder} holds no run<r>_scores.npz files: give a KDDCUP99 result folder (res_<setting>)')
+    counts = []
+    for path in paths:
+        scores = saved_scores(path)
+        threshold = top_fraction_metrics(scores, np.zeros(len(scores), int), fraction)['threshold']
+        counts.append((int(np.sum(scores == threshold)), float(np.mean(scores > threshold))))
+    return counts
+
+
+def value_ids(records):
+    """One integer per record, equal for records with equal values."""
+    return np.unique(records, axis=0, return_inverse=True)[1].ravel()
+
+
+def copy_shares(ids, labels, seed, protocol, anomaly_ratio):
+    """Shares of the run's validation normals, validation anomalies and training records whose values occur among
+    its test records."""
+    rows = kdd_rows(labels, seed, protocol, validation=True, anomaly_ratio=anomaly_ratio)
+    test_values = ids[rows.pool[rows.is_test]]
+    normals, anomalies = rows.val[labels[rows.val] == 0], rows.val[labels[rows.val] == 1]
+    return {'validation_normals': float(np.isin(ids[normals], test_values).mean()),
+            'validation_anomalies': float(np.isin(ids[anomalies], test_values).mean()),
+            'training': float(np.isin(ids[rows.train], test_values).mean())}
+
+
+def summary(values):
+    values = np.asarray(values, dtype=np.float64)
+    return {'min': float(values.min()), 'mean': float(values.mean()), 'max': float(values.max())}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    commands = parser.add_subparsers(dest='check', required=True)
+    ties = commands.add_parser('ties', help='records tied at the threshold, per run of saved scores')
+    ties.add_argument('folders', nargs='+', help='KDDCUP99 result folders (res_<setting>)')
+    ties.add_argument('--AnomalyRatio', type=float, default=0.2, help='the share flagged')
+    copies = commands.add_parser('copies', help='validation and training records whose values occur in the test '
+                                 'set')
+    copies.add_argument('--DataRoot', default='./dataset/')
+    copies.add_argument('--Runs', type=int, default=20)
+    copies.add_argument('--Seed', type=int, default=1)
+    copies.add_argument('--AnomalyRatio', type=float, default=0.2)
+    args = parser.parse_args(argv)
+    if args.check == 'ties':
+        for folder in args.folders:
+            counts = tie_counts(folder, args.AnomalyRatio)
+            print(json.dumps({'folder': str(folder), 'runs': len(counts),
+                              'tied_at_threshold': summary([tied for tied, _ in counts]),
+                              'flagged_share': summary([share for _, share in counts])}))
+        return 0
+    data = load_kdd(args.DataRoot)
+    ids = value_ids(data.x)
+    print(json.dumps({'records': len(ids), 'distinct': int(ids.max()) + 1}))
+    for protocol in ('dagmm', 'dagmm_reimpl'):
+        shares = [copy_shares(ids, data.y, args.Seed + r, protocol, args.AnomalyRatio) for r in range(args.Runs)]
+        print(json.dumps({'protocol': protocol, 'runs': args.Runs,
+                          **{name: summary([s[name] for s in shares]) for name in shares[0]}}))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))
