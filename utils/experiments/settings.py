@@ -47,9 +47,10 @@ DATA = {
     # Images: the paper gives no optimiser settings. MNIST: learning rate and lambda chosen per model on validation
     # data from the training images (python -m utils.experiments.validation; docs/REPRODUCTION.md), at most 10
     # epochs (a 2-core CPU budget fixed beforehand); _released keeps the earlier settings, fixed a priori. lambda
-    # = 1/N, the lower end of the paper's [1/N, 3/N]. One run per class (--Runs 3 for three seeds). CIFAR-10: LR
-    # fixed before any test result was seen; MemAE's 18 epochs, the AE's LR 1e-4 and 27 epochs and MemAE-nonSpar's
-    # 29 epochs (LR 1e-3) chosen on validation data (LR 1e-3 and 1e-4, 30 epochs); _released keeps 30, fixed a priori.
+    # = 1/N, the lower end of the paper's [1/N, 3/N]. One run per class (--Runs 3 for three seeds). CIFAR-10:
+    # learning rate and epochs chosen per model on validation data (LR 1e-3 and 1e-4, up to 30 epochs): MemAE 1e-3
+    # and 18 epochs, the AE 1e-4 and 27, MemAE-nonSpar 1e-3 and 29; _released keeps LR 1e-3 and 30 epochs, fixed a
+    # priori (docs/REPRODUCTION.md).
     'mnist': DataSettings(('--Dataset', 'MNIST'), 100, 0.01, 'Conv2D', ('--BatchSize', '64', '--LR', '1e-4',
                                                                          '--EpochNum', '10'),
                           variant_train={'_released': ('--LR', '1e-3'), '_nonspar': ('--LR', '1e-3')}),
