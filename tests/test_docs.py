@@ -204,3 +204,14 @@ def test_the_checker_catches_a_wrong_flag_experiment_and_path(monkeypatch, tmp_p
     assert [path for _, path in repository_paths(doc)] == ['docs/NOPE.md', 'utils/missing.py']
     assert commands('```bash\nDATA_ROOT=/x bash test.sh kdd --Runs 2  # note\n```\n') == [
         ['bash', 'test.sh', 'kdd', '--Runs', '2']]
+
+
+def test_the_sha256_table_of_the_shipped_weights_matches_the_files():
+    """memae_models/README.md lists every shipped weights file with its sha256: the files and the table agree."""
+    import hashlib
+    table = dict(re.findall(r'^\| `([^`]+\.pt)` \| `([0-9a-f]{64})` \|$',
+                            (REPO / 'memae_models' / 'README.md').read_text(), re.M))
+    shipped = sorted((REPO / 'memae_models').glob('*.pt'))
+    assert shipped and sorted(table) == [path.name for path in shipped]
+    for path in shipped:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == table[path.name], path.name

@@ -98,8 +98,8 @@ def test_a_real_training_clip_loads(ped2):
 SHIPPED = {
     'mnist': ('mnist', 'mnist_summary.json', ('auc', 'mean'), 0.9453, []),
     'mnist_released': ('mnist_released', 'mnist_summary.json', ('auc', 'mean'), 0.8047, ['--NormalClass', '8']),
-    'kdd': ('kdd', 'kdd_summary.json', ('f1', 'mean'), 0.9446, ['--Runs', '1']),
-    'kdd_reimpl': ('kdd', 'kdd_summary.json', ('f1', 'mean'), 0.9595, ['--Runs', '1', '--Protocol', 'dagmm_reimpl']),
+    'kdd': ('kdd', 'kdd_summary.json', ('f1', 'mean'), 0.9438, ['--Runs', '1']),
+    'kdd_reimpl': ('kdd', 'kdd_summary.json', ('f1', 'mean'), 0.9571, ['--Runs', '1', '--Protocol', 'dagmm_reimpl']),
     'kdd_released': ('kdd_released', 'kdd_summary.json', ('f1', 'mean'), 0.9449, ['--Runs', '1']),
 }
 
