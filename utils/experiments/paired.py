@@ -1,0 +1,64 @@
+"""The difference between two image or KDDCUP99 results, paired by unit (the same split or seed on both sides).
+
+    python -m utils.experiments.paired ./results/res_<A>/ ./results/res_<B>/ [--Metric f1]
+
+Reads the unit results (``<unit>.json``) of both folders, pairs the units of the same name, checks that each pair
+used the same seed (hence, for KDDCUP99, the same split; for images the same normal class and draw), and prints
+the mean of B - A over the pairs with its sample standard deviation and t-based 95 % interval
+(utils/stats.py): "B beats A" is supported only where the interval excludes 0.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from utils.errors import InputError, run_cli
+from utils.files import read_json
+from utils.stats import mean_std
+
+
+def unit_results(folder):
+    """unit name -> result, for every unit result of ``folder`` (summary.json and option files are not units)."""
+    results = {}
+    for path in sorted(Path(folder).glob('*.json')):
+        if path.name in ('summary.json', 'opt.json'):
+            continue
+        result = read_json(path, 'a unit result')
+        if 'unit' in result and 'metrics' in result:
+            results[result['unit']] = result
+    if not results:
+        raise InputError(f'{folder} holds no unit results (<unit>.json): give a result folder res_<setting>')
+    return results
+
+
+def paired_differences(a, b, metric):
+    """{unit: B - A} of ``metric`` over the units both hold, which must have used the same seeds."""
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        raise InputError('the two folders have no unit in common')
+    for unit in shared:
+        if a[unit]['seed'] != b[unit]['seed']:
+            raise InputError(f'{unit} used seed {a[unit]["seed"]} in one folder and {b[unit]["seed"]} in the other: '
+                             f'the units do not pair')
+        if metric not in a[unit]['metrics'] or metric not in b[unit]['metrics']:
+            raise InputError(f'{unit} has no metric {metric!r}; it has {", ".join(a[unit]["metrics"])}')
+    return {unit: b[unit]['metrics'][metric] - a[unit]['metrics'][metric] for unit in shared}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('a', help='result folder A (res_<setting>)')
+    parser.add_argument('b', help='result folder B')
+    parser.add_argument('--Metric', default=None, help='f1, precision, recall (KDD) or auc (images; the default '
+                        'for them); default: f1 where the units have it, else auc')
+    args = parser.parse_args(argv)
+    a, b = unit_results(args.a), unit_results(args.b)
+    metric = args.Metric or ('f1' if 'f1' in next(iter(a.values()))['metrics'] else 'auc')
+    differences = paired_differences(a, b, metric)
+    print(json.dumps({'metric': metric, 'b_minus_a': mean_std(list(differences.values())),
+                      'a': str(args.a), 'b': str(args.b), 'per_unit': differences}))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))
