@@ -11,7 +11,10 @@ the records scoring above the 80th percentile of the threshold pool are flagged;
 anomaly class over the test records. --Protocol chooses test records and pool (data/protocols.py): ``dagmm``
 (default) tests on the second half and thresholds its scores; ``dagmm_reimpl`` tests on the second half's attack
 records plus every anomaly record and thresholds training and test scores together. The training records are
-the same under both, so the weights of one serve the other.
+the same under both, so the weights of one serve the other. With --EarlyStopping (``bash train.sh kdd`` sets it)
+each run holds out a validation set from its own training half, trains on the rest and keeps the weights of the
+epoch its validation F1 chooses (utils/one_class.py ``ValidationStop``); ``dagmm_reimpl`` then does not count the
+run's validation records as test records (data/protocols.py ``kdd_rows``), so testing takes the same flag.
 
 Outputs: under ``<OutRoot>/res_<setting>/`` one ``run<r>.json`` and ``run<r>_scores.npz`` per run,
 ``summary.json``, ``opt.txt``/``opt.json`` (the scores file holds every scored record and, for
