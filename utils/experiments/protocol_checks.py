@@ -1,10 +1,11 @@
-"""Two checks of the KDDCUP99 protocol that docs/REPRODUCTION.md reports.
+"""Checks of the one-class protocols that docs/REPRODUCTION.md reports.
 
-    python -m utils.experiments.kdd_checks ties ./results/res_<setting>/ [more result folders]
-    python -m utils.experiments.kdd_checks copies --DataRoot /path/to/data --Runs 20
+    python -m utils.experiments.protocol_checks ties ./results/res_<setting>/ [more result folders]
+    python -m utils.experiments.protocol_checks copies --DataRoot /path/to/data --Runs 20
+    python -m utils.experiments.protocol_checks overlap CIFAR10 --DataRoot /path/to/data --Seeds 1 2 3
 
 ``ties``: the ratio argument of docs/REPRODUCTION.md (recall / precision = records flagged / anomalies tested)
-assumes that the rule flags exactly 20 % of the threshold pool. Records tied at the threshold are not flagged
+assumes that the KDD rule flags exactly 20 % of the threshold pool. Records tied at the threshold are not flagged
 (utils/eval.py), and KDDCUP99 repeats many records, whose scores are then equal; this counts, per run of saved
 scores (``run<r>_scores.npz``), the pool records whose score equals the threshold and the share flagged.
 
@@ -12,6 +13,11 @@ scores (``run<r>_scores.npz``), the pool records whose score equals the threshol
 the share of the validation records of --EarlyStopping (data/protocols.py ``kdd_validation_rows``) whose values
 occur among the run's test records, under either protocol, and the same share for its training records: the
 validation set is disjoint from the test set as records, not as values, like the training set.
+
+``overlap``: an image data set's validation sets (data/protocols.py ``image_validation_split``) are built from
+the training images of one seed's split; under the pooled protocol another seed splits the images differently.
+For the validation set of the first of --Seeds, per class, the share of its images that are test images of the
+other seeds' splits: what a setting chosen on that validation set may have seen of their test sets.
 """
 import argparse
 import json
@@ -21,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from data.kdd import load_kdd
-from data.protocols import kdd_rows
+from data.protocols import image_split, image_validation_split, kdd_rows, resolve_protocol
+from data.registry import dataset_spec
 from utils.errors import InputError, run_cli
 from utils.eval import top_fraction_metrics
 
@@ -64,6 +71,22 @@ def copy_shares(ids, labels, seed, protocol, anomaly_ratio):
             'training': float(np.isin(ids[rows.train], test_values).mean())}
 
 
+def overlap_shares(splits, classes, protocol, anomaly_ratio, seeds):
+    """Over the classes: the share of the first seed's validation images (and of its validation normals) that are
+    test images of the other seeds' splits. The images are traced by their index into their split."""
+    traced = {name: (np.arange(len(labels))[:, None], labels) for name, (_, labels) in splits.items()}
+    shares = {'validation': [], 'validation_normals': []}
+    for c in classes:
+        val = image_validation_split(traced, c, protocol, anomaly_ratio, seeds[0])
+        tested = np.zeros(len(val.test_x), bool)
+        if 'train' not in splits or protocol == 'pooled':  # else validation and test come from different splits
+            for seed in seeds[1:]:
+                tested |= np.isin(val.test_x[:, 0], image_split(traced, c, protocol, anomaly_ratio, seed).test_x[:, 0])
+        shares['validation'].append(float(tested.mean()))
+        shares['validation_normals'].append(float(tested[val.test_y == 0].mean()))
+    return shares
+
+
 def summary(values):
     values = np.asarray(values, dtype=np.float64)
     return {'min': float(values.min()), 'mean': float(values.mean()), 'max': float(values.max())}
@@ -81,7 +104,20 @@ def main(argv=None):
     copies.add_argument('--Runs', type=int, default=20)
     copies.add_argument('--Seed', type=int, default=1)
     copies.add_argument('--AnomalyRatio', type=float, default=0.2)
+    overlap = commands.add_parser('overlap', help="an image data set's validation images that other seeds test on")
+    overlap.add_argument('Dataset', help='MNIST, CIFAR10 or a folder name under --DataRoot')
+    overlap.add_argument('--DataRoot', default='./dataset/')
+    overlap.add_argument('--Protocol', default='auto')
+    overlap.add_argument('--Seeds', type=int, nargs='+', default=[1, 2, 3])
+    overlap.add_argument('--AnomalyRatio', type=float, default=0.3)
     args = parser.parse_args(argv)
+    if args.check == 'overlap':
+        source = dataset_spec(args.Dataset, args.DataRoot).reader(args.DataRoot, download=False)
+        protocol = resolve_protocol(args.Protocol, source.splits)
+        shares = overlap_shares(source.splits, range(len(source.classes)), protocol, args.AnomalyRatio, args.Seeds)
+        print(json.dumps({'dataset': args.Dataset, 'protocol': protocol, 'seeds': args.Seeds,
+                          **{name: {'mean': float(np.mean(v)), 'per_class': v} for name, v in shares.items()}}))
+        return 0
     if args.check == 'ties':
         for folder in args.folders:
             counts = tie_counts(folder, args.AnomalyRatio)
