@@ -11,6 +11,7 @@ import script_training
 from models import MLPMemAE, weights_init
 from one_sentence import expect_one_sentence
 from synthetic import make_kdd, make_mnist
+from test_lockstep import train_kdd_both_ways
 from utils.errors import run_cli
 from utils.one_class import Schedule, UnitCheckpoint, ValidationStop, train_unit
 from utils.training import LossSettings
@@ -89,14 +90,8 @@ KDD = ['--Dataset', 'KDDCUP99', '--Runs', '3', '--EpochNum', '4', '--BatchSize',
 
 
 def test_kdd_runs_stop_alike_one_at_a_time_and_in_lockstep(tmp_path):
-    make_kdd(tmp_path / 'data', num_rows=800)
-    results = {}
-    for lockstep in ('False', 'True'):
-        out = tmp_path / lockstep
-        argv = [*KDD, '--DataRoot', str(tmp_path / 'data'), '--ModelRoot', str(out / 'models'), '--OutRoot',
-                str(out), '--Lockstep', lockstep]
-        assert run_cli(script_training.main, argv) == 0
-        results[lockstep] = [json.loads(path.read_text()) for path in sorted(out.glob('res_*/run?.json'))]
+    results = {lockstep: [json.loads(path.read_text()) for path in sorted(out.glob('res_*/run?.json'))]
+               for lockstep, out in train_kdd_both_ways(tmp_path, KDD, num_rows=800).items()}
     for alone, together in zip(results['False'], results['True']):
         # the saved weights are those of the chosen epoch on both paths (equal up to rounding)
         weights = [torch.load(result['weights']) for result in (alone, together)]

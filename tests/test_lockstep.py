@@ -2,7 +2,6 @@
 loss and Adam steps) up to rounding; resumption is exact; --Lockstep end to end."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -169,14 +168,22 @@ KDD = ['--Dataset', 'KDDCUP99', '--Runs', '3', '--EpochNum', '3', '--BatchSize',
        '--ShrinkThres', '0.1', '--ModelSetting', 'FCSpar', '--UseCUDA', 'False', '--IsTbLog', 'False']
 
 
-def test_lockstep_kdd_runs_end_to_end_like_the_one_at_a_time_path(tmp_path):
-    make_kdd(tmp_path / 'data', num_rows=600)
-    summaries = {}
+def train_kdd_both_ways(tmp_path, argv, num_rows):
+    """``argv`` on a synthetic KDD file, one run at a time and in lockstep; the two output folders by --Lockstep
+    value ('False', 'True'), each holding its models under models/."""
+    make_kdd(tmp_path / 'data', num_rows=num_rows)
+    folders = {}
     for lockstep in ('False', 'True'):
-        out = tmp_path / lockstep
-        argv = [*KDD, '--DataRoot', str(tmp_path / 'data'), '--ModelRoot', str(out / 'models'), '--OutRoot',
-                str(out), '--Lockstep', lockstep]
-        assert run_cli(script_training.main, argv) == 0
+        folders[lockstep] = out = tmp_path / lockstep
+        assert run_cli(script_training.main, [*argv, '--DataRoot', str(tmp_path / 'data'), '--ModelRoot',
+                                              str(out / 'models'), '--OutRoot', str(out), '--Lockstep',
+                                              lockstep]) == 0
+    return folders
+
+
+def test_lockstep_kdd_runs_end_to_end_like_the_one_at_a_time_path(tmp_path):
+    summaries = {}
+    for lockstep, out in train_kdd_both_ways(tmp_path, KDD, num_rows=600).items():
         summaries[lockstep] = json.loads((out / 'kdd_summary.json').read_text())
         assert not list((out / 'models').rglob('*_resume.pt'))  # finished units keep only their weights
         assert len(list((out / 'models').rglob('*_Run?.pt'))) == 3
