@@ -348,13 +348,13 @@ class UnitRunner:
             tb_writer.close()
         return self.save_trained(unit, model.state_dict(), checkpoint), losses
 
-    def train_in_lockstep(self, units, build_model, source, rows, val_rows=None, val_metric=None):
+    def train_in_lockstep(self, units, build_model, source, rows, validation=None, val_metric=None):
         """Train the units that have not finished (--Resume auto) together (utils/lockstep.py), unit ``units[i]``
-        on the samples ``source[rows[i]]`` (--EarlyStopping: scoring ``source[val_rows[i]]`` after every epoch with
-        ``val_metric`` against ``val_labels[i]``), and save their weights; :meth:`run` then scores each with the
-        weights it got here. A resumed unit continues from its training state, which has the format of the
-        one-at-a-time path, so either path resumes the other's."""
-        validation = val_rows or [(None, None)] * len(units)
+        on the samples ``source[rows[i]]`` (--EarlyStopping: ``validation[i]`` is its (validation rows of
+        ``source``, their labels), scored after every epoch with ``val_metric``), and save their weights;
+        :meth:`run` then scores each with the weights it got here. A resumed unit continues from its training
+        state, which has the format of the one-at-a-time path, so either path resumes the other's."""
+        validation = validation or [(None, None)] * len(units)
         todo = [(unit, unit_rows, unit_val) for unit, unit_rows, unit_val in zip(units, rows, validation)
                 if not (self.resume and self.finished_result(unit) is not None)]
         if not todo:

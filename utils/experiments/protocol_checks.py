@@ -73,15 +73,18 @@ def copy_shares(ids, labels, seed, protocol, anomaly_ratio):
 
 def overlap_shares(splits, classes, protocol, anomaly_ratio, seeds):
     """Over the classes: the share of the first seed's validation images (and of its validation normals) that are
-    test images of the other seeds' splits. The images are traced by their index into their split."""
-    traced = {name: (np.arange(len(labels))[:, None], labels) for name, (_, labels) in splits.items()}
+    test images of the other seeds' splits. Each image is traced by a number of its own (its position in the
+    splits taken one after another), which is what the protocol functions then draw instead of pixels."""
+    traced, start = {}, 0
+    for name, (_, labels) in splits.items():
+        traced[name] = (np.arange(start, start + len(labels))[:, None], labels)
+        start += len(labels)
     shares = {'validation': [], 'validation_normals': []}
     for c in classes:
         val = image_validation_split(traced, c, protocol, anomaly_ratio, seeds[0])
         tested = np.zeros(len(val.test_x), bool)
-        if 'train' not in splits or protocol == 'pooled':  # else validation and test come from different splits
-            for seed in seeds[1:]:
-                tested |= np.isin(val.test_x[:, 0], image_split(traced, c, protocol, anomaly_ratio, seed).test_x[:, 0])
+        for seed in seeds[1:]:
+            tested |= np.isin(val.test_x[:, 0], image_split(traced, c, protocol, anomaly_ratio, seed).test_x[:, 0])
         shares['validation'].append(float(tested.mean()))
         shares['validation_normals'].append(float(tested[val.test_y == 0].mean()))
     return shares
@@ -111,20 +114,19 @@ def main(argv=None):
     overlap.add_argument('--Seeds', type=int, nargs='+', default=[1, 2, 3])
     overlap.add_argument('--AnomalyRatio', type=float, default=0.3)
     args = parser.parse_args(argv)
-    if args.check == 'overlap':
-        source = dataset_spec(args.Dataset, args.DataRoot).reader(args.DataRoot, download=False)
-        protocol = resolve_protocol(args.Protocol, source.splits)
-        shares = overlap_shares(source.splits, range(len(source.classes)), protocol, args.AnomalyRatio, args.Seeds)
-        print(json.dumps({'dataset': args.Dataset, 'protocol': protocol, 'seeds': args.Seeds,
-                          **{name: {'mean': float(np.mean(v)), 'per_class': v} for name, v in shares.items()}}))
-        return 0
-    if args.check == 'ties':
-        for folder in args.folders:
-            counts = tie_counts(folder, args.AnomalyRatio)
-            print(json.dumps({'folder': str(folder), 'runs': len(counts),
-                              'tied_at_threshold': summary([tied for tied, _ in counts]),
-                              'flagged_share': summary([share for _, share in counts])}))
-        return 0
+    return {'ties': check_ties, 'copies': check_copies, 'overlap': check_overlap}[args.check](args)
+
+
+def check_ties(args):
+    for folder in args.folders:
+        counts = tie_counts(folder, args.AnomalyRatio)
+        print(json.dumps({'folder': str(folder), 'runs': len(counts),
+                          'tied_at_threshold': summary([tied for tied, _ in counts]),
+                          'flagged_share': summary([share for _, share in counts])}))
+    return 0
+
+
+def check_copies(args):
     data = load_kdd(args.DataRoot)
     ids = value_ids(data.x)
     print(json.dumps({'records': len(ids), 'distinct': int(ids.max()) + 1}))
@@ -134,6 +136,14 @@ def main(argv=None):
                           **{name: summary([s[name] for s in shares]) for name in shares[0]}}))
     return 0
 
+
+def check_overlap(args):
+    source = dataset_spec(args.Dataset, args.DataRoot).reader(args.DataRoot, download=False)
+    protocol = resolve_protocol(args.Protocol, source.splits)
+    shares = overlap_shares(source.splits, range(len(source.classes)), protocol, args.AnomalyRatio, args.Seeds)
+    print(json.dumps({'dataset': args.Dataset, 'protocol': protocol, 'seeds': args.Seeds,
+                      **{name: {'mean': float(np.mean(v)), 'per_class': v} for name, v in shares.items()}}))
+    return 0
 
 if __name__ == '__main__':
     sys.exit(run_cli(main))
