@@ -37,6 +37,7 @@ from utils.checkpoint import (load_training_state, resolve_resume, restore_train
 from utils.distributed import per_process_batch, replicated, sampler, start_processes, stop_processes
 from utils.errors import InputError, run_cli
 from utils.files import AppendedLines, save_torch
+from utils.interrupts import quiet_handover_in_worker
 from utils.experiments import one_class_experiment
 from utils.paths import input_folder, output_folder
 from utils.progress import EpochClock, format_duration
@@ -239,7 +240,7 @@ def main(argv=None):
     share = sampler(dataset, processes, opt.Seed)
     loader = DataLoader(dataset, batch_size=per_process_batch(opt.BatchSize, processes), shuffle=share is None,
                         sampler=share, num_workers=opt.NumWorker, generator=loader_generator,
-                        pin_memory=device.type == 'cuda')
+                        pin_memory=device.type == 'cuda', worker_init_fn=quiet_handover_in_worker)
     model = build_model(opt)
     model.apply(weights_init)
     model.to(device, memory_format=memory_layout(opt.ChannelsLast))

@@ -8,6 +8,8 @@ command reports that it is working (a file it writes), never after a measured ti
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -170,3 +172,55 @@ def test_an_object_the_interrupt_left_half_built_adds_no_traceback(capsys):
     assert run_cli(main, []) == 143
     assert capsys.readouterr().err == 'interrupted (SIGTERM); files written before it are kept\n'
     assert (sys.unraisablehook, sys.excepthook) == hooks
+
+
+class BrokenHandover:
+    """A listener for multiprocessing's hand-over loop: the first connection breaks in its handshake (as when the
+    main process is interrupted in the middle of fetching a tensor), the second asks the loop to stop."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def accept(self):
+        self.calls += 1
+        if self.calls == 1:
+            raise EOFError('the main process went away mid-handshake')
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def recv(self):
+        return None
+
+
+def test_a_worker_drops_its_hand_over_report_and_keeps_other_reports(monkeypatch):
+    """Found by CI: SIGTERM during video training, and a DataLoader worker printed multiprocessing's hand-over
+    traceback after the one line. The real hand-over loop runs (in a thread of its own: it blocks signals), with
+    the worker's hook installed as DataLoader workers get it (worker_init_fn)."""
+    import multiprocessing.resource_sharer as resource_sharer
+    from utils.interrupts import quiet_handover_in_worker
+    reported = []
+    monkeypatch.setattr(sys, 'excepthook', lambda *report: reported.append(report[1]))
+    handover = type('Sharer', (), {'_listener': BrokenHandover()})()
+
+    def serve():
+        resource_sharer._ResourceSharer._serve(handover)
+    for quiet in (False, True):
+        reported.clear()
+        if quiet:
+            quiet_handover_in_worker(0)
+        thread = threading.Thread(target=serve)
+        handover._listener.calls = 0
+        thread.start()
+        thread.join()
+        # unhooked, the loop reports the broken hand-over (what CI saw); hooked, it does not
+        assert [type(error) for error in reported] == ([] if quiet else [EOFError])
+    try:
+        raise ValueError('a worker error of its own')
+    except ValueError as error:
+        sys.excepthook(type(error), error, error.__traceback__)
+    assert [str(error) for error in reported] == ['a worker error of its own']

@@ -16,7 +16,9 @@ import signal
 import subprocess
 import sys
 import threading
+import traceback
 from contextlib import contextmanager
+from pathlib import Path
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CHILD_GRACE_SECONDS = 60  # a stopped child closes its files in well under a second; a hung one is then killed
@@ -76,6 +78,23 @@ def settle_after_interrupt():
     multiprocessing.resource_sharer.stop(timeout=CHILD_GRACE_SECONDS)  # the hand-over thread, quietly
     if _hooks_before_interrupt:
         sys.unraisablehook, sys.excepthook = _hooks_before_interrupt.pop()
+
+
+def quiet_handover_in_worker(worker_id):
+    """``worker_init_fn`` of the DataLoaders: a worker hands each batch's tensors to the main process through
+    multiprocessing's hand-over thread, which reports any failed hand-over with a traceback through
+    ``sys.excepthook``. When the main process is interrupted in the middle of one, the worker reports the broken
+    connection after the main process has printed its one line (seen once in CI, a SIGTERM during video
+    training). In a worker such a report is never the user's news: a hand-over that fails while the main process
+    runs on fails there too, with its own error. So reports from that thread are dropped; others pass."""
+    report = sys.excepthook
+
+    def drop_handover_reports(kind, error, trace):
+        frames = traceback.extract_tb(trace)
+        if not any(Path(frame.filename).name == 'resource_sharer.py' and 'multiprocessing' in frame.filename
+                   for frame in frames):
+            report(kind, error, trace)
+    sys.excepthook = drop_handover_reports
 
 
 def signal_number(stop):

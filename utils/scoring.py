@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from data.video_datasets import NORM_MEAN, NORM_STD, PreloadedVideo
 from models.clip_overlap import ClipWindowModel
 from utils.errors import InputError
+from utils.interrupts import quiet_handover_in_worker
 from utils.runtime import compile_model
 
 SCORE_TYPES = ('released', 'l2', 'mse')
@@ -103,7 +104,7 @@ def clip_batches(dataset, opt, device):
     if opt.PreloadFrames:
         return PreloadedVideo(dataset, device).batches(opt.BatchSize)
     return DataLoader(dataset, batch_size=opt.BatchSize, shuffle=False, num_workers=opt.NumWorker,
-                      pin_memory=device.type == 'cuda')
+                      pin_memory=device.type == 'cuda', worker_init_fn=quiet_handover_in_worker)
 
 
 def video_scorer(model, opt):
