@@ -99,13 +99,19 @@ def equal_error_rate(labels, scores):
     return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
 
 
+def top_fraction_threshold(scores, fraction):
+    """The KDDCUP99 rule's threshold: the ``100 (1 - fraction)``-th percentile of ``scores`` (NumPy's linear
+    interpolation); the records scoring above it are flagged."""
+    return float(np.percentile(scores, 100 * (1 - fraction)))
+
+
 def top_fraction_metrics(scores, labels, fraction, is_test=None):
     """The KDDCUP99 rule (DAGMM's, which the paper follows): flag the records whose score lies above the
     ``100 (1 - fraction)``-th percentile of ``scores`` (NumPy's linear interpolation); precision, recall and F1 of
     the anomaly class (label 1) over the records that ``is_test`` marks (all when None), and the threshold.
     Records tied at the threshold are not flagged."""
     scores, labels = np.asarray(scores), np.asarray(labels)
-    threshold = float(np.percentile(scores, 100 * (1 - fraction)))
+    threshold = top_fraction_threshold(scores, fraction)
     chosen = slice(None) if is_test is None else np.asarray(is_test, bool)
     flagged = (scores[chosen] > threshold).astype(np.int64)
     precision, recall, f1, _ = metrics.precision_recall_fscore_support(labels[chosen], flagged, average='binary',

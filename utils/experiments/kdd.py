@@ -63,7 +63,9 @@ def run(opt, options, spec, device, train):
     results = []
     for unit, rows in tqdm(list(zip(units, splits)), desc='units', unit='model'):
         is_test = None if rows.is_test.all() else rows.is_test
-        validation = (records[rows.val], labels[rows.val]) if rows.val is not None and train else (None, None)
+        # the one-at-a-time path's validation samples (lockstep trained the units above, from row indices)
+        one_at_a_time = train and not opt.Lockstep
+        validation = (records[rows.val], labels[rows.val]) if rows.val is not None and one_at_a_time else (None, None)
         data = UnitData(records[rows.train], records[rows.pool], labels[rows.pool], KDD_DESCRIPTIONS[protocol],
                         is_test, *validation)
         metric = partial(top_fraction_metrics, fraction=anomaly_ratio, is_test=is_test)

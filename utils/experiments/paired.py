@@ -18,12 +18,11 @@ from utils.stats import mean_std
 
 
 def unit_results(folder):
-    """unit name -> result, for every unit result of ``folder`` (summary.json and option files are not units)."""
+    """unit name -> result, for every unit result of ``folder`` (the JSON files with a unit and its metrics; the
+    summary and the options are not)."""
     results = {}
     for path in sorted(Path(folder).glob('*.json')):
-        if path.name in ('summary.json', 'opt.json'):
-            continue
-        result = read_json(path, 'a unit result')
+        result = read_json(path, 'a result file')
         if 'unit' in result and 'metrics' in result:
             results[result['unit']] = result
     if not results:

@@ -30,7 +30,7 @@ from data.kdd import load_kdd
 from data.protocols import image_split, image_validation_split, kdd_rows, resolve_protocol
 from data.registry import dataset_spec
 from utils.errors import InputError, run_cli
-from utils.eval import top_fraction_metrics
+from utils.eval import top_fraction_threshold
 
 
 def saved_scores(path):
@@ -50,7 +50,7 @@ def tie_counts(folder, fraction):
     counts = []
     for path in paths:
         scores = saved_scores(path)
-        threshold = top_fraction_metrics(scores, np.zeros(len(scores), int), fraction)['threshold']
+        threshold = top_fraction_threshold(scores, fraction)
         counts.append((int(np.sum(scores == threshold)), float(np.mean(scores > threshold))))
     return counts
 
