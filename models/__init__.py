@@ -5,7 +5,7 @@ from utils.errors import InputError
 
 from models.ae_3dconv import AutoEncoderCov3D
 from models.entropy_loss import EntropyLoss, EntropyLossEncap
-from models.image_ae import IMAGE_ARCHITECTURES, QUERY_CHOICES, ImageAutoEncoder, ImageMemAE
+from models.image_ae import IMAGE_ARCHITECTURES, IMAGE_RANGES, QUERY_CHOICES, ImageAutoEncoder, ImageMemAE
 from models.memae_3dconv import AutoEncoderCov3DMem
 from models.memory_module import ADDRESSING_CHOICES, MemModule, MemoryUnit, hard_shrink_relu
 from models.mlp_ae import MLPAutoEncoder, MLPMemAE
@@ -41,8 +41,10 @@ def build_model(opt, family='video', arch=None, input_dim=None):
     if family == 'video':
         return model_class(opt.ImgChnNum, opt.MemDim, **memory_args) if memory else model_class(opt.ImgChnNum)
     if family == 'image':
-        return model_class(opt.MemDim, arch=arch, query=opt.MemQuery, **memory_args) if memory \
-            else model_class(arch)
+        layers = {'first_kernel': opt.ImageFirstKernel or None, 'code_channels': opt.ImageCodeChannels or None,
+                  'image_range': opt.ImageRange}
+        return model_class(opt.MemDim, arch=arch, query=opt.MemQuery, **memory_args, **layers) if memory \
+            else model_class(arch, **layers)
     return model_class(input_dim, opt.MemDim, **memory_args) if memory else model_class(input_dim)
 
 
@@ -57,7 +59,6 @@ def weights_init(module):
 
 
 __all__ = ['ADDRESSING_CHOICES', 'AutoEncoderCov3D', 'AutoEncoderCov3DMem', 'EntropyLoss', 'EntropyLossEncap',
-           'IMAGE_ARCHITECTURES', 'ImageAutoEncoder', 'ImageMemAE', 'MLPAutoEncoder', 'MLPMemAE', 'MODELS',
-           'MemModule', 'MemoryUnit', 'QUERY_CHOICES', 'build_model', 'hard_shrink_relu', 'has_latent_penalty',
-           'is_memory_model',
-           'weights_init']
+           'IMAGE_ARCHITECTURES', 'IMAGE_RANGES', 'ImageAutoEncoder', 'ImageMemAE', 'MLPAutoEncoder', 'MLPMemAE',
+           'MODELS', 'MemModule', 'MemoryUnit', 'QUERY_CHOICES', 'build_model', 'hard_shrink_relu',
+           'has_latent_penalty', 'is_memory_model', 'weights_init']

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from data.protocols import PROTOCOLS
 from data.registry import family_of
-from models import ADDRESSING_CHOICES, MODELS, QUERY_CHOICES, has_latent_penalty, is_memory_model
+from models import ADDRESSING_CHOICES, IMAGE_RANGES, MODELS, QUERY_CHOICES, has_latent_penalty, is_memory_model
 from models.ae_3dconv import TIME_FACTOR
 from utils.files import make_folder, write_json, write_text
 from utils.flags import BOOL_HELP, BOOL_METAVAR, str2bool
@@ -23,6 +23,10 @@ DEFAULT_L1_WEIGHT = 0.0002
 # released value
 ADDED_MEMORY_FIELDS = (('MemAddressing', 'Addr', 'dot'), ('MemQuery', 'Query', 'whole'),
                        ('MemTemperature', 'Temp', 1.0))
+# (flag, run-name field, default) of the added image-layer options: every model's run name names them when they
+# differ from their default (``_Kernel3``, ``_Code16``, ``_RangeSymmetric_tanh``)
+ADDED_IMAGE_FIELDS = (('ImageFirstKernel', 'Kernel', 0), ('ImageCodeChannels', 'Code', 0),
+                      ('ImageRange', 'Range', 'unit'))
 # 'auto' choices, per data family: video follows the released code; images and KDDCUP99, for which the release
 # has no code, follow the paper's text (cosine addressing, Eq. 5; the per-sample loss of Eq. 10)
 FAMILY_DEFAULTS = {'MemAddressing': {'video': 'dot', 'image': 'cosine', 'tabular': 'cosine'},
@@ -45,16 +49,22 @@ def model_setting(opt):
     numbers as Python's ``str()`` writes them (``EntW0.0002``); AE: ``{ModelName}_{ModelSetting}_{Dataset}_{Suffix}``;
     AE-l1 (ours): ``AEL1_{ModelSetting}_{Dataset}_L1W{w}_{Suffix}``.
     Memory options we added name themselves before the seed when they differ from their default
-    (``_AddrCosine``, ``_QueryPosition``, ``_Temp0.1``), so that such runs never overwrite the released-style ones.
+    (``_AddrCosine``, ``_QueryPosition``, ``_Temp0.1``), and the image-layer options before the suffix (every
+    model), so that such runs never overwrite the released-style ones.
     """
+    image = added_fields(opt, ADDED_IMAGE_FIELDS)
     if has_latent_penalty(opt.ModelName):
-        return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_L1W{opt.L1Weight}_{opt.Suffix}'
+        return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_L1W{opt.L1Weight}{image}_{opt.Suffix}'
     if not is_memory_model(opt.ModelName):
-        return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_{opt.Suffix}'
-    added = ''.join(f'_{field}{str(getattr(opt, flag)).capitalize()}'
-                    for flag, field, default in ADDED_MEMORY_FIELDS if getattr(opt, flag) != default)
-    return (f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_MemDim{opt.MemDim}'
-            f'_EntW{opt.EntropyLossWeight}_ShrThres{opt.ShrinkThres}{added}_Seed{opt.Seed}_{opt.Suffix}')
+        return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}{image}_{opt.Suffix}'
+    return (f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_MemDim{opt.MemDim}_EntW{opt.EntropyLossWeight}'
+            f'_ShrThres{opt.ShrinkThres}{added_fields(opt, ADDED_MEMORY_FIELDS)}_Seed{opt.Seed}{image}_{opt.Suffix}')
+
+
+def added_fields(opt, fields):
+    """``_{field}{value}`` of each added option of ``fields`` that differs from its default."""
+    return ''.join(f'_{field}{str(getattr(opt, flag)).capitalize()}'
+                   for flag, field, default in fields if getattr(opt, flag) != default)
 
 
 # The sections of --help, in order (a flag is found by what it is about)
@@ -135,6 +145,15 @@ class BaseOptions:
         model.add_argument('--MemQuery', help='(added) image memories: the whole encoding is one query (a slot '
                             'decodes into an image) or every latent position is one', choices=QUERY_CHOICES,
                             default='whole')
+        model.add_argument('--ImageFirstKernel', help='(added) image experiments: kernel of the first encoder layer '
+                            '(odd; 0 = the architecture\'s: 1 for MNIST, as secondary sources give the paper\'s '
+                            'Conv2(1,2,16); 3 for CIFAR-10); see models/image_ae.py', type=int, default=0)
+        model.add_argument('--ImageCodeChannels', help='(added) image experiments: channels of the code, the last '
+                            'encoder layer (0 = the architecture\'s: 64 for MNIST, a 64 x 4 x 4 code; 256 for '
+                            'CIFAR-10)', type=int, default=0)
+        model.add_argument('--ImageRange', help='(added) image experiments: pixel range and output activation: '
+                            '"unit" = [0, 1] and none, "unit_sigmoid" = [0, 1] and a sigmoid, "symmetric_tanh" = '
+                            '[-1, 1] and a tanh', choices=tuple(IMAGE_RANGES), default='unit')
         run.add_argument('--ScoreType', help='(added) per-sample score: "released" = what the released code '
                             'computes for --ModelName on video (MemAE: mean per-pixel L2 error on [-1, 1] frames; AE: '
                             'MSE on [0, 1] frames) and MSE for images and records; or "l2" / "mse" for any model',
@@ -208,6 +227,14 @@ class BaseOptions:
         if opt.EarlyStopping and family_of(opt.Dataset, opt.DataRoot) == 'video':
             self.parser.error(f'--EarlyStopping chooses the epoch of an image or KDD unit on validation data; '
                               f'--Dataset {opt.Dataset} is a video data set: leave --EarlyStopping out')
+        changed_image_layers = [f'--{flag}' for flag, _, default in ADDED_IMAGE_FIELDS if getattr(opt, flag) != default]
+        if changed_image_layers and family_of(opt.Dataset, opt.DataRoot) != 'image':
+            self.parser.error(f"{', '.join(changed_image_layers)} change(s) the image networks; --Dataset "
+                              f'{opt.Dataset} is not an image data set: leave them out')
+        if opt.ImageFirstKernel < 0 or opt.ImageFirstKernel % 2 == 0 and opt.ImageFirstKernel != 0:
+            self.parser.error(f"--ImageFirstKernel must be odd (or 0: the architecture's), got {opt.ImageFirstKernel}")
+        if opt.ImageCodeChannels < 0:
+            self.parser.error(f'--ImageCodeChannels must not be negative, got {opt.ImageCodeChannels}')
         resolve_family_defaults(opt)
         opt.setting = model_setting(opt)
         self.opt = opt

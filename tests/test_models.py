@@ -182,6 +182,16 @@ def test_build_model_sizes_each_family_from_the_options(family):
         assert memae.arch == ae.arch == 'cifar10' and memory.fea_dim == 256  # a query per latent position
 
 
+@pytest.mark.parametrize('name', ['MemAE', 'AE', 'AEL1'])
+def test_build_model_gives_every_image_model_the_layer_options(name):
+    from models import build_model
+    layers = ('--ImageFirstKernel', '5', '--ImageCodeChannels', '8', '--ImageRange', 'unit_sigmoid')
+    model = build_model(model_options('--ModelName', name, '--Dataset', 'MNIST', '--MemDim', '7', *layers), 'image',
+                        arch='mnist')
+    assert model.encoder[0].kernel_size == (5, 5) and model.decoder[0].in_channels == 8
+    assert isinstance(model.decoder[-1], torch.nn.Sigmoid)
+
+
 def test_build_model_defaults_to_video_and_lists_the_models_it_knows():
     from types import SimpleNamespace
     from models import build_model

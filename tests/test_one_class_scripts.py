@@ -190,6 +190,37 @@ def test_images_reach_the_model_with_standard_strides(tmp_path):
     assert seen and all(stride[1] == stride[2] * 28 for stride in seen)
 
 
+def test_image_layer_options_reach_training_and_testing_alike(tmp_path):
+    """Weights trained with --ImageFirstKernel, --ImageCodeChannels and --ImageRange go under a run name that names
+    them, the images reach the model in [-1, 1] under symmetric_tanh (and in [0, 1] without), and testing with the
+    same flags rebuilds the network and reproduces training's AUC."""
+    import torch
+    make_mnist(tmp_path / 'data')
+    layers = ['--ImageFirstKernel', '3', '--ImageCodeChannels', '8', '--ImageRange', 'symmetric_tanh']
+    argv = MNIST_MEMAE + roots(tmp_path) + ['--NormalClass', '2'] + layers
+    lowest = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda module, inputs: lowest.append(float(inputs[0].min())) if isinstance(module, torch.nn.Conv2d)
+        and module.in_channels == 1 else None)
+    try:
+        assert script_training.main(argv + COMMON) == 0
+        assert min(lowest) == -1.0  # black pixels (the synthetic digits have some) are -1
+        lowest.clear()
+        assert script_training.main(MNIST_MEMAE + roots(tmp_path) + ['--NormalClass', '2'] + COMMON) == 0
+        assert min(lowest) == 0.0
+    finally:
+        hook.remove()
+    setting = ('MemAE_Conv2DSpar_MNIST_MemDim10_EntW0.0002_ShrThres0.1_AddrCosine_Seed1_Kernel3_Code8'
+               '_RangeSymmetric_tanh_Non')
+    state = torch.load(tmp_path / 'models' / f'model_{setting}' / f'{setting}_Class2_Run0.pt', weights_only=True)
+    assert state['encoder.0.weight'].shape == (16, 1, 3, 3) and state['mem_rep.memory.weight'].shape == (10, 128)
+    trained = json.loads((tmp_path / 'out' / f'res_{setting}' / 'class2_run0.json').read_text())['metrics']
+    (tmp_path / 'out' / f'res_{setting}').rename(tmp_path / 'trained')
+    assert script_testing.main(argv + ['--UseCUDA', 'False']) == 0
+    tested = json.loads((tmp_path / 'out' / f'res_{setting}' / 'class2_run0.json').read_text())['metrics']
+    assert tested == trained
+
+
 def test_validation_picks_the_setting_with_the_best_mean_over_units(tmp_path):
     from utils.experiments import validation
     make_mnist(tmp_path / 'data')
@@ -239,3 +270,30 @@ def test_validation_grid_spans_temperatures_and_records_the_addressing(tmp_path,
                             '--Classes', '0', '--Out', str(out)]) == 0
     rows = json.loads(out.read_text())['rows']
     assert len(rows) == 1 and rows[0]['temperature'] is None and 'addressing' not in rows[0]
+    assert rows[0]['score'] == 'mse'  # the experiment's own score
+
+
+def test_validation_scores_one_training_several_ways_and_passes_training_flags_on(tmp_path, monkeypatch):
+    """--ScoreType lists scores computed from the same trained models (a row per score); any other flag is a
+    training flag that reaches the model (here a narrower code)."""
+    from utils.experiments import validation
+    make_mnist(tmp_path / 'data', per_class_train=10, per_class_test=2)
+    built, scored = [], []
+    build, score_samples = validation.build_model, validation.score_samples
+    monkeypatch.setattr(validation, 'build_model', lambda *a, **k: built.append(build(*a, **k)) or built[-1])
+    monkeypatch.setattr(validation, 'score_samples', lambda model, samples, score, memory: scored.append(
+        (id(model), score, score_samples(model, samples, score, memory))) or scored[-1][2])
+    out = tmp_path / 'val.json'
+    assert validation.main(['mnist_ae', '--DataRoot', str(tmp_path / 'data'), '--LR', '1e-3', '--Epochs', '2',
+                            '--Classes', '0', '--ScoreType', 'mse', 'l2', '--ImageCodeChannels', '8',
+                            '--Out', str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert table['flags'] == ['--ImageCodeChannels', '8']
+    assert len(built) == 1 and built[0].decoder[0].in_channels == 8  # one model trained for both scores
+    assert [(r['score'], r['epoch']) for r in table['rows']] == [('mse', 1), ('mse', 2), ('l2', 1), ('l2', 2)]
+    # after each epoch the one model is scored both ways, and each row holds the AUC of its own scores
+    assert [(model, score) for model, score, _ in scored] == [(id(built[0]), s) for s in ('mse', 'l2') * 2]
+    labels = validation.validation_units(validation.experiment_options('mnist_ae', tmp_path / 'data', 1e-3, None, 2),
+                                         [0], 1)[0].val_labels
+    for row, (_, _, scores) in zip([table['rows'][i] for i in (0, 2, 1, 3)], scored):
+        assert row['per_unit']['class0'] == roc_auc(scores, labels)['auc']

@@ -79,6 +79,27 @@ def test_a_temperature_other_than_one_gets_its_own_run_name(capsys):
     assert '--MemTemperature must be positive' in capsys.readouterr().err
 
 
+def test_image_layer_options_name_themselves_in_every_model_run_name(capsys):
+    image = ['--Dataset', 'MNIST', '--ModelSetting', 'Conv2DSpar', '--MemDim', '100', '--ShrinkThres', '0.01']
+    layers = ['--ImageFirstKernel', '3', '--ImageCodeChannels', '16', '--ImageRange', 'symmetric_tanh']
+    memae = EvalOptions().parse(image + layers, is_print=False)
+    assert memae.setting == ('MemAE_Conv2DSpar_MNIST_MemDim100_EntW0.0002_ShrThres0.01_AddrCosine_Seed1_Kernel3'
+                             '_Code16_RangeSymmetric_tanh_Non')
+    ae = EvalOptions().parse(['--ModelName', 'AE', '--ModelSetting', 'Conv2D', '--Dataset', 'MNIST',
+                              '--ImageRange', 'unit_sigmoid'], is_print=False)
+    assert ae.setting == 'AE_Conv2D_MNIST_RangeUnit_sigmoid_Non'
+    # the defaults (0: the architecture's; unit) leave the released-style names alone
+    assert EvalOptions().parse(image, is_print=False).setting == \
+        'MemAE_Conv2DSpar_MNIST_MemDim100_EntW0.0002_ShrThres0.01_AddrCosine_Seed1_Non'
+    for flags, message in [(['--ImageFirstKernel', '2'], '--ImageFirstKernel must be odd'),
+                           (['--ImageCodeChannels', '-4'], '--ImageCodeChannels must not be negative'),
+                           (['--ImageCodeChannels', '8', '--Dataset', 'KDDCUP99'],
+                            '--ImageCodeChannels change(s) the image networks; --Dataset KDDCUP99 is not an image')]:
+        with pytest.raises(SystemExit):
+            EvalOptions().parse(['--Dataset', 'MNIST', *flags], is_print=False)
+        assert message in capsys.readouterr().err
+
+
 def test_auto_choices_follow_the_data_family_of_any_dataset_name(tmp_path):
     (tmp_path / 'Digits' / 'zero').mkdir(parents=True)  # a folder of class folders: an image data set
     images = TrainOptions().parse(['--Dataset', 'Digits', '--DataRoot', str(tmp_path)], is_print=False)

@@ -19,6 +19,8 @@ def test_l2_score_is_the_mean_over_pixels_of_the_channel_norm():
     recon[1, 0, 0, 0, :] = torch.tensor([1.0, -2.0])  # clip 1: norms 1 and 2 -> 1.5
     assert l2_scores(recon, clips) == pytest.approx([2.5, 1.5])
     assert l2_scores(clips + 1, clips + 1) == [0.0, 0.0]
+    images, recon_images = torch.rand(3, 1, 4, 4), torch.rand(3, 1, 4, 4)  # one channel: the mean absolute error
+    assert l2_scores(recon_images, images) == pytest.approx((recon_images - images).abs().mean((1, 2, 3)).tolist())
 
 
 def test_mse_score_unnormalises_frames_and_leaves_images_alone():

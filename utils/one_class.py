@@ -35,17 +35,21 @@ from utils.training import LossSettings, training_step
 SCORE_BATCH = 8192
 
 
-def as_tensor(samples):
-    """uint8 images to float in [0, 1], records (already float) to float32, with standard strides.
+def as_tensor(samples, low=0.0):
+    """uint8 images to float in [``low``, 1] (``--ImageRange``), records (already float) to float32, with standard
+    strides.
 
     The strides matter: NumPy gives a size-1 axis whatever stride it likes (MNIST's channel axis gets 1), and PyTorch
     takes a contiguous N x 1 x H x W tensor with channel stride 1 for channels-last as well; fed such a tensor, the
     oneDNN kernel of a 1 x 1 convolution of stride 2 (the MNIST model's first layer) corrupts the heap in the
     backward pass (torch 2.14.1; docs/onednn_stride_crash.py reproduces it in a few lines)."""
     tensor = torch.from_numpy(np.ascontiguousarray(samples))
-    scale = 255.0 if tensor.dtype == torch.uint8 else 1.0
-    standard = torch.empty(tensor.shape, dtype=torch.float32)  # freshly allocated: standard strides
-    return standard.copy_(tensor).div_(scale) if scale != 1.0 else standard.copy_(tensor)
+    standard = torch.empty(tensor.shape, dtype=torch.float32).copy_(tensor)  # freshly allocated: standard strides
+    if tensor.dtype == torch.uint8:
+        standard.div_(255.0)
+        if low != 0.0:
+            standard.mul_(1.0 - low).add_(low)
+    return standard
 
 
 @dataclass

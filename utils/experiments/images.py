@@ -27,7 +27,7 @@ from sklearn import metrics
 from tqdm import tqdm
 
 from data.protocols import image_split, image_validation_split, resolve_protocol
-from models import IMAGE_ARCHITECTURES, build_model, is_memory_model
+from models import IMAGE_ARCHITECTURES, IMAGE_RANGES, build_model, is_memory_model
 from utils.errors import InputError
 from utils.one_class import Unit, UnitData, UnitRunner, as_tensor
 from utils.stats import mean_std, mean_std_definitions, sample_std
@@ -75,12 +75,18 @@ def summarise(units, results):
                                                         'for one class'}}}
 
 
-def save_memory_grid(model, path):
-    """Every memory slot decoded into an image, as one PNG grid (whole-encoding image memories only)."""
+def image_tensor(opt):
+    """``as_tensor`` for the pixel range of ``--ImageRange``."""
+    return partial(as_tensor, low=IMAGE_RANGES[opt.ImageRange][0])
+
+
+def save_memory_grid(model, path, low=0.0):
+    """Every memory slot decoded into an image, as one PNG grid (whole-encoding image memories only); ``low``: the
+    pixel value of black."""
     from torchvision.utils import save_image
     model.eval()
     with torch.inference_mode():
-        images = model.decode_slots().clamp(0, 1).cpu()
+        images = ((model.decode_slots() - low) / (1.0 - low)).clamp(0, 1).cpu()
     save_image(images, str(path), nrow=int(np.ceil(np.sqrt(len(images)))), padding=1)
 
 
@@ -95,18 +101,19 @@ def run(opt, options, spec, device, train):
     runner.start(options, units)
     draws_slots = is_memory_model(opt.ModelName) and opt.MemQuery == 'whole'
     print(f'{opt.Dataset}: {source.source}; protocol {protocol}; {len(units)} unit(s)')
+    to_tensor = image_tensor(opt)
 
     results = []
     for unit in tqdm(units, desc='units', unit='model'):
         split = image_split(source.splits, unit.normal_class, protocol, anomaly_ratio, unit.seed)
-        data = UnitData(as_tensor(split.train_x), as_tensor(split.test_x), split.test_y, split.description)
+        data = UnitData(to_tensor(split.train_x), to_tensor(split.test_x), split.test_y, split.description)
         if opt.EarlyStopping and train:  # train on 80 % of the training images, validate on the rest (and others)
             val = image_validation_split(source.splits, unit.normal_class, protocol, anomaly_ratio, unit.seed)
-            data.train, data.val, data.val_labels = as_tensor(val.train_x), as_tensor(val.test_x), val.test_y
+            data.train, data.val, data.val_labels = to_tensor(val.train_x), to_tensor(val.test_x), val.test_y
         result, model = runner.run(unit, partial(build_model, opt, 'image', arch=arch), data, roc_auc,
                                    validation_auc)
         if draws_slots and model is not None:
-            save_memory_grid(model, runner.res_path / f'{unit.name}_memory.png')
+            save_memory_grid(model, runner.res_path / f'{unit.name}_memory.png', IMAGE_RANGES[opt.ImageRange][0])
         results.append(result)
 
     summary = {**summarise(units, results), 'dataset': opt.Dataset, 'protocol': protocol,

@@ -16,6 +16,9 @@ over the epochs within ``--Window`` of the epoch (fewer at the ends). A single v
 jumps by 0.2 F1 between neighbouring epochs); the smoothing picks a stopping point whose neighbours are good too,
 so that the choice carries over to other seeds.
 
+Any other flag is a training flag of ``script_training.py`` applied at every point of the grid (e.g.
+``--ImageFirstKernel 3``: a sensitivity study, docs/REPRODUCTION.md).
+
 Writes ``--Out`` (default ``./results/validation/<EXPERIMENT>.json``: every row, per unit, and the chosen one) and
 a figure of the mean validation metric against epochs beside it (``.png``).
 """
@@ -38,21 +41,21 @@ from options import TrainOptions
 from utils.errors import run_cli
 from utils.files import make_folder, write_json
 from utils.eval import top_fraction_metrics
-from utils.experiments.images import image_arch, roc_auc
+from utils.experiments.images import image_arch, image_tensor, roc_auc
 from utils.experiments.settings import experiment
 from utils.memory_usage import SlotUsage
 from utils.one_class import Schedule, as_tensor, score_samples, train_unit
 from utils.plots import pyplot, save_figure
 from utils.runtime import seed_everything
-from utils.scoring import resolve_score_type
+from utils.scoring import SCORE_TYPES, resolve_score_type
 from utils.training import LossSettings
 
 
-def experiment_options(name, data_root, lr, shrink, epochs, temperature=None):
+def experiment_options(name, data_root, lr, shrink, epochs, temperature=None, flags=()):
     """The parsed training options of experiment ``name`` with the learning rate, epochs and (unless None) lambda
-    and the addressing temperature replaced."""
+    and the addressing temperature replaced, and further training ``flags`` applied."""
     chosen = experiment(name)
-    overrides = ['--DataRoot', str(data_root), '--LR', str(lr), '--EpochNum', str(epochs)]
+    overrides = [*flags, '--DataRoot', str(data_root), '--LR', str(lr), '--EpochNum', str(epochs)]
     if shrink is not None:
         overrides += ['--ShrinkThres', str(shrink)]
     if temperature is not None:
@@ -84,26 +87,27 @@ def validation_units(opt, classes, seed):
     source = spec.reader(opt.DataRoot, download=False)
     protocol = resolve_protocol(opt.Protocol, source.splits)
     arch = image_arch(spec, source)
-    units = []
+    to_tensor, units = image_tensor(opt), []
     for c in classes if classes else range(len(source.classes)):
         split = image_validation_split(source.splits, c, protocol, spec.anomaly_ratio, seed)
-        units.append(ValidationUnit(f'class{c}', as_tensor(split.train_x), as_tensor(split.test_x), split.test_y,
+        units.append(ValidationUnit(f'class{c}', to_tensor(split.train_x), to_tensor(split.test_x), split.test_y,
                                     spec.family, lambda o: build_model(o, 'image', arch=arch),
                                     lambda s, y: roc_auc(s, y)['auc']))
     return units
 
 
-def validation_curve(opt, unit, seed):
-    """The unit's validation metric after every epoch of training under the options ``opt``, and (MemAE; else
-    an empty list) the addressing of the validation set after every epoch: non-zero weights and largest weight
-    per query."""
-    score = resolve_score_type(opt.ScoreType, opt.ModelName, unit.family)
+def validation_curve(opt, unit, seed, scores):
+    """The unit's validation metric after every epoch of training under the options ``opt``, one curve per
+    concrete score of ``scores`` (the same model, scored each way), and (MemAE; else an empty list) the addressing
+    of the validation set after every epoch: non-zero weights and largest weight per query."""
     memory_model = is_memory_model(opt.ModelName)
-    curve, addressing = [], []
+    curves, addressing = {score: [] for score in scores}, []
 
     def evaluate(epoch, model):
         with SlotUsage(model.mem_rep) if memory_model else contextlib.nullcontext() as usage:
-            curve.append(float(unit.metric(score_samples(model, unit.val, score, memory_model), unit.val_labels)))
+            for score, curve in curves.items():
+                curve.append(float(unit.metric(score_samples(model, unit.val, score, memory_model),
+                                               unit.val_labels)))
         if memory_model:
             addressing.append({'nonzero': round(usage.nonzero_per_query, 2),
                                'largest': round(usage.largest_weight_per_query, 4)})
@@ -113,15 +117,18 @@ def validation_curve(opt, unit, seed):
     model.apply(weights_init)
     train_unit(model, unit.train, Schedule(opt.LR, opt.EpochNum, opt.BatchSize), LossSettings.from_options(opt),
                seed, on_epoch_end=evaluate)
-    return curve, addressing
+    return curves, addressing
 
 
 def plot_curves(path, rows, metric_name):
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.2))
-    for (lr, shrink, temperature), group in group_rows(rows).items():
+    groups = group_rows(rows)
+    several_scores = len({score for *_, score in groups}) > 1
+    for (lr, shrink, temperature, score), group in groups.items():
         label = f'LR {lr:g}' + (f', λ {shrink:g}' if shrink is not None else '') + (
-            f', T {temperature:g}' if temperature is not None and temperature != 1 else '')
+            f', T {temperature:g}' if temperature is not None and temperature != 1 else '') + (
+            f', {score}' if several_scores else '')
         axis.plot([r['epoch'] for r in group], [r['mean'] for r in group], marker='.', label=label)
     axis.set_xlabel('epochs')
     axis.set_ylabel(f'validation {metric_name} (mean over units)')
@@ -132,7 +139,7 @@ def plot_curves(path, rows, metric_name):
 def group_rows(rows):
     groups = {}
     for row in rows:
-        groups.setdefault((row['lr'], row['shrink'], row['temperature']), []).append(row)
+        groups.setdefault((row['lr'], row['shrink'], row['temperature'], row['score']), []).append(row)
     return groups
 
 
@@ -145,43 +152,50 @@ def main(argv=None):
                         help='lambda values to try (MemAE with shrinkage; default: the experiment\'s)')
     parser.add_argument('--MemTemperature', type=float, nargs='+', default=[None],
                         help="addressing temperatures to try (MemAE; default: the experiment's)")
+    parser.add_argument('--ScoreType', nargs='+', default=['released'], choices=SCORE_TYPES,
+                        help="scores to compute from the same trained models (default: the experiment's); for "
+                             'one-channel images "l2" is the mean absolute error')
     parser.add_argument('--Epochs', type=int, default=20, help='train this long, scoring after every epoch')
     parser.add_argument('--Classes', type=int, nargs='*', default=None, help='images: these normal classes only')
     parser.add_argument('--Window', type=int, default=2, help='smoothing: +- this many epochs')
     parser.add_argument('--Seed', type=int, default=1)
     parser.add_argument('--Out', default=None)
-    args = parser.parse_args(argv)
+    args, flags = parser.parse_known_args(argv)
     out = Path(args.Out or f'./results/validation/{args.experiment}.json')
     rows = []
-    units = validation_units(experiment_options(args.experiment, args.DataRoot, args.LR[0], None, args.Epochs),
-                             args.Classes, args.Seed)
+    units = validation_units(experiment_options(args.experiment, args.DataRoot, args.LR[0], None, args.Epochs,
+                                                flags=flags), args.Classes, args.Seed)
     for lr, shrink, temperature in itertools.product(args.LR, args.ShrinkThres, args.MemTemperature):
-        opt = experiment_options(args.experiment, args.DataRoot, lr, shrink, args.Epochs, temperature)
+        opt = experiment_options(args.experiment, args.DataRoot, lr, shrink, args.Epochs, temperature, flags)
         curves, addressing = {}, {}
         memory_model = is_memory_model(opt.ModelName)
         lambd = opt.ShrinkThres if memory_model else None
         temperature = opt.MemTemperature if memory_model else None
+        scores = {resolve_score_type(s, opt.ModelName, units[0].family): s for s in args.ScoreType}
         for unit in units:
-            curves[unit.name], addressing[unit.name] = validation_curve(opt, unit, args.Seed)
+            curves[unit.name], addressing[unit.name] = validation_curve(opt, unit, args.Seed, tuple(scores))
             print(json.dumps({'lr': lr, 'shrink': lambd, 'temperature': temperature, 'unit': unit.name,
-                              'curve': [round(v, 4) for v in curves[unit.name]],
+                              'curve': {s: [round(v, 4) for v in c] for s, c in curves[unit.name].items()},
                               'addressing': addressing[unit.name][-1:]}), flush=True)
-        means = np.mean(list(curves.values()), axis=0)
-        for epoch in range(1, args.Epochs + 1):
-            window = means[max(0, epoch - 1 - args.Window):epoch + args.Window]
-            row = {'lr': lr, 'shrink': lambd, 'temperature': temperature, 'epoch': epoch,
-                   'mean': float(means[epoch - 1]), 'smoothed': float(np.mean(window)),
-                   'per_unit': {name: curve[epoch - 1] for name, curve in curves.items()}}
-            if memory_model:
-                row['addressing'] = {name: usage[epoch - 1] for name, usage in addressing.items()}
-            rows.append(row)
+        for score in scores:
+            per_unit = {name: unit_curves[score] for name, unit_curves in curves.items()}
+            means = np.mean(list(per_unit.values()), axis=0)
+            for epoch in range(1, args.Epochs + 1):
+                window = means[max(0, epoch - 1 - args.Window):epoch + args.Window]
+                row = {'lr': lr, 'shrink': lambd, 'temperature': temperature, 'score': score, 'epoch': epoch,
+                       'mean': float(means[epoch - 1]), 'smoothed': float(np.mean(window)),
+                       'per_unit': {name: curve[epoch - 1] for name, curve in per_unit.items()}}
+                if memory_model:
+                    row['addressing'] = {name: usage[epoch - 1] for name, usage in addressing.items()}
+                rows.append(row)
     best = max(rows, key=lambda row: row['smoothed'])
     metric_name = 'F1' if experiment(args.experiment).dataset == 'KDDCUP99' else 'AUC'
     make_folder(out.parent)
-    write_json(out, {'experiment': args.experiment, 'metric': metric_name, 'seed': args.Seed, 'window': args.Window,
-                     'rows': rows, 'best': best})
+    write_json(out, {'experiment': args.experiment, 'flags': flags, 'metric': metric_name, 'seed': args.Seed,
+                     'window': args.Window, 'rows': rows, 'best': best})
     plot_curves(out.with_suffix('.png'), rows, metric_name)
     print(f"best on validation: LR {best['lr']:g}, lambda {best['shrink']}, temperature {best['temperature']}, "
+          f"score {best['score']}, "
           f"{best['epoch']} epochs, "
           f"{metric_name} {best['mean']:.4f} (smoothed over +-{args.Window} epochs: {best['smoothed']:.4f}) ({out})")
     return 0
