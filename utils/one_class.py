@@ -135,6 +135,11 @@ class UnitCheckpoint:
 STOP_WINDOW = 2  # --EarlyStopping smooths the validation curve over +-2 epochs, as the validation program does
 
 
+def smoothed_curve(curve, window):
+    """Each epoch's value averaged with the values within ``window`` epochs of it (fewer at the curve's ends)."""
+    return np.array([np.mean(curve[max(0, i - window):i + window + 1]) for i in range(len(curve))])
+
+
 @dataclass
 class ValidationStop:
     """--EarlyStopping for one unit: after every epoch the model scores the validation samples, and ``metric``
@@ -154,7 +159,7 @@ class ValidationStop:
     states: dict = field(default_factory=dict)   # epoch (1-based) -> state dict (tensors on the CPU)
 
     def smoothed(self, epoch):
-        return float(np.mean(self.curve[max(0, epoch - 1 - self.window):epoch + self.window]))
+        return float(smoothed_curve(self.curve, self.window)[epoch - 1])
 
     def best_epoch(self, finished=False):
         """The epoch chosen so far among those whose window is complete (all of them when ``finished``)."""

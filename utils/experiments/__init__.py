@@ -7,6 +7,9 @@
 * ``ablation``: the paper's ablation study as one sweep (``python -m utils.experiments.ablation``);
 * ``validation``: an image or KDDCUP99 experiment's learning rate, lambda and epochs chosen on validation data
   built from training data only;
+* ``sensitivity``: validation runs that differ in one factor, compared in one table (docs/REPRODUCTION.md);
+* ``paired``: the difference of two results paired by unit, with its interval;
+* ``protocol_checks``: the KDDCUP99 and image protocol checks of docs/REPRODUCTION.md (ties, copies, overlap);
 * ``oneclass_benchmark``: the image and KDD commands timed against a minimal loop (``utils.benchmark oneclass``).
 
 The helpers they share live one level up, in ``utils/`` (``utils/one_class.py`` runs the units of an experiment).

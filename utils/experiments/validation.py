@@ -44,7 +44,7 @@ from utils.eval import top_fraction_metrics
 from utils.experiments.images import image_arch, image_tensor, roc_auc
 from utils.experiments.settings import experiment
 from utils.memory_usage import SlotUsage
-from utils.one_class import Schedule, as_tensor, score_samples, train_unit
+from utils.one_class import Schedule, as_tensor, score_samples, smoothed_curve, train_unit
 from utils.plots import pyplot, save_figure
 from utils.runtime import seed_everything
 from utils.scoring import SCORE_TYPES, resolve_score_type
@@ -180,10 +180,10 @@ def main(argv=None):
         for score in scores:
             per_unit = {name: unit_curves[score] for name, unit_curves in curves.items()}
             means = np.mean(list(per_unit.values()), axis=0)
+            smoothed = smoothed_curve(means, args.Window)
             for epoch in range(1, args.Epochs + 1):
-                window = means[max(0, epoch - 1 - args.Window):epoch + args.Window]
                 row = {'lr': lr, 'shrink': lambd, 'temperature': temperature, 'score': score, 'epoch': epoch,
-                       'mean': float(means[epoch - 1]), 'smoothed': float(np.mean(window)),
+                       'mean': float(means[epoch - 1]), 'smoothed': float(smoothed[epoch - 1]),
                        'per_unit': {name: curve[epoch - 1] for name, curve in per_unit.items()}}
                 if memory_model:
                     row['addressing'] = {name: usage[epoch - 1] for name, usage in addressing.items()}
