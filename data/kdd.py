@@ -156,3 +156,8 @@ def encode_kdd_file(path):
 def load_kdd(data_root):
     path = find_kdd_file(data_root)
     return assemble(encode_kdd_file(path), path)
+
+
+def kdd_record_labels(data_root):
+    """Every record's label as the file writes it (``normal.``, ``smurf.``, ``neptune.``, ...), in file order."""
+    return np.array([line.rsplit(',', 1)[1] for line in read_kdd_lines(find_kdd_file(data_root))])

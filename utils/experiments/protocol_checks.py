@@ -3,6 +3,7 @@
     python -m utils.experiments.protocol_checks ties ./results/res_<setting>/ [more result folders]
     python -m utils.experiments.protocol_checks copies --DataRoot /path/to/data --Runs 20
     python -m utils.experiments.protocol_checks overlap CIFAR10 --DataRoot /path/to/data --Seeds 1 2 3
+    python -m utils.experiments.protocol_checks regimes kdd --DataRoot /path/to/data --LR 1e-3 --Epochs 12
 
 ``ties``: the ratio argument of docs/REPRODUCTION.md (recall / precision = records flagged / anomalies tested)
 assumes that the KDD rule flags exactly 20 % of the threshold pool. Records tied at the threshold are not flagged
@@ -18,6 +19,15 @@ validation set is disjoint from the test set as records, not as values, like the
 the training images of one seed's split; under the pooled protocol another seed splits the images differently.
 For the validation set of the first of --Seeds, per class, the share of its images that are test images of the
 other seeds' splits: what a setting chosen on that validation set may have seen of their test sets.
+
+``regimes``: KDDCUP99's validation F1 jumps between a few levels from one epoch to the next. The explanation
+docs/REPRODUCTION.md gives: the records repeat in large blocks of equal values (equal values score alike), and a
+block of attack records that scores above the threshold takes a share of the flagged records all at once. This
+tests it on the validation set of ``--Seed`` (no test record): first the F1 the rule would give if one block of
+attack records were flagged whole and the rest of the flagged records were anomalies (per block, largest first:
+the levels the explanation predicts; likewise per attack type); then, training the experiment's model as the
+validation program does, after every epoch its F1, the attack records it flags, the largest block among them and
+the largest attack type (``smurf.``, ``neptune.``, ...), each with the F1 were it scored below the threshold.
 """
 import argparse
 import json
@@ -26,11 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-from data.kdd import load_kdd
-from data.protocols import image_split, image_validation_split, kdd_rows, resolve_protocol
+from data.kdd import kdd_record_labels, load_kdd
+from data.protocols import image_split, image_validation_split, kdd_rows, kdd_validation_rows, resolve_protocol
 from data.registry import dataset_spec
+from models import is_memory_model
 from utils.errors import InputError, run_cli
-from utils.eval import top_fraction_threshold
+from utils.eval import top_fraction_metrics, top_fraction_threshold
+from utils.experiments.validation import experiment_options, train_validation_unit, validation_units
+from utils.one_class import score_samples
+from utils.scoring import resolve_score_type
 
 
 def saved_scores(path):
@@ -90,6 +104,36 @@ def overlap_shares(splits, classes, protocol, anomaly_ratio, seeds):
     return shares
 
 
+def block_levels(groups, labels, fraction, count):
+    """For the ``count`` largest groups of normal-class records (label 0; a group: records of equal values, or of
+    one attack type): (group, its size, the F1 of the rule if the group scored above every other record and the
+    anomalies came next)."""
+    values, sizes = np.unique(groups[labels == 0], return_counts=True)
+    levels = []
+    for k in np.argsort(-sizes, kind='stable')[:count]:
+        in_group = (groups == values[k]) & (labels == 0)
+        # the group first, then the anomalies, then the other records; no two scores equal
+        order = np.arange(len(labels)) / (10 * len(labels))
+        scores = np.where(in_group, 2.0, np.where(labels == 1, 1.0, 0.0)) + order
+        levels.append((values[k].item(), int(sizes[k]), top_fraction_metrics(scores, labels, fraction)['f1']))
+    return levels
+
+
+def largest_flagged_group(scores, groups, labels, fraction):
+    """The rule on ``scores``: the normal-class records it flags, the largest group among them (see
+    :func:`block_levels`), how many of them it holds, and the F1 were the group scored below every record."""
+    threshold = top_fraction_threshold(scores, fraction)
+    wrong = (scores > threshold) & (labels == 0)
+    if not wrong.any():
+        return {'flagged_normal': 0, 'group': None, 'in_group': 0,
+                'f1_without_it': top_fraction_metrics(scores, labels, fraction)['f1']}
+    values, counts = np.unique(groups[wrong], return_counts=True)
+    largest = values[np.argmax(counts)]
+    moved = np.where(groups == largest, scores.min() - 1.0, scores)
+    return {'flagged_normal': int(wrong.sum()), 'group': largest.item(), 'in_group': int(counts.max()),
+            'f1_without_it': top_fraction_metrics(moved, labels, fraction)['f1']}
+
+
 def summary(values):
     values = np.asarray(values, dtype=np.float64)
     return {'min': float(values.min()), 'mean': float(values.mean()), 'max': float(values.max())}
@@ -113,8 +157,17 @@ def main(argv=None):
     overlap.add_argument('--Protocol', default='auto')
     overlap.add_argument('--Seeds', type=int, nargs='+', default=[1, 2, 3])
     overlap.add_argument('--AnomalyRatio', type=float, default=0.3)
+    regimes = commands.add_parser('regimes', help='KDDCUP99: the F1 levels blocks of equal records predict, and '
+                                  'what a model flags epoch by epoch (validation data only)')
+    regimes.add_argument('experiment', help='a KDDCUP99 experiment (kdd, kdd_ae, ...)')
+    regimes.add_argument('--DataRoot', default='./dataset/')
+    regimes.add_argument('--LR', type=float, default=1e-3)
+    regimes.add_argument('--Epochs', type=int, default=12)
+    regimes.add_argument('--Seed', type=int, default=1)
+    regimes.add_argument('--Blocks', type=int, default=4, help='predicted levels for this many largest blocks')
     args = parser.parse_args(argv)
-    return {'ties': check_ties, 'copies': check_copies, 'overlap': check_overlap}[args.check](args)
+    return {'ties': check_ties, 'copies': check_copies, 'overlap': check_overlap,
+            'regimes': check_regimes}[args.check](args)
 
 
 def check_ties(args):
@@ -144,6 +197,35 @@ def check_overlap(args):
     print(json.dumps({'dataset': args.Dataset, 'protocol': protocol, 'seeds': args.Seeds,
                       **{name: {'mean': float(np.mean(v)), 'per_class': v} for name, v in shares.items()}}))
     return 0
+
+def check_regimes(args):
+    opt = experiment_options(args.experiment, args.DataRoot, args.LR, None, args.Epochs)
+    if opt.Dataset != 'KDDCUP99':
+        raise InputError(f'regimes checks KDDCUP99 experiments; {args.experiment} trains on {opt.Dataset}')
+    unit = validation_units(opt, None, args.Seed)[0]
+    fraction = opt.AnomalyRatio or 0.2
+    labels = unit.val_labels
+    # the validation rows again (the unit holds their values), for the attack types the file names
+    attack_types = kdd_record_labels(args.DataRoot)[kdd_validation_rows(load_kdd(args.DataRoot).y, args.Seed,
+                                                                         fraction)[1]]
+    groupings = {'block': value_ids(unit.val.numpy()), 'attack_type': attack_types}
+    print(json.dumps({'validation_records': len(labels), 'anomalies': int(labels.sum()), 'predicted': {
+        name: [{'group': group, 'size': size, 'f1_if_flagged': round(f1, 4)}
+               for group, size, f1 in block_levels(groups, labels, fraction, args.Blocks)]
+        for name, groups in groupings.items()}}, default=str), flush=True)
+
+    def report(epoch, model):
+        scores = score_samples(model, unit.val, resolve_score_type(opt.ScoreType, opt.ModelName, 'tabular'),
+                               is_memory_model(opt.ModelName))
+        found = {name: largest_flagged_group(scores, groups, labels, fraction) for name, groups in groupings.items()}
+        print(json.dumps({'epoch': epoch, 'f1': round(top_fraction_metrics(scores, labels, fraction)['f1'], 4),
+                          'flagged_normal': found['block']['flagged_normal'],
+                          **{f'largest_{name}': {k: v for k, v in group.items() if k != 'flagged_normal'}
+                             for name, group in found.items()}}, default=str), flush=True)
+
+    train_validation_unit(opt, unit, args.Seed, report)
+    return 0
+
 
 if __name__ == '__main__':
     sys.exit(run_cli(main))

@@ -112,12 +112,18 @@ def validation_curve(opt, unit, seed, scores):
             addressing.append({'nonzero': round(usage.nonzero_per_query, 2),
                                'largest': round(usage.largest_weight_per_query, 4)})
 
+    train_validation_unit(opt, unit, seed, evaluate)
+    return curves, addressing
+
+
+def train_validation_unit(opt, unit, seed, on_epoch_end):
+    """Train a fresh model of ``unit`` under the options ``opt`` on its training part, calling
+    ``on_epoch_end(epoch, model)`` after every epoch."""
     seed_everything(seed)
     model = unit.make_model(opt)
     model.apply(weights_init)
     train_unit(model, unit.train, Schedule(opt.LR, opt.EpochNum, opt.BatchSize), LossSettings.from_options(opt),
-               seed, on_epoch_end=evaluate)
-    return curves, addressing
+               seed, on_epoch_end=on_epoch_end)
 
 
 def plot_curves(path, rows, metric_name):
