@@ -220,7 +220,8 @@ def check_regimes(args):
         found = {name: largest_flagged_group(scores, groups, labels, fraction) for name, groups in groupings.items()}
         print(json.dumps({'epoch': epoch, 'f1': round(top_fraction_metrics(scores, labels, fraction)['f1'], 4),
                           'flagged_normal': found['block']['flagged_normal'],
-                          **{f'largest_{name}': {k: v for k, v in group.items() if k != 'flagged_normal'}
+                          **{f'largest_{name}': {k: round(v, 4) if isinstance(v, float) else v
+                                                 for k, v in group.items() if k != 'flagged_normal'}
                              for name, group in found.items()}}, default=str), flush=True)
 
     train_validation_unit(opt, unit, args.Seed, report)
