@@ -73,3 +73,25 @@ def test_oneclass_benchmark_times_the_commands_against_the_minimal_loop(tmp_path
     for row in rows:  # both sides timed; the ratio is theirs
         assert row['command_seconds'] > 0 and row['minimal_seconds'] > 0
         assert row['ratio'] == row['command_seconds'] / row['minimal_seconds']
+        assert row['minimal_over_floor'] == row['minimal_seconds'] / row['floor_seconds']
+
+
+def test_the_flop_floor_counts_forward_and_backward_of_every_layer():
+    """Per sample, an MLP's forward pass costs 2 x (its weights) FLOPs in matrix products and the backward pass
+    twice that (gradients of the inputs and of the weights; the first layer's input gradient is not needed);
+    the floor divides the count by the rate."""
+    import torch
+    from utils.experiments import oneclass_benchmark as oneclass
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first, self.second = torch.nn.Linear(6, 4), torch.nn.Linear(4, 6)
+
+        def forward(self, x):
+            return {'output': self.second(torch.relu(self.first(x)))}
+
+    step, forward = oneclass.flops_per_sample(Net(), torch.rand(8, 6))
+    assert forward == 2 * (6 * 4 + 4 * 6)
+    assert step == forward + 2 * 4 * 6 * 2 + 2 * 6 * 4  # second: both gradients; first: its weights' only
+    assert oneclass.floor_seconds(Net(), torch.rand(8, 6), 10, 5, rate=1e3) == (10 * step + 5 * forward) / 1e3

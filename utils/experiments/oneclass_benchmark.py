@@ -6,6 +6,12 @@ Adam loop over index batches (forward, MSE + alpha x entropy, backward, step; no
 then the test samples scored in one pass. The commands are the real ones (``bash train.sh kdd``, ``bash test.sh
 kdd``, ``bash train.sh mnist``), run as subprocesses and timed whole: interpreter start, imports, reading the data
 (the KDD parse cache warmed first, as every run after a user's first finds it), training, scoring and files.
+
+Each row also gives the *FLOP floor* of the minimal loop's work: the forward and backward FLOPs of every training
+sample pass and the forward FLOPs of every scored sample (torch's FLOP counter: matrix products and convolutions,
+which dominate), divided by the FLOP rate of a 1024 x 1024 float32 matrix product measured in the same run at the
+same thread count. No loop can run faster than its floor; a loop near it gains little from batching units
+together (docs/SPEED.md).
 """
 import os
 import shlex
@@ -18,6 +24,7 @@ from pathlib import Path
 
 import torch
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from data.image_sets import load_mnist
 from data.kdd import load_kdd
@@ -55,6 +62,32 @@ def minimal_scores(model, samples):
         return torch.cat([(model(x)['output'] - x).square().flatten(1).mean(1) for x in samples.split(8192)])
 
 
+def flops_per_sample(model, batch):
+    """(forward + backward FLOPs, forward FLOPs) per sample of one training step of ``model`` on ``batch``."""
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        output = model(batch)
+        forward = counter.get_total_flops()
+        F.mse_loss(output['output'], batch).backward()
+        total = counter.get_total_flops()
+    return total / len(batch), forward / len(batch)
+
+
+def matmul_rate(size=1024, repeats=5):
+    """FLOP/s of a ``size`` x ``size`` float32 matrix product at this process's thread count (the best of
+    ``repeats``, after one warm-up)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    return 2 * size ** 3 / min(timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+
+
+def floor_seconds(model, batch, trained, scored, rate):
+    """The FLOP floor: ``trained`` training sample passes and ``scored`` scored samples of ``model`` (per-sample
+    FLOPs measured on ``batch``) at ``rate`` FLOP/s."""
+    step, forward = flops_per_sample(model, batch)
+    return (trained * step + scored * forward) / rate
+
+
 def timed(function):
     started = time.perf_counter()
     function()
@@ -78,11 +111,17 @@ def run_checked(command, **popen_arguments):
         raise InputError(f'`{shlex.join(command)}` failed (exit {code}); run it alone to see why')
 
 
-def kdd_rows(data_root, runs, epochs, out):
+def kdd_rows(data_root, runs, epochs, out, rate):
     """train.sh kdd (``runs`` runs, ``epochs`` epochs) and test.sh kdd (the weights train.sh just wrote) against
-    the minimal loops; settings of utils/experiments/settings.py (batch 1024, LR 1e-4, N = 50)."""
+    the minimal loops and their FLOP floors at ``rate``; settings of utils/experiments/settings.py (batch 1024, LR
+    1e-4, N = 50)."""
     source = load_kdd(data_root)  # also warms the parse cache for the commands
     records, labels = as_tensor(source.x), source.y
+    splits = [kdd_indices(labels, 1 + run) for run in range(runs)]
+    probe = MLPMemAE(records.shape[1], 50, 0.02)
+    train_floor = floor_seconds(probe, records[:1024], epochs * sum(len(train) for train, _ in splits),
+                                sum(len(test) for _, test in splits), rate)
+    test_floor = floor_seconds(probe, records[:1024], 0, sum(len(test) for _, test in splits), rate)
 
     def train_all():
         for run in range(runs):
@@ -101,17 +140,20 @@ def kdd_rows(data_root, runs, epochs, out):
     weights = out / 'kdd_models'
     return [('kdd', f'bash train.sh kdd {" ".join(flags)}',
              command_seconds(['bash', 'train.sh', 'kdd', *flags], data_root, out / 'train_kdd', weights),
-             timed(train_all)),
+             timed(train_all), train_floor),
             ('kdd', f'MODEL_ROOT=<those weights> bash test.sh kdd --Runs {runs}',
              command_seconds(['bash', 'test.sh', 'kdd', '--Runs', str(runs)], data_root,
-                             out / 'test_kdd', weights), timed(score_all))]
+                             out / 'test_kdd', weights), timed(score_all), test_floor)]
 
 
-def mnist_rows(data_root, normal_class, epochs, out):
-    """train.sh mnist for one class against the minimal loop (batch 64, LR 1e-3, N = 100, lambda 0.01)."""
+def mnist_rows(data_root, normal_class, epochs, out, rate):
+    """train.sh mnist for one class against the minimal loop (batch 64, LR 1e-3, N = 100, lambda 0.01) and its
+    FLOP floor at ``rate``."""
     source = load_mnist(data_root)
     split = image_split(source.splits, normal_class, 'standard', 0.3, 1)
     train, test = as_tensor(split.train_x), as_tensor(split.test_x)
+    floor = floor_seconds(ImageMemAE(100, arch='mnist', shrink_thres=0.01), train[:64], epochs * len(train), len(test),
+                          rate)
 
     def train_one():
         torch.manual_seed(1)
@@ -123,7 +165,7 @@ def mnist_rows(data_root, normal_class, epochs, out):
     return [('mnist', f'bash train.sh mnist {" ".join(flags)}',
              command_seconds(['bash', 'train.sh', 'mnist', *flags], data_root, out / 'train_mnist',
                              out / 'mnist_models'),
-             timed(train_one))]
+             timed(train_one), floor)]
 
 
 def startup_seconds():
@@ -140,17 +182,19 @@ def oneclass_benchmark(data_root, kdd_runs, kdd_epochs, mnist_class, mnist_epoch
     # The first optimizer of a process imports torch._dynamo (about 2 s), which the commands pay once each: paid
     # here before any minimal loop is timed, so that every minimal loop measures the training alone.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    rate = matmul_rate()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [*kdd_rows(data_root, kdd_runs, kdd_epochs, Path(tmp)),
-                *mnist_rows(data_root, mnist_class, mnist_epochs, Path(tmp))]
-    table = [{'experiment': e, 'command': c, 'command_seconds': s, 'minimal_seconds': m, 'ratio': s / m}
-             for e, c, s, m in rows]
-    print(f'{"command":58} {"command s":>9} {"minimal s":>9} {"ratio":>6}')
+        rows = [*kdd_rows(data_root, kdd_runs, kdd_epochs, Path(tmp), rate),
+                *mnist_rows(data_root, mnist_class, mnist_epochs, Path(tmp), rate)]
+    table = [{'experiment': e, 'command': c, 'command_seconds': s, 'minimal_seconds': m, 'ratio': s / m,
+              'floor_seconds': f, 'minimal_over_floor': m / f} for e, c, s, m, f in rows]
+    print(f'{"command":58} {"command s":>9} {"minimal s":>9} {"ratio":>6} {"floor s":>8} {"minimal/floor":>13}')
     for row in table:
         print(f"{row['command']:58} {row['command_seconds']:9.1f} {row['minimal_seconds']:9.1f} "
-              f"{row['ratio']:6.2f}")
-    print(f'{torch.get_num_threads()} threads; train.sh kdd: {table[0]["command_seconds"] / kdd_runs:.1f} s per run; '
-          f'every command first spends {startup:.1f} s starting Python and importing the scripts')
+              f"{row['ratio']:6.2f} {row['floor_seconds']:8.2f} {row['minimal_over_floor']:13.2f}")
+    print(f'{torch.get_num_threads()} threads, matrix products at {rate / 1e9:.1f} GFLOP/s; train.sh kdd: '
+          f'{table[0]["command_seconds"] / kdd_runs:.1f} s per run; every command first spends {startup:.1f} s '
+          f'starting Python and importing the scripts')
     for row in table:
         row['startup_seconds'] = startup
     return table
