@@ -297,3 +297,9 @@ def test_validation_scores_one_training_several_ways_and_passes_training_flags_o
                                          [0], 1)[0].val_labels
     for row, (_, _, scores) in zip([table['rows'][i] for i in (0, 2, 1, 3)], scored):
         assert row['per_unit']['class0'] == roc_auc(scores, labels)['auc']
+    # the validation images take the pixel range of --ImageRange, as training's do
+    for image_range, lowest in (('unit', 0.0), ('symmetric_tanh', -1.0)):
+        opt = validation.experiment_options('mnist_ae', tmp_path / 'data', 1e-3, None, 1,
+                                            flags=['--ImageRange', image_range])
+        unit = validation.validation_units(opt, [0], 1)[0]
+        assert unit.train.min() == unit.val.min() == lowest  # the synthetic digits have black pixels
