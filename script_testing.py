@@ -15,7 +15,9 @@ figures of :mod:`utils.plots` under ``plots/``. When the prepared data has pixel
 
     python script_testing.py <the same model flags> --Video PATH
 
-scores one video file or folder of frames instead, without preparation or ground truth (utils/single_video.py).
+scores one video file or folder of frames instead, without preparation or ground truth (utils/single_video.py);
+``--Calibrate True`` scores normal footage that way and keeps its error distribution beside the weights, after
+which ``--Video`` also decides per frame and lists events (utils/calibration.py, docs/DEPLOYMENT.md).
 """
 import sys
 import time
@@ -43,7 +45,7 @@ from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
 from utils.runtime import autocast, memory_layout, select_device
 from utils.scoring import finite_scores, resolve_score_type, score_video, video_scorer
-from utils.single_video import score_single_video
+from utils.single_video import calibrate_on_video, score_single_video
 
 
 def load_model(opt, device):
@@ -66,7 +68,10 @@ def main(argv=None):
                              f'data set')
         model, weights = load_model(opt, device)
         print(f'weights: {weights}')
-        score_single_video(opt, options, model, weights, device, is_memory_model(opt.ModelName))
+        if opt.Calibrate:
+            calibrate_on_video(opt, model, weights, device, is_memory_model(opt.ModelName))
+        else:
+            score_single_video(opt, options, model, weights, device, is_memory_model(opt.ModelName))
         return 0
     spec = dataset_spec(opt.Dataset, opt.DataRoot)
     if spec.family != 'video':  # images and KDDCUP99: evaluate the trained model of every protocol unit

@@ -33,6 +33,19 @@ class TestOptions(BaseOptions):
         run.add_argument('--VideoSize', help='(added) --Video: the frame size H W the model takes; default: the '
                             'size in <DataRoot>/<Dataset>/prepare.json, else 256 256 (the released preparation)',
                             type=int, nargs=2, metavar=('H', 'W'), default=None)
+        run.add_argument('--Calibrate', help='(added) --Video PATH is normal footage: score it and write the '
+                            'distribution of its clip errors beside the weights (<weights>_calibration.json, or '
+                            '--Calibration) for calibrated decisions (utils/calibration.py, docs/DEPLOYMENT.md)',
+                            type=str2bool, default=False)
+        run.add_argument('--Calibration', help='(added) --Video: the calibration file for decisions; default: '
+                            '<weights>_calibration.json when it exists (then every frame gets a decision and runs of '
+                            'anomalous frames become events)', type=optional_path, default=None)
+        run.add_argument('--FalseAlarmRate', help='(added) with a calibration: the share of normal clips allowed to '
+                            'exceed the threshold', type=float, default=0.01)
+        run.add_argument('--EventMinFrames', help='(added) with a calibration: the fewest anomalous frames an event '
+                            'has', type=int, default=8)
+        run.add_argument('--EventMergeGap', help='(added) with a calibration: runs of anomalous frames at most this '
+                            'many frames apart are one event', type=int, default=16)
         speed.add_argument('--PreloadFrames', help='(added) video, --ClipWindow 0: decode each test video once into '
                             'one uint8 tensor on the device (GPU memory on CUDA) and cut the clips from it, instead of '
                             'a DataLoader; same scores', type=str2bool, default=False)
@@ -40,6 +53,13 @@ class TestOptions(BaseOptions):
     def check(self, opt):
         if opt.VideoSize is not None and min(opt.VideoSize) < 1:
             self.parser.error(f'--VideoSize must be two positive numbers H W, got {opt.VideoSize}')
+        if opt.Calibrate and not opt.Video:
+            self.parser.error('--Calibrate True scores the normal footage that --Video names; give --Video PATH')
+        if not 0 < opt.FalseAlarmRate < 1:
+            self.parser.error(f'--FalseAlarmRate must lie between 0 and 1, got {opt.FalseAlarmRate}')
+        if opt.EventMinFrames < 1 or opt.EventMergeGap < 0:
+            self.parser.error(f'--EventMinFrames must be at least 1 and --EventMergeGap at least 0, got '
+                              f'{opt.EventMinFrames} and {opt.EventMergeGap}')
         if opt.ClipWindow < 0:
             self.parser.error(f'--ClipWindow must be 0 (every clip separately) or a positive number of clips, got '
                               f'{opt.ClipWindow}')

@@ -160,3 +160,57 @@ def test_bad_videos_are_one_sentence(prepared_root, weights, tmp_path, capsys, v
             *MEMAE, '--Video', str(tmp_path / video), *extra]
     assert run_cli(script_testing.main, argv) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, weights, tmp_path, capsys):
+    """--Calibrate True keeps the normal video's clip errors beside the weights; --Video then decides every frame
+    against the quantile threshold (checked against NumPy's quantile of the same errors), lists the runs of
+    anomalous frames as events, and refuses the calibration for other weights."""
+    own = tmp_path / 'w' / 'memae.pt'
+    own.parent.mkdir()
+    shutil.copy(weights, own)
+    normal = source_video(prepared_root)
+    score(prepared_root, own, tmp_path / 'plain', '--Video', str(normal))  # before: no calibration, no decisions
+    plain = tmp_path / 'plain' / 'video_Test001'
+    assert 'anomalous' not in (plain / 'frame_scores.csv').read_text().splitlines()[0]
+    assert json.loads((plain / 'results.json').read_text())['calibration'] is None
+    normal_errors = np.load(plain / 'clip_scores.npy')
+
+    score(prepared_root, own, tmp_path / 'cal', '--Video', str(normal), '--Calibrate', 'True')
+    stored = json.loads((tmp_path / 'w' / 'memae_calibration.json').read_text())
+    assert stored['clips'] == len(normal_errors) and stored['source'] == str(normal)
+    assert (stored['quantiles'][0], stored['quantiles'][-1]) == (normal_errors.min(), normal_errors.max())
+    assert not (tmp_path / 'cal').exists()  # calibrating writes the calibration only
+
+    # the calibration footage itself, at a rate whose threshold is one of its five clip errors (the 4th of 5):
+    # only the frames of the clip with the largest error lie above it
+    score(prepared_root, own, tmp_path / 'out', '--Video', str(normal), '--FalseAlarmRate', '0.25',
+          '--EventMinFrames', '1', '--EventMergeGap', '0')
+    folder = tmp_path / 'out' / 'video_Test001'
+    rows = (folder / 'frame_scores.csv').read_text().splitlines()
+    assert rows[0] == 'frame,source_file,clip,error,regularity,tail_probability,anomalous'
+    error = np.array([float(row.split(',')[3]) for row in rows[1:]])
+    anomalous = np.array([int(row.split(',')[6]) for row in rows[1:]])
+    threshold = np.quantile(normal_errors, 0.75)
+    assert threshold == np.sort(normal_errors)[3]
+    assert np.array_equal(anomalous, (error > threshold).astype(int))
+    assert np.array_equal(anomalous, (error == normal_errors.max()).astype(int))
+    events = json.loads((folder / 'events.json').read_text())
+    assert events['threshold'] == pytest.approx(threshold) and events['anomalous_frames'] == anomalous.sum()
+    flagged = [f for e in events['events'] for f in range(e['first_frame'], e['last_frame'] + 1)]
+    assert flagged == np.flatnonzero(anomalous).tolist()  # min 1 frame, no merging: the events are the runs
+    event_rows = (folder / 'events.csv').read_text().splitlines()
+    assert event_rows[0] == 'event,first_frame,last_frame,frames,first_source_file,last_source_file'
+    assert len(event_rows) == len(events['events']) + 1
+    assert (folder / 'decisions.png').stat().st_size > 0
+    assert json.loads((folder / 'results.json').read_text())['calibration']['events'] == len(events['events'])
+
+    torch.manual_seed(6)  # other weights under the same name: the calibration no longer holds
+    torch.save(AutoEncoderCov3DMem(1, 20).state_dict(), own)
+    argv = ['--DataRoot', str(prepared_root), '--OutRoot', str(tmp_path / 'out'), '--ModelFilePath', str(own),
+            *MEMAE, '--Video', str(normal)]
+    capsys.readouterr()
+    assert run_cli(script_testing.main, argv) == 2
+    assert 'memae_calibration.json calibrates other weights' in capsys.readouterr().err
+    assert run_cli(script_testing.main, argv + ['--Calibration', str(tmp_path / 'none.json')]) == 2
+    assert 'none.json does not exist; write one with --Calibrate True' in capsys.readouterr().err

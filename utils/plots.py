@@ -180,6 +180,24 @@ def plot_video_scores(path, name, regularity_per_frame, picks, clip_len):
     save_figure(plt, figure, path)
 
 
+def plot_decisions(path, name, error_per_frame, threshold, events, clip_len):
+    """Raw error against frame with the calibrated threshold and the events shaded (utils/calibration.py)."""
+    plt = pyplot()
+    values = np.asarray(error_per_frame)
+    figure, axis = plt.subplots(figsize=(7, 2.6))
+    for k, (first, last) in enumerate(events):
+        axis.axvspan(first - 0.5, last + 0.5, color='tab:red', alpha=0.2, lw=0, label='event' if k == 0 else None)
+    axis.plot(np.arange(len(values)), values, color='tab:blue', lw=1.0)
+    axis.axhline(threshold, color='tab:red', ls='--', lw=1.0, label='threshold')
+    axis.set_xlim(0, max(len(values) - 1, 1))
+    axis.set_xlabel('frame')
+    axis.set_ylabel('clip error')
+    axis.set_title(f'{name}: error of the clip centred on each frame ({clip_len} frames), calibrated threshold',
+                   fontsize=9)
+    axis.legend(loc='upper right', fontsize=8)
+    save_figure(plt, figure, path)
+
+
 def plot_anomalous_frames(path, picks):
     """One row per picked frame: the frame, and the frame with its error heat map over it."""
     plt = pyplot()

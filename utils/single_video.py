@@ -24,6 +24,12 @@ Outputs in ``<OutRoot>/video_<name>/``:
 * ``clip_scores.npy`` (one raw error per clip, like the ``res_<setting>/<Video>.npy`` of a test set);
 * ``score_curve.png``; ``results.json`` (what was scored, how, how fast, the most anomalous frames);
   ``opt.txt`` / ``opt.json``;
+* with a calibration (``<weights>_calibration.json`` from ``--Calibrate True`` on normal footage, or
+  ``--Calibration``; utils/calibration.py): ``frame_scores.csv`` gains ``tail_probability`` (the share of
+  normal clip errors at or above the frame's) and ``anomalous`` (1 when the frame's error exceeds the threshold
+  of ``--FalseAlarmRate``); ``events.csv`` / ``events.json`` list the runs of anomalous frames (``--EventMinFrames``,
+  ``--EventMergeGap``) by first and last frame and their file names or times; ``decisions.png`` draws the errors,
+  the threshold and the events;
 * with ``--Plots True``: ``most_anomalous.png`` (the most anomalous frames, at least ``FrameNum`` frames apart,
   with their error heat map laid over them) and ``overlay.mp4``, the whole video with the heat map (PyAV;
   without an MP4 encoder ``overlay.gif``, the ``GIF_FRAMES`` frames around the most anomalous one). Heat maps
@@ -44,10 +50,11 @@ from data.movies import movie_rate, write_movie
 from data.readers import DataFormatError
 from data.video_datasets import normalised_frames
 from models.clip_overlap import ClipWindowModel, PerClipModel
+from utils.calibration import Calibration, anomaly_events, calibration_path, weights_sha256
 from utils.errors import InputError
 from utils.eval import regularity
 from utils.files import read_json, save_image, save_npy, write_json, write_text, writing
-from utils.plots import heat_overlay, plot_anomalous_frames, plot_video_scores
+from utils.plots import heat_overlay, plot_anomalous_frames, plot_decisions, plot_video_scores
 from utils.runtime import autocast, compile_model, memory_layout
 from utils.scoring import finite_scores, resolve_score_type, score_windows, window_batch
 
@@ -162,14 +169,57 @@ def frame_sources(path, num_frames):
     return 'time_s', [f'{frame / rate:.3f}' for frame in range(num_frames)]
 
 
-def write_frame_scores(folder, video, clips_of_frames, error, regular):
+def write_frame_scores(folder, video, clips_of_frames, error, regular, decisions=None):
+    """frame_scores.csv, error.npy, regularity.npy; with ``decisions`` (a :class:`Decisions`) two more columns."""
     save_npy(folder / 'error.npy', error)
     save_npy(folder / 'regularity.npy', regular)
     column, sources = frame_sources(video, len(clips_of_frames))
-    rows = [f'frame,{column},clip,error,regularity']
-    rows += [f'{f},{source},{c},{float(e)!r},{float(p)!r}'
-             for f, (source, c, e, p) in enumerate(zip(sources, clips_of_frames, error, regular))]
+    extra = ',tail_probability,anomalous' if decisions else ''
+    rows = [f'frame,{column},clip,error,regularity{extra}']
+    for f, (source, c, e, p) in enumerate(zip(sources, clips_of_frames, error, regular)):
+        decided = f',{float(decisions.tail[f])!r},{int(decisions.anomalous[f])}' if decisions else ''
+        rows.append(f'{f},{source},{c},{float(e)!r},{float(p)!r}{decided}')
     write_text(folder / 'frame_scores.csv', '\n'.join(rows) + '\n')
+
+
+@dataclass
+class Decisions:
+    """Per frame: tail probability and decision under a calibration; the events and how they were made."""
+    calibration_file: Path
+    false_alarm_rate: float
+    threshold: float
+    tail: np.ndarray
+    anomalous: np.ndarray
+    events: list
+
+
+def calibration_signature(opt, score, size):
+    """The options a clip error depends on (beyond the weights): a calibration holds only for the same ones."""
+    return {'setting': opt.setting, 'score': score, 'FrameNum': opt.FrameNum, 'ImgChnNum': opt.ImgChnNum,
+            'frame_size': list(size), 'AMP': opt.AMP}
+
+
+def decide(opt, calibration_file, signature, sha256, error):
+    """The :class:`Decisions` for the per-frame errors ``error`` under the calibration in ``calibration_file``."""
+    calibration = Calibration.load(calibration_file, signature, sha256)
+    threshold = calibration.threshold(opt.FalseAlarmRate)
+    anomalous = error > threshold
+    return Decisions(calibration_file, opt.FalseAlarmRate, threshold, calibration.tail_probability(error),
+                     anomalous, anomaly_events(anomalous, opt.EventMinFrames, opt.EventMergeGap))
+
+
+def write_events(folder, video, decisions):
+    """events.csv (one row per event: its first and last frame, their file names or times) and events.json."""
+    column, sources = frame_sources(video, len(decisions.anomalous))
+    rows = [f'event,first_frame,last_frame,frames,first_{column},last_{column}']
+    rows += [f'{k},{first},{last},{last - first + 1},{sources[first]},{sources[last]}'
+             for k, (first, last) in enumerate(decisions.events)]
+    write_text(folder / 'events.csv', '\n'.join(rows) + '\n')
+    write_json(folder / 'events.json', {
+        'calibration': str(decisions.calibration_file), 'false_alarm_rate': decisions.false_alarm_rate,
+        'threshold': decisions.threshold, 'anomalous_frames': int(decisions.anomalous.sum()),
+        'events': [{'first_frame': first, 'last_frame': last, f'first_{column}': sources[first],
+                    f'last_{column}': sources[last]} for first, last in decisions.events]})
 
 
 def write_overlays(folder, opt, size, store, clips_of_frames, picks):
@@ -200,6 +250,51 @@ def write_overlays(folder, opt, size, store, clips_of_frames, picks):
     return 'overlay.gif'
 
 
+def video_clip_scores(opt, model, device, memory_model, size, score, store=None):
+    """The raw error of every clip of ``opt.Video`` (prepared at ``size``) and the seconds it took; ``store``
+    (an :class:`ErrorMapStore`) receives the clips' centre error maps."""
+    memory_format = memory_layout(opt.ChannelsLast)
+    window_model = ClipWindowModel(model) if opt.ClipWindow else PerClipModel(model)
+    scorer = compile_model(window_model.to(memory_format=memory_format), opt.Compile)
+    started = time.perf_counter()
+    with torch.inference_mode(), autocast(device, opt.AMP):
+        windows = frame_windows(prepared_frames(opt.Video, size, opt.ImgChnNum), opt.FrameNum,
+                                opt.ClipWindow or opt.BatchSize, device)
+        scores = finite_scores(score_windows(scorer, windows, opt.FrameNum, score, memory_model, window_batch(opt),
+                                             memory_format, store.add if store else None), f'--Video {opt.Video}')
+    return scores, time.perf_counter() - started
+
+
+def calibrate_on_video(opt, model, weights, device, memory_model):
+    """--Calibrate True: the errors of ``opt.Video`` (normal footage) as a calibration file beside the weights (or
+    at --Calibration); returns its path."""
+    size, size_origin = video_frame_size(opt)
+    score = resolve_score_type(opt.ScoreType, opt.ModelName)
+    print(f'--Video {opt.Video} (normal footage, --Calibrate): frames at {size[0]} x {size[1]} (from {size_origin})')
+    scores, seconds = video_clip_scores(opt, model, device, memory_model, size, score)
+    calibration = Calibration.from_errors(scores, opt.Video, calibration_signature(opt, score, size),
+                                          weights_sha256(weights))
+    path = Path(opt.Calibration) if opt.Calibration else calibration_path(weights)
+    calibration.save(path)
+    at_rate = (f'at --FalseAlarmRate {opt.FalseAlarmRate:g} the threshold is an error of '
+               f'{calibration.threshold(opt.FalseAlarmRate):.6g}' if opt.FalseAlarmRate >= calibration.resolution
+               else f'too few clips for --FalseAlarmRate {opt.FalseAlarmRate:g}: it resolves rates from '
+                    f'{calibration.resolution:g}; calibrate on more normal footage for smaller ones')
+    print(f'calibration from {len(scores)} normal clips in {seconds:.1f} s -> {path}; {at_rate}')
+    return path
+
+
+def chosen_calibration(opt, weights):
+    """The calibration file to decide with: --Calibration (which must exist), else the one beside the weights if
+    there is one, else None (no decisions)."""
+    if opt.Calibration:
+        if not Path(opt.Calibration).is_file():
+            raise InputError(f'--Calibration {opt.Calibration} does not exist; write one with --Calibrate True')
+        return Path(opt.Calibration)
+    beside = calibration_path(weights)
+    return beside if beside.is_file() else None
+
+
 def score_single_video(opt, options, model, weights, device, memory_model):
     """Score ``opt.Video`` with the (eval-mode) model; write the outputs of the module docstring; returns the
     output folder."""
@@ -207,28 +302,27 @@ def score_single_video(opt, options, model, weights, device, memory_model):
     folder = Path(opt.OutRoot) / f'video_{video_name(opt.Video)}'
     options.save(opt, folder)
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
-    memory_format = memory_layout(opt.ChannelsLast)
-    window_model = ClipWindowModel(model) if opt.ClipWindow else PerClipModel(model)
-    scorer = compile_model(window_model.to(memory_format=memory_format), opt.Compile)
+    calibration_file = chosen_calibration(opt, weights)
     store = ErrorMapStore(folder / 'error_maps.f16') if opt.Plots else None
     print(f'--Video {opt.Video}: frames at {size[0]} x {size[1]} (from {size_origin}), {opt.ImgChnNum} channel(s)')
-    started = time.perf_counter()
+    decisions = None
     try:
-        with torch.inference_mode(), autocast(device, opt.AMP):
-            windows = frame_windows(prepared_frames(opt.Video, size, opt.ImgChnNum), opt.FrameNum,
-                                    opt.ClipWindow or opt.BatchSize, device)
-            scores = finite_scores(score_windows(scorer, windows, opt.FrameNum, score, memory_model,
-                                                 window_batch(opt), memory_format, store.add if store else None),
-                                   f'--Video {opt.Video}')
-        seconds = time.perf_counter() - started
+        scores, seconds = video_clip_scores(opt, model, device, memory_model, size, score, store)
         num_frames = len(scores) + opt.FrameNum - 1
         clips_of_frames = frame_clips(num_frames, len(scores), opt.FrameNum)
         error, regular = scores[clips_of_frames], regularity(scores)[clips_of_frames]
         save_npy(folder / 'clip_scores.npy', scores)
-        write_frame_scores(folder, opt.Video, clips_of_frames, error, regular)
+        outputs = ['frame_scores.csv', 'error.npy', 'regularity.npy', 'clip_scores.npy', 'score_curve.png']
+        if calibration_file:
+            decisions = decide(opt, calibration_file, calibration_signature(opt, score, size),
+                               weights_sha256(weights), error)
+            write_events(folder, opt.Video, decisions)
+            plot_decisions(folder / 'decisions.png', video_name(opt.Video), error, decisions.threshold,
+                           decisions.events, opt.FrameNum)
+            outputs += ['events.csv', 'events.json', 'decisions.png']
+        write_frame_scores(folder, opt.Video, clips_of_frames, error, regular, decisions)
         picks = most_anomalous(regular, error, clips_of_frames, opt.FrameNum)
         plot_video_scores(folder / 'score_curve.png', video_name(opt.Video), regular, picks, opt.FrameNum)
-        outputs = ['frame_scores.csv', 'error.npy', 'regularity.npy', 'clip_scores.npy', 'score_curve.png']
         if store:
             outputs += [write_overlays(folder, opt, size, store, clips_of_frames, picks), 'most_anomalous.png']
             plot_anomalous_frames(folder / 'most_anomalous.png', picks)
@@ -242,7 +336,14 @@ def score_single_video(opt, options, model, weights, device, memory_model):
         'score': score, 'seconds': seconds, 'clips_per_second': len(scores) / seconds, 'device': str(device),
         'most_anomalous_frames': [{k: v for k, v in asdict(p).items() if k in ('frame', 'regularity', 'error')}
                                   for p in picks],
+        'calibration': None if decisions is None else {
+            'file': str(decisions.calibration_file), 'false_alarm_rate': decisions.false_alarm_rate,
+            'threshold': decisions.threshold, 'anomalous_frames': int(decisions.anomalous.sum()),
+            'events': len(decisions.events)},
         'outputs': outputs, 'options': vars(opt)}, sort_keys=True, default=str)
+    decided = '' if decisions is None else (f'; {int(decisions.anomalous.sum())} frames above the threshold at '
+                                            f'--FalseAlarmRate {opt.FalseAlarmRate:g}, {len(decisions.events)} '
+                                            f'event(s)')
     print(f'{num_frames} frames, {len(scores)} clips in {seconds:.1f} s; most anomalous frame '
-          f'{picks[0].frame} (regularity {picks[0].regularity:.3f}) -> {folder}')
+          f'{picks[0].frame} (regularity {picks[0].regularity:.3f}){decided} -> {folder}')
     return folder

@@ -1,0 +1,88 @@
+"""Calibrated decisions (utils/calibration.py): thresholds, tail probabilities, refusals and events."""
+import json
+
+import numpy as np
+import pytest
+
+from utils.calibration import QUANTILES, Calibration, anomaly_events, calibration_path
+from utils.errors import InputError
+
+SIGNATURE = {'setting': 'MemAE_x', 'score': 'l2', 'FrameNum': 16, 'ImgChnNum': 1, 'frame_size': [32, 32],
+             'AMP': 'none'}
+
+
+def calibration(errors, signature=SIGNATURE, sha='a' * 64):
+    return Calibration.from_errors(errors, 'normal.mp4', signature, sha)
+
+
+def test_the_threshold_is_the_quantile_and_holds_its_false_alarm_rate_on_new_normal_data():
+    rng = np.random.default_rng(0)
+    normal = rng.gamma(2.0, 1.0, 20000)
+    fitted = calibration(normal)
+    for rate in (0.01, 0.05, 0.2):
+        assert fitted.threshold(rate) == pytest.approx(np.quantile(normal, 1 - rate), rel=1e-9)
+        fresh = rng.gamma(2.0, 1.0, 200000)  # more footage like the calibration's
+        assert np.mean(fresh > fitted.threshold(rate)) == pytest.approx(rate, rel=0.1)
+    assert (fitted.quantiles[0], fitted.quantiles[-1], fitted.clips) == (normal.min(), normal.max(), 20000)
+
+
+def test_the_tail_probability_is_the_share_of_normal_errors_at_or_above():
+    normal = np.arange(1, 1001, dtype=float)  # 1 .. 1000
+    fitted = calibration(normal)
+    errors = np.array([0.0, 1.0, 250.75, 500.5, 999.0, 1000.0, 5000.0])
+    expected = [np.mean(normal >= e) for e in errors]
+    assert fitted.tail_probability(errors) == pytest.approx(expected, abs=1.5e-3)
+    assert fitted.tail_probability([5000.0])[0] == 0.0 and fitted.tail_probability([-1.0])[0] == 1.0
+    # equal normal errors: half the normal clips have error 2, so the share at or above 2 is one half
+    tied = calibration(np.repeat([1.0, 2.0], 500))
+    assert tied.tail_probability([1.0, 2.0]) == pytest.approx([1.0, 0.5], abs=1.5e-3)
+
+
+def test_a_rate_finer_than_the_calibration_resolves_is_refused():
+    few = calibration(np.arange(10.0))  # 10 clips: nothing finer than 1 in 10
+    assert few.resolution == 0.1 and few.threshold(0.1) == pytest.approx(np.quantile(np.arange(10.0), 0.9))
+    with pytest.raises(InputError, match=r'--FalseAlarmRate 0.05 is outside what this calibration resolves: from '
+                                         r'0.1 \(10 normal clips'):
+        few.threshold(0.05)
+    assert calibration(np.arange(100000.0)).resolution == 1 / (QUANTILES - 1)
+    with pytest.raises(InputError, match='at least two finite clip errors'):
+        calibration([1.0, np.nan])
+
+
+def test_a_calibration_is_refused_for_other_weights_options_or_a_damaged_file(tmp_path):
+    path = tmp_path / 'model_calibration.json'
+    calibration(np.arange(50.0)).save(path)
+    assert Calibration.load(path, SIGNATURE, 'a' * 64).quantiles[-1] == 49.0
+    with pytest.raises(InputError, match=r'calibrates other weights \(sha256 aaaaaaaaaaaa'):
+        Calibration.load(path, SIGNATURE, 'b' * 64)
+    with pytest.raises(InputError, match=r"made with frame_size = \[32, 32\], but this run has \[64, 64\]"):
+        Calibration.load(path, {**SIGNATURE, 'frame_size': [64, 64]}, 'a' * 64)
+    stored = json.loads(path.read_text())
+    del stored['quantiles']
+    path.write_text(json.dumps(stored))
+    with pytest.raises(InputError, match='is not a calibration file of this version'):
+        Calibration.load(path, SIGNATURE, 'a' * 64)
+    assert calibration_path(tmp_path / 'w' / 'MemAE_x.pt') == tmp_path / 'w' / 'MemAE_x_calibration.json'
+
+
+@pytest.mark.parametrize('flags, min_frames, gap, events', [
+    ('0011100011', 1, 0, [(2, 4), (8, 9)]),
+    ('0011100011', 3, 0, [(2, 4)]),               # the run of two is too short
+    ('0011100011', 1, 3, [(2, 9)]),               # three normal frames between: merged
+    ('0011100011', 1, 2, [(2, 4), (8, 9)]),       # a gap of three is more than 2
+    ('1010100000', 4, 1, [(0, 4)]),               # merged first, then long enough
+    ('0000000000', 1, 5, []),
+    ('1111111111', 1, 0, [(0, 9)]),
+])
+def test_events_are_runs_of_anomalous_frames_merged_then_filtered(flags, min_frames, gap, events):
+    assert anomaly_events([c == '1' for c in flags], min_frames, gap) == events
+
+
+def test_calibration_flags_are_checked_naming_the_flag(capsys):
+    from options import TestOptions as EvalOptions  # a Test* name would be collected by pytest
+    for flags, message in [(['--Calibrate', 'True'], '--Calibrate True scores the normal footage that --Video'),
+                           (['--FalseAlarmRate', '1'], '--FalseAlarmRate must lie between 0 and 1, got 1.0'),
+                           (['--EventMergeGap', '-1'], '--EventMinFrames must be at least 1 and --EventMergeGap')]:
+        with pytest.raises(SystemExit):
+            EvalOptions().parse(flags, is_print=False)
+        assert message in capsys.readouterr().err
