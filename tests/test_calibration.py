@@ -86,3 +86,23 @@ def test_calibration_flags_are_checked_naming_the_flag(capsys):
         with pytest.raises(SystemExit):
             EvalOptions().parse(flags, is_print=False)
         assert message in capsys.readouterr().err
+
+
+def test_the_decision_report_counts_false_alarms_clips_and_events_against_the_labels():
+    from utils.calibration import decision_report
+    from utils.eval import VideoResult
+    # video a: clips 2-4 anomalous; flagged 3-4 (a detection) and 8 (a false-alarm event)
+    # video b: all normal; flagged 1 and 2 (one false-alarm event, merged from two flagged clips)
+    a = VideoResult('a', np.array([0, 0, 0, 5, 5, 0, 0, 0, 5, 0.0]), np.array([0, 0, 1, 1, 1, 0, 0, 0, 0, 0]))
+    b = VideoResult('b', np.array([0, 5, 5, 0, 0.0]), np.zeros(5, int))
+    report = decision_report([a, b], threshold=1.0, false_alarm_rate=0.1, min_frames=1, merge_gap=0)
+    # 12 normal clips, 3 of them flagged; 3 anomalous clips, 2 flagged
+    assert report['false_alarm_rate'] == {'requested': 0.1, 'realised': 3 / 12}
+    assert report['clips']['precision'] == pytest.approx(2 / 5) and report['clips']['recall'] == pytest.approx(2 / 3)
+    assert report['events'] == {'anomalous_runs': 1, 'detected': 1, 'false_alarms': 2,
+                                'false_alarms_per_1000_normal_clips': 1000 * 2 / 12}
+    assert report['per_video']['a']['false_alarm_events'] == [(8, 8)]
+    assert report['per_video']['b']['events'] == [(1, 2)]
+    # a longer minimum drops the one-clip false alarm of video a and the detection's run stays (two clips)
+    strict = decision_report([a, b], 1.0, 0.1, min_frames=2, merge_gap=0)
+    assert strict['events']['false_alarms'] == 1 and strict['events']['detected'] == 1

@@ -205,6 +205,21 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
     assert (folder / 'decisions.png').stat().st_size > 0
     assert json.loads((folder / 'results.json').read_text())['calibration']['events'] == len(events['events'])
 
+    # the test set with the same calibration: calibrated.json beside results.json, whose AUC is unchanged
+    score(prepared_root, own, tmp_path / 'set', '--FalseAlarmRate', '0.25')
+    res = next((tmp_path / 'set').glob('res_*'))
+    report = json.loads((res / 'calibrated.json').read_text())
+    assert report['threshold'] == threshold and report['false_alarm_rate']['requested'] == 0.25
+    clips = sum(len(np.load(path)) for path in res.glob('Test*.npy'))
+    assert report['clips']['normal'] + report['clips']['anomalous'] == clips
+    plain_set = tmp_path / 'plain_set'
+    shutil.copy(own, tmp_path / 'copy.pt')  # the same weights without a calibration beside them
+    score(prepared_root, tmp_path / 'copy.pt', plain_set)
+    plain_res = next(plain_set.glob('res_*'))
+    assert not (plain_res / 'calibrated.json').exists()
+    assert json.loads((res / 'results.json').read_text())['metrics'] == \
+        json.loads((plain_res / 'results.json').read_text())['metrics']
+
     torch.manual_seed(6)  # other weights under the same name: the calibration no longer holds
     torch.save(AutoEncoderCov3DMem(1, 20).state_dict(), own)
     argv = ['--DataRoot', str(prepared_root), '--OutRoot', str(tmp_path / 'out'), '--ModelFilePath', str(own),

@@ -12,6 +12,11 @@ the user says is normal and keeps the distribution of its raw per-clip errors (:
   utils/single_video.py) exceeds the threshold; **events** are runs of anomalous frames, runs closer than a gap
   merged and runs shorter than a minimum dropped.
 
+On a labelled test set (``script_testing.py`` with a calibration), :func:`decision_report` says whether the
+threshold holds: the realised false-alarm rate on the normal test clips against the requested one, clip-level
+precision, recall and F1 at the threshold, and event-level counts (anomalous events detected; false-alarm events,
+which touch no anomalous clip, per 1,000 normal clips).
+
 The calibration file (JSON) records what it came from, the options its errors depend on (``signature``) and the
 sha256 of the weights; it is refused, with one sentence, for other weights or options.
 """
@@ -20,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn import metrics
 
 from utils.errors import InputError
 from utils.files import read_json, write_json
@@ -118,3 +124,46 @@ def anomaly_events(anomalous, min_frames, merge_gap):
         else:
             runs.append([start, end])
     return [(start, end) for start, end in runs if end - start + 1 >= min_frames]
+
+
+def chosen_calibration(calibration_flag, weights):
+    """The calibration file to decide with: ``--Calibration`` (which must exist), else the one beside the weights if
+    there is one, else None (no decisions)."""
+    if calibration_flag:
+        if not Path(calibration_flag).is_file():
+            raise InputError(f'--Calibration {calibration_flag} does not exist; write one with --Calibrate True')
+        return Path(calibration_flag)
+    beside = calibration_path(weights)
+    return beside if beside.is_file() else None
+
+
+def overlaps(run, runs):
+    return any(first <= run[1] and run[0] <= last for first, last in runs)
+
+
+def decision_report(videos, threshold, false_alarm_rate, min_frames, merge_gap):
+    """Whether the threshold holds on labelled videos (:class:`utils.eval.VideoResult`: clip scores and clip labels,
+    1 = anomalous): the realised false-alarm rate on normal clips, precision / recall / F1 of the anomalous clips,
+    and events (runs of flagged clips, :func:`anomaly_events`) against the runs of anomalous clips."""
+    flagged = {video.name: np.asarray(video.scores) > threshold for video in videos}
+    labels = np.concatenate([np.asarray(video.labels, dtype=int) for video in videos])
+    decided = np.concatenate([flagged[video.name] for video in videos])
+    precision, recall, f1, _ = metrics.precision_recall_fscore_support(labels, decided.astype(int), average='binary',
+                                                                       zero_division=0)
+    per_video, detected, truths, false_alarms = {}, 0, 0, 0
+    for video in videos:
+        events = anomaly_events(flagged[video.name], min_frames, merge_gap)
+        truth = anomaly_events(np.asarray(video.labels) == 1, 1, 0)
+        false = [event for event in events if not overlaps(event, truth)]
+        detected += sum(overlaps(run, events) for run in truth)
+        truths, false_alarms = truths + len(truth), false_alarms + len(false)
+        per_video[video.name] = {'events': events, 'false_alarm_events': false, 'anomalous_runs': truth}
+    normal = labels == 0
+    return {'threshold': threshold, 'false_alarm_rate': {'requested': false_alarm_rate,
+                                                         'realised': float(decided[normal].mean()) if normal.any()
+                                                         else None},
+            'clips': {'precision': float(precision), 'recall': float(recall), 'f1': float(f1),
+                      'normal': int(normal.sum()), 'anomalous': int((~normal).sum())},
+            'events': {'anomalous_runs': truths, 'detected': detected, 'false_alarms': false_alarms,
+                       'false_alarms_per_1000_normal_clips': 1000 * false_alarms / max(int(normal.sum()), 1)},
+            'per_video': per_video}

@@ -50,7 +50,7 @@ from data.movies import movie_rate, write_movie
 from data.readers import DataFormatError
 from data.video_datasets import normalised_frames
 from models.clip_overlap import ClipWindowModel, PerClipModel
-from utils.calibration import Calibration, anomaly_events, calibration_path, weights_sha256
+from utils.calibration import Calibration, anomaly_events, calibration_path, chosen_calibration, weights_sha256
 from utils.errors import InputError
 from utils.eval import regularity
 from utils.files import read_json, save_image, save_npy, write_json, write_text, writing
@@ -284,17 +284,6 @@ def calibrate_on_video(opt, model, weights, device, memory_model):
     return path
 
 
-def chosen_calibration(opt, weights):
-    """The calibration file to decide with: --Calibration (which must exist), else the one beside the weights if
-    there is one, else None (no decisions)."""
-    if opt.Calibration:
-        if not Path(opt.Calibration).is_file():
-            raise InputError(f'--Calibration {opt.Calibration} does not exist; write one with --Calibrate True')
-        return Path(opt.Calibration)
-    beside = calibration_path(weights)
-    return beside if beside.is_file() else None
-
-
 def score_single_video(opt, options, model, weights, device, memory_model):
     """Score ``opt.Video`` with the (eval-mode) model; write the outputs of the module docstring; returns the
     output folder."""
@@ -302,7 +291,7 @@ def score_single_video(opt, options, model, weights, device, memory_model):
     folder = Path(opt.OutRoot) / f'video_{video_name(opt.Video)}'
     options.save(opt, folder)
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
-    calibration_file = chosen_calibration(opt, weights)
+    calibration_file = chosen_calibration(opt.Calibration, weights)
     store = ErrorMapStore(folder / 'error_maps.f16') if opt.Plots else None
     print(f'--Video {opt.Video}: frames at {size[0]} x {size[1]} (from {size_origin}), {opt.ImgChnNum} channel(s)')
     decisions = None
