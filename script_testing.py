@@ -25,6 +25,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -34,7 +35,7 @@ from data.registry import dataset_spec, family_of
 from data.video_datasets import VideoDatasetOneDir
 from models import build_model, is_memory_model
 from options import TestOptions
-from utils.calibration import Calibration, chosen_calibration, decision_report, weights_sha256
+from utils.calibration import Calibration, calibration_path, chosen_calibration, decision_report, weights_sha256
 from utils.checkpoint import find_weights, load_weights
 from utils.errors import InputError, run_cli
 from utils.files import save_npy, write_json
@@ -56,6 +57,30 @@ def load_model(opt, device):
     weights = find_weights(opt)
     load_weights(model, weights, opt)
     return model.to(device).eval(), weights
+
+
+def calibrate_on_held_out_videos(opt, model, weights, device, memory_model):
+    """--Calibrate True with --HoldOutVideos N: the clip errors of the training videos held out of training, as
+    a calibration file beside the weights (or at --Calibration); returns its path."""
+    layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
+    score = resolve_score_type(opt.ScoreType, opt.ModelName)
+    scorer = video_scorer(model.to(memory_format=memory_layout(opt.ChannelsLast)), opt)
+    errors = []
+    with torch.inference_mode(), autocast(device, opt.AMP):
+        for name in layout.held_out(opt.HoldOutVideos):
+            dataset = VideoDatasetOneDir(layout.index_dir('train') / name, layout.frames_dir('train') / name,
+                                         channels=opt.ImgChnNum, frame_num=opt.FrameNum)
+            errors.append(finite_scores(score_video(scorer, dataset, opt, score, device, memory_model,
+                                                    memory_layout(opt.ChannelsLast)),
+                                        f'training video {name} ({layout.frames_dir("train") / name})'))
+    source = f"held-out training videos {', '.join(layout.held_out(opt.HoldOutVideos))} of {layout.root}"
+    calibration = Calibration.from_errors(np.concatenate(errors), source,
+                                          calibration_signature(opt, score, video_frame_size(opt)[0]),
+                                          weights_sha256(weights))
+    path = Path(opt.Calibration) if opt.Calibration else calibration_path(weights)
+    calibration.save(path)
+    print(f'calibration from {calibration.clips} clips of the {source} -> {path}')
+    return path
 
 
 def main(argv=None):
@@ -82,6 +107,9 @@ def main(argv=None):
     layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
     model, weights = load_model(opt, device)
     print(f'weights: {weights}')
+    if opt.Calibrate:  # the held-out training videos (--HoldOutVideos); --Video was handled above
+        calibrate_on_held_out_videos(opt, model, weights, device, is_memory_model(opt.ModelName))
+        return 0
     res_path = Path(opt.OutRoot) / f'res_{opt.setting}'
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
     memory_model = is_memory_model(opt.ModelName)

@@ -233,8 +233,11 @@ def main(argv=None):
         return 0
 
     layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
+    held_out = layout.held_out(opt.HoldOutVideos)  # --HoldOutVideos: kept for calibration (script_testing.py)
+    if held_out:
+        print(f"--HoldOutVideos {opt.HoldOutVideos}: not training on {', '.join(held_out)}")
     dataset = spec.reader(layout.index_dir('train'), layout.frames_dir('train'), channels=opt.ImgChnNum,
-                          frame_num=opt.FrameNum)
+                          frame_num=opt.FrameNum, exclude=held_out)
     check_clip_shape(dataset[0][1][None])  # frame size and clip length, before anything is written
     loader_generator = torch.Generator().manual_seed(opt.Seed)
     share = sampler(dataset, processes, opt.Seed)

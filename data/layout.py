@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from data.readers import DataFormatError, is_hidden
+from utils.errors import InputError
 
 MASK_FOLDER = 'testing_masks'
 SPLIT_FOLDERS = {'train': ('training', 'Train'), 'test': ('testing', 'Test')}
@@ -87,6 +88,15 @@ class VideoLayout:
     def videos(self, split):
         """Names of the videos that have index folders, in natural order."""
         return [folder.name for folder in list_video_folders(self.index_dir(split))]
+
+    def held_out(self, count):
+        """The last ``count`` training videos (``--HoldOutVideos``), which training leaves out; at least one must
+        remain."""
+        videos = self.videos('train')
+        if count >= len(videos):
+            raise InputError(f'--HoldOutVideos {count} would hold out every training video of {self.root} (it has '
+                             f'{len(videos)})')
+        return videos[len(videos) - count:] if count else []
 
     def gt_file(self, video):
         path = self.gt_dir() / f'{video}.mat'

@@ -104,11 +104,13 @@ def _read_clips(index_files, frame_folder_of):
 
 
 class VideoDataset(ClipDataset):
-    """All clips of all videos under ``idx_root`` (one sub-folder per video), for training. The frames of a clip
-    are read from ``frame_root/<v_name>``, ``v_name`` being the video name its index file holds."""
+    """All clips of all videos under ``idx_root`` (one sub-folder per video) but those named in ``exclude``, for
+    training. The frames of a clip are read from ``frame_root/<v_name>``, ``v_name`` being the video name its index
+    file holds."""
 
-    def __init__(self, idx_root, frame_root, transform=None, channels=1, frame_num=None, cache_frames=0):
-        index_files = [f for video in list_video_folders(idx_root) for f in list_index_files(video)]
+    def __init__(self, idx_root, frame_root, transform=None, channels=1, frame_num=None, cache_frames=0, exclude=()):
+        index_files = [f for video in list_video_folders(idx_root) if video.name not in exclude
+                       for f in list_index_files(video)]
         clips = _read_clips(index_files, lambda v_name: Path(frame_root) / v_name)
         super().__init__(clips, transform, channels, frame_num, cache_frames)
 

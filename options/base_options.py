@@ -27,6 +27,8 @@ ADDED_MEMORY_FIELDS = (('MemAddressing', 'Addr', 'dot'), ('MemQuery', 'Query', '
 # differ from their default (``_Kernel3``, ``_Code16``, ``_RangeSymmetric_tanh``)
 ADDED_IMAGE_FIELDS = (('ImageFirstKernel', 'Kernel', 0), ('ImageCodeChannels', 'Code', 0),
                       ('ImageRange', 'Range', 'unit'))
+# (flag, run-name field, default) of the added video-data option that changes what is trained: named like them
+ADDED_DATA_FIELDS = (('HoldOutVideos', 'HoldOut', 0),)
 # 'auto' choices, per data family: video follows the released code; images and KDDCUP99, for which the release
 # has no code, follow the paper's text (cosine addressing, Eq. 5; the per-sample loss of Eq. 10)
 FAMILY_DEFAULTS = {'MemAddressing': {'video': 'dot', 'image': 'cosine', 'tabular': 'cosine'},
@@ -49,10 +51,10 @@ def model_setting(opt):
     numbers as Python's ``str()`` writes them (``EntW0.0002``); AE: ``{ModelName}_{ModelSetting}_{Dataset}_{Suffix}``;
     AE-l1 (ours): ``AEL1_{ModelSetting}_{Dataset}_L1W{w}_{Suffix}``.
     Memory options we added name themselves before the seed when they differ from their default
-    (``_AddrCosine``, ``_QueryPosition``, ``_Temp0.1``), and the image-layer options before the suffix (every
-    model), so that such runs never overwrite the released-style ones.
+    (``_AddrCosine``, ``_QueryPosition``, ``_Temp0.1``), and the image-layer options and ``--HoldOutVideos``
+    before the suffix (every model), so that such runs never overwrite the released-style ones.
     """
-    image = added_fields(opt, ADDED_IMAGE_FIELDS)
+    image = added_fields(opt, ADDED_IMAGE_FIELDS + ADDED_DATA_FIELDS)
     if has_latent_penalty(opt.ModelName):
         return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_L1W{opt.L1Weight}{image}_{opt.Suffix}'
     if not is_memory_model(opt.ModelName):
@@ -178,6 +180,9 @@ class BaseOptions:
                             'test set is used (KDD dagmm_reimpl: the validation records are not counted as test '
                             'records). Testing needs the value the weights were trained with',
                             type=str2bool, default=False)
+        data.add_argument('--HoldOutVideos', help='(added) video: the last N training videos (natural order) are '
+                            'held out: training leaves them out, and testing with --Calibrate True calibrates on them '
+                            '(docs/DEPLOYMENT.md); adds _HoldOut<N> to the run name', type=int, default=0)
         data.add_argument('--Download', help='(added) let torchvision download MNIST / CIFAR-10 into --DataRoot',
                             type=str2bool, default=False)
         data.add_argument('--DataRoot', help='folder holding the prepared data sets', type=str,
@@ -233,6 +238,11 @@ class BaseOptions:
                               f'{opt.Dataset} is not an image data set: leave them out')
         if opt.ImageFirstKernel < 0 or opt.ImageFirstKernel % 2 == 0 and opt.ImageFirstKernel != 0:
             self.parser.error(f"--ImageFirstKernel must be odd (or 0: the architecture's), got {opt.ImageFirstKernel}")
+        if opt.HoldOutVideos < 0:
+            self.parser.error(f'--HoldOutVideos must not be negative, got {opt.HoldOutVideos}')
+        if opt.HoldOutVideos and family_of(opt.Dataset, opt.DataRoot) != 'video':
+            self.parser.error(f'--HoldOutVideos holds out training videos; --Dataset {opt.Dataset} is not a video '
+                              'data set: leave it out')
         if opt.ImageCodeChannels < 0:
             self.parser.error(f'--ImageCodeChannels must not be negative, got {opt.ImageCodeChannels}')
         resolve_family_defaults(opt)

@@ -33,9 +33,10 @@ class TestOptions(BaseOptions):
         run.add_argument('--VideoSize', help='(added) --Video: the frame size H W the model takes; default: the '
                             'size in <DataRoot>/<Dataset>/prepare.json, else 256 256 (the released preparation)',
                             type=int, nargs=2, metavar=('H', 'W'), default=None)
-        run.add_argument('--Calibrate', help='(added) --Video PATH is normal footage: score it and write the '
-                            'distribution of its clip errors beside the weights (<weights>_calibration.json, or '
-                            '--Calibration) for calibrated decisions (utils/calibration.py, docs/DEPLOYMENT.md)',
+        run.add_argument('--Calibrate', help='(added) score normal footage, --Video PATH or the training videos '
+                            'that --HoldOutVideos held out of training, and write the distribution of its clip errors '
+                            'beside the weights (<weights>_calibration.json, or --Calibration) for calibrated '
+                            'decisions (utils/calibration.py, docs/DEPLOYMENT.md)',
                             type=str2bool, default=False)
         run.add_argument('--Calibration', help='(added) --Video: the calibration file for decisions; default: '
                             '<weights>_calibration.json when it exists (then every frame gets a decision and runs of '
@@ -53,8 +54,9 @@ class TestOptions(BaseOptions):
     def check(self, opt):
         if opt.VideoSize is not None and min(opt.VideoSize) < 1:
             self.parser.error(f'--VideoSize must be two positive numbers H W, got {opt.VideoSize}')
-        if opt.Calibrate and not opt.Video:
-            self.parser.error('--Calibrate True scores the normal footage that --Video names; give --Video PATH')
+        if opt.Calibrate and not opt.Video and not opt.HoldOutVideos:
+            self.parser.error('--Calibrate True scores normal footage the model was not trained on: give --Video '
+                              'PATH, or --HoldOutVideos N for the training videos held out of its training')
         if not 0 < opt.FalseAlarmRate < 1:
             self.parser.error(f'--FalseAlarmRate must lie between 0 and 1, got {opt.FalseAlarmRate}')
         if opt.EventMinFrames < 1 or opt.EventMergeGap < 0:

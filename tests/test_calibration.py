@@ -80,7 +80,12 @@ def test_events_are_runs_of_anomalous_frames_merged_then_filtered(flags, min_fra
 
 def test_calibration_flags_are_checked_naming_the_flag(capsys):
     from options import TestOptions as EvalOptions  # a Test* name would be collected by pytest
-    for flags, message in [(['--Calibrate', 'True'], '--Calibrate True scores the normal footage that --Video'),
+    assert EvalOptions().parse(['--Calibrate', 'True', '--HoldOutVideos', '2'], is_print=False).HoldOutVideos == 2
+    for flags, message in [(['--Calibrate', 'True'], '--Calibrate True scores normal footage the model was not '
+                                                     'trained on: give --Video PATH, or --HoldOutVideos N'),
+                           (['--HoldOutVideos', '-1'], '--HoldOutVideos must not be negative'),
+                           (['--HoldOutVideos', '1', '--Dataset', 'MNIST'], '--HoldOutVideos holds out training '
+                                                                            'videos; --Dataset MNIST is not a video'),
                            (['--FalseAlarmRate', '1'], '--FalseAlarmRate must lie between 0 and 1, got 1.0'),
                            (['--EventMergeGap', '-1'], '--EventMinFrames must be at least 1 and --EventMergeGap')]:
         with pytest.raises(SystemExit):

@@ -245,3 +245,22 @@ def test_shell_experiment_ped2_is_the_released_test_command():
                       '--EntropyLossWeight 0.0002 --ShrinkThres 0.0025 --Seed 1').split()
     unknown = run_shell('test.sh', {}, 'nope')
     assert unknown.returncode == 2 and 'valid: ped2 ped2_ae ped2_nonspar' in unknown.stderr
+
+
+def test_training_with_held_out_videos_never_reads_them(prepared_root, tmp_path, capsys, monkeypatch):
+    """--HoldOutVideos 1: the training data set excludes the last training video and the weights go under a run
+    name that says so."""
+    from data.video_datasets import ClipDataset
+    read, original = [], ClipDataset.__getitem__  # every clip training reads
+
+    def recording(self, item):
+        read.append(str(self.clips[item][1]))
+        return original(self, item)
+    monkeypatch.setattr(ClipDataset, '__getitem__', recording)
+    assert script_training.main(AE + ['--DataRoot', str(prepared_root), '--ModelRoot', str(tmp_path), '--EpochNum',
+                                      '1', '--BatchSize', '4', '--IsTbLog', 'False', '--HoldOutVideos', '1']) == 0
+    assert read and all(folder.endswith('Train001') for folder in read)
+    assert '--HoldOutVideos 1: not training on Train002' in capsys.readouterr().out
+    folder = tmp_path / 'model_AE_Conv3D_UCSD_P2_256_HoldOut1_Non'
+    assert (folder / 'AE_Conv3D_UCSD_P2_256_HoldOut1_Non_epoch_0000_final.pt').is_file()
+    assert len((folder / 'train_log.csv').read_text().splitlines()) == 1 + 2  # Train001's 5 clips, batch 4

@@ -229,3 +229,30 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
     assert 'memae_calibration.json calibrates other weights' in capsys.readouterr().err
     assert run_cli(script_testing.main, argv + ['--Calibration', str(tmp_path / 'none.json')]) == 2
     assert 'none.json does not exist; write one with --Calibrate True' in capsys.readouterr().err
+
+
+def test_held_out_training_videos_are_left_out_of_training_and_calibrate(prepared_root, weights, tmp_path):
+    """--HoldOutVideos 1: the last training video (Train002) is not among training's clips, the run name says so,
+    and --Calibrate True calibrates on that video's clips: the same errors --Video gives its source frames."""
+    from data.video_datasets import VideoDataset
+    layout = VideoLayout(prepared_root / 'UCSD_P2_256')
+    assert layout.held_out(1) == ['Train002'] and layout.held_out(0) == []
+    everything = VideoDataset(layout.index_dir('train'), layout.frames_dir('train'))
+    kept = VideoDataset(layout.index_dir('train'), layout.frames_dir('train'), exclude=layout.held_out(1))
+    assert len(kept) == len(everything) - len(list((layout.index_dir('train') / 'Train002').iterdir()))
+    assert all('Train002' not in str(folder) for _, folder, _ in kept.clips)
+    with pytest.raises(Exception, match='--HoldOutVideos 2 would hold out every training video'):
+        layout.held_out(2)
+    assert EvalOptions().parse(['--HoldOutVideos', '1'], is_print=False).setting.endswith('_Seed1_HoldOut1_Non')
+
+    own = tmp_path / 'memae.pt'
+    shutil.copy(weights, own)
+    score(prepared_root, own, tmp_path / 'cal', '--HoldOutVideos', '1', '--Calibrate', 'True')
+    stored = json.loads((tmp_path / 'memae_calibration.json').read_text())
+    # the same model flags as the calibration's (--HoldOutVideos is part of the run name, which it checks)
+    score(prepared_root, own, tmp_path / 'video', '--HoldOutVideos', '1', '--FalseAlarmRate', '0.2', '--Video',
+          str(prepared_root.parent / 'src' / 'UCSDped2' / 'Train' / 'Train002'))
+    errors = np.load(tmp_path / 'video' / 'video_Train002' / 'clip_scores.npy')
+    assert stored['clips'] == len(errors) and 'Train002' in stored['source']
+    assert stored['quantiles'][0] == pytest.approx(errors.min(), rel=1e-5)
+    assert stored['quantiles'][-1] == pytest.approx(errors.max(), rel=1e-5)
