@@ -35,7 +35,7 @@ from data.registry import dataset_spec, family_of
 from data.video_datasets import VideoDatasetOneDir
 from models import build_model, is_memory_model
 from options import TestOptions
-from utils.calibration import Calibration, calibration_path, chosen_calibration, decision_report, weights_sha256
+from utils.calibration import Calibration, calibration_path, decision_report, weights_sha256
 from utils.checkpoint import find_weights, load_weights
 from utils.errors import InputError, run_cli
 from utils.files import save_npy, write_json
@@ -48,7 +48,8 @@ from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
 from utils.runtime import autocast, memory_layout, select_device
 from utils.scoring import finite_scores, resolve_score_type, score_video, video_scorer
-from utils.single_video import calibrate_on_video, calibration_signature, score_single_video, video_frame_size
+from utils.single_video import (calibrate_on_video, calibration_signature, checked_calibration, score_single_video,
+                                video_frame_size)
 
 
 def load_model(opt, device):
@@ -113,10 +114,7 @@ def main(argv=None):
     res_path = Path(opt.OutRoot) / f'res_{opt.setting}'
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
     memory_model = is_memory_model(opt.ModelName)
-    calibration_file = chosen_calibration(opt.Calibration, weights)  # checked now: a refusal comes before scoring
-    calibration = calibration_file and Calibration.load(
-        calibration_file, calibration_signature(opt, score, video_frame_size(opt)[0]), weights_sha256(weights))
-    threshold = calibration and calibration.threshold(opt.FalseAlarmRate)
+    checked = checked_calibration(opt, weights, score, video_frame_size(opt)[0])  # a refusal comes before scoring
 
     # Every index and ground-truth file is read (and checked) before the first clip is scored: bad data fails early.
     datasets, frame_labels, centres = {}, {}, {}
@@ -159,10 +157,11 @@ def main(argv=None):
         print(f"localization ({localization['frames']} frames with masks): pixel-level criterion AUC "
               f"{localization['pixel_level_auc']:.4f}, EER {localization['pixel_level_eer']:.4f}; pixel-wise AUROC "
               f"{localization['pixel_auroc']:.4f}")
-    if calibration:  # beyond the paper: does the calibrated threshold hold on the labelled test set?
-        report = decision_report(videos, threshold, opt.FalseAlarmRate, opt.EventMinFrames, opt.EventMergeGap)
-        write_json(res_path / 'calibrated.json', {'calibration': str(calibration_file), **report})
-        print(f"calibrated threshold ({calibration_file.name}, --FalseAlarmRate {opt.FalseAlarmRate:g}): false-alarm "
+    if checked:  # beyond the paper: does the calibrated threshold hold on the labelled test set?
+        report = decision_report(videos, checked.threshold, opt.FalseAlarmRate, opt.EventMinFrames,
+                                 opt.EventMergeGap)
+        write_json(res_path / 'calibrated.json', {'calibration': str(checked.file), **report})
+        print(f"calibrated threshold ({checked.file.name}, --FalseAlarmRate {opt.FalseAlarmRate:g}): false-alarm "
               f"rate on the normal test clips {report['false_alarm_rate']['realised']:.4f}; clip F1 "
               f"{report['clips']['f1']:.4f}; {report['events']['detected']} of {report['events']['anomalous_runs']} "
               f"anomalous events detected, {report['events']['false_alarms']} false-alarm events -> calibrated.json")

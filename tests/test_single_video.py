@@ -222,11 +222,12 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
 
     torch.manual_seed(6)  # other weights under the same name: the calibration no longer holds
     torch.save(AutoEncoderCov3DMem(1, 20).state_dict(), own)
-    argv = ['--DataRoot', str(prepared_root), '--OutRoot', str(tmp_path / 'out'), '--ModelFilePath', str(own),
+    argv = ['--DataRoot', str(prepared_root), '--OutRoot', str(tmp_path / 'refused'), '--ModelFilePath', str(own),
             *MEMAE, '--Video', str(normal)]
     capsys.readouterr()
     assert run_cli(script_testing.main, argv) == 2
     assert 'memae_calibration.json calibrates other weights' in capsys.readouterr().err
+    assert not (tmp_path / 'refused' / 'video_Test001' / 'clip_scores.npy').exists()  # refused before scoring
     assert run_cli(script_testing.main, argv + ['--Calibration', str(tmp_path / 'none.json')]) == 2
     assert 'none.json does not exist; write one with --Calibrate True' in capsys.readouterr().err
 

@@ -199,12 +199,28 @@ def calibration_signature(opt, score, size):
             'frame_size': list(size), 'AMP': opt.AMP}
 
 
-def decide(opt, calibration_file, signature, sha256, error):
-    """The :class:`Decisions` for the per-frame errors ``error`` under the calibration in ``calibration_file``."""
-    calibration = Calibration.load(calibration_file, signature, sha256)
-    threshold = calibration.threshold(opt.FalseAlarmRate)
-    anomalous = error > threshold
-    return Decisions(calibration_file, opt.FalseAlarmRate, threshold, calibration.tail_probability(error),
+@dataclass
+class CheckedCalibration:
+    """A calibration that holds for this run (its weights and options), and its threshold at --FalseAlarmRate."""
+    file: Path
+    calibration: Calibration
+    threshold: float
+
+
+def checked_calibration(opt, weights, score, size):
+    """The :class:`CheckedCalibration` to decide with (see :func:`utils.calibration.chosen_calibration`), or None;
+    loaded and checked before anything is scored, so that a refusal comes first."""
+    path = chosen_calibration(opt.Calibration, weights)
+    if path is None:
+        return None
+    calibration = Calibration.load(path, calibration_signature(opt, score, size), weights_sha256(weights))
+    return CheckedCalibration(path, calibration, calibration.threshold(opt.FalseAlarmRate))
+
+
+def decide(opt, checked, error):
+    """The :class:`Decisions` for the per-frame errors ``error`` under a :class:`CheckedCalibration`."""
+    anomalous = error > checked.threshold
+    return Decisions(checked.file, opt.FalseAlarmRate, checked.threshold, checked.calibration.tail_probability(error),
                      anomalous, anomaly_events(anomalous, opt.EventMinFrames, opt.EventMergeGap))
 
 
@@ -291,7 +307,7 @@ def score_single_video(opt, options, model, weights, device, memory_model):
     folder = Path(opt.OutRoot) / f'video_{video_name(opt.Video)}'
     options.save(opt, folder)
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
-    calibration_file = chosen_calibration(opt.Calibration, weights)
+    checked = checked_calibration(opt, weights, score, size)
     store = ErrorMapStore(folder / 'error_maps.f16') if opt.Plots else None
     print(f'--Video {opt.Video}: frames at {size[0]} x {size[1]} (from {size_origin}), {opt.ImgChnNum} channel(s)')
     decisions = None
@@ -302,9 +318,8 @@ def score_single_video(opt, options, model, weights, device, memory_model):
         error, regular = scores[clips_of_frames], regularity(scores)[clips_of_frames]
         save_npy(folder / 'clip_scores.npy', scores)
         outputs = ['frame_scores.csv', 'error.npy', 'regularity.npy', 'clip_scores.npy', 'score_curve.png']
-        if calibration_file:
-            decisions = decide(opt, calibration_file, calibration_signature(opt, score, size),
-                               weights_sha256(weights), error)
+        if checked:
+            decisions = decide(opt, checked, error)
             write_events(folder, opt.Video, decisions)
             plot_decisions(folder / 'decisions.png', video_name(opt.Video), error, decisions.threshold,
                            decisions.events, opt.FrameNum)
