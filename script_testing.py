@@ -35,7 +35,7 @@ from data.registry import dataset_spec, family_of
 from data.video_datasets import VideoDatasetOneDir
 from models import build_model, is_memory_model
 from options import TestOptions
-from utils.calibration import Calibration, calibration_path, decision_report, weights_sha256
+from utils.calibration import decision_report
 from utils.checkpoint import find_weights, load_weights
 from utils.errors import InputError, run_cli
 from utils.files import save_npy, write_json
@@ -48,7 +48,7 @@ from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
 from utils.runtime import autocast, memory_layout, select_device
 from utils.scoring import finite_scores, resolve_score_type, score_video, video_scorer
-from utils.single_video import (calibrate_on_video, calibration_signature, checked_calibration, score_single_video,
+from utils.single_video import (calibrate_on_video, checked_calibration, save_calibration, score_single_video,
                                 video_frame_size)
 
 
@@ -64,24 +64,21 @@ def calibrate_on_held_out_videos(opt, model, weights, device, memory_model):
     """--Calibrate True with --HoldOutVideos N: the clip errors of the training videos held out of training, as
     a calibration file beside the weights (or at --Calibration); returns its path."""
     layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
+    held_out = layout.held_out(opt.HoldOutVideos)
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
-    scorer = video_scorer(model.to(memory_format=memory_layout(opt.ChannelsLast)), opt)
+    memory_format = memory_layout(opt.ChannelsLast)
+    scorer = video_scorer(model.to(memory_format=memory_format), opt)
     errors = []
     with torch.inference_mode(), autocast(device, opt.AMP):
-        for name in layout.held_out(opt.HoldOutVideos):
+        for name in held_out:
             dataset = VideoDatasetOneDir(layout.index_dir('train') / name, layout.frames_dir('train') / name,
                                          channels=opt.ImgChnNum, frame_num=opt.FrameNum)
             errors.append(finite_scores(score_video(scorer, dataset, opt, score, device, memory_model,
-                                                    memory_layout(opt.ChannelsLast)),
+                                                    memory_format),
                                         f'training video {name} ({layout.frames_dir("train") / name})'))
-    source = f"held-out training videos {', '.join(layout.held_out(opt.HoldOutVideos))} of {layout.root}"
-    calibration = Calibration.from_errors(np.concatenate(errors), source,
-                                          calibration_signature(opt, score, video_frame_size(opt)[0]),
-                                          weights_sha256(weights))
-    path = Path(opt.Calibration) if opt.Calibration else calibration_path(weights)
-    calibration.save(path)
-    print(f'calibration from {calibration.clips} clips of the {source} -> {path}')
-    return path
+    return save_calibration(opt, weights, np.concatenate(errors),
+                            f"the held-out training videos {', '.join(held_out)} of {layout.root}", score,
+                            video_frame_size(opt)[0])
 
 
 def main(argv=None):

@@ -281,14 +281,10 @@ def video_clip_scores(opt, model, device, memory_model, size, score, store=None)
     return scores, time.perf_counter() - started
 
 
-def calibrate_on_video(opt, model, weights, device, memory_model):
-    """--Calibrate True: the errors of ``opt.Video`` (normal footage) as a calibration file beside the weights (or
-    at --Calibration); returns its path."""
-    size, size_origin = video_frame_size(opt)
-    score = resolve_score_type(opt.ScoreType, opt.ModelName)
-    print(f'--Video {opt.Video} (normal footage, --Calibrate): frames at {size[0]} x {size[1]} (from {size_origin})')
-    scores, seconds = video_clip_scores(opt, model, device, memory_model, size, score)
-    calibration = Calibration.from_errors(scores, opt.Video, calibration_signature(opt, score, size),
+def save_calibration(opt, weights, errors, source, score, size):
+    """The normal clip ``errors`` (from ``source``) as a calibration file beside the weights (or at
+    --Calibration), with a line that gives its threshold at --FalseAlarmRate; returns the file's path."""
+    calibration = Calibration.from_errors(errors, source, calibration_signature(opt, score, size),
                                           weights_sha256(weights))
     path = Path(opt.Calibration) if opt.Calibration else calibration_path(weights)
     calibration.save(path)
@@ -296,8 +292,17 @@ def calibrate_on_video(opt, model, weights, device, memory_model):
                f'{calibration.threshold(opt.FalseAlarmRate):.6g}' if opt.FalseAlarmRate >= calibration.resolution
                else f'too few clips for --FalseAlarmRate {opt.FalseAlarmRate:g}: it resolves rates from '
                     f'{calibration.resolution:g}; calibrate on more normal footage for smaller ones')
-    print(f'calibration from {len(scores)} normal clips in {seconds:.1f} s -> {path}; {at_rate}')
+    print(f'calibration from {calibration.clips} normal clips of {source} -> {path}; {at_rate}')
     return path
+
+
+def calibrate_on_video(opt, model, weights, device, memory_model):
+    """--Calibrate True: the errors of ``opt.Video`` (normal footage) as a calibration file; returns its path."""
+    size, size_origin = video_frame_size(opt)
+    score = resolve_score_type(opt.ScoreType, opt.ModelName)
+    print(f'--Video {opt.Video} (normal footage, --Calibrate): frames at {size[0]} x {size[1]} (from {size_origin})')
+    scores, _ = video_clip_scores(opt, model, device, memory_model, size, score)
+    return save_calibration(opt, weights, scores, opt.Video, score, size)
 
 
 def score_single_video(opt, options, model, weights, device, memory_model):
