@@ -115,7 +115,10 @@ def check_command(tokens, monkeypatch, cache):
         elif module == 'mutmut' or module == 'pytest':
             pass
         else:
-            problems += unknown(flags_of(tokens[3:]), flags(module, lambda: module_flags(module, monkeypatch)), module)
+            valid = flags(module, lambda: module_flags(module, monkeypatch))
+            if module == 'utils.experiments.validation':  # passes any other flag on to training
+                valid = valid | flags('training', lambda: script_flags('training'))
+            problems += unknown(flags_of(tokens[3:]), valid, module)
     elif tokens[0] == 'bash' and len(tokens) > 1 and tokens[1] in ('test.sh', 'train.sh'):
         from utils.experiments.settings import DATA_NAMES, EXPERIMENTS
         kind = 'testing' if tokens[1] == 'test.sh' else 'training'
