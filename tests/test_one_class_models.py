@@ -35,7 +35,11 @@ def test_the_first_kernel_option_makes_the_first_layer_see_every_pixel():
     """Kernel 1 with stride 2 reads only pixels of even row and column; kernel 3 (padding 1) reads their
     neighbours too, with the same output size."""
     plain, wide = ImageAutoEncoder('mnist').eval(), ImageAutoEncoder('mnist', first_kernel=3).eval()
-    assert (wide.encoder[0].kernel_size, wide.encoder[0].padding) == ((3, 3), (1, 1))
+    assert (wide.encoder[0].kernel_size, wide.encoder[0].padding, wide.encoder[0].out_channels) == ((3, 3), (1, 1), 16)
+    assert ImageAutoEncoder('mnist', first_kernel=5).encoder[0].padding == (2, 2)
+    # kernel 1 given explicitly is the default layer
+    assert [tuple(v.shape) for v in ImageAutoEncoder('mnist', first_kernel=1).state_dict().values()] == \
+        [tuple(v.shape) for v in plain.state_dict().values()]
     x = torch.rand(1, 1, 28, 28)
     odd = x.clone()
     odd[0, 0, 1::2, 1::2] = 0  # change only pixels of odd row and column
@@ -46,7 +50,8 @@ def test_the_first_kernel_option_makes_the_first_layer_see_every_pixel():
         ImageAutoEncoder('mnist', first_kernel=2)
 
 
-@pytest.mark.parametrize('arch, channels, latent', [('mnist', 16, (16, 4, 4)), ('cifar10', 32, (32, 2, 2))])
+@pytest.mark.parametrize('arch, channels, latent', [('mnist', 16, (16, 4, 4)), ('cifar10', 32, (32, 2, 2)),
+                                                    ('mnist', 1, (1, 4, 4))])
 def test_the_code_channels_option_narrows_the_code_and_the_memory_slots(arch, channels, latent):
     assert latent_shape(arch, code_channels=channels) == latent
     model = ImageMemAE(20, arch=arch, code_channels=channels)
