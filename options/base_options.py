@@ -54,13 +54,14 @@ def model_setting(opt):
     (``_AddrCosine``, ``_QueryPosition``, ``_Temp0.1``), and the image-layer options and ``--HoldOutVideos``
     before the suffix (every model), so that such runs never overwrite the released-style ones.
     """
-    image = added_fields(opt, ADDED_IMAGE_FIELDS + ADDED_DATA_FIELDS)
+    trained_on = added_fields(opt, ADDED_IMAGE_FIELDS + ADDED_DATA_FIELDS)  # other networks or training data
     if has_latent_penalty(opt.ModelName):
-        return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_L1W{opt.L1Weight}{image}_{opt.Suffix}'
+        return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_L1W{opt.L1Weight}{trained_on}_{opt.Suffix}'
     if not is_memory_model(opt.ModelName):
-        return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}{image}_{opt.Suffix}'
+        return f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}{trained_on}_{opt.Suffix}'
+    memory = added_fields(opt, ADDED_MEMORY_FIELDS)
     return (f'{opt.ModelName}_{opt.ModelSetting}_{opt.Dataset}_MemDim{opt.MemDim}_EntW{opt.EntropyLossWeight}'
-            f'_ShrThres{opt.ShrinkThres}{added_fields(opt, ADDED_MEMORY_FIELDS)}_Seed{opt.Seed}{image}_{opt.Suffix}')
+            f'_ShrThres{opt.ShrinkThres}{memory}_Seed{opt.Seed}{trained_on}_{opt.Suffix}')
 
 
 def added_fields(opt, fields):
