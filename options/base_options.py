@@ -35,10 +35,9 @@ FAMILY_DEFAULTS = {'MemAddressing': {'video': 'dot', 'image': 'cosine', 'tabular
                    'LossScaling': {'video': 'released', 'image': 'paper', 'tabular': 'paper'}}
 
 
-def resolve_family_defaults(opt):
+def resolve_family_defaults(opt, family):
     """Replace the 'auto' of --MemAddressing and --LossScaling (a testing run has no --LossScaling) by the
-    choice for the data family of --Dataset."""
-    family = family_of(opt.Dataset, opt.DataRoot)
+    choice for ``family``, the data family of --Dataset."""
     for flag, choices in FAMILY_DEFAULTS.items():
         if getattr(opt, flag, None) == 'auto':
             setattr(opt, flag, choices[family])
@@ -230,23 +229,24 @@ class BaseOptions:
             self.parser.error(f'--FrameNum must be a multiple of {TIME_FACTOR} (the video network halves the '
                               f'time axis three times), got {opt.FrameNum}')
         self.check(opt)
-        if opt.EarlyStopping and family_of(opt.Dataset, opt.DataRoot) == 'video':
+        family = family_of(opt.Dataset, opt.DataRoot)
+        if opt.EarlyStopping and family == 'video':
             self.parser.error(f'--EarlyStopping chooses the epoch of an image or KDD unit on validation data; '
                               f'--Dataset {opt.Dataset} is a video data set: leave --EarlyStopping out')
         changed_image_layers = [f'--{flag}' for flag, _, default in ADDED_IMAGE_FIELDS if getattr(opt, flag) != default]
-        if changed_image_layers and family_of(opt.Dataset, opt.DataRoot) != 'image':
+        if changed_image_layers and family != 'image':
             self.parser.error(f"{', '.join(changed_image_layers)} change(s) the image networks; --Dataset "
                               f'{opt.Dataset} is not an image data set: leave them out')
         if opt.ImageFirstKernel < 0 or opt.ImageFirstKernel % 2 == 0 and opt.ImageFirstKernel != 0:
             self.parser.error(f"--ImageFirstKernel must be odd (or 0: the architecture's), got {opt.ImageFirstKernel}")
         if opt.HoldOutVideos < 0:
             self.parser.error(f'--HoldOutVideos must not be negative, got {opt.HoldOutVideos}')
-        if opt.HoldOutVideos and family_of(opt.Dataset, opt.DataRoot) != 'video':
+        if opt.HoldOutVideos and family != 'video':
             self.parser.error(f'--HoldOutVideos holds out training videos; --Dataset {opt.Dataset} is not a video '
                               'data set: leave it out')
         if opt.ImageCodeChannels < 0:
             self.parser.error(f'--ImageCodeChannels must not be negative, got {opt.ImageCodeChannels}')
-        resolve_family_defaults(opt)
+        resolve_family_defaults(opt, family)
         opt.setting = model_setting(opt)
         self.opt = opt
         if is_print:

@@ -94,4 +94,4 @@ def test_the_flop_floor_counts_forward_and_backward_of_every_layer():
     step, forward = oneclass.flops_per_sample(Net(), torch.rand(8, 6))
     assert forward == 2 * (6 * 4 + 4 * 6)
     assert step == forward + 2 * 4 * 6 * 2 + 2 * 6 * 4  # second: both gradients; first: its weights' only
-    assert oneclass.floor_seconds(Net(), torch.rand(8, 6), 10, 5, rate=1e3) == (10 * step + 5 * forward) / 1e3
+    assert oneclass.floor_seconds((step, forward), 10, 5, rate=1e3) == (10 * step + 5 * forward) / 1e3

@@ -169,28 +169,18 @@ def frame_sources(path, num_frames):
     return 'time_s', [f'{frame / rate:.3f}' for frame in range(num_frames)]
 
 
-def write_frame_scores(folder, video, clips_of_frames, error, regular, decisions=None):
-    """frame_scores.csv, error.npy, regularity.npy; with ``decisions`` (a :class:`Decisions`) two more columns."""
+def write_frame_scores(folder, sources, clips_of_frames, error, regular, decisions=None):
+    """frame_scores.csv, error.npy, regularity.npy; ``sources`` as :func:`frame_sources` gives them; with
+    ``decisions`` (a :class:`Decisions`) two more columns."""
     save_npy(folder / 'error.npy', error)
     save_npy(folder / 'regularity.npy', regular)
-    column, sources = frame_sources(video, len(clips_of_frames))
+    column, sources = sources
     extra = ',tail_probability,anomalous' if decisions else ''
     rows = [f'frame,{column},clip,error,regularity{extra}']
     for f, (source, c, e, p) in enumerate(zip(sources, clips_of_frames, error, regular)):
         decided = f',{float(decisions.tail[f])!r},{int(decisions.anomalous[f])}' if decisions else ''
         rows.append(f'{f},{source},{c},{float(e)!r},{float(p)!r}{decided}')
     write_text(folder / 'frame_scores.csv', '\n'.join(rows) + '\n')
-
-
-@dataclass
-class Decisions:
-    """Per frame: tail probability and decision under a calibration; the events and how they were made."""
-    calibration_file: Path
-    false_alarm_rate: float
-    threshold: float
-    tail: np.ndarray
-    anomalous: np.ndarray
-    events: list
 
 
 def calibration_signature(opt, score, size):
@@ -201,10 +191,21 @@ def calibration_signature(opt, score, size):
 
 @dataclass
 class CheckedCalibration:
-    """A calibration that holds for this run (its weights and options), and its threshold at --FalseAlarmRate."""
+    """A calibration that holds for this run (its weights and options), and its threshold at ``false_alarm_rate``
+    (--FalseAlarmRate)."""
     file: Path
     calibration: Calibration
+    false_alarm_rate: float
     threshold: float
+
+
+@dataclass
+class Decisions:
+    """Per frame: tail probability and decision under a :class:`CheckedCalibration`; the events."""
+    checked: CheckedCalibration
+    tail: np.ndarray
+    anomalous: np.ndarray
+    events: list
 
 
 def checked_calibration(opt, weights, score, size):
@@ -214,26 +215,27 @@ def checked_calibration(opt, weights, score, size):
     if path is None:
         return None
     calibration = Calibration.load(path, calibration_signature(opt, score, size), weights_sha256(weights))
-    return CheckedCalibration(path, calibration, calibration.threshold(opt.FalseAlarmRate))
+    return CheckedCalibration(path, calibration, opt.FalseAlarmRate, calibration.threshold(opt.FalseAlarmRate))
 
 
 def decide(opt, checked, error):
     """The :class:`Decisions` for the per-frame errors ``error`` under a :class:`CheckedCalibration`."""
     anomalous = error > checked.threshold
-    return Decisions(checked.file, opt.FalseAlarmRate, checked.threshold, checked.calibration.tail_probability(error),
-                     anomalous, anomaly_events(anomalous, opt.EventMinFrames, opt.EventMergeGap))
+    return Decisions(checked, checked.calibration.tail_probability(error), anomalous,
+                     anomaly_events(anomalous, opt.EventMinFrames, opt.EventMergeGap))
 
 
-def write_events(folder, video, decisions):
-    """events.csv (one row per event: its first and last frame, their file names or times) and events.json."""
-    column, sources = frame_sources(video, len(decisions.anomalous))
+def write_events(folder, sources, decisions):
+    """events.csv (one row per event: its first and last frame, their file names or times, ``sources`` as
+    :func:`frame_sources` gives them) and events.json."""
+    column, sources = sources
     rows = [f'event,first_frame,last_frame,frames,first_{column},last_{column}']
     rows += [f'{k},{first},{last},{last - first + 1},{sources[first]},{sources[last]}'
              for k, (first, last) in enumerate(decisions.events)]
     write_text(folder / 'events.csv', '\n'.join(rows) + '\n')
     write_json(folder / 'events.json', {
-        'calibration': str(decisions.calibration_file), 'false_alarm_rate': decisions.false_alarm_rate,
-        'threshold': decisions.threshold, 'anomalous_frames': int(decisions.anomalous.sum()),
+        'calibration': str(decisions.checked.file), 'false_alarm_rate': decisions.checked.false_alarm_rate,
+        'threshold': decisions.checked.threshold, 'anomalous_frames': int(decisions.anomalous.sum()),
         'events': [{'first_frame': first, 'last_frame': last, f'first_{column}': sources[first],
                     f'last_{column}': sources[last]} for first, last in decisions.events]})
 
@@ -323,13 +325,14 @@ def score_single_video(opt, options, model, weights, device, memory_model):
         error, regular = scores[clips_of_frames], regularity(scores)[clips_of_frames]
         save_npy(folder / 'clip_scores.npy', scores)
         outputs = ['frame_scores.csv', 'error.npy', 'regularity.npy', 'clip_scores.npy', 'score_curve.png']
+        sources = frame_sources(opt.Video, num_frames)
         if checked:
             decisions = decide(opt, checked, error)
-            write_events(folder, opt.Video, decisions)
-            plot_decisions(folder / 'decisions.png', video_name(opt.Video), error, decisions.threshold,
+            write_events(folder, sources, decisions)
+            plot_decisions(folder / 'decisions.png', video_name(opt.Video), error, checked.threshold,
                            decisions.events, opt.FrameNum)
             outputs += ['events.csv', 'events.json', 'decisions.png']
-        write_frame_scores(folder, opt.Video, clips_of_frames, error, regular, decisions)
+        write_frame_scores(folder, sources, clips_of_frames, error, regular, decisions)
         picks = most_anomalous(regular, error, clips_of_frames, opt.FrameNum)
         plot_video_scores(folder / 'score_curve.png', video_name(opt.Video), regular, picks, opt.FrameNum)
         if store:
@@ -346,9 +349,8 @@ def score_single_video(opt, options, model, weights, device, memory_model):
         'most_anomalous_frames': [{k: v for k, v in asdict(p).items() if k in ('frame', 'regularity', 'error')}
                                   for p in picks],
         'calibration': None if decisions is None else {
-            'file': str(decisions.calibration_file), 'false_alarm_rate': decisions.false_alarm_rate,
-            'threshold': decisions.threshold, 'anomalous_frames': int(decisions.anomalous.sum()),
-            'events': len(decisions.events)},
+            'file': str(checked.file), 'false_alarm_rate': checked.false_alarm_rate, 'threshold': checked.threshold,
+            'anomalous_frames': int(decisions.anomalous.sum()), 'events': len(decisions.events)},
         'outputs': outputs, 'options': vars(opt)}, sort_keys=True, default=str)
     decided = '' if decisions is None else (f'; {int(decisions.anomalous.sum())} frames above the threshold at '
                                             f'--FalseAlarmRate {opt.FalseAlarmRate:g}, {len(decisions.events)} '

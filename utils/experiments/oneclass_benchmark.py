@@ -81,10 +81,10 @@ def matmul_rate(size=1024, repeats=5):
     return 2 * size ** 3 / min(timed(lambda: torch.mm(a, b)) for _ in range(repeats))
 
 
-def floor_seconds(model, batch, trained, scored, rate):
-    """The FLOP floor: ``trained`` training sample passes and ``scored`` scored samples of ``model`` (per-sample
-    FLOPs measured on ``batch``) at ``rate`` FLOP/s."""
-    step, forward = flops_per_sample(model, batch)
+def floor_seconds(flops, trained, scored, rate):
+    """The FLOP floor: ``trained`` training sample passes and ``scored`` scored samples at ``rate`` FLOP/s;
+    ``flops``: the per-sample (training step, forward) FLOPs of :func:`flops_per_sample`."""
+    step, forward = flops
     return (trained * step + scored * forward) / rate
 
 
@@ -118,10 +118,10 @@ def kdd_rows(data_root, runs, epochs, out, rate):
     source = load_kdd(data_root)  # also warms the parse cache for the commands
     records, labels = as_tensor(source.x), source.y
     splits = [kdd_indices(labels, 1 + run) for run in range(runs)]
-    probe = MLPMemAE(records.shape[1], 50, 0.02)
-    train_floor = floor_seconds(probe, records[:1024], epochs * sum(len(train) for train, _ in splits),
-                                sum(len(test) for _, test in splits), rate)
-    test_floor = floor_seconds(probe, records[:1024], 0, sum(len(test) for _, test in splits), rate)
+    flops = flops_per_sample(MLPMemAE(records.shape[1], 50, 0.02), records[:1024])
+    tested = sum(len(test) for _, test in splits)
+    train_floor = floor_seconds(flops, epochs * sum(len(train) for train, _ in splits), tested, rate)
+    test_floor = floor_seconds(flops, 0, tested, rate)
 
     def train_all():
         for run in range(runs):
@@ -152,8 +152,8 @@ def mnist_rows(data_root, normal_class, epochs, out, rate):
     source = load_mnist(data_root)
     split = image_split(source.splits, normal_class, 'standard', 0.3, 1)
     train, test = as_tensor(split.train_x), as_tensor(split.test_x)
-    floor = floor_seconds(ImageMemAE(100, arch='mnist', shrink_thres=0.01), train[:64], epochs * len(train), len(test),
-                          rate)
+    floor = floor_seconds(flops_per_sample(ImageMemAE(100, arch='mnist', shrink_thres=0.01), train[:64]),
+                          epochs * len(train), len(test), rate)
 
     def train_one():
         torch.manual_seed(1)

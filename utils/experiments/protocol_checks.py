@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.kdd import kdd_record_labels, load_kdd
+from data.kdd import ANOMALY_LABEL, kdd_record_labels, load_kdd
 from data.protocols import image_split, image_validation_split, kdd_rows, kdd_validation_rows, resolve_protocol
 from data.registry import dataset_spec
 from models import is_memory_model
@@ -109,11 +109,11 @@ def block_levels(groups, labels, fraction, count):
     one attack type): (group, its size, the F1 of the rule if the group scored above every other record and the
     anomalies came next)."""
     values, sizes = np.unique(groups[labels == 0], return_counts=True)
+    order = np.arange(len(labels)) / (10 * len(labels))  # a tie-breaker below 0.1: no two scores equal
     levels = []
     for k in np.argsort(-sizes, kind='stable')[:count]:
         in_group = (groups == values[k]) & (labels == 0)
-        # the group first, then the anomalies, then the other records; no two scores equal
-        order = np.arange(len(labels)) / (10 * len(labels))
+        # the group first, then the anomalies, then the other records
         scores = np.where(in_group, 2.0, np.where(labels == 1, 1.0, 0.0)) + order
         levels.append((values[k].item(), int(sizes[k]), top_fraction_metrics(scores, labels, fraction)['f1']))
     return levels
@@ -198,6 +198,7 @@ def check_overlap(args):
                       **{name: {'mean': float(np.mean(v)), 'per_class': v} for name, v in shares.items()}}))
     return 0
 
+
 def check_regimes(args):
     opt = experiment_options(args.experiment, args.DataRoot, args.LR, None, args.Epochs)
     if opt.Dataset != 'KDDCUP99':
@@ -205,9 +206,10 @@ def check_regimes(args):
     unit = validation_units(opt, None, args.Seed)[0]
     fraction = opt.AnomalyRatio or 0.2
     labels = unit.val_labels
-    # the validation rows again (the unit holds their values), for the attack types the file names
-    attack_types = kdd_record_labels(args.DataRoot)[kdd_validation_rows(load_kdd(args.DataRoot).y, args.Seed,
-                                                                         fraction)[1]]
+    # the validation rows again (the unit holds their values), for the attack types the file names; the file's
+    # labels give the 0/1 labels the rows are drawn by, as data/kdd.py encodes them
+    names = kdd_record_labels(args.DataRoot)
+    attack_types = names[kdd_validation_rows((names == ANOMALY_LABEL).astype(np.int64), args.Seed, fraction)[1]]
     groupings = {'block': value_ids(unit.val.numpy()), 'attack_type': attack_types}
     print(json.dumps({'validation_records': len(labels), 'anomalies': int(labels.sum()), 'predicted': {
         name: [{'group': group, 'size': size, 'f1_if_flagged': round(f1, 4)}
