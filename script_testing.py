@@ -18,7 +18,8 @@ figures of :mod:`utils.plots` under ``plots/``. When the prepared data has pixel
 scores one video file or folder of frames instead, without preparation or ground truth (utils/single_video.py);
 ``--Calibrate True`` scores normal footage that way and keeps its error distribution beside the weights, after
 which ``--Video`` also decides per frame and lists events, and a test set's ``calibrated.json`` says whether the
-threshold holds on it (utils/calibration.py, docs/DEPLOYMENT.md).
+threshold holds on it (utils/calibration.py, docs/DEPLOYMENT.md). ``--Stream SOURCE`` decides frames as they
+arrive, from a camera, a URL, a video file or a folder being filled (utils/live_stream.py).
 """
 import sys
 import time
@@ -43,6 +44,7 @@ from utils.experiments import one_class_experiment
 from utils.paths import input_folder, output_folder
 from utils.eval import VideoResult, align_labels, centre_frames_from_clips, evaluate, write_acc_txt, \
     write_label_mats, write_results_json
+from utils.live_stream import score_stream
 from utils.localization import LocalizationAccumulator
 from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
@@ -87,13 +89,16 @@ def main(argv=None):
     input_folder(opt.DataRoot, '--DataRoot')
     output_folder(opt.OutRoot, '--OutRoot')
     device = select_device(opt.UseCUDA)
-    if opt.Video:  # one video of the user's own: no prepared data set, no ground truth
+    if opt.Video or opt.Stream:  # video of the user's own: no prepared data set, no ground truth
+        flag = '--Video' if opt.Video else '--Stream'
         if family_of(opt.Dataset, opt.DataRoot) != 'video':
-            raise InputError(f'--Video needs a video model, but --Dataset {opt.Dataset} names an image or KDDCUP99 '
+            raise InputError(f'{flag} needs a video model, but --Dataset {opt.Dataset} names an image or KDDCUP99 '
                              f'data set')
         model, weights = load_model(opt, device)
         print(f'weights: {weights}')
-        if opt.Calibrate:
+        if opt.Stream:
+            score_stream(opt, options, model, weights, device, is_memory_model(opt.ModelName))
+        elif opt.Calibrate:
             calibrate_on_video(opt, model, weights, device, is_memory_model(opt.ModelName))
         else:
             score_single_video(opt, options, model, weights, device, is_memory_model(opt.ModelName))

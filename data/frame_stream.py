@@ -33,27 +33,33 @@ def frame_image_files(folder):
     return files_with_suffixes(folder, FRAME_SUFFIXES)
 
 
+def folder_frame(file, first=None):
+    """The frame image ``file`` of a folder, loaded; refused, naming it, when it is unreadable or not the size of
+    the folder's first frame ``first`` (its name and size; most likely from another video: resizing it would hide
+    that)."""
+    try:
+        with Image.open(file) as image:
+            image.load()
+    except Exception as error:  # PIL's errors for truncated or foreign bytes vary
+        raise DataFormatError(f'frame {file} is not a readable image ({type(error).__name__})') from None
+    if first and image.size != first[1]:
+        raise DataFormatError(f'frame {file} is {image.size[0]} x {image.size[1]} pixels, but {first[0]} is '
+                              f'{first[1][0]} x {first[1][1]}: the frames of one video folder must share one size')
+    return image
+
+
 def source_images(path):
-    """The frames of a video file (decoded with PyAV) or of a folder of images, in order, as PIL images. The
-    frames of a folder must all have the first one's size: a frame of another size is refused, naming it, since
-    it is most likely from another video (resizing it would hide that)."""
+    """The frames of a video file (decoded with PyAV) or of a folder of images, in order, as PIL images (a folder's
+    checked by :func:`folder_frame`)."""
     path = Path(path)
     if path.is_dir():
         files = frame_image_files(path)
         if not files:
             raise DataFormatError(f'--Video {path} is a folder without frame images ({", ".join(FRAME_SUFFIXES)})')
-        first_size = None
+        first = None
         for file in files:
-            try:
-                with Image.open(file) as image:
-                    image.load()
-            except Exception as error:  # PIL's errors for truncated or foreign bytes vary
-                raise DataFormatError(f'frame {file} is not a readable image ({type(error).__name__})') from None
-            first_size = first_size or image.size
-            if image.size != first_size:
-                raise DataFormatError(f'frame {file} is {image.size[0]} x {image.size[1]} pixels, but {files[0].name} '
-                                      f'is {first_size[0]} x {first_size[1]}: the frames of one --Video folder must '
-                                      f'share one size')
+            image = folder_frame(file, first)
+            first = first or (file.name, image.size)
             yield image
     elif path.is_file():
         if path.suffix.lower() not in MOVIE_SUFFIXES:
@@ -68,7 +74,13 @@ def prepared_frames(path, size, channels):
     """The frames of ``path`` (see :func:`source_images`) as uint8 H x W x C arrays, one at a time, with the
     values a prepared data set of that frame size and channel count holds."""
     for image in source_images(path):
-        buffer = io.BytesIO()
-        save_prepared_frame(image, buffer, size, channels)
-        buffer.seek(0)
-        yield load_frame(buffer, channels)
+        yield prepared_frame(image, size, channels)
+
+
+def prepared_frame(image, size, channels):
+    """The PIL ``image`` as the uint8 H x W x C array a prepared data set of that frame size and channel count
+    holds (its JPEG encoded and decoded in memory)."""
+    buffer = io.BytesIO()
+    save_prepared_frame(image, buffer, size, channels)
+    buffer.seek(0)
+    return load_frame(buffer, channels)

@@ -3,11 +3,14 @@ ShanghaiTech's training set). Decoding uses PyAV (FFmpeg), an optional dependenc
 source holds video files, and its absence is one sentence saying how to install it. Also writes MP4 files (the
 overlay movie of ``script_testing.py --Video --Plots True``).
 """
+from contextlib import contextmanager
+
 from data.layout import files_with_suffixes
 from data.readers import DataFormatError
 from utils.files import replace_atomically
 
 MOVIE_SUFFIXES = ('.avi', '.mp4', '.mov', '.mkv')
+DEFAULT_RATE = 25  # frames per second where a source states none (a folder of frames, a stream without a rate)
 
 
 def _av():
@@ -29,17 +32,41 @@ def count_frames(path):
         raise DataFormatError(f'{path} is not a readable video file ({type(error).__name__}: {error})') from None
 
 
-def movie_frames(path):
-    """The frames of a video file in order, as PIL images."""
+@contextmanager
+def open_movie(source, input_format=None):
+    """The PyAV container of ``source``: a video file, a URL or a capture device (``input_format``: FFmpeg's input
+    format, ``-f``, which a device needs, e.g. ``v4l2``)."""
     av = _av()
     try:
-        with av.open(str(path)) as container:
-            for frame in container.decode(video=0):
-                yield frame.to_image()
-    except DataFormatError:
-        raise
+        container = av.open(str(source), format=input_format)
+    except Exception as error:  # FFmpeg's errors for damaged, foreign or unreachable sources vary
+        raise DataFormatError(f'{source} could not be decoded ({type(error).__name__}: {error})') from None
+    with container:
+        if not container.streams.video:
+            raise DataFormatError(f'{source} has no video stream')
+        yield container
+
+
+def container_rate(container, default):
+    """The frame rate of an open container's video (frames per second), or ``default`` when it states none."""
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else default
+
+
+def decoded_images(container, source):
+    """The frames of an open container's video in order, as PIL images."""
+    try:
+        for frame in container.decode(video=0):
+            yield frame.to_image()
     except Exception as error:
-        raise DataFormatError(f'{path} could not be decoded ({type(error).__name__}: {error})') from None
+        raise DataFormatError(f'{source} could not be decoded ({type(error).__name__}: {error})') from None
+
+
+def movie_frames(path):
+    """The frames of a video file in order, as PIL images."""
+    with open_movie(path) as container:
+        yield from decoded_images(container, path)
 
 
 def movie_files(folder):
@@ -50,11 +77,9 @@ def movie_files(folder):
 def movie_rate(path, default):
     """The frame rate of a video file (frames per second), or ``default`` when it has none or is no video file."""
     try:
-        av = _av()
-        with av.open(str(path)) as container:
-            rate = container.streams.video[0].average_rate
-        return float(rate) if rate else default
-    except Exception:  # a folder of frames, or a file whose rate cannot be read: the default is fine for a preview
+        with open_movie(path) as container:
+            return container_rate(container, default)
+    except DataFormatError:  # a folder of frames, or a file whose rate cannot be read: the default is fine for a preview
         return default
 
 

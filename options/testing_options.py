@@ -30,7 +30,15 @@ class TestOptions(BaseOptions):
         run.add_argument('--Video', help='(added) score this video file (what PyAV decodes) or folder of frame '
                             'images instead of a prepared test set: no preparation, no ground truth; outputs in '
                             '<OutRoot>/video_<name>/ (utils/single_video.py)', type=optional_path, default=None)
-        run.add_argument('--VideoSize', help='(added) --Video: the frame size H W the model takes; default: the '
+        run.add_argument('--Stream', help='(added) score frames as they arrive, with a calibration: a video file '
+                            '(read at its frame rate), a URL, a capture device (with --StreamFormat) or a folder that '
+                            'is being filled with frame images; one decision per frame half a clip after it arrives, '
+                            'until the source ends or Ctrl-C; outputs in <OutRoot>/stream_<name>/ '
+                            '(utils/live_stream.py, docs/DEPLOYMENT.md)', type=optional_path, default=None)
+        run.add_argument('--StreamFormat', help="(added) --Stream: FFmpeg's input format for a capture device "
+                            '(v4l2 on Linux, avfoundation on macOS, dshow on Windows); default: FFmpeg guesses',
+                            type=optional_path, default=None)
+        run.add_argument('--VideoSize', help='(added) --Video, --Stream: the frame size H W the model takes; default: the '
                             'size in <DataRoot>/<Dataset>/prepare.json, else 256 256 (the released preparation)',
                             type=int, nargs=2, metavar=('H', 'W'), default=None)
         run.add_argument('--Calibrate', help='(added) score normal footage, --Video PATH or the training videos '
@@ -38,7 +46,7 @@ class TestOptions(BaseOptions):
                             'beside the weights (<weights>_calibration.json, or --Calibration) for calibrated '
                             'decisions (utils/calibration.py, docs/DEPLOYMENT.md)',
                             type=str2bool, default=False)
-        run.add_argument('--Calibration', help='(added) --Video: the calibration file for decisions; default: '
+        run.add_argument('--Calibration', help='(added) --Video, --Stream: the calibration file for decisions; default: '
                             '<weights>_calibration.json when it exists (then every frame gets a decision and runs of '
                             'anomalous frames become events)', type=optional_path, default=None)
         run.add_argument('--FalseAlarmRate', help='(added) with a calibration: the share of normal clips allowed to '
@@ -54,6 +62,11 @@ class TestOptions(BaseOptions):
     def check(self, opt):
         if opt.VideoSize is not None and min(opt.VideoSize) < 1:
             self.parser.error(f'--VideoSize must be two positive numbers H W, got {opt.VideoSize}')
+        if opt.Stream and (opt.Video or opt.Calibrate):
+            self.parser.error('--Stream scores a live source with a calibration; --Video and --Calibrate are other '
+                              'runs: give one of them')
+        if opt.StreamFormat and not opt.Stream:
+            self.parser.error('--StreamFormat is the input format of a --Stream source; give --Stream too')
         if opt.Calibrate and not opt.Video and not opt.HoldOutVideos:
             self.parser.error('--Calibrate True scores normal footage the model was not trained on: give --Video '
                               'PATH, or --HoldOutVideos N for the training videos held out of its training')

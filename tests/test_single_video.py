@@ -146,7 +146,7 @@ def test_the_frame_size_comes_from_the_flag_then_the_prepared_data_then_the_rele
     ('empty', [], 'is a folder without frame images'),
     ('short', [], 'the video has 3 frames, fewer than the 16 of one clip'),
     ('short', ['--Dataset', 'MNIST'], '--Video needs a video model, but --Dataset MNIST'),
-    ('mixed', [], r'frame .*mixed/10.png is 12 x 8 pixels, but 0.png is 8 x 8: the frames of one --Video folder '),
+    ('mixed', [], r'frame .*mixed/10.png is 12 x 8 pixels, but 0.png is 8 x 8: the frames of one video folder '),
 ])
 def test_bad_videos_are_one_sentence(prepared_root, weights, tmp_path, capsys, video, extra, message):
     (tmp_path / 'notes.txt').write_text('not a video')

@@ -46,7 +46,7 @@ import torch
 from PIL import Image
 
 from data.frame_stream import frame_image_files, prepared_frames
-from data.movies import movie_rate, write_movie
+from data.movies import DEFAULT_RATE, movie_rate, write_movie
 from data.readers import DataFormatError
 from data.video_datasets import normalised_frames
 from models.clip_overlap import ClipWindowModel, PerClipModel
@@ -62,7 +62,6 @@ DEFAULT_FRAME_SIZE = (256, 256)  # what the released preparation (and data.prepa
 PICKS = 4                        # frames in most_anomalous.png
 HEAT_PERCENTILE = 99.5           # per frame; the largest over the video sets the heat maps' colour scale
 GIF_FRAMES = 200                 # overlay.gif (no MP4 encoder): the frames around the most anomalous one
-FOLDER_FPS = 25                  # overlay.mp4 of a folder of frames (a video file keeps its own rate)
 
 
 @dataclass
@@ -165,7 +164,7 @@ def frame_sources(path, num_frames):
     path = Path(path)
     if path.is_dir():
         return 'source_file', [file.name for file in frame_image_files(path)][:num_frames]
-    rate = movie_rate(path, FOLDER_FPS)
+    rate = movie_rate(path, DEFAULT_RATE)
     return 'time_s', [f'{frame / rate:.3f}' for frame in range(num_frames)]
 
 
@@ -257,7 +256,7 @@ def write_overlays(folder, opt, size, store, clips_of_frames, picks):
                 gif.append(image)
             yield image
 
-    fps = movie_rate(opt.Video, FOLDER_FPS)
+    fps = movie_rate(opt.Video, DEFAULT_RATE)
     if write_movie(folder / 'overlay.mp4', overlays(), fps):
         return 'overlay.mp4'
     gif.clear()

@@ -1,0 +1,232 @@
+"""Live scoring (script_testing.py --Stream, utils/live_stream.py, data/live_frames.py): the streamed decisions are
+those of --Video on the same frames, from a movie read at its rate and from a folder that fills while the stream
+runs; a stream stopped by Ctrl-C keeps whole rows; a source that ends before one clip, and the refusals."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import script_testing
+from data.live_frames import folder_arrivals
+from data.readers import DataFormatError
+from models import AutoEncoderCov3DMem
+from synthetic import video_frames, write_movie
+from utils.calibration import Calibration
+from utils.errors import run_cli
+from utils.live_stream import LiveDecisions, stream_name
+from utils.single_video import frame_clips
+
+ROOT = Path(__file__).resolve().parents[1]
+MEMAE = ['--MemDim', '20', '--UseCUDA', 'False', '--PrintOptions', 'False']
+DECIDE = ['--FalseAlarmRate', '0.25', '--EventMinFrames', '2', '--EventMergeGap', '1']
+WAIT_SECONDS = 300  # for an event the stream reports; only a hung stream takes that long
+
+
+@pytest.fixture(scope='module')
+def calibrated(prepared_root, tmp_path_factory):
+    """Weights with a calibration beside them, made on the first source video of the prepared data."""
+    torch.manual_seed(5)
+    weights = tmp_path_factory.mktemp('stream_weights') / 'memae.pt'
+    torch.save(AutoEncoderCov3DMem(1, 20).state_dict(), weights)
+    normal = prepared_root.parent / 'src' / 'UCSDped2' / 'Test' / 'Test001'
+    assert script_testing.main(flags(prepared_root, weights, weights.parent, '--Video', str(normal),
+                                     '--Calibrate', 'True')) == 0
+    return weights
+
+
+def flags(prepared_root, weights, out, *extra):
+    return ['--DataRoot', str(prepared_root), '--OutRoot', str(out), '--ModelFilePath', str(weights), *MEMAE, *extra]
+
+
+def rows(path):
+    lines = path.read_text().splitlines()
+    return lines[0].split(','), [line.split(',') for line in lines[1:]]
+
+
+def assert_same_decisions(streamed_folder, offline_folder):
+    """Every frame's label, clip, error, tail probability and decision, and the events, as --Video gives them."""
+    header, streamed = rows(streamed_folder / 'frame_scores.csv')
+    offline_header, offline = rows(offline_folder / 'frame_scores.csv')
+    assert header == [name for name in offline_header if name != 'regularity']
+    assert len(streamed) == len(offline)
+    keep = [offline_header.index(name) for name in header]
+    for ours, theirs in zip(streamed, offline):
+        theirs = [theirs[k] for k in keep]
+        assert ours[:3] == theirs[:3] and ours[5] == theirs[5]  # frame, label, clip; decision
+        assert float(ours[3]) == pytest.approx(float(theirs[3]), rel=1e-5)  # one clip at a time vs windows
+        assert float(ours[4]) == pytest.approx(float(theirs[4]), abs=1e-6)
+    assert json.loads((streamed_folder / 'events.json').read_text())['events'] == \
+        json.loads((offline_folder / 'events.json').read_text())['events']
+    return [int(row[5]) for row in streamed]
+
+
+def test_each_frame_is_decided_by_the_clip_centred_on_it_as_soon_as_that_clip_is_scored():
+    checked = SimpleNamespace(threshold=3.0, calibration=Calibration.from_errors(np.arange(5.0), 'n', {}, 'a'))
+    decisions = LiveDecisions(16, checked, min_frames=2, merge_gap=0)
+    errors = [1.0, 3.0, 3.0, 1.0, 4.0]
+    decided = [[d.frame for d in decisions.add_clip(e)] for e in errors]
+    assert decided == [list(range(9)), [9], [10], [11], [12]]  # frame t waits for frame t + 7
+    assert [d.frame for d in decisions.finish(20)] == list(range(13, 20))
+    expected_clips = frame_clips(20, len(errors), 16)
+    assert decisions.errors == [errors[c] for c in expected_clips]
+    assert decisions.anomalous == [errors[c] == 4.0 for c in expected_clips]  # above the threshold, not at it
+    assert decisions.finish(20) == []  # nothing twice
+
+
+def test_events_are_announced_once_when_their_run_is_long_enough():
+    checked = SimpleNamespace(threshold=0.5, calibration=Calibration.from_errors([0.0, 1.0], 'n', {}, 'a'))
+    decisions = LiveDecisions(4, checked, min_frames=3, merge_gap=1)
+    announced = []
+    for clip, error in enumerate([0, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1]):  # clip c decides frame c + 2
+        decisions.add_clip(error)
+        announced += [(clip + 2, first) for first, _ in decisions.started_events()]
+    # frames 0-3 normal, 4-5 anomalous, 6 normal, 7 anomalous, 8-10 normal, 11-14 anomalous: the runs 4-5 and 7
+    # merge (a gap of 1) into an event from frame 4, long enough once frame 7 is decided; 11-14 is long enough
+    # at frame 13
+    assert decisions.anomalous == [False] * 4 + [True, True, False, True] + [False] * 3 + [True] * 4
+    assert announced == [(7, 4), (13, 11)]
+
+
+def test_a_movie_read_at_its_rate_gives_the_offline_decisions(prepared_root, calibrated, tmp_path):
+    frames = video_frames(30, seed=2, anomalous=lambda t: 12 <= t <= 20)[0]
+    movie = tmp_path / 'camera.avi'
+    write_movie(movie, frames, rate=25)
+    assert script_testing.main(flags(prepared_root, calibrated, tmp_path, '--Video', str(movie), *DECIDE)) == 0
+    started = time.monotonic()
+    assert script_testing.main(flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie), *DECIDE)) == 0
+    seconds = time.monotonic() - started
+    folder = tmp_path / 'stream_camera'
+    decided = assert_same_decisions(folder, tmp_path / 'video_camera')
+    assert 0 < sum(decided) < len(decided)  # some frames decided each way: the comparison means something
+    results = json.loads((folder / 'results.json').read_text())
+    assert (results['frames'], results['clips'], results['ended']) == (30, 15, 'the source ended')
+    assert (folder / 'decisions.png').stat().st_size > 0
+    assert seconds >= 29 / 25  # paced: frame 29 is not read before 29 / 25 s
+    assert results['source_frames_per_second'] == pytest.approx(25, rel=0.2)
+    assert results['lag_seconds']['max'] >= results['lag_seconds']['mean'] >= 0
+
+
+def watch(process, path, frame):
+    """Wait until the stream has written the row of ``frame`` to ``path`` (the event it reports), or has ended."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.is_file() and any(line.startswith(f'{frame},') for line in path.read_text().splitlines()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f'the stream ended or hung before deciding frame {frame}: {process.communicate()}')
+
+
+@pytest.mark.parametrize('given', [20, 18])
+def test_a_folder_filled_while_streaming_then_stopped_gives_the_offline_decisions(prepared_root, calibrated,
+                                                                                  tmp_path, given):
+    """A thread copies the frames into the folder one at a time (written under a temporary name, then renamed);
+    once the stream has decided the centre frame of the last clip, Ctrl-C stops it: the remaining frames take the
+    last clip's error, every row is whole, one line is printed, and the decisions equal --Video's on those
+    frames."""
+    source = sorted((prepared_root.parent / 'src' / 'UCSDped2' / 'Test' / 'Test002').iterdir())[:given]
+    live = tmp_path / 'cam'
+    live.mkdir()
+    process = subprocess.Popen([sys.executable, 'script_testing.py', *flags(prepared_root, calibrated, tmp_path,
+                                                                            '--Stream', str(live), *DECIDE)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, 'PYTHONPATH': str(ROOT)})
+
+    for line in process.stdout:  # the stream watches the folder: now fill it
+        if line.startswith('--Stream'):
+            break
+
+    def fill():
+        for file in source:
+            shutil.copy(file, live / f'.{file.name}.part')
+            os.replace(live / f'.{file.name}.part', live / file.name)
+    filler = threading.Thread(target=fill)
+    filler.start()
+    filler.join()
+    watch(process, tmp_path / 'stream_cam' / 'frame_scores.csv', given - 8)  # the last clip's centre
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=WAIT_SECONDS)
+    assert process.returncode == 128 + signal.SIGINT, err
+    assert err.strip().splitlines() == ['interrupted (SIGINT); files written before it are kept']
+    offline = tmp_path / 'offline'
+    offline.mkdir()
+    for file in source:
+        shutil.copy(file, offline / file.name)
+    assert script_testing.main(flags(prepared_root, calibrated, tmp_path, '--Video', str(offline), *DECIDE)) == 0
+    assert_same_decisions(tmp_path / 'stream_cam', tmp_path / 'video_offline')
+    results = json.loads((tmp_path / 'stream_cam' / 'results.json').read_text())
+    assert (results['frames'], results['ended']) == (given, 'SIGINT')
+
+
+def test_a_source_that_ends_before_one_clip_is_one_sentence_and_leaves_no_rows(prepared_root, calibrated,
+                                                                              tmp_path, capsys):
+    movie = tmp_path / 'short.avi'
+    write_movie(movie, video_frames(10, seed=3)[0], rate=100)
+    argv = flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie), *DECIDE)
+    assert run_cli(script_testing.main, argv) == 2
+    assert f'error: --Stream {movie} ended after 10 frames, fewer than the 16 of one clip (--FrameNum)' in \
+        capsys.readouterr().err
+    assert not (tmp_path / 'stream_short' / 'frame_scores.csv').exists()
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--Stream', 'cam', '--Video', 'x.mp4'], '--Stream scores a live source with a calibration; --Video and '),
+    (['--Stream', 'cam', '--Calibrate', 'True'], '--Stream scores a live source with a calibration; --Video and '),
+    (['--StreamFormat', 'v4l2'], '--StreamFormat is the input format of a --Stream source; give --Stream too'),
+])
+def test_stream_flags_are_checked(capsys, extra, message):
+    from options import TestOptions as EvalOptions  # a Test* name would be collected by pytest
+    with pytest.raises(SystemExit):
+        EvalOptions().parse(extra, is_print=False)
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--Stream', 'missing.mp4'], '--Stream missing.mp4 does not exist (nor is it a URL)'),
+    (['--Stream', 'cam', '--Dataset', 'MNIST'], '--Stream needs a video model, but --Dataset MNIST'),
+])
+def test_a_stream_of_nothing_or_for_another_model_is_one_sentence(prepared_root, calibrated, tmp_path, capsys,
+                                                                  monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'cam').mkdir()
+    assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, *extra, *DECIDE)) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_stream_needs_a_calibration(prepared_root, calibrated, tmp_path, capsys):
+    bare = tmp_path / 'bare.pt'
+    shutil.copy(calibrated, bare)  # the same weights without a calibration beside them
+    (tmp_path / 'cam').mkdir()
+    assert run_cli(script_testing.main, flags(prepared_root, bare, tmp_path, '--Stream', str(tmp_path / 'cam'))) == 2
+    assert ('--Stream decides with a calibration, and there is none beside the weights (bare_calibration.json)'
+            in capsys.readouterr().err)
+
+
+def test_a_folder_streams_its_frames_in_name_order_as_they_appear(tmp_path):
+    image = Image.new('L', (8, 8))
+    image.save(tmp_path / '9.png')
+    arrivals = folder_arrivals(tmp_path)
+    assert next(arrivals)[1] == '9.png'
+    image.save(tmp_path / '.10.png.part', format='PNG')  # being written, under another name: not yet a frame
+    image.save(tmp_path / '10.png')  # 10 after 9 in natural order
+    assert next(arrivals)[1] == '10.png'
+    image.save(tmp_path / '8.png')
+    with pytest.raises(DataFormatError, match='8.png appeared after 10.png but sorts before it'):
+        next(arrivals)
+
+
+def test_stream_folders_are_named_after_the_source(tmp_path):
+    (tmp_path / 'cam').mkdir()
+    (tmp_path / 'door.mp4').write_bytes(b'')
+    assert stream_name(tmp_path / 'cam') == 'cam' and stream_name(tmp_path / 'door.mp4') == 'door'
+    assert stream_name('rtsp://user@cam.local:554/live?x=1') == 'user_cam.local_554_live_x_1'
