@@ -160,6 +160,22 @@ def stream_checked_calibration(opt, weights, score, size):
     return checked
 
 
+class DecisionRows:
+    """frame_scores.csv of a stream: the header at once, then each decided frame's row, flushed."""
+
+    def __init__(self, path, column, labels):
+        self.path, self.labels = path, labels
+        self.file = path.open('w')
+        self.file.write(f'frame,{column},clip,error,tail_probability,anomalous\n')
+        self.file.flush()
+
+    def write(self, decided):
+        for d in decided:
+            self.file.write(f'{d.frame},{self.labels[d.frame]},{d.clip},{d.error!r},{d.tail_probability!r},'
+                            f'{int(d.anomalous)}\n')
+        self.file.flush()
+
+
 def score_stream(opt, options, model, weights, device, memory_model):
     """Score ``opt.Stream`` as its frames arrive with the (eval-mode) model; write the outputs of the module
     docstring; returns the output folder."""
@@ -168,69 +184,62 @@ def score_stream(opt, options, model, weights, device, memory_model):
     checked = stream_checked_calibration(opt, weights, score, size)
     folder = Path(opt.OutRoot) / f'stream_{stream_name(opt.Stream)}'
     options.save(opt, folder)
-    column = 'source_file' if is_folder_source(opt.Stream) else 'time_s'
     memory_format = memory_layout(opt.ChannelsLast)
     scorer = compile_model(PerClipModel(model).to(memory_format=memory_format), opt.Compile)
+
+    def clip_error(frames):
+        window = [(range(0, 1), window_tensor(frames, device))]
+        return finite_scores(score_windows(scorer, window, opt.FrameNum, score, memory_model, window_batch(opt),
+                                           memory_format), f'--Stream {opt.Stream}')[0]
+
     decisions = LiveDecisions(opt.FrameNum, checked, opt.EventMinFrames, opt.EventMergeGap)
     clock, labels, held = StreamClock(), [], deque(maxlen=opt.FrameNum)
-    rows_path = folder / 'frame_scores.csv'
+    column = 'source_file' if is_folder_source(opt.Stream) else 'time_s'
+    rows = DecisionRows(folder / 'frame_scores.csv', column, labels)
     print(f'--Stream {opt.Stream}: frames at {size[0]} x {size[1]} (from {size_origin}); anomalous above an error '
-          f'of {checked.threshold:.6g} (--FalseAlarmRate {opt.FalseAlarmRate:g}, {checked.file.name}) -> {rows_path}',
+          f'of {checked.threshold:.6g} (--FalseAlarmRate {opt.FalseAlarmRate:g}, {checked.file.name}) -> {rows.path}',
           flush=True)
     ended = 'the source ended'
     try:
-        with rows_path.open('w') as rows, torch.inference_mode(), autocast(device, opt.AMP):
-            rows.write(f'frame,{column},clip,error,tail_probability,anomalous\n')
-            rows.flush()
-
-            def write(decided):
-                for d in decided:
-                    rows.write(f'{d.frame},{labels[d.frame]},{d.clip},{d.error!r},{d.tail_probability!r},'
-                               f'{int(d.anomalous)}\n')
-                rows.flush()
-
-            try:
-                for frame in live_frames(opt.Stream, size, opt.ImgChnNum, opt.StreamFormat):
-                    held.append(frame.pixels)
-                    labels.append(frame.label)
-                    clock.arrivals.append(frame.arrival)
-                    if len(held) < opt.FrameNum:
-                        continue
-                    started = time.time()
-                    window = [(range(0, 1), window_tensor(list(held), device))]
-                    error = finite_scores(score_windows(scorer, window, opt.FrameNum, score, memory_model,
-                                                        window_batch(opt), memory_format),
-                                          f'--Stream {opt.Stream}')[0]
-                    decided = decisions.add_clip(error)
-                    write(decided)
-                    clock.scoring_seconds += time.time() - started
-                    clock.lags.append(time.time() - frame.arrival)
-                    if decided[-1].anomalous:
-                        for first, _ in decisions.started_events():
-                            print(f'event from frame {first} ({labels[first]})', flush=True)
-                    if len(clock.lags) % STATUS_CLIPS == 0:
-                        print(clock.status(len(labels)), flush=True)
-            except BaseException as stop:
-                ended = stopped_by(stop)
-                raise
-            finally:
-                write(decisions.finish(len(labels)))
+        with rows.file, torch.inference_mode(), autocast(device, opt.AMP):
+            for frame in live_frames(opt.Stream, size, opt.ImgChnNum, opt.StreamFormat):
+                held.append(frame.pixels)
+                labels.append(frame.label)
+                clock.arrivals.append(frame.arrival)
+                if len(held) < opt.FrameNum:
+                    continue
+                started = time.time()
+                decided = decisions.add_clip(clip_error(list(held)))
+                rows.write(decided)
+                clock.scoring_seconds += time.time() - started
+                clock.lags.append(time.time() - frame.arrival)
+                if decided[-1].anomalous:
+                    for first, _ in decisions.started_events():
+                        print(f'event from frame {first} ({labels[first]})', flush=True)
+                if len(clock.lags) % STATUS_CLIPS == 0:
+                    print(clock.status(len(labels)), flush=True)
+    except BaseException as stop:
+        ended = stopped_by(stop)
+        raise
     finally:
-        if decisions.clip_errors:
-            write_stream_results(opt, folder, weights, checked, decisions, clock, (column, labels), size, score,
-                                 ended)
+        if decisions.clip_errors:  # the frames after the last clip's centre, then the summaries
+            with rows.path.open('a') as rows.file:
+                rows.write(decisions.finish(len(labels)))
+            final = write_stream_results(opt, folder, weights, checked, decisions, clock, (column, labels), size,
+                                         score, ended)
         else:
-            rows_path.unlink(missing_ok=True)
+            rows.path.unlink(missing_ok=True)
     if not decisions.clip_errors:
         raise DataFormatError(f'--Stream {opt.Stream} ended after {len(labels)} frames, fewer than the '
                               f'{opt.FrameNum} of one clip (--FrameNum)')
-    print(f'{len(labels)} frames, {len(decisions.clip_errors)} clips; {len(decisions.events)} event(s); '
+    print(f'{len(labels)} frames, {len(decisions.clip_errors)} clips; {len(final.events)} event(s); '
           f'{clock.status(len(labels))} -> {folder}')
     return folder
 
 
 def write_stream_results(opt, folder, weights, checked, decisions, clock, sources, size, score, ended):
-    """events.csv, events.json and results.json of a stream that has ended."""
+    """events.csv, events.json, decisions.png and results.json of a stream that has ended; returns its
+    :class:`utils.single_video.Decisions`."""
     error = np.asarray(decisions.errors)
     final = decide(opt, checked, error)
     write_events(folder, sources, final)
@@ -243,5 +252,6 @@ def write_stream_results(opt, folder, weights, checked, decisions, clock, source
         'calibration': {'file': str(checked.file), 'false_alarm_rate': checked.false_alarm_rate,
                         'threshold': checked.threshold, 'anomalous_frames': int(final.anomalous.sum()),
                         'events': len(final.events)},
-        **clock.as_dict(), 'outputs': ['frame_scores.csv', 'events.csv', 'events.json', 'decisions.png'], 'options': vars(opt)},
-        sort_keys=True, default=str)
+        **clock.as_dict(), 'outputs': ['frame_scores.csv', 'events.csv', 'events.json', 'decisions.png'],
+        'options': vars(opt)}, sort_keys=True, default=str)
+    return final
