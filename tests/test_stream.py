@@ -183,6 +183,7 @@ def test_a_source_that_ends_before_one_clip_is_one_sentence_and_leaves_no_rows(p
     (['--Stream', 'cam', '--Video', 'x.mp4'], '--Stream scores a live source with a calibration; --Video and '),
     (['--Stream', 'cam', '--Calibrate', 'True'], '--Stream scores a live source with a calibration; --Video and '),
     (['--StreamFormat', 'v4l2'], '--StreamFormat is the input format of a --Stream source; give --Stream too'),
+    (['--Stream', 'cam', '--Plots', 'True'], '--Plots draws the figures of a test set or a --Video; a --Stream'),
 ])
 def test_stream_flags_are_checked(capsys, extra, message):
     from options import TestOptions as EvalOptions  # a Test* name would be collected by pytest
