@@ -24,7 +24,7 @@ from models import AutoEncoderCov3DMem
 from synthetic import video_frames, write_movie
 from utils.calibration import Calibration
 from utils.errors import run_cli
-from utils.live_stream import LiveDecisions, stream_name
+from utils.live_stream import FrameQueue, LiveDecisions, StreamClock, stream_name
 from utils.single_video import frame_clips
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +96,35 @@ def test_events_are_announced_once_when_their_run_is_long_enough():
     # at frame 13
     assert decisions.anomalous == [False] * 4 + [True, True, False, True] + [False] * 3 + [True] * 4
     assert announced == [(7, 4), (13, 11)]
+
+
+def test_frames_that_piled_up_are_taken_together_and_a_reader_error_comes_after_them():
+    def source(fail):
+        yield from range(10)
+        if fail:
+            raise DataFormatError('frame 10 is not a readable image')
+    for fail in (False, True):
+        reader = FrameQueue(source(fail), most=4)
+        reader.thread.join()  # all ten have arrived before the scorer asks
+        batches = reader.batches()
+        assert [next(batches) for _ in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+        if fail:
+            with pytest.raises(DataFormatError, match='frame 10'):
+                next(batches)
+        else:
+            assert list(batches) == []
+
+
+def test_a_scorer_keeps_up_while_it_never_finds_more_than_a_batch_waiting():
+    clock = StreamClock(batch=4)
+    frames = [SimpleNamespace(arrival=float(t)) for t in range(6)]
+    clock.arrivals = [f.arrival for f in frames]
+    clock.scored(2, 0.5, frames, waiting=4)  # the newest frames of the two clips: 4 and 5
+    assert clock.keeps_up() and 'falling behind' not in clock.status(6)
+    assert clock.lags[0] - clock.lags[1] == pytest.approx(1.0)  # frame 4 arrived a second before frame 5
+    clock.scored(1, 0.5, frames, waiting=5)
+    assert not clock.keeps_up() and clock.status(6).endswith('falling behind (5 frames were waiting)')
+    assert clock.as_dict()['largest_backlog_frames'] == 5 and clock.scoring_rate() == pytest.approx(3.0)
 
 
 def test_a_movie_read_at_its_rate_gives_the_offline_decisions(prepared_root, calibrated, tmp_path):
