@@ -1,6 +1,7 @@
 """Live scoring (script_testing.py --Stream, utils/live_stream.py, data/live_frames.py): the streamed decisions are
 those of --Video on the same frames, from a movie read at its rate and from a folder that fills while the stream
 runs; a stream stopped by Ctrl-C keeps whole rows; a source that ends before one clip, and the refusals."""
+import http.server
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -144,6 +146,28 @@ def test_a_movie_read_at_its_rate_gives_the_offline_decisions(prepared_root, cal
     assert seconds >= 29 / 25  # paced: frame 29 is not read before 29 / 25 s
     assert results['source_frames_per_second'] == pytest.approx(25, rel=0.2)
     assert results['lag_seconds']['max'] >= results['lag_seconds']['mean'] >= 0
+
+
+class QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_a_url_streams_at_its_own_pace_with_the_offline_decisions(prepared_root, calibrated, tmp_path):
+    """A movie served over HTTP on this machine: what FFmpeg opens by URL (a camera's RTSP or HTTP stream)."""
+    movie = tmp_path / 'served' / 'door.avi'
+    write_movie(movie, video_frames(24, seed=4, anomalous=lambda t: t >= 14)[0], rate=25)
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), partial(QuietFiles, directory=str(movie.parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f'http://127.0.0.1:{server.server_address[1]}/door.avi'
+    try:
+        assert script_testing.main(flags(prepared_root, calibrated, tmp_path, '--Stream', url, *DECIDE)) == 0
+    finally:
+        server.shutdown()
+    assert script_testing.main(flags(prepared_root, calibrated, tmp_path, '--Video', str(movie), *DECIDE)) == 0
+    streamed = tmp_path / f'stream_127.0.0.1_{server.server_address[1]}_door.avi'
+    assert_same_decisions(streamed, tmp_path / 'video_door')
+    assert json.loads((streamed / 'results.json').read_text())['stream'] == url
 
 
 def watch(process, path, frame):
