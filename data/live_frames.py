@@ -39,11 +39,12 @@ def is_folder_source(source):
     return Path(source).is_dir()
 
 
-def live_frames(source, size, channels, input_format=None):
+def live_frames(source, size, channels, input_format=None, stop=None):
     """The frames of ``source`` (see the module docstring) as :class:`LiveFrame`, one at a time as they arrive,
-    prepared at ``size`` (H, W) with ``channels`` channels."""
+    prepared at ``size`` (H, W) with ``channels`` channels; a folder is watched until ``stop`` (a
+    ``threading.Event``) is set."""
     if is_folder_source(source):
-        frames = folder_arrivals(Path(source))
+        frames = folder_arrivals(Path(source), stop)
     elif '://' not in str(source) and not Path(source).exists():
         raise DataFormatError(f'--Stream {source} does not exist (nor is it a URL)')
     else:
@@ -52,10 +53,11 @@ def live_frames(source, size, channels, input_format=None):
         yield LiveFrame(prepared_frame(image, size, channels), label, arrival)
 
 
-def folder_arrivals(folder):
-    """(PIL image, file name, time written) of each frame file of ``folder`` as it appears; never ends."""
+def folder_arrivals(folder, stop=None):
+    """(PIL image, file name, time written) of each frame file of ``folder`` as it appears, until ``stop`` is set
+    (never, without one)."""
     seen, last, first = set(), None, None
-    while True:
+    while stop is None or not stop.is_set():
         new = [file for file in frame_image_files(folder) if file.name not in seen]
         for file in new:
             if last is not None and natural_key(file.name) < natural_key(last):

@@ -65,6 +65,9 @@ class TestOptions(BaseOptions):
         if opt.Stream and (opt.Video or opt.Calibrate):
             self.parser.error('--Stream scores a live source with a calibration; --Video and --Calibrate are other '
                               'runs: give one of them')
+        if opt.Stream and opt.Plots:
+            self.parser.error('--Plots draws the figures of a test set or a --Video; a --Stream writes its '
+                              'decisions.png when it ends: leave --Plots out')
         if opt.StreamFormat and not opt.Stream:
             self.parser.error('--StreamFormat is the input format of a --Stream source; give --Stream too')
         if opt.Calibrate and not opt.Video and not opt.HoldOutVideos:

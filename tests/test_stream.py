@@ -1,6 +1,7 @@
 """Live scoring (script_testing.py --Stream, utils/live_stream.py, data/live_frames.py): the streamed decisions are
 those of --Video on the same frames, from a movie read at its rate and from a folder that fills while the stream
 runs; a stream stopped by Ctrl-C keeps whole rows; a source that ends before one clip, and the refusals."""
+import http.server
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,7 +26,7 @@ from models import AutoEncoderCov3DMem
 from synthetic import video_frames, write_movie
 from utils.calibration import Calibration
 from utils.errors import run_cli
-from utils.live_stream import LiveDecisions, stream_name
+from utils.live_stream import FrameQueue, LiveDecisions, StreamClock, stream_name
 from utils.single_video import frame_clips
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +100,35 @@ def test_events_are_announced_once_when_their_run_is_long_enough():
     assert announced == [(7, 4), (13, 11)]
 
 
+def test_frames_that_piled_up_are_taken_together_and_a_reader_error_comes_after_them():
+    def source(fail):
+        yield from range(10)
+        if fail:
+            raise DataFormatError('frame 10 is not a readable image')
+    for fail in (False, True):
+        reader = FrameQueue(source(fail), most=4)
+        reader.thread.join()  # all ten have arrived before the scorer asks
+        batches = reader.batches()
+        assert [next(batches) for _ in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+        if fail:
+            with pytest.raises(DataFormatError, match='frame 10'):
+                next(batches)
+        else:
+            assert list(batches) == []
+
+
+def test_a_scorer_keeps_up_while_it_never_finds_more_than_a_batch_waiting():
+    clock = StreamClock(batch=4)
+    frames = [SimpleNamespace(arrival=float(t)) for t in range(6)]
+    clock.arrivals = [f.arrival for f in frames]
+    clock.scored(2, 0.5, frames, waiting=4)  # the newest frames of the two clips: 4 and 5
+    assert clock.keeps_up() and 'falling behind' not in clock.status(6)
+    assert clock.lags[0] - clock.lags[1] == pytest.approx(1.0)  # frame 4 arrived a second before frame 5
+    clock.scored(1, 0.5, frames, waiting=5)
+    assert not clock.keeps_up() and clock.status(6).endswith('falling behind (5 frames were waiting)')
+    assert clock.as_dict()['largest_backlog_frames'] == 5 and clock.scoring_rate() == pytest.approx(3.0)
+
+
 def test_a_movie_read_at_its_rate_gives_the_offline_decisions(prepared_root, calibrated, tmp_path):
     frames = video_frames(30, seed=2, anomalous=lambda t: 12 <= t <= 20)[0]
     movie = tmp_path / 'camera.avi'
@@ -115,6 +146,28 @@ def test_a_movie_read_at_its_rate_gives_the_offline_decisions(prepared_root, cal
     assert seconds >= 29 / 25  # paced: frame 29 is not read before 29 / 25 s
     assert results['source_frames_per_second'] == pytest.approx(25, rel=0.2)
     assert results['lag_seconds']['max'] >= results['lag_seconds']['mean'] >= 0
+
+
+class QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_a_url_streams_at_its_own_pace_with_the_offline_decisions(prepared_root, calibrated, tmp_path):
+    """A movie served over HTTP on this machine: what FFmpeg opens by URL (a camera's RTSP or HTTP stream)."""
+    movie = tmp_path / 'served' / 'door.avi'
+    write_movie(movie, video_frames(24, seed=4, anomalous=lambda t: t >= 14)[0], rate=25)
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), partial(QuietFiles, directory=str(movie.parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f'http://127.0.0.1:{server.server_address[1]}/door.avi'
+    try:
+        assert script_testing.main(flags(prepared_root, calibrated, tmp_path, '--Stream', url, *DECIDE)) == 0
+    finally:
+        server.shutdown()
+    assert script_testing.main(flags(prepared_root, calibrated, tmp_path, '--Video', str(movie), *DECIDE)) == 0
+    streamed = tmp_path / f'stream_127.0.0.1_{server.server_address[1]}_door.avi'
+    assert_same_decisions(streamed, tmp_path / 'video_door')
+    assert json.loads((streamed / 'results.json').read_text())['stream'] == url
 
 
 def watch(process, path, frame):
@@ -183,6 +236,7 @@ def test_a_source_that_ends_before_one_clip_is_one_sentence_and_leaves_no_rows(p
     (['--Stream', 'cam', '--Video', 'x.mp4'], '--Stream scores a live source with a calibration; --Video and '),
     (['--Stream', 'cam', '--Calibrate', 'True'], '--Stream scores a live source with a calibration; --Video and '),
     (['--StreamFormat', 'v4l2'], '--StreamFormat is the input format of a --Stream source; give --Stream too'),
+    (['--Stream', 'cam', '--Plots', 'True'], '--Plots draws the figures of a test set or a --Video; a --Stream'),
 ])
 def test_stream_flags_are_checked(capsys, extra, message):
     from options import TestOptions as EvalOptions  # a Test* name would be collected by pytest

@@ -1,8 +1,12 @@
 """Live scoring: ``script_testing.py <model flags> --Stream SOURCE`` (beyond the paper; docs/DEPLOYMENT.md).
 
 Frames arrive one at a time (data/live_frames.py: a video file read at its frame rate, a URL, a capture device,
-or a folder that is being filled). As soon as the newest ``--FrameNum`` frames exist, their clip is scored with
-the model's score, as ``--Video`` scores it, and the frames that clip settles are decided and written. Frame ``t``
+or a folder that is being filled), read on a thread of their own (:class:`FrameQueue`), so the source never
+waits for the model. As soon as the newest ``--FrameNum`` frames exist, their clip is scored with the model's
+score, and the frames that clip settles are decided and written. Frames that arrived while a clip was being
+scored are taken together (up to ``--ClipWindow`` of them, else ``--BatchSize``), and their clips are scored in
+one window as ``--Video`` scores them (models/clip_overlap.py): a model somewhat slower per clip than the source
+catches up that way instead of falling further behind. Frame ``t``
 takes the error of the clip centred on it, clip ``t - FrameNum // 2`` (the rule of ``--Video`` and of the test
 protocol's labels), so its decision comes out once frame ``t + FrameNum - 1 - FrameNum // 2`` has arrived: half a
 clip later (7 frames for 16-frame clips). The first ``FrameNum // 2`` frames come out with the first clip; when
@@ -21,10 +25,13 @@ Outputs in ``<OutRoot>/stream_<name>/``:
 
 While it runs it prints a line when an event starts (its run of anomalous frames is ``--EventMinFrames`` long)
 and a status line every ``STATUS_CLIPS`` clips: the frames per second it scores against those the source delivers,
-and the lag, the seconds from the arrival of the newest frame a decision needed to the decision. A model slower
-than its source falls behind: the lag grows, and the status line says so.
+and the lag, the seconds from the arrival of the newest frame a decision needed to the decision. Every frame is
+scored, none dropped: a model too slow for its source finds more frames waiting than one batch, its lag grows,
+and the status line says *falling behind* (:class:`StreamClock`).
 """
+import queue
 import re
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,7 +42,7 @@ import torch
 
 from data.live_frames import is_folder_source, live_frames
 from data.readers import DataFormatError
-from models.clip_overlap import PerClipModel
+from models.clip_overlap import ClipWindowModel, PerClipModel
 from utils.calibration import anomaly_events, calibration_path
 from utils.errors import InputError
 from utils.files import write_json
@@ -46,6 +53,7 @@ from utils.scoring import finite_scores, resolve_score_type, score_windows, wind
 from utils.single_video import checked_calibration, decide, video_frame_size, window_tensor, write_events
 
 STATUS_CLIPS = 250  # clips between status lines (10 s of a 25 frames/s source)
+QUEUE_POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -101,10 +109,31 @@ class LiveDecisions:
 
 @dataclass
 class StreamClock:
-    """Arrival times of the frames, the seconds spent scoring, and the lag of each clip's decisions."""
+    """Arrival times of the frames, the seconds spent scoring, the lag of each clip's decisions, and the most
+    frames found waiting after a batch. A scorer keeps up when it never finds more than one batch (``batch``
+    frames) waiting: frames that arrive while a batch is scored are taken together next, so a scorer somewhat
+    slower per clip than the source keeps a bounded lag; one that is too slow finds the backlog growing."""
+    batch: int
     arrivals: list = field(default_factory=list)
     scoring_seconds: float = 0.0
     lags: list = field(default_factory=list)
+    largest_backlog: int = 0
+    next_status: int = STATUS_CLIPS
+
+    def scored(self, clips, seconds, batch, waiting):
+        """``clips`` clips were scored in ``seconds``; their newest frames are the last ``clips`` of ``batch``;
+        ``waiting`` frames have arrived meanwhile."""
+        self.scoring_seconds += seconds
+        now = time.time()
+        self.lags += [now - frame.arrival for frame in batch[len(batch) - clips:]]
+        self.largest_backlog = max(self.largest_backlog, waiting)
+
+    def status_due(self):
+        """Whether another ``STATUS_CLIPS`` clips have been scored since the last status line."""
+        if len(self.lags) < self.next_status:
+            return False
+        self.next_status = (len(self.lags) // STATUS_CLIPS + 1) * STATUS_CLIPS
+        return True
 
     def source_rate(self):
         """Frames per second the source delivered (None before two frames)."""
@@ -116,19 +145,19 @@ class StreamClock:
         return len(self.lags) / self.scoring_seconds if self.scoring_seconds > 0 else None
 
     def keeps_up(self):
-        source, scoring = self.source_rate(), self.scoring_rate()
-        return source is None or scoring is None or scoring >= source
+        return self.largest_backlog <= self.batch
 
     def status(self, frames):
         source, scoring = self.source_rate(), self.scoring_rate()
         rates = (f'scoring {scoring:.1f} frames/s' if scoring else 'scoring')
         rates += f', the source delivers {source:.1f}/s' if source else ''
-        verdict = '' if self.keeps_up() else ': falling behind'
+        verdict = '' if self.keeps_up() else f': falling behind ({self.largest_backlog} frames were waiting)'
         return f'{frames} frames: {rates}; decisions {self.lags[-1]:.2f} s after their newest frame{verdict}'
 
     def as_dict(self):
         return {'source_frames_per_second': self.source_rate(), 'scoring_frames_per_second': self.scoring_rate(),
-                'keeps_up': self.keeps_up(), 'scoring_seconds': self.scoring_seconds,
+                'keeps_up': self.keeps_up(), 'largest_backlog_frames': self.largest_backlog,
+                'scoring_seconds': self.scoring_seconds,
                 'lag_seconds': {'last': self.lags[-1], 'mean': float(np.mean(self.lags)), 'max': max(self.lags)}
                 if self.lags else None}
 
@@ -160,6 +189,54 @@ def stream_checked_calibration(opt, weights, score, size):
     return checked
 
 
+class FrameQueue:
+    """The frames of a source, read (and prepared) on a thread of their own, so that the source keeps being read
+    while clips are scored: a frame's arrival is when it was read, not when the scorer got to it, and a scorer
+    that is behind finds the frames that piled up and scores their clips together."""
+
+    def __init__(self, frames, most):
+        self.frames, self.most = frames, most
+        self.queue, self.error = queue.SimpleQueue(), None
+        self.thread = threading.Thread(target=self._read, name='stream reader', daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        try:
+            for frame in self.frames:
+                self.queue.put(frame)
+        except BaseException as error:  # handed to the main thread, which reports it
+            self.error = error
+        finally:
+            self.queue.put(None)
+
+    def batches(self):
+        """Lists of up to ``most`` frames: those that have arrived, waiting for the first; ends with the source
+        (raising the reader's error, if it had one)."""
+        while True:
+            batch = [self._next(block=True)]
+            while len(batch) < self.most and batch[-1] is not None and not self.queue.empty():
+                batch.append(self._next(block=False))
+            if batch[-1] is None:
+                if batch[:-1]:
+                    yield batch[:-1]
+                if self.error is not None:
+                    raise self.error
+                return
+            yield batch
+
+    def waiting(self):
+        """How many frames have arrived and wait to be scored."""
+        return self.queue.qsize()
+
+    def _next(self, block):
+        while True:  # a timeout, so that Ctrl-C reaches the main thread while it waits
+            try:
+                return self.queue.get(timeout=QUEUE_POLL_SECONDS) if block else self.queue.get_nowait()
+            except queue.Empty:
+                if not block:
+                    raise
+
+
 class DecisionRows:
     """frame_scores.csv of a stream: the header at once, then each decided frame's row, flushed."""
 
@@ -185,43 +262,51 @@ def score_stream(opt, options, model, weights, device, memory_model):
     folder = Path(opt.OutRoot) / f'stream_{stream_name(opt.Stream)}'
     options.save(opt, folder)
     memory_format = memory_layout(opt.ChannelsLast)
-    scorer = compile_model(PerClipModel(model).to(memory_format=memory_format), opt.Compile)
+    window_model = ClipWindowModel(model) if opt.ClipWindow else PerClipModel(model)
+    scorer = compile_model(window_model.to(memory_format=memory_format), opt.Compile)
 
-    def clip_error(frames):
-        window = [(range(0, 1), window_tensor(frames, device))]
+    def clip_errors(frames):
+        """The errors of the clips of consecutive ``frames`` (uint8 H x W x C arrays)."""
+        window = [(range(len(frames) - opt.FrameNum + 1), window_tensor(frames, device))]
         return finite_scores(score_windows(scorer, window, opt.FrameNum, score, memory_model, window_batch(opt),
-                                           memory_format), f'--Stream {opt.Stream}')[0]
+                                           memory_format), f'--Stream {opt.Stream}')
 
     decisions = LiveDecisions(opt.FrameNum, checked, opt.EventMinFrames, opt.EventMergeGap)
-    clock, labels, held = StreamClock(), [], deque(maxlen=opt.FrameNum)
+    batch_limit = opt.ClipWindow or opt.BatchSize
+    clock, labels, held = StreamClock(batch_limit), [], deque(maxlen=opt.FrameNum - 1)
     column = 'source_file' if is_folder_source(opt.Stream) else 'time_s'
     rows = DecisionRows(folder / 'frame_scores.csv', column, labels)
     print(f'--Stream {opt.Stream}: frames at {size[0]} x {size[1]} (from {size_origin}); anomalous above an error '
           f'of {checked.threshold:.6g} (--FalseAlarmRate {opt.FalseAlarmRate:g}, {checked.file.name}) -> {rows.path}',
           flush=True)
     ended = 'the source ended'
+    stop_reading = threading.Event()
+    arrivals = FrameQueue(live_frames(opt.Stream, size, opt.ImgChnNum, opt.StreamFormat, stop_reading),
+                          batch_limit)
     try:
         with rows.file, torch.inference_mode(), autocast(device, opt.AMP):
-            for frame in live_frames(opt.Stream, size, opt.ImgChnNum, opt.StreamFormat):
-                held.append(frame.pixels)
-                labels.append(frame.label)
-                clock.arrivals.append(frame.arrival)
-                if len(held) < opt.FrameNum:
+            for batch in arrivals.batches():
+                labels += [frame.label for frame in batch]
+                clock.arrivals += [frame.arrival for frame in batch]
+                frames = [*held, *(frame.pixels for frame in batch)]
+                held.extend(frame.pixels for frame in batch)
+                if len(frames) < opt.FrameNum:
                     continue
                 started = time.time()
-                decided = decisions.add_clip(clip_error(list(held)))
-                rows.write(decided)
-                clock.scoring_seconds += time.time() - started
-                clock.lags.append(time.time() - frame.arrival)
-                if decided[-1].anomalous:
-                    for first, _ in decisions.started_events():
-                        print(f'event from frame {first} ({labels[first]})', flush=True)
-                if len(clock.lags) % STATUS_CLIPS == 0:
+                for error in clip_errors(frames):
+                    decided = decisions.add_clip(error)
+                    rows.write(decided)
+                    if decided[-1].anomalous:
+                        for first, _ in decisions.started_events():
+                            print(f'event from frame {first} ({labels[first]})', flush=True)
+                clock.scored(len(frames) - opt.FrameNum + 1, time.time() - started, batch, arrivals.waiting())
+                if clock.status_due():
                     print(clock.status(len(labels)), flush=True)
     except BaseException as stop:
         ended = stopped_by(stop)
         raise
     finally:
+        stop_reading.set()
         if decisions.clip_errors:  # the frames after the last clip's centre, then the summaries
             with rows.path.open('a') as rows.file:
                 rows.write(decisions.finish(len(labels)))
