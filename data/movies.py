@@ -79,7 +79,7 @@ def movie_rate(path, default):
     try:
         with open_movie(path) as container:
             return container_rate(container, default)
-    except DataFormatError:  # a folder of frames, or a file whose rate cannot be read: the default is fine for a preview
+    except DataFormatError:  # a folder of frames, or a file without a readable rate: the default will do
         return default
 
 

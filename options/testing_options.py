@@ -38,17 +38,18 @@ class TestOptions(BaseOptions):
         run.add_argument('--StreamFormat', help="(added) --Stream: FFmpeg's input format for a capture device "
                             '(v4l2 on Linux, avfoundation on macOS, dshow on Windows); default: FFmpeg guesses',
                             type=optional_path, default=None)
-        run.add_argument('--VideoSize', help='(added) --Video, --Stream: the frame size H W the model takes; default: the '
-                            'size in <DataRoot>/<Dataset>/prepare.json, else 256 256 (the released preparation)',
+        run.add_argument('--VideoSize', help='(added) --Video, --Stream: the frame size H W the model takes; '
+                            'default: the size in <DataRoot>/<Dataset>/prepare.json, else 256 256 (the released '
+                            'preparation)',
                             type=int, nargs=2, metavar=('H', 'W'), default=None)
         run.add_argument('--Calibrate', help='(added) score normal footage, --Video PATH or the training videos '
                             'that --HoldOutVideos held out of training, and write the distribution of its clip errors '
                             'beside the weights (<weights>_calibration.json, or --Calibration) for calibrated '
                             'decisions (utils/calibration.py, docs/DEPLOYMENT.md)',
                             type=str2bool, default=False)
-        run.add_argument('--Calibration', help='(added) --Video, --Stream: the calibration file for decisions; default: '
-                            '<weights>_calibration.json when it exists (then every frame gets a decision and runs of '
-                            'anomalous frames become events)', type=optional_path, default=None)
+        run.add_argument('--Calibration', help='(added) --Video, --Stream: the calibration file for decisions; '
+                            'default: <weights>_calibration.json when it exists (then every frame gets a decision and '
+                            'runs of anomalous frames become events)', type=optional_path, default=None)
         run.add_argument('--FalseAlarmRate', help='(added) with a calibration: the share of normal clips allowed to '
                             'exceed the threshold', type=float, default=0.01)
         run.add_argument('--EventMinFrames', help='(added) with a calibration: the fewest anomalous frames an event '

@@ -174,6 +174,24 @@ def test_an_object_the_interrupt_left_half_built_adds_no_traceback(capsys):
     assert (sys.unraisablehook, sys.excepthook) == hooks
 
 
+def test_an_error_raised_while_stopping_keeps_its_traceback(capsys):
+    """Found with --Stream: its clean-up after a Ctrl-C failed, and the process ended with code 1 and nothing on
+    stderr, because error reports are muted while an interrupt is handled. Such an error is a defect to be seen."""
+    import sys
+    from utils.errors import run_cli
+    hooks = (sys.unraisablehook, sys.excepthook)
+
+    def main(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(SHELL_TIMEOUT)
+        finally:
+            raise ValueError('the clean-up failed')
+    with pytest.raises(ValueError, match='the clean-up failed'):
+        run_cli(main, [])
+    assert (sys.unraisablehook, sys.excepthook) == hooks  # so the traceback reaches stderr
+
+
 class BrokenHandover:
     """A listener for multiprocessing's hand-over loop: the first connection breaks in its handshake (as when the
     main process is interrupted in the middle of fetching a tensor), the second asks the loop to stop."""

@@ -7,7 +7,7 @@ and keeps its traceback.
 import sys
 
 from utils.flags import str2bool
-from utils.interrupts import Interrupted, settle_after_interrupt, signal_number, stop_on_signals
+from utils.interrupts import Interrupted, report_errors_again, settle_after_interrupt, signal_number, stop_on_signals
 
 # DataLoader workers re-raise a worker's exception in the main process with the worker's traceback in its text
 WORKER_TRACEBACK = 'Original Traceback'
@@ -56,6 +56,7 @@ def run_cli(main, argv=None, interrupted=KEPT):
         with stop_on_signals():
             return main(argv)
     except InputError as error:
+        report_errors_again()  # if it came while stopping
         if debug_requested(argv):
             raise
         print(f'error: {one_sentence(error)}', file=sys.stderr)
@@ -63,5 +64,8 @@ def run_cli(main, argv=None, interrupted=KEPT):
     except (KeyboardInterrupt, Interrupted) as stop:
         signum = signal_number(stop)
         print(f'interrupted ({signum.name}); {interrupted}', file=sys.stderr)
+    except BaseException:  # another error, perhaps raised while stopping: its traceback must not be dropped
+        report_errors_again()
+        raise
     settle_after_interrupt()  # after the except block, which kept the interrupted frames alive
     return 128 + signum

@@ -76,6 +76,12 @@ def settle_after_interrupt():
     quietly, then let destructor errors be reported again."""
     gc.collect()
     multiprocessing.resource_sharer.stop(timeout=CHILD_GRACE_SECONDS)  # the hand-over thread, quietly
+    report_errors_again()
+
+
+def report_errors_again():
+    """Let error reports through again after an interrupt (see :func:`settle_after_interrupt`) without its
+    clean-up: for an error raised while the program was stopping, which is a defect to be seen, not noise."""
     if _hooks_before_interrupt:
         sys.unraisablehook, sys.excepthook = _hooks_before_interrupt.pop()
 
