@@ -69,7 +69,17 @@ def test_addressing_and_loss_scaling_follow_the_family(name, addressing, scaling
     opt = variant_options(name)
     assert (opt.MemAddressing, opt.LossScaling) == (addressing, scaling)
     assert ('_AddrCosine_' in opt.setting) == (addressing == 'cosine')  # weights of the two never mix
-    assert variant_options('mnist_ael1').setting == 'AEL1_Conv2D_MNIST_L1W0.0002_Non'
+    assert variant_options('cifar10_ael1').setting == 'AEL1_Conv2D_CIFAR10_L1W0.0002_Non'
+
+
+def test_the_mnist_experiments_share_the_reading_chosen_on_validation_but_released_keeps_the_printed_table():
+    for name in ('mnist', 'mnist_ae', 'mnist_nonspar', 'mnist_noshrink', 'mnist_ael1'):
+        opt = variant_options(name)
+        assert (opt.ImageCodeChannels, opt.ImageFirstKernel, opt.EarlyStopping, opt.EpochNum) == (4, 0, True, 40)
+        assert opt.setting.endswith('_Code4_Non'), opt.setting
+    released = variant_options('mnist_released')
+    assert (released.ImageCodeChannels, released.EarlyStopping, released.EpochNum, released.LR) == (0, False, 10, 1e-3)
+    assert variant_options('cifar10').ImageCodeChannels == 0  # chosen for MNIST only
 
 
 @pytest.mark.parametrize('scaling', ['released', 'paper'])
