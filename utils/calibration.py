@@ -111,6 +111,12 @@ class Calibration:
         return calibration
 
 
+def is_anomalous(errors, threshold):
+    """Whether each clip error is anomalous at ``threshold``: above it (an error equal to it is normal). The one
+    rule of ``--Video``, ``--Stream`` and a test set's calibrated.json."""
+    return np.asarray(errors, dtype=np.float64) > threshold
+
+
 def anomaly_events(anomalous, min_frames, merge_gap):
     """Runs of True in ``anomalous`` (one bool per frame) as (first, last) frame pairs, inclusive: runs separated
     by at most ``merge_gap`` normal frames merged, then runs shorter than ``min_frames`` dropped."""
@@ -145,7 +151,7 @@ def decision_report(videos, threshold, false_alarm_rate, min_frames, merge_gap):
     """Whether the threshold holds on labelled videos (:class:`utils.eval.VideoResult`: clip scores and clip labels,
     1 = anomalous): the realised false-alarm rate on normal clips, precision / recall / F1 of the anomalous clips,
     and events (runs of flagged clips, :func:`anomaly_events`) against the runs of anomalous clips."""
-    flagged = {video.name: np.asarray(video.scores) > threshold for video in videos}
+    flagged = {video.name: is_anomalous(video.scores, threshold) for video in videos}
     labels = np.concatenate([np.asarray(video.labels, dtype=int) for video in videos])
     decided = np.concatenate([flagged[video.name] for video in videos])
     precision, recall, f1, _ = metrics.precision_recall_fscore_support(labels, decided.astype(int), average='binary',

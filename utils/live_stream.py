@@ -43,7 +43,7 @@ import torch
 from data.live_frames import is_folder_source, live_frames
 from data.readers import DataFormatError
 from models.clip_overlap import ClipWindowModel, PerClipModel
-from utils.calibration import anomaly_events, calibration_path
+from utils.calibration import anomaly_events, calibration_path, is_anomalous
 from utils.errors import InputError
 from utils.files import write_json
 from utils.interrupts import Interrupted, signal_number
@@ -91,7 +91,7 @@ class LiveDecisions:
     def _decide_through(self, last_frame, clip):
         error = self.clip_errors[clip]
         tail = float(self.checked.calibration.tail_probability([error])[0])
-        anomalous = bool(error > self.checked.threshold)
+        anomalous = bool(is_anomalous(error, self.checked.threshold))
         decided = [FrameDecision(frame, clip, error, tail, anomalous)
                    for frame in range(len(self.anomalous), last_frame + 1)]
         self.errors += [error] * len(decided)

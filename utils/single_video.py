@@ -50,7 +50,8 @@ from data.movies import DEFAULT_RATE, movie_rate, write_movie
 from data.readers import DataFormatError
 from data.video_datasets import normalised_frames
 from models.clip_overlap import ClipWindowModel, PerClipModel
-from utils.calibration import Calibration, anomaly_events, calibration_path, chosen_calibration, weights_sha256
+from utils.calibration import (Calibration, anomaly_events, calibration_path, chosen_calibration, is_anomalous,
+                               weights_sha256)
 from utils.errors import InputError
 from utils.eval import regularity
 from utils.files import read_json, save_image, save_npy, write_json, write_text, writing
@@ -219,7 +220,7 @@ def checked_calibration(opt, weights, score, size):
 
 def decide(opt, checked, error):
     """The :class:`Decisions` for the per-frame errors ``error`` under a :class:`CheckedCalibration`."""
-    anomalous = error > checked.threshold
+    anomalous = is_anomalous(error, checked.threshold)
     return Decisions(checked, checked.calibration.tail_probability(error), anomalous,
                      anomaly_events(anomalous, opt.EventMinFrames, opt.EventMergeGap))
 
