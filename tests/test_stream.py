@@ -120,7 +120,7 @@ def test_frames_that_piled_up_are_taken_together_and_a_reader_error_comes_after_
 def test_a_scorer_keeps_up_while_it_never_finds_more_than_a_batch_waiting():
     clock = StreamClock(batch=4)
     frames = [SimpleNamespace(arrival=float(t)) for t in range(6)]
-    clock.arrivals = [f.arrival for f in frames]
+    clock.arrived(frames)
     clock.scored(2, 0.5, frames, waiting=4)  # the newest frames of the two clips: 4 and 5
     assert clock.keeps_up() and 'falling behind' not in clock.status(6)
     assert clock.lags[0] - clock.lags[1] == pytest.approx(1.0)  # frame 4 arrived a second before frame 5

@@ -6,9 +6,8 @@ waits for the model. As soon as the newest ``--FrameNum`` frames exist, their cl
 score, and the frames that clip settles are decided and written. Frames that arrived while a clip was being
 scored are taken together (up to ``--ClipWindow`` of them, else ``--BatchSize``), and their clips are scored in
 one window as ``--Video`` scores them (models/clip_overlap.py): a model somewhat slower per clip than the source
-catches up that way instead of falling further behind. Frame ``t``
-takes the error of the clip centred on it, clip ``t - FrameNum // 2`` (the rule of ``--Video`` and of the test
-protocol's labels), so its decision comes out once frame ``t + FrameNum - 1 - FrameNum // 2`` has arrived: half a
+catches up that way instead of falling further behind. Frame ``t`` takes the error of the clip centred on it,
+clip ``t - FrameNum // 2`` (the rule of ``--Video`` and of the test protocol's labels), so its decision comes out once frame ``t + FrameNum - 1 - FrameNum // 2`` has arrived: half a
 clip later (7 frames for 16-frame clips). The first ``FrameNum // 2`` frames come out with the first clip; when
 the stream ends (the source ends, Ctrl-C or SIGTERM, an unreadable frame) the frames after the last clip's centre
 take the last clip's error. So the streamed decisions are those ``--Video`` makes on the same frames. They use the
@@ -109,16 +108,24 @@ class LiveDecisions:
 
 @dataclass
 class StreamClock:
-    """Arrival times of the frames, the seconds spent scoring, the lag of each clip's decisions, and the most
-    frames found waiting after a batch. A scorer keeps up when it never finds more than one batch (``batch``
+    """How many frames arrived and when the first and the last did, the seconds spent scoring, the lag of each
+    clip's decisions, and the most frames found waiting after a batch. A scorer keeps up when it never finds more than one batch (``batch``
     frames) waiting: frames that arrive while a batch is scored are taken together next, so a scorer somewhat
     slower per clip than the source keeps a bounded lag; one that is too slow finds the backlog growing."""
     batch: int
-    arrivals: list = field(default_factory=list)
+    frames: int = 0
+    first_arrival: float = None
+    last_arrival: float = None
     scoring_seconds: float = 0.0
     lags: list = field(default_factory=list)
     largest_backlog: int = 0
     next_status: int = STATUS_CLIPS
+
+    def arrived(self, batch):
+        """The frames of ``batch`` (:class:`data.live_frames.LiveFrame`) have arrived."""
+        self.frames += len(batch)
+        self.first_arrival = batch[0].arrival if self.first_arrival is None else self.first_arrival
+        self.last_arrival = batch[-1].arrival
 
     def scored(self, clips, seconds, batch, waiting):
         """``clips`` clips were scored in ``seconds``; their newest frames are the last ``clips`` of ``batch``;
@@ -137,8 +144,8 @@ class StreamClock:
 
     def source_rate(self):
         """Frames per second the source delivered (None before two frames)."""
-        span = self.arrivals[-1] - self.arrivals[0] if len(self.arrivals) > 1 else 0
-        return (len(self.arrivals) - 1) / span if span > 0 else None
+        span = self.last_arrival - self.first_arrival if self.frames > 1 else 0
+        return (self.frames - 1) / span if span > 0 else None
 
     def scoring_rate(self):
         """Clips (= frames) per second of scoring."""
@@ -287,7 +294,7 @@ def score_stream(opt, options, model, weights, device, memory_model):
         with rows.file, torch.inference_mode(), autocast(device, opt.AMP):
             for batch in arrivals.batches():
                 labels += [frame.label for frame in batch]
-                clock.arrivals += [frame.arrival for frame in batch]
+                clock.arrived(batch)
                 frames = [*held, *(frame.pixels for frame in batch)]
                 held.extend(frame.pixels for frame in batch)
                 if len(frames) < opt.FrameNum:
