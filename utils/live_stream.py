@@ -7,10 +7,10 @@ score, and the frames that clip settles are decided and written. Frames that arr
 scored are taken together (up to ``--ClipWindow`` of them, else ``--BatchSize``), and their clips are scored in
 one window as ``--Video`` scores them (models/clip_overlap.py): a model somewhat slower per clip than the source
 catches up that way instead of falling further behind. Frame ``t`` takes the error of the clip centred on it,
-clip ``t - FrameNum // 2`` (the rule of ``--Video`` and of the test protocol's labels), so its decision comes out once frame ``t + FrameNum - 1 - FrameNum // 2`` has arrived: half a
-clip later (7 frames for 16-frame clips). The first ``FrameNum // 2`` frames come out with the first clip; when
-the stream ends (the source ends, Ctrl-C or SIGTERM, an unreadable frame) the frames after the last clip's centre
-take the last clip's error. So the streamed decisions are those ``--Video`` makes on the same frames. They use the
+clip ``t - FrameNum // 2`` (the rule of ``--Video`` and of the test protocol's labels), so its decision comes out
+once frame ``t + FrameNum - 1 - FrameNum // 2`` has arrived: half a clip later (7 frames for 16-frame clips). The
+first ``FrameNum // 2`` frames come out with the first clip; when the stream ends (the source ends, Ctrl-C or
+SIGTERM, an unreadable frame) the frames after the last clip's centre take the last clip's error. So the streamed decisions are those ``--Video`` makes on the same frames. They use the
 calibration (``--Calibrate``; a stream needs one) and past frames only: the paper's per-video min-max regularity
 needs the whole video and is not computed.
 
@@ -109,9 +109,10 @@ class LiveDecisions:
 @dataclass
 class StreamClock:
     """How many frames arrived and when the first and the last did, the seconds spent scoring, the lag of each
-    clip's decisions, and the most frames found waiting after a batch. A scorer keeps up when it never finds more than one batch (``batch``
-    frames) waiting: frames that arrive while a batch is scored are taken together next, so a scorer somewhat
-    slower per clip than the source keeps a bounded lag; one that is too slow finds the backlog growing."""
+    clip's decisions, and the most frames found waiting after a batch. A scorer keeps up when it never finds more
+    than one batch (``batch`` frames) waiting: frames that arrive while a batch is scored are taken together next,
+    so a scorer somewhat slower per clip than the source keeps a bounded lag; one that is too slow finds the
+    backlog growing."""
     batch: int
     frames: int = 0
     first_arrival: float = None
