@@ -10,9 +10,10 @@ catches up that way instead of falling further behind. Frame ``t`` takes the err
 clip ``t - FrameNum // 2`` (the rule of ``--Video`` and of the test protocol's labels), so its decision comes out
 once frame ``t + FrameNum - 1 - FrameNum // 2`` has arrived: half a clip later (7 frames for 16-frame clips). The
 first ``FrameNum // 2`` frames come out with the first clip; when the stream ends (the source ends, Ctrl-C or
-SIGTERM, an unreadable frame) the frames after the last clip's centre take the last clip's error. So the streamed decisions are those ``--Video`` makes on the same frames. They use the
-calibration (``--Calibrate``; a stream needs one) and past frames only: the paper's per-video min-max regularity
-needs the whole video and is not computed.
+SIGTERM, an unreadable frame) the frames after the last clip's centre take the last clip's error. So the
+streamed decisions are those ``--Video`` makes on the same frames. They use the calibration (``--Calibrate``; a
+stream needs one) and past frames only: the paper's per-video min-max regularity needs the whole video and is not
+computed.
 
 Outputs in ``<OutRoot>/stream_<name>/``:
 
