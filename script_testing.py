@@ -73,8 +73,8 @@ def calibrate_on_held_out_videos(opt, model, weights, device, memory_model):
     errors = []
     with torch.inference_mode(), autocast(device, opt.AMP):
         for name in held_out:
-            dataset = VideoDatasetOneDir(layout.index_dir('train') / name, layout.frames_dir('train') / name,
-                                         channels=opt.ImgChnNum, frame_num=opt.FrameNum)
+            dataset = VideoDatasetOneDir.in_layout(layout, 'train', name, channels=opt.ImgChnNum,
+                                                   frame_num=opt.FrameNum)
             errors.append(finite_scores(score_video(scorer, dataset, opt, score, device, memory_model,
                                                     memory_format),
                                         f'training video {name} ({layout.frames_dir("train") / name})'))
@@ -121,8 +121,8 @@ def main(argv=None):
     # Every index and ground-truth file is read (and checked) before the first clip is scored: bad data fails early.
     datasets, frame_labels, centres = {}, {}, {}
     for name in layout.videos('test'):
-        datasets[name] = VideoDatasetOneDir(layout.index_dir('test') / name, layout.frames_dir('test') / name,
-                                            channels=opt.ImgChnNum, frame_num=opt.FrameNum)
+        datasets[name] = VideoDatasetOneDir.in_layout(layout, 'test', name, channels=opt.ImgChnNum,
+                                                      frame_num=opt.FrameNum)
         frame_labels[name] = read_ground_truth(layout.gt_file(name))
         centres[name] = centre_frames_from_clips(datasets[name].frame_indices())
     clip_labels = {name: align_labels(frame_labels[name], centres[name], f'{name} ({layout.gt_file(name)})')

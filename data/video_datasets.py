@@ -122,6 +122,12 @@ class VideoDatasetOneDir(ClipDataset):
         clips = _read_clips(list_index_files(idx_dir), lambda v_name: Path(frame_root))
         super().__init__(clips, transform, channels, frame_num, cache_frames)
 
+    @classmethod
+    def in_layout(cls, layout, split, name, **options):
+        """Video ``name`` of ``split`` ('train' or 'test') of a prepared data set (a
+        :class:`data.layout.VideoLayout`); ``options`` as the constructor's."""
+        return cls(layout.index_dir(split) / name, layout.frames_dir(split) / name, **options)
+
 
 class PreloadedVideo:
     """The clips of one :class:`ClipDataset` cut from its frames decoded once into a single uint8 tensor on

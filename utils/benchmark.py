@@ -191,7 +191,7 @@ def windows_check(layout, args, model):
     difference per video and both paths' total seconds."""
     rows, seconds = [], {'per clip': 0.0, 'windows': 0.0}
     for video in layout.videos('test'):
-        dataset = VideoDatasetOneDir(layout.index_dir('test') / video, layout.frames_dir('test') / video)
+        dataset = VideoDatasetOneDir.in_layout(layout, 'test', video)
         if len(dataset.clips) > 2 * args.clips:
             dataset.clips = dataset.clips[:args.clips] + dataset.clips[-args.clips:]
         per_clip, per_clip_seconds = timed(lambda: our_scores(model, dataset, args))

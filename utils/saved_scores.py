@@ -30,7 +30,7 @@ def centre_frames_of(layout, name, num_clips, clip_len, stride):
     (a clip of another length than ``clip_len`` is an error naming its file), or the regular positions."""
     if not has_index_files(layout):
         return centre_frame_positions(num_clips, clip_len, stride)
-    clips = VideoDatasetOneDir(layout.index_dir('test') / name, layout.frames_dir('test') / name, frame_num=clip_len)
+    clips = VideoDatasetOneDir.in_layout(layout, 'test', name, frame_num=clip_len)
     return centre_frames_from_clips(clips.frame_indices())
 
 
