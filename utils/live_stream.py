@@ -42,14 +42,13 @@ import torch
 
 from data.live_frames import is_folder_source, live_frames
 from data.readers import DataFormatError
-from models.clip_overlap import ClipWindowModel, PerClipModel
 from utils.calibration import anomaly_events, calibration_path, is_anomalous
 from utils.errors import InputError
 from utils.files import write_json
 from utils.interrupts import Interrupted, signal_number
 from utils.plots import plot_decisions
-from utils.runtime import autocast, compile_model, memory_layout
-from utils.scoring import finite_scores, resolve_score_type, score_windows, window_batch
+from utils.runtime import autocast, memory_layout
+from utils.scoring import finite_scores, frame_window_scorer, resolve_score_type, score_windows, window_batch
 from utils.single_video import checked_calibration, decide, video_frame_size, window_tensor, write_events
 
 STATUS_CLIPS = 250  # clips between status lines (10 s of a 25 frames/s source)
@@ -271,8 +270,7 @@ def score_stream(opt, options, model, weights, device, memory_model):
     folder = Path(opt.OutRoot) / f'stream_{stream_name(opt.Stream)}'
     options.save(opt, folder)
     memory_format = memory_layout(opt.ChannelsLast)
-    window_model = ClipWindowModel(model) if opt.ClipWindow else PerClipModel(model)
-    scorer = compile_model(window_model.to(memory_format=memory_format), opt.Compile)
+    scorer = frame_window_scorer(model, opt, memory_format)
 
     def clip_errors(frames):
         """The errors of the clips of consecutive ``frames`` (uint8 H x W x C arrays)."""

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.video_datasets import NORM_MEAN, NORM_STD, PreloadedVideo
-from models.clip_overlap import ClipWindowModel
+from models.clip_overlap import ClipWindowModel, PerClipModel
 from utils.errors import InputError
 from utils.interrupts import quiet_handover_in_worker
 from utils.runtime import compile_model
@@ -105,6 +105,14 @@ def clip_batches(dataset, opt, device):
         return PreloadedVideo(dataset, device).batches(opt.BatchSize)
     return DataLoader(dataset, batch_size=opt.BatchSize, shuffle=False, num_workers=opt.NumWorker,
                       pin_memory=device.type == 'cuda', worker_init_fn=quiet_handover_in_worker)
+
+
+def frame_window_scorer(model, opt, memory_format):
+    """What scores windows of frames decoded on the fly (``--Video``, ``--Stream``): a :class:`ClipWindowModel` of
+    the (eval-mode) model with ``--ClipWindow`` > 0, else a :class:`PerClipModel`; in ``memory_format``, compiled
+    with ``--Compile``."""
+    window_model = ClipWindowModel(model) if opt.ClipWindow else PerClipModel(model)
+    return compile_model(window_model.to(memory_format=memory_format), opt.Compile)
 
 
 def video_scorer(model, opt):

@@ -49,15 +49,14 @@ from data.frame_stream import frame_image_files, prepared_frames
 from data.movies import DEFAULT_RATE, movie_rate, write_movie
 from data.readers import DataFormatError
 from data.video_datasets import normalised_frames
-from models.clip_overlap import ClipWindowModel, PerClipModel
 from utils.calibration import (Calibration, anomaly_events, calibration_path, chosen_calibration, is_anomalous,
                                weights_sha256)
 from utils.errors import InputError
 from utils.eval import regularity
 from utils.files import read_json, save_image, save_npy, write_json, write_text, writing
 from utils.plots import heat_overlay, plot_anomalous_frames, plot_decisions, plot_video_scores
-from utils.runtime import autocast, compile_model, memory_layout
-from utils.scoring import finite_scores, resolve_score_type, score_windows, window_batch
+from utils.runtime import autocast, memory_layout
+from utils.scoring import finite_scores, frame_window_scorer, resolve_score_type, score_windows, window_batch
 
 DEFAULT_FRAME_SIZE = (256, 256)  # what the released preparation (and data.prepare_video) resizes to
 PICKS = 4                        # frames in most_anomalous.png
@@ -272,8 +271,7 @@ def video_clip_scores(opt, model, device, memory_model, size, score, store=None)
     """The raw error of every clip of ``opt.Video`` (prepared at ``size``) and the seconds it took; ``store``
     (an :class:`ErrorMapStore`) receives the clips' centre error maps."""
     memory_format = memory_layout(opt.ChannelsLast)
-    window_model = ClipWindowModel(model) if opt.ClipWindow else PerClipModel(model)
-    scorer = compile_model(window_model.to(memory_format=memory_format), opt.Compile)
+    scorer = frame_window_scorer(model, opt, memory_format)
     started = time.perf_counter()
     with torch.inference_mode(), autocast(device, opt.AMP):
         windows = frame_windows(prepared_frames(opt.Video, size, opt.ImgChnNum), opt.FrameNum,
