@@ -170,3 +170,14 @@ def test_both_paths_hand_over_the_centre_error_maps_in_clip_order(prepared_root,
     assert maps.shape == (5, 32, 32) and np.allclose(maps, expected, rtol=1e-5, atol=1e-6)
     # and the scores beside them are the released MemAE score, the mean of the per-pixel L2 norm over the clip
     assert np.allclose(scores, torch.sqrt(torch.sum(r ** 2, dim=1)).mean(dim=(1, 2, 3)).numpy(), rtol=1e-5)
+
+
+def test_frames_decoded_on_the_fly_are_scored_in_windows_unless_clip_window_is_0():
+    """--Video and --Stream share their scorer: windows of clips with --ClipWindow > 0 (the faster path), each clip
+    through the whole model with 0. Both give the same scores, so only the kind of scorer tells them apart."""
+    from utils.scoring import frame_window_scorer
+    model = AutoEncoderCov3D(1).eval()
+    assert isinstance(frame_window_scorer(model, SimpleNamespace(ClipWindow=16, Compile=False),
+                                          torch.contiguous_format), ClipWindowModel)
+    assert isinstance(frame_window_scorer(model, SimpleNamespace(ClipWindow=0, Compile=False),
+                                          torch.contiguous_format), PerClipModel)
