@@ -17,6 +17,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import script_testing
@@ -24,7 +26,8 @@ from data.live_frames import folder_arrivals
 from data.readers import DataFormatError
 from models import AutoEncoderCov3DMem
 from synthetic import video_frames, write_movie
-from utils.calibration import Calibration
+from utils import live_stream
+from utils.calibration import Calibration, anomaly_events
 from utils.errors import run_cli
 from utils.live_stream import FrameQueue, LiveDecisions, StreamClock, stream_name
 from utils.single_video import frame_clips
@@ -98,6 +101,48 @@ def test_events_are_announced_once_when_their_run_is_long_enough():
     # at frame 13
     assert decisions.anomalous == [False] * 4 + [True, True, False, True] + [False] * 3 + [True] * 4
     assert announced == [(7, 4), (13, 11)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.booleans(), max_size=60), st.integers(1, 4), st.integers(0, 3), st.integers(0, 2))
+def test_events_found_incrementally_are_those_of_the_whole_stream(flags, min_frames, merge_gap, asks):
+    checked = SimpleNamespace(threshold=0.5, calibration=Calibration.from_errors([0.0, 1.0], 'n', {}, 'a'))
+    decisions = LiveDecisions(4, checked, min_frames=min_frames, merge_gap=merge_gap)
+    announced = []
+    for clip, flag in enumerate(flags):
+        decisions.add_clip(float(flag))
+        if flag or clip % (asks + 1) == 0:  # the stream asks after anomalous clips; sometimes after others too
+            announced += decisions.started_events()
+        assert decisions.events == anomaly_events(decisions.anomalous, min_frames, merge_gap)[:len(decisions.events)]
+    announced += decisions.started_events()
+    # each event announced once, when it started (its last frame then is the last decided so far)
+    assert [first for first, _ in announced] == \
+        [first for first, _ in anomaly_events(decisions.anomalous, min_frames, merge_gap)]
+
+
+def test_events_look_only_at_the_frames_since_the_last_run_began(monkeypatch):
+    looked_at = []
+
+    def recording(anomalous, min_frames, merge_gap):
+        looked_at.append(len(anomalous))
+        return anomaly_events(anomalous, min_frames, merge_gap)
+
+    monkeypatch.setattr(live_stream, 'anomaly_events', recording)
+    checked = SimpleNamespace(threshold=0.5, calibration=Calibration.from_errors([0.0, 1.0], 'n', {}, 'a'))
+    decisions = LiveDecisions(4, checked, min_frames=2, merge_gap=1)
+    for flag in [1, 1, 0, 0, 0, 0] * 200:  # 200 events, far apart
+        decisions.add_clip(float(flag))
+        if flag:
+            decisions.started_events()
+    assert len(decisions.events) == 200 and decisions.events[-1] == (1196, 1197)
+    assert max(looked_at) <= 10  # a run, the gap and the next run at most: not the 1,200 frames decided
+    looked_at.clear()
+    decisions = LiveDecisions(4, checked, min_frames=2, merge_gap=1)
+    for flag in [0, 0, 0, 1, 0, 0] * 200:  # single anomalous frames, too short to be events, settle all the same
+        decisions.add_clip(float(flag))
+        if flag:
+            decisions.started_events()
+    assert decisions.events == [] and max(looked_at) <= 10
 
 
 def test_frames_that_piled_up_are_taken_together_and_a_reader_error_comes_after_them():

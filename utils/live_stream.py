@@ -75,6 +75,10 @@ class LiveDecisions:
         self.min_frames, self.merge_gap = min_frames, merge_gap
         self.clip_errors, self.events = [], []
         self.errors, self.anomalous = [], []  # per decided frame
+        # Runs of anomalous frames before ``settled`` can no longer merge with later ones; their events are
+        # ``settled_events``. Only the frames from ``settled`` on are looked at again, so a day-long stream costs
+        # per clip what its last run of anomalies does, not what all its frames do.
+        self.settled, self.settled_events = 0, []
 
     def add_clip(self, error):
         """The decisions clip ``len(self.clip_errors)`` (its error ``error``) settles: its centre frame, and
@@ -100,9 +104,14 @@ class LiveDecisions:
     def started_events(self):
         """The events that have become long enough since the last call, as (first, last frame so far) pairs. Frames
         added at the end only lengthen the last event or start new ones, so an event once started stays."""
-        events = anomaly_events(self.anomalous, self.min_frames, self.merge_gap)
+        runs = [(self.settled + first, self.settled + last)  # merged, of any length
+                for first, last in anomaly_events(self.anomalous[self.settled:], 1, self.merge_gap)]
+        events = self.settled_events + [run for run in runs if run[1] - run[0] + 1 >= self.min_frames]
         started = events[len(self.events):]
         self.events = events
+        if runs:  # more than merge_gap normal frames lie between the last run and every earlier one
+            self.settled_events = events[:len(events) - (runs[-1] in events)]
+            self.settled = runs[-1][0]
         return started
 
 
