@@ -26,10 +26,10 @@ def mann_whitney_auc(scores, labels):
     return above / (len(anomalous) * len(normal))
 
 
-def saved_model(root, experiment, run, normal_class, change=None):
-    """A freshly initialised model of ``experiment`` (``change`` applied) saved where training would write run
-    ``run`` of ``normal_class``; returns the model and its validation unit (seed 1 + run)."""
-    opt = experiment_options(experiment, root / 'data', 1e-4, None, 1)
+def saved_model(root, experiment, run, normal_class, change=None, flags=()):
+    """A freshly initialised model of ``experiment`` (``change`` and model ``flags`` applied) saved where training
+    would write run ``run`` of ``normal_class``; returns the model and its validation unit (seed 1 + run)."""
+    opt = experiment_options(experiment, root / 'data', 1e-4, None, 1, flags=flags)
     unit = validation_units(opt, [normal_class], 1 + run)[0]
     torch.manual_seed(0)
     model = unit.make_model(opt)
@@ -92,6 +92,16 @@ def test_a_memory_read_out_varies_less_than_the_code(data_root, capsys):
                                   str(data_root / 'models'), '--Classes', '2']) == 0
     row = lines_of(capsys)[0]
     assert 0 < row['variation_kept'] < 1 and 1 <= row['nonzero'] < 100 and row['largest'] > 0.01
+    # one query per position: the addressing statistics are per query, over the N slots
+    model, unit = saved_model(data_root, 'mnist', 0, 2, flags=['--MemQuery', 'position'])
+    assert run_cli(readout.main, ['mnist', '--DataRoot', str(data_root / 'data'), '--ModelRoot',
+                                  str(data_root / 'models'), '--Classes', '2', '--MemQuery', 'position']) == 0
+    row = lines_of(capsys)[0]
+    with torch.no_grad():
+        att = model.mem_rep(model.encoder(unit.val))['att']  # B x N x H' x W'
+    per_query = att.movedim(1, -1).reshape(-1, att.shape[1])
+    assert att.dim() == 4 and row['nonzero'] == pytest.approx(float((per_query > 0).sum(1).double().mean()), abs=1e-4)
+    assert row['nonzero'] <= 100 and row['largest'] == pytest.approx(float(per_query.max(1).values.mean()), abs=1e-4)
 
 
 def test_missing_weights_and_kdd_are_refused_in_one_sentence(data_root, tmp_path, capsys):

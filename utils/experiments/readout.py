@@ -14,8 +14,8 @@ image is read), one JSON line per class:
   the addressing weights w do.
 - ``reconstruction_spread``: the same mean distance for the reconstructions, over the norm of their mean. Near 0:
   the model draws one image whatever it is shown, and its error is then the distance to that image.
-- memory models: ``nonzero`` (addressing weights above 0 per image, of N) and ``largest`` (largest weight per
-  image), means over the images.
+- memory models: ``nonzero`` (addressing weights above 0 per query, of N) and ``largest`` (largest weight per
+  query), means over the queries: one per image, or one per position with ``--MemQuery position``.
 
 A last line gives each statistic's mean over the classes.
 
@@ -64,7 +64,7 @@ def readout_statistics(model, images, labels, memory_model):
         'reconstruction_spread': mean_deviation(reconstruction) / float(reconstruction.flatten(1).mean(0).norm()),
     }
     if att is not None:
-        weights = att.flatten(1)
+        weights = att.movedim(1, -1).reshape(-1, att.shape[1])  # B x N (x H' x W') -> one row per query
         statistics['nonzero'] = float((weights > 0).sum(1).double().mean())
         statistics['largest'] = float(weights.max(1).values.double().mean())
     return statistics
