@@ -48,8 +48,8 @@ from utils.live_stream import score_stream
 from utils.localization import LocalizationAccumulator
 from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
-from utils.runtime import autocast, memory_layout, select_device
-from utils.scoring import finite_scores, resolve_score_type, score_video, video_scorer
+from utils.runtime import autocast, select_device
+from utils.scoring import prepared_video_scorer, resolve_score_type
 from utils.single_video import (calibrate_on_video, checked_calibration, save_calibration, score_single_video,
                                 video_frame_size)
 
@@ -68,16 +68,13 @@ def calibrate_on_held_out_videos(opt, model, weights, device, memory_model):
     layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
     held_out = layout.held_out(opt.HoldOutVideos)
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
-    memory_format = memory_layout(opt.ChannelsLast)
-    scorer = video_scorer(model.to(memory_format=memory_format), opt)
+    scores = prepared_video_scorer(model, opt, score, device, memory_model)
     errors = []
     with torch.inference_mode(), autocast(device, opt.AMP):
         for name in held_out:
             dataset = VideoDatasetOneDir.in_layout(layout, 'train', name, channels=opt.ImgChnNum,
                                                    frame_num=opt.FrameNum)
-            errors.append(finite_scores(score_video(scorer, dataset, opt, score, device, memory_model,
-                                                    memory_format),
-                                        f'training video {name} ({layout.frames_dir("train") / name})'))
+            errors.append(scores(dataset, f'training video {name} ({layout.frames_dir("train") / name})'))
     return save_calibration(opt, weights, np.concatenate(errors),
                             f"the held-out training videos {', '.join(held_out)} of {layout.root}", score,
                             video_frame_size(opt)[0])
@@ -135,13 +132,11 @@ def main(argv=None):
     usage = SlotUsage(model.mem_rep) if opt.Plots and memory_model else nullcontext()
     started = time.perf_counter()
     videos = []
-    memory_format = memory_layout(opt.ChannelsLast)
-    scorer = video_scorer(model.to(memory_format=memory_format), opt)
+    video_scores = prepared_video_scorer(model, opt, score, device, memory_model)
     with torch.inference_mode(), autocast(device, opt.AMP), usage:
         for name, dataset in tqdm(datasets.items(), desc='test videos', unit='video'):
             on_maps = localizer.video(name, centres[name], mask_dirs[name]) if name in mask_dirs else None
-            scores = finite_scores(score_video(scorer, dataset, opt, score, device, memory_model, memory_format,
-                                               on_maps), f'test video {name} ({layout.frames_dir("test") / name})')
+            scores = video_scores(dataset, f'test video {name} ({layout.frames_dir("test") / name})', on_maps)
             save_npy(res_path / f'{name}.npy', scores)
             videos.append(VideoResult(name, scores, clip_labels[name]))
     seconds = time.perf_counter() - started

@@ -20,7 +20,7 @@ from data.video_datasets import NORM_MEAN, NORM_STD, PreloadedVideo
 from models.clip_overlap import ClipWindowModel, PerClipModel
 from utils.errors import InputError
 from utils.interrupts import quiet_handover_in_worker
-from utils.runtime import compile_model
+from utils.runtime import compile_model, memory_layout
 
 SCORE_TYPES = ('released', 'l2', 'mse')
 # The window path's per-clip layers run on at least this many clips at once: one clip at a time took 1.7x as long
@@ -131,6 +131,20 @@ def score_video(scorer, dataset, opt, score, device, memory_model, memory_format
     video = PreloadedVideo(dataset, device)
     return score_windows(scorer, video.windows(opt.ClipWindow), video.rows.shape[1], score, memory_model,
                          window_batch(opt), memory_format, on_maps)
+
+
+def prepared_video_scorer(model, opt, score, device, memory_model):
+    """``scores(dataset, where, on_maps=None)``: the per-clip scores of one prepared video (a
+    :class:`VideoDatasetOneDir`) by ``model`` as the options lay it out (--ChannelsLast) and score it
+    (--ClipWindow, --Compile), checked finite (``where`` names the video in the error). Call it under
+    ``torch.inference_mode()`` and the options' autocast."""
+    memory_format = memory_layout(opt.ChannelsLast)
+    scorer = video_scorer(model.to(memory_format=memory_format), opt)
+
+    def scores(dataset, where, on_maps=None):
+        return finite_scores(score_video(scorer, dataset, opt, score, device, memory_model, memory_format, on_maps),
+                             where)
+    return scores
 
 
 def window_batch(opt):
