@@ -22,6 +22,7 @@ A last line gives each statistic's mean over the classes.
 docs/REPRODUCTION.md (MNIST) uses it to show why MemAE-nonSpar with the 4-channel code scores like the ink.
 """
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ from utils.checkpoint import first_existing, load_weights
 from utils.errors import InputError, run_cli
 from utils.experiments.images import roc_auc
 from utils.experiments.validation import experiment_options, validation_units
+from utils.memory_usage import SlotUsage
 
 
 def mean_deviation(values):
@@ -46,13 +48,10 @@ def mean_deviation(values):
 def readout_statistics(model, images, labels, memory_model):
     """The statistics of the module docstring for ``model`` on ``images`` (B x C x H x W) with 0/1 ``labels``."""
     model.eval()
-    with torch.inference_mode():
+    usage = SlotUsage(model.mem_rep) if memory_model else None
+    with torch.inference_mode(), usage or contextlib.nullcontext():
         code = model.encoder(images)
-        if memory_model:
-            memory = model.mem_rep(code)
-            decoder_input, att = memory['output'], memory['att']
-        else:
-            decoder_input, att = code, None
+        decoder_input = model.mem_rep(code)['output'] if memory_model else code
         reconstruction = model.decoder(decoder_input)
     errors = ((reconstruction - images) ** 2).flatten(1).mean(1).double().numpy()
     ink = images.flatten(1).mean(1).double().numpy()
@@ -63,10 +62,9 @@ def readout_statistics(model, images, labels, memory_model):
         'variation_kept': mean_deviation(decoder_input) / mean_deviation(code),
         'reconstruction_spread': mean_deviation(reconstruction) / float(reconstruction.flatten(1).mean(0).norm()),
     }
-    if att is not None:
-        weights = att.movedim(1, -1).reshape(-1, att.shape[1])  # B x N (x H' x W') -> one row per query
-        statistics['nonzero'] = float((weights > 0).sum(1).double().mean())
-        statistics['largest'] = float(weights.max(1).values.double().mean())
+    if usage is not None:
+        statistics['nonzero'] = usage.nonzero_per_query
+        statistics['largest'] = usage.largest_weight_per_query
     return statistics
 
 
