@@ -303,3 +303,25 @@ def test_validation_scores_one_training_several_ways_and_passes_training_flags_o
                                             flags=['--ImageRange', image_range])
         unit = validation.validation_units(opt, [0], 1)[0]
         assert unit.train.min() == unit.val.min() == lowest  # the synthetic digits have black pixels
+
+
+def test_validation_trains_on_the_device_of_use_cuda(tmp_path, monkeypatch, capsys):
+    """--UseCUDA reaches the validation program: the training part and the model sit on the device it selects
+    (here a stand-in, the meta device, so that the check runs without a GPU), the validation part stays on the
+    CPU; without a GPU, --UseCUDA True trains on the CPU after the one-line note."""
+    import torch
+    from utils.experiments import validation
+    make_mnist(tmp_path / 'data', per_class_train=10, per_class_test=2)
+    opt = validation.experiment_options('mnist_ae', tmp_path / 'data', 1e-3, None, 1, flags=['--UseCUDA', 'True'])
+    asked, seen = [], []
+    monkeypatch.setattr(validation, 'select_device', lambda use_cuda: asked.append(use_cuda) or torch.device('meta'))
+    monkeypatch.setattr(validation, 'train_unit', lambda model, samples, *a, **k: seen.append(
+        (next(model.parameters()).device.type, samples.device.type)))
+    unit = validation.validation_units(opt, [0], 1)[0]
+    validation.train_validation_unit(opt, unit, 1, lambda epoch, model: None)
+    assert asked == [True] and seen == [('meta', 'meta')] and unit.val.device.type == 'cpu'
+    monkeypatch.undo()
+    capsys.readouterr()
+    unit = validation.validation_units(opt, [0], 1)[0]
+    assert unit.train.device.type == ('cuda' if torch.cuda.is_available() else 'cpu')
+    assert ('CUDA is not available' in capsys.readouterr().err) == (not torch.cuda.is_available())

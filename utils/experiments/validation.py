@@ -46,7 +46,7 @@ from utils.experiments.settings import experiment
 from utils.memory_usage import SlotUsage
 from utils.one_class import Schedule, as_tensor, score_samples, smoothed_curve, train_unit
 from utils.plots import pyplot, save_figure
-from utils.runtime import seed_everything
+from utils.runtime import seed_everything, select_device
 from utils.scoring import SCORE_TYPES, resolve_score_type
 from utils.training import LossSettings
 
@@ -76,12 +76,15 @@ class ValidationUnit:
 
 def validation_units(opt, classes, seed):
     """The :class:`ValidationUnit` of every normal class (images) or of the split of ``seed`` (KDDCUP99); the data
-    depend on the data set only, so one list serves every point of the grid."""
+    depend on the data set only, so one list serves every point of the grid. The training part sits on the device of
+    ``--UseCUDA`` (the model trains there, as in a training run); the validation part stays on the CPU and is
+    scored in batches moved to the model."""
     spec = dataset_spec(opt.Dataset, opt.DataRoot)
+    device = select_device(opt.UseCUDA)
     if spec.family == 'tabular':
         data = load_kdd(opt.DataRoot)
         train, val = kdd_validation_rows(data.y, seed, spec.anomaly_ratio)
-        return [ValidationUnit(f'seed{seed}', as_tensor(data.x[train]), as_tensor(data.x[val]), data.y[val],
+        return [ValidationUnit(f'seed{seed}', as_tensor(data.x[train]).to(device), as_tensor(data.x[val]), data.y[val],
                                spec.family, lambda o: build_model(o, 'tabular', input_dim=data.x.shape[1]),
                                lambda s, y: top_fraction_metrics(s, y, spec.anomaly_ratio)['f1'])]
     source = spec.reader(opt.DataRoot, download=False)
@@ -90,8 +93,8 @@ def validation_units(opt, classes, seed):
     to_tensor, units = image_tensor(opt), []
     for c in classes if classes else range(len(source.classes)):
         split = image_validation_split(source.splits, c, protocol, spec.anomaly_ratio, seed)
-        units.append(ValidationUnit(f'class{c}', to_tensor(split.train_x), to_tensor(split.test_x), split.test_y,
-                                    spec.family, lambda o: build_model(o, 'image', arch=arch),
+        units.append(ValidationUnit(f'class{c}', to_tensor(split.train_x).to(device), to_tensor(split.test_x),
+                                    split.test_y, spec.family, lambda o: build_model(o, 'image', arch=arch),
                                     lambda s, y: roc_auc(s, y)['auc']))
     return units
 
@@ -118,10 +121,12 @@ def validation_curve(opt, unit, seed, scores):
 
 def train_validation_unit(opt, unit, seed, on_epoch_end):
     """Train a fresh model of ``unit`` under the options ``opt`` on its training part, calling
-    ``on_epoch_end(epoch, model)`` after every epoch."""
+    ``on_epoch_end(epoch, model)`` after every epoch. The model is initialised on the CPU and then moved to the
+    unit's device, as script_training.py does, so that a seed gives the same initial weights on either device."""
     seed_everything(seed)
     model = unit.make_model(opt)
     model.apply(weights_init)
+    model.to(unit.train.device)
     train_unit(model, unit.train, Schedule(opt.LR, opt.EpochNum, opt.BatchSize), LossSettings.from_options(opt),
                seed, on_epoch_end=on_epoch_end)
 
