@@ -1,4 +1,4 @@
-"""utils/experiments/paired.py: B - A paired by unit, with the sample std and t-based interval."""
+"""utils/experiments/paired.py: B - A paired by unit and by seed, with the sample std and t-based interval."""
 import json
 
 import numpy as np
@@ -47,3 +47,23 @@ def test_a_folder_without_units_is_one_sentence(tmp_path, capsys):
     assert 'holds no unit results' in capsys.readouterr().err
     assert run_cli(paired.main, [str(tmp_path / 'a'), str(tmp_path / 'a'), '--Metric', 'auc']) == 2
     assert "run0 has no metric 'auc'" in capsys.readouterr().err
+
+
+def test_image_units_are_also_paired_by_seed(tmp_path, capsys):
+    """Images: each seed's mean difference over its classes, then mean, sample std and t interval over seeds."""
+    a = np.array([[0.60, 0.70, 0.62], [0.71, 0.58, 0.69], [0.50, 0.52, 0.55]])  # [class, run]; run r: seed 1 + r
+    d = np.array([[0.05, 0.00, 0.04], [0.03, 0.02, 0.00], [0.01, 0.04, 0.03]])
+    for name, aucs in (('a', a), ('b', a + d)):
+        (tmp_path / name).mkdir()
+        for (c, r), auc in np.ndenumerate(aucs):
+            (tmp_path / name / f'class{c}_run{r}.json').write_text(json.dumps(
+                {'unit': f'class{c}_run{r}', 'seed': 1 + r, 'metrics': {'auc': auc}}))
+    assert run_cli(paired.main, [str(tmp_path / 'a'), str(tmp_path / 'b')]) == 0
+    out = json.loads(capsys.readouterr().out)
+    seeds = np.array([(0.05 + 0.03 + 0.01) / 3, (0.00 + 0.02 + 0.04) / 3, (0.04 + 0.00 + 0.03) / 3])
+    assert list(out['per_seed']) == ['1', '2', '3'] and out['b_minus_a_by_seed']['n'] == 3
+    assert list(out['per_seed'].values()) == pytest.approx(list(seeds))
+    half = stats.t.ppf(0.975, 2) * seeds.std(ddof=1) / 3 ** 0.5
+    assert out['b_minus_a_by_seed']['mean'] == pytest.approx(seeds.mean())
+    assert out['b_minus_a_by_seed']['ci95'] == pytest.approx([seeds.mean() - half, seeds.mean() + half])
+    assert out['b_minus_a']['n'] == 9

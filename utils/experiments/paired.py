@@ -5,7 +5,10 @@
 Reads the unit results (``<unit>.json``) of both folders, pairs the units of the same name, checks that each pair
 used the same seed (hence, for KDDCUP99, the same split; for images the same normal class and draw), and prints
 the mean of B - A over the pairs with its sample standard deviation and t-based 95 % interval
-(utils/stats.py): "B beats A" is supported only where the interval excludes 0.
+(utils/stats.py): "B beats A" is supported only where the interval excludes 0. It prints the same paired by seed
+(``b_minus_a_by_seed``: the mean difference over each seed's units, then over the seeds): for images the ten
+classes of one seed are not independent draws, and the summaries' spread is over seeds too, so that is the
+interval to read there; for KDDCUP99 each run is its own seed and the two agree.
 """
 import argparse
 import json
@@ -44,6 +47,14 @@ def paired_differences(a, b, metric):
     return {unit: b[unit]['metrics'][metric] - a[unit]['metrics'][metric] for unit in shared}
 
 
+def differences_by_seed(differences, results):
+    """{seed: the mean of ``differences`` over the units of that seed} (``results``: unit name -> result)."""
+    per_seed = {}
+    for unit, difference in differences.items():
+        per_seed.setdefault(results[unit]['seed'], []).append(difference)
+    return {seed: sum(values) / len(values) for seed, values in sorted(per_seed.items())}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('a', help='result folder A (res_<setting>)')
@@ -54,8 +65,10 @@ def main(argv=None):
     a, b = unit_results(args.a), unit_results(args.b)
     metric = args.Metric or ('f1' if 'f1' in next(iter(a.values()))['metrics'] else 'auc')
     differences = paired_differences(a, b, metric)
+    per_seed = differences_by_seed(differences, a)
     print(json.dumps({'metric': metric, 'b_minus_a': mean_std(list(differences.values())),
-                      'a': str(args.a), 'b': str(args.b), 'per_unit': differences}))
+                      'b_minus_a_by_seed': mean_std(list(per_seed.values())), 'a': str(args.a), 'b': str(args.b),
+                      'per_unit': differences, 'per_seed': per_seed}))
     return 0
 
 
