@@ -17,7 +17,9 @@ jumps by 0.2 F1 between neighbouring epochs); the smoothing picks a stopping poi
 so that the choice carries over to other seeds.
 
 Any other flag is a training flag of ``script_training.py`` applied at every point of the grid (e.g.
-``--ImageFirstKernel 3``: a sensitivity study, docs/REPRODUCTION.md).
+``--ImageFirstKernel 3``: a sensitivity study, docs/REPRODUCTION.md; ``--UseCUDA``, default True as in training:
+the models train on the GPU when there is one). Every unit is seeded alone, so ``--Classes`` shards of one grid,
+run side by side, give the same per-unit curves as the whole grid (its means are then the means over the union).
 
 Writes ``--Out`` (default ``./results/validation/<EXPERIMENT>.json``: every row, per unit, and the chosen one) and
 a figure of the mean validation metric against epochs beside it (``.png``).
