@@ -75,11 +75,21 @@ def test_addressing_and_loss_scaling_follow_the_family(name, addressing, scaling
 def test_the_mnist_experiments_share_the_reading_chosen_on_validation_but_released_keeps_the_printed_table():
     for name in ('mnist', 'mnist_ae', 'mnist_nonspar', 'mnist_noshrink', 'mnist_ael1'):
         opt = variant_options(name)
-        assert (opt.ImageCodeChannels, opt.ImageFirstKernel, opt.EarlyStopping, opt.EpochNum) == (4, 0, True, 40)
+        assert (opt.ImageCodeChannels, opt.ImageFirstKernel, opt.EarlyStopping, opt.EpochNum) == (4, 0, True, 80)
         assert opt.setting.endswith('_Code4_Non'), opt.setting
     released = variant_options('mnist_released')
     assert (released.ImageCodeChannels, released.EarlyStopping, released.EpochNum, released.LR) == (0, False, 10, 1e-3)
     assert variant_options('cifar10').ImageCodeChannels == 0  # chosen for MNIST only
+
+
+def test_cifar10_runs_stop_on_their_own_validation_sets_but_released_keeps_fixed_epochs():
+    """Each CIFAR-10 run chooses its epoch (at most 80) on its own validation set, so no seed's choice reads
+    another seed's test images; the learning rates stay the validated ones; _released keeps 30 fixed epochs."""
+    for name, lr in (('cifar10', 1e-3), ('cifar10_ae', 1e-4), ('cifar10_nonspar', 1e-3), ('cifar10_noshrink', 1e-3)):
+        opt = variant_options(name)
+        assert (opt.EarlyStopping, opt.EpochNum, opt.LR) == (True, 80, lr), name
+    released = variant_options('cifar10_released')
+    assert (released.EarlyStopping, released.EpochNum, released.LR) == (False, 30, 1e-3)
 
 
 @pytest.mark.parametrize('scaling', ['released', 'paper'])
