@@ -1,5 +1,4 @@
 """Options of ``script_training.py``."""
-from data.registry import family_of
 from models.losses import LOSS_SCALINGS
 from options.base_options import BaseOptions
 from utils.flags import optional_path, str2bool
@@ -38,10 +37,11 @@ class TrainOptions(BaseOptions):
                             '<setting>_resume.pt (image and KDD: one per unit) and the last epoch\'s checkpoint, '
                             'which holds the same weights as the _final.pt file. Default: they are removed; the other '
                             'epoch checkpoints (--SaveCheckInterval) always stay', type=str2bool, default=False)
-        run.add_argument('--Lockstep', help='(added) KDDCUP99: train the runs together, as one batched model '
-                         '(utils/lockstep.py): each run keeps its own seed, batches, loss and Adam steps, only '
-                         'rounding differs; faster than one run after another (docs/SPEED.md). The image '
-                         'experiments train their units one after another', type=str2bool, default=False)
+        run.add_argument('--Lockstep', help='(added) image and KDDCUP99 experiments: train the units (classes x '
+                         'runs, or runs) together, as one batched model (utils/lockstep.py): each unit keeps its own '
+                         'seed, batches, loss and Adam steps, only rounding differs (docs/SPEED.md). False: one '
+                         'unit after another. A video run trains one model and does not read it', type=str2bool,
+                         default=True)
         run.add_argument('--Resume', help='(added) continue an interrupted run from its training state, '
                             'written after every epoch: video, a path or "auto" (<ModelRoot>/model_<setting>/'
                             '<setting>_resume.pt; starts afresh if there is none), restoring model, optimizer, epoch, '
@@ -52,6 +52,3 @@ class TrainOptions(BaseOptions):
     def check(self, opt):
         if not opt.LR > 0:  # also catches NaN
             self.parser.error(f'--LR must be positive, got {opt.LR}')
-        if opt.Lockstep and family_of(opt.Dataset, opt.DataRoot) != 'tabular':
-            self.parser.error(f'--Lockstep trains KDDCUP99 runs together; --Dataset {opt.Dataset} trains one model '
-                              f'at a time: leave --Lockstep out')

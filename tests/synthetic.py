@@ -162,7 +162,8 @@ def digit_images(labels, size=28, seed=0):
 
 
 def make_mnist(root, per_class_train=12, per_class_test=6, folder='MNIST/raw', compressed=True):
-    """The four MNIST IDX files with 10 classes of synthetic 28 x 28 images."""
+    """The four MNIST IDX files with 10 classes of synthetic 28 x 28 images; ``per_class_train``: the training
+    images of every class, or of each (a list of 10)."""
     folder = Path(root) / folder
     folder.mkdir(parents=True)
     suffix = '.gz' if compressed else ''

@@ -76,6 +76,49 @@ def test_oneclass_benchmark_times_the_commands_against_the_minimal_loop(tmp_path
         assert row['minimal_over_floor'] == row['minimal_seconds'] / row['floor_seconds']
 
 
+def test_lockstep_benchmark_times_both_paths_of_both_commands_at_each_thread_count(tmp_path, monkeypatch):
+    """The commands are recorded, not run: each of kdd and mnist with --Lockstep False then True, at 2 and 1
+    threads (OMP_NUM_THREADS), idle and beside a busy process; its floor counts every unit's training samples."""
+    import utils.experiments.oneclass_benchmark as oneclass
+    from synthetic import make_kdd, make_mnist
+    make_kdd(tmp_path / 'data', num_rows=300)
+    make_mnist(tmp_path / 'data')
+    commands, busy = [], []
+
+    def record(command, cwd, env=None, **kwargs):
+        commands.append((command, env['OMP_NUM_THREADS']))
+        return 0
+    monkeypatch.setattr(oneclass, 'run_child', record)
+    real_busy = oneclass.busy_core
+
+    def spy(on):
+        busy.append(on)
+        return real_busy(False)  # no real competitor in a test
+    monkeypatch.setattr(oneclass, 'busy_core', spy)
+    out = tmp_path / 'lockstep.json'
+    assert benchmark.main(['lockstep', '--DataRoot', str(tmp_path / 'data'), '--kdd-runs', '2', '--kdd-epochs', '1',
+                           '--mnist-epochs', '1', '--out', str(out)]) == 0
+    assert busy == [False, False, True, True]
+    expected = [(['bash', 'train.sh', name, *flags, '--IsTbLog', 'False', '--UseCUDA', 'False', '--Lockstep', lockstep],
+                 threads) for threads in ('2', '1', '2', '1')
+                for name, flags in (('kdd', ['--Runs', '2', '--EpochNum', '1']), ('mnist', ['--EpochNum', '1']))
+                for lockstep in ('False', 'True')]
+    assert commands == expected
+    rows = json.loads(out.read_text())
+    assert [(row['threads'], row['busy_process']) for row in rows] == [(2, False)] * 2 + [(1, False)] * 2 + [
+        (2, True)] * 2 + [(1, True)] * 2
+    _, trained, validated, tested = oneclass.lockstep_work(tmp_path / 'data', 'mnist', 2)
+    assert trained == 10 * 10 and validated > 10 * 2 and tested == 10 * (6 + oneclass_anomalies(6))
+    for row in rows:
+        assert row['ratio'] == row['one_at_a_time_seconds'] / row['lockstep_seconds']
+        assert row['lockstep_over_floor'] == row['lockstep_seconds'] / row['floor_seconds'] > 0
+
+
+def oneclass_anomalies(normals, ratio=0.3):
+    """Test anomalies drawn beside ``normals`` normal test images so that they make ``ratio`` of the test set."""
+    return round(normals * ratio / (1 - ratio))
+
+
 def test_the_flop_floor_counts_forward_and_backward_of_every_layer():
     """Per sample, an MLP's forward pass costs 2 x (its weights) FLOPs in matrix products and the backward pass
     twice that (gradients of the inputs and of the weights; the first layer's input gradient is not needed);

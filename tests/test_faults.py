@@ -79,7 +79,7 @@ def command(name, out, prepared_root=None, kdd_root=None, weights=None, source=N
     return script_training.main, ['--Dataset', 'KDDCUP99', '--Runs', '2', '--EpochNum', '2', '--BatchSize', '64',
                                   '--MemDim', '10', '--ModelSetting', 'FCSpar', '--UseCUDA', 'False',
                                   '--IsTbLog', 'False', '--DataRoot', str(kdd_root), '--ModelRoot',
-                                  str(out / 'models'), '--OutRoot', str(out)]
+                                  str(out / 'models'), '--OutRoot', str(out), '--Lockstep', 'False']
 
 
 COMMANDS = ['prepare', 'test', 'video', 'train', 'kdd']

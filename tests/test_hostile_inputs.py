@@ -250,7 +250,8 @@ def test_a_malformed_kdd_row_names_the_line(tmp_path, capsys):
 
 
 KDD_RUN = ['--Dataset', 'KDDCUP99', '--Runs', '3', '--EpochNum', '4', '--BatchSize', '64', '--MemDim', '50',
-           '--ShrinkThres', '0.02', '--ModelSetting', 'FCSpar', '--UseCUDA', 'False', '--IsTbLog', 'False']
+           '--ShrinkThres', '0.02', '--ModelSetting', 'FCSpar', '--UseCUDA', 'False', '--IsTbLog', 'False',
+           '--Lockstep', 'False']  # one run after another (tests/test_lockstep.py resumes lockstep runs)
 
 
 def kdd_args(data_root, folder, *extra):
@@ -309,7 +310,7 @@ def test_an_interrupted_kdd_run_resumes_to_the_same_numbers(tmp_path):
 def test_image_runs_resume_mid_unit_and_refuse_other_options(tmp_path, capsys, monkeypatch):
     make_mnist(tmp_path / 'data', per_class_train=8, per_class_test=4)
     base = one_class_train(tmp_path / 'data', tmp_path, 'MNIST', '--NormalClass', '2', '--Runs', '2', '--EpochNum',
-                           '3', '--BatchSize', '16', '--MemDim', '10')
+                           '3', '--BatchSize', '16', '--MemDim', '10', '--Lockstep', 'False')
     whole = ['--ModelRoot', str(tmp_path / 'whole_m'), '--OutRoot', str(tmp_path / 'whole_out')]
     assert run_cli(script_training.main, base + whole) == 0
     import utils.one_class as one_class

@@ -1,31 +1,53 @@
-"""utils/lockstep.py: KDDCUP99 units trained together keep each unit's semantics (its initial weights, batches,
-loss and Adam steps) up to rounding; resumption is exact; --Lockstep end to end."""
+"""utils/lockstep.py: units trained together (KDDCUP99 runs, image classes) keep each unit's semantics (its initial
+weights, batches, loss, batch-norm statistics and Adam steps) up to rounding, units of unequal length included;
+resumption is exact; --Lockstep end to end for both families."""
 import json
 
 import pytest
 import torch
 
 import script_training
-from models import MLPAutoEncoder, MLPMemAE, weights_init
-from one_sentence import expect_one_sentence
-from synthetic import make_kdd
+from models import ImageAutoEncoder, ImageMemAE, MLPAutoEncoder, MLPMemAE, weights_init
+from synthetic import make_kdd, make_mnist
 from utils.errors import run_cli
-from utils.lockstep import StackedAdam, StackedMLP, train_stacked, unit_losses
+from utils.lockstep import StackedAdam, StackedUnits, UnitBatches, train_stacked
 from utils.one_class import Schedule, train_unit
 from utils.progress import EpochClock
 from utils.training import LossSettings, NonFiniteLossError, compute_losses
 
 MEMAE = LossSettings('MemAE', 'paper', entropy_weight=0.0002)
+AE = LossSettings('AE', 'paper')
 D = 12
+IMAGE = (1, 28, 28)
 
 
 def units(kind, count, **memory):
+    """``count`` freshly initialised models, unit i seeded with i + 1: MLPs of D features ('MemAE', 'AE') or
+    MNIST-shaped image models with batch norm ('ImageMemAE', 'ImageAE', a 4-channel code)."""
     models = []
     for seed in range(1, count + 1):
         torch.manual_seed(seed)
-        model = MLPMemAE(D, 10, **memory) if kind == 'MemAE' else MLPAutoEncoder(D)
+        model = {'MemAE': lambda: MLPMemAE(D, 10, **memory), 'AE': lambda: MLPAutoEncoder(D),
+                 'ImageMemAE': lambda: ImageMemAE(10, code_channels=4, **memory),
+                 'ImageAE': lambda: ImageAutoEncoder(code_channels=4)}[kind]()
         models.append(model.apply(weights_init))
     return models
+
+
+def samples(kind, count):
+    return torch.rand(count, *(IMAGE if kind.startswith('Image') else (D,)))
+
+
+def bias_before_batch_norm(model):
+    """The state_dict keys of the biases a batch norm follows: BN subtracts the batch mean, so their gradient is 0
+    up to rounding and Adam turns that rounding into steps of the learning rate of either sign (on both paths);
+    they and the running means that absorb them move freely, and the network's training-mode output does not."""
+    keys, previous = set(), None
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            keys |= {f'{previous}.bias', f'{name}.running_mean'}
+        previous = name
+    return keys
 
 
 @pytest.mark.parametrize('kind, losses, memory', [
@@ -33,32 +55,66 @@ def units(kind, count, **memory):
     ('MemAE', LossSettings('MemAE', 'released', entropy_weight=0.0002), {'shrink_thres': 0.1, 'addressing': 'dot'}),
     ('MemAE', MEMAE, {'shrink_thres': 0.0, 'addressing': 'cosine', 'temperature': 0.5}),
     ('AE', LossSettings('AE', 'paper', l1_weight=0.01), {}),  # an AE has no l1 term, whatever --L1Weight says
-    ('AEL1', LossSettings('AEL1', 'paper', l1_weight=0.01), {}),
-], ids=['cosine-shrink-paper', 'dot-shrink-released', 'nonspar-temperature', 'ae', 'ae-l1'])
-def test_one_batch_gives_each_unit_its_own_loss_and_gradient(kind, losses, memory):
-    models = units('MemAE' if kind == 'MemAE' else 'AE', 3, **memory)
-    stacked = StackedMLP(models)
-    x = torch.rand(3, 20, D)
-    mask = torch.ones(3, 20)
-    mask[2, 13:] = 0  # unit 2's batch is a last, shorter one: 13 records
-    loss, terms = unit_losses(stacked(x), x, mask, losses)
+    ('AE', LossSettings('AEL1', 'paper', l1_weight=0.01), {}),
+    ('ImageMemAE', MEMAE, {'shrink_thres': 0.1, 'addressing': 'cosine'}),
+    ('ImageAE', LossSettings('AEL1', 'paper', l1_weight=0.01), {}),
+], ids=['cosine-shrink-paper', 'dot-shrink-released', 'nonspar-temperature', 'ae', 'ae-l1', 'image-memae',
+        'image-ae-l1'])
+def test_one_group_gives_each_unit_its_own_loss_gradient_and_statistics(kind, losses, memory):
+    """Units 0 and 2 of three as one group: each gets the loss, gradient and batch-norm statistics its own model
+    gets on its own batch; unit 1, not in the group, keeps its statistics and gets no gradient."""
+    models = units(kind, 3, **memory)
+    stacked = StackedUnits(models, losses)
+    x = samples(kind, 2 * 20).reshape(2, 20, *samples(kind, 1).shape[1:])
+    loss, terms = stacked.losses(x, torch.tensor([0, 2]))
     loss.sum().backward()
-    for r, model in enumerate(models):
-        own, _, values = compute_losses(model, x[r, :13] if r == 2 else x[r], losses)
+    for i, r in enumerate((0, 2)):
+        own, _, values = compute_losses(models[r], x[i], losses)
         own.backward()
-        assert terms[r].tolist() == pytest.approx([values[t] for t in ('loss', 'recon_loss', 'entropy_loss',
+        assert terms[i].tolist() == pytest.approx([values[t] for t in ('loss', 'recon_loss', 'entropy_loss',
                                                                        'l1_loss')], rel=1e-5, abs=1e-9)
-        for i, (_, parameter) in enumerate(model.named_parameters()):
-            assert torch.allclose(stacked.stacked[i].grad[r], parameter.grad, rtol=1e-4, atol=1e-7)
+        free = bias_before_batch_norm(models[r])
+        for j, (key, parameter) in enumerate(models[r].named_parameters()):  # float32 rounding of other kernels
+            scale = float(parameter.grad.abs().max())
+            if key not in free:
+                assert torch.allclose(stacked.params[j].grad[r], parameter.grad, rtol=1e-3, atol=1e-5 * scale), key
+        for key, value in models[r].state_dict().items():  # the running statistics moved as the model's own
+            assert torch.allclose(stacked.unit_state(r)[key].double(), value.double(), rtol=1e-5, atol=1e-6), key
+    assert all(float(p.grad[1].abs().max()) == 0 for p in stacked.params)
+    fresh = units(kind, 3, **memory)[1].state_dict()
+    assert all(torch.equal(stacked.unit_state(1)[key], value) for key, value in fresh.items())
 
 
-def test_stacked_adam_is_torch_adam_per_unit_and_skips_inactive_units():
+def test_batches_are_grouped_by_size_and_never_padded():
+    """Three units of 40, 33 and 8 samples at batch 16: step 1 all three (one group, every unit); step 2 the
+    first two (16 each) and the third's last 8... no: the third's 8 make its only batch, so at step 1 it is a group
+    of its own, and so on; every sample of every unit comes exactly once per epoch, in its unit's order."""
+    source = torch.arange(100.0).unsqueeze(1)
+    rows = [torch.arange(0, 40), torch.arange(40, 73), torch.arange(80, 88)]
+    orders = [torch.randperm(len(r), generator=torch.Generator().manual_seed(i)) for i, r in enumerate(rows)]
+    steps = list(UnitBatches(source, rows, 16).epoch(orders))
+    shapes = [[(members, tuple(x.shape[:2])) for members, _, x in groups] for groups in steps]
+    assert shapes == [[([0, 1], (2, 16)), ([2], (1, 8))], [([0, 1], (2, 16))], [([0], (1, 8)), ([1], (1, 1))]]
+    seen = {r: [] for r in range(3)}
+    for groups in steps:
+        for members, picked, x in groups:
+            assert picked is None or picked.tolist() == members
+            for i, r in enumerate(members):
+                seen[r] += x[i, :, 0].long().tolist()
+    for r in range(3):
+        assert seen[r] == rows[r][orders[r]].tolist()
+    everyone = list(UnitBatches(source, rows[:2], 20).epoch(orders[:2]))[0]
+    assert [(members, picked) for members, picked, _ in everyone] == [([0, 1], None)]  # all units: no gather
+
+
+def test_stacked_adam_is_torch_adam_per_unit_with_its_own_rate_and_skips_inactive_units():
     torch.manual_seed(0)
     weights = torch.randn(3, 4, 5)
     stacked = torch.nn.Parameter(weights.clone())
-    adam = StackedAdam([stacked], 1e-2, 3)
+    rates = [1e-2, 1e-3, 3e-2]
+    adam = StackedAdam([stacked], rates, 3)
     own = [torch.nn.Parameter(weights[r].clone()) for r in range(3)]
-    optimizers = [torch.optim.Adam([p], lr=1e-2, foreach=True) for p in own]
+    optimizers = [torch.optim.Adam([p], lr=rate, foreach=True) for p, rate in zip(own, rates)]
     for step in range(4):
         grads = torch.randn(3, 4, 5)
         active = torch.tensor([True, step % 2 == 0, step != 1])
@@ -76,92 +132,120 @@ def test_stacked_adam_is_torch_adam_per_unit_and_skips_inactive_units():
         assert torch.allclose(state['exp_avg_sq'], reference['exp_avg_sq'], rtol=1e-5, atol=1e-9)
 
 
-def train_both(kind, losses, sizes, epochs=3, batch=16, lr=1e-3):
-    """The same units trained one after another (train_unit) and in lockstep; unequal numbers of records."""
+def train_both(kind, losses, sizes, epochs=3, batch=16, lr=1e-3, **memory):
+    """The same units trained one after another (train_unit) and in lockstep on unequal numbers of samples;
+    (per-unit epoch losses alone, together, the largest weight difference and the fraction of weights that differ
+    by more than lr / 10, both outside ``bias_before_batch_norm``)."""
     torch.manual_seed(0)
-    source = torch.rand(sum(sizes) + 10, D)
+    source = samples(kind, sum(sizes) + 10)
     rows = [torch.randperm(len(source), generator=torch.Generator().manual_seed(r))[:n] for r, n in enumerate(sizes)]
     schedule = Schedule(lr, epochs, batch)
-    memory = {'shrink_thres': 0.1, 'addressing': 'cosine'} if kind == 'MemAE' else {}
     alone = units(kind, len(sizes), **memory)
     alone_losses = [train_unit(model, source[r], schedule, losses, seed=10 + i)
                     for i, (model, r) in enumerate(zip(alone, rows))]
-    together = StackedMLP(units(kind, len(sizes), **memory))
-    adam = StackedAdam(together.stacked, lr, len(sizes))
+    together = StackedUnits(units(kind, len(sizes), **memory), losses)
+    adam = StackedAdam(together.params, lr, len(sizes))
     generators = [torch.Generator().manual_seed(10 + i) for i in range(len(sizes))]
-    together_losses = train_stacked(together, adam, generators, source, rows, schedule, losses,
+    together_losses = train_stacked(together, adam, generators, source, rows, schedule,
                                     [f'run{i}' for i in range(len(sizes))], [[] for _ in sizes])
-    worst = max(float((together.unit_state(r)[key] - value).abs().max())
-                for r, model in enumerate(alone) for key, value in model.state_dict().items())
-    return alone_losses, together_losses, worst
+    free = bias_before_batch_norm(alone[0])
+    differences = torch.cat([(together.unit_state(r)[key].double() - value.double()).abs().flatten()
+                             for r, model in enumerate(alone) for key, value in model.state_dict().items()
+                             if key not in free])
+    return alone_losses, together_losses, float(differences.max()), float((differences > lr / 10).double().mean())
 
 
 def test_units_of_unequal_length_train_as_they_do_alone():
     """40, 33 and 7 records at batch 16: 3, 3 and 1 steps an epoch, last batches of 8, 1 and 7 records. The AE
-    ends within rounding of the one-at-a-time weights after 7 Adam steps of lr 1e-3 (another batch order or loss
-    would move them by ~1e-3 a step)."""
-    alone_losses, together_losses, worst = train_both('AE', LossSettings('AE', 'paper'), [40, 33, 7])
+    ends within rounding of the one-at-a-time weights after up to 9 Adam steps of lr 1e-3 (another batch order or
+    loss would move them by ~1e-3 a step)."""
+    alone_losses, together_losses, worst, _ = train_both('AE', AE, [40, 33, 7])
     for alone, together in zip(alone_losses, together_losses):
         assert together == pytest.approx(alone, rel=1e-6)
     assert worst < 2e-5, worst
 
 
-def test_memae_units_differ_only_where_adam_amplifies_rounding():
-    """With hard shrinkage many addressing weights are exactly 0, so some gradients are exactly 0 on one path and
-    ~1e-12 on the other; Adam turns the latter into a step of the full learning rate. Measured here: at most
-    about two steps of lr (2e-3) after 7 steps, and epoch losses within 1e-3 (relative)."""
-    alone_losses, together_losses, worst = train_both('MemAE', MEMAE, [40, 33, 7])
+def test_image_units_of_unequal_length_train_as_they_do_alone():
+    """The same with batch norm (a last batch of 1 image: statistics over its pixels). Here weights cannot be
+    compared to rounding: Adam's first steps are lr x sign(gradient), and with batch norm many gradients are as
+    small as the rounding of two convolution kernels, so they step either way; the one-at-a-time path itself, run
+    with oneDNN off, ends with 14 % of its weights more than lr / 10 from the path with oneDNN on, up to 3.5e-3
+    (measured). What stays exact is each step (the test above); over 9 steps the epoch losses agree to 2e-3
+    (measured 5e-4), where another batch order or statistic moves them by more (checked by breaking each)."""
+    alone_losses, together_losses, worst, _ = train_both('ImageAE', AE, [40, 33, 7])
     for alone, together in zip(alone_losses, together_losses):
-        assert together[0] == pytest.approx(alone[0], rel=1e-5)  # the first epoch: little drift yet
-        assert together == pytest.approx(alone, rel=1e-3)
-    assert worst < 3 * 1e-3, worst
+        assert together == pytest.approx(alone, rel=2e-3)
+    assert worst < 2 * 9 * 1e-3, worst  # two steps of lr apart at most, per step
 
 
-def test_a_resumed_lockstep_run_equals_an_uninterrupted_one_bit_for_bit():
+@pytest.mark.parametrize('kind, bound, rel', [('MemAE', 4e-3, 1e-3), ('ImageMemAE', 2 * 9 * 1e-3, 3e-3)])
+def test_memae_units_differ_only_where_adam_amplifies_rounding(kind, bound, rel):
+    """With hard shrinkage many addressing weights are exactly 0, so some gradients are exactly 0 on one path and
+    ~1e-12 on the other; Adam turns the latter into a step of the full learning rate. Measured here for the MLP:
+    about three steps of lr (3.1e-3 with one thread) after 9 steps; for the image MemAE batch norm adds the drift
+    of the image AE's test (bound: two steps of lr per step); epoch losses within 1e-3 (MLP; image MemAE 3e-3,
+    measured 1.3e-3), the first epoch's within 1e-4."""
+    alone_losses, together_losses, worst, _ = train_both(kind, MEMAE, [40, 33, 7], shrink_thres=0.1,
+                                                         addressing='cosine')
+    for alone, together in zip(alone_losses, together_losses):
+        assert together[0] == pytest.approx(alone[0], rel=1e-4)  # the first epoch: little drift yet
+        assert together == pytest.approx(alone, rel=rel)
+    assert worst < bound, worst
+
+
+@pytest.mark.parametrize('kind', ['MemAE', 'ImageAE'])
+def test_a_resumed_lockstep_run_equals_an_uninterrupted_one_bit_for_bit(kind):
     torch.manual_seed(0)
-    source = torch.rand(60, D)
+    source = samples(kind, 60)
     rows = [torch.arange(0, 40), torch.arange(20, 45)]
     names = ['run0', 'run1']
+    memory = {'shrink_thres': 0.1, 'addressing': 'cosine'} if kind == 'MemAE' else {}
+    losses = MEMAE if kind == 'MemAE' else AE
 
-    def fresh():
-        stacked = StackedMLP(units('MemAE', 2, shrink_thres=0.1, addressing='cosine'))
-        return stacked, StackedAdam(stacked.stacked, 1e-3, 2), [torch.Generator().manual_seed(s) for s in (5, 6)]
+    def fresh(models=None):
+        stacked = StackedUnits(models or units(kind, 2, **memory), losses)
+        return stacked, StackedAdam(stacked.params, 1e-3, 2), [torch.Generator().manual_seed(s) for s in (5, 6)]
 
     whole, whole_adam, generators = fresh()
-    train_stacked(whole, whole_adam, generators, source, rows, Schedule(1e-3, 3, 16), MEMAE, names, [[], []])
+    train_stacked(whole, whole_adam, generators, source, rows, Schedule(1e-3, 3, 16), names, [[], []])
     saved = {}
 
-    def keep(epoch, trained, losses, _):
+    def keep(epoch, trained, losses_so_far, _):
         if epoch == 2:  # what UnitRunner writes to each unit's training state
-            template = torch.optim.Adam(units('MemAE', 1, shrink_thres=0.1, addressing='cosine')[0].parameters(),
-                                        lr=1e-3).state_dict()
+            template = torch.optim.Adam(units(kind, 1, **memory)[0].parameters(), lr=1e-3).state_dict()
             saved.update({r: (part.unit_state(r), adam.unit_state(r, template), gens[r].get_state(),
-                              list(losses[r])) for r in trained})
+                              list(losses_so_far[r])) for r in trained})
     part, adam, gens = fresh()
-    train_stacked(part, adam, gens, source, rows, Schedule(1e-3, 2, 16), MEMAE, names, [[], []], keep)
-    models = units('MemAE', 2, shrink_thres=0.1, addressing='cosine')
+    train_stacked(part, adam, gens, source, rows, Schedule(1e-3, 2, 16), names, [[], []], keep)
+    models = units(kind, 2, **memory)
     for r, model in enumerate(models):
         model.load_state_dict(saved[r][0])
-    resumed, resumed_adam, resumed_gens = StackedMLP(models), None, [torch.Generator() for _ in range(2)]
-    resumed_adam = StackedAdam(resumed.stacked, 1e-3, 2)
+    resumed, resumed_adam, resumed_gens = fresh(models)
     for r in range(2):
         resumed_adam.load_unit_state(r, saved[r][1])
         resumed_gens[r].set_state(saved[r][2])
-    train_stacked(resumed, resumed_adam, resumed_gens, source, rows, Schedule(1e-3, 3, 16), MEMAE, names,
+    train_stacked(resumed, resumed_adam, resumed_gens, source, rows, Schedule(1e-3, 3, 16), names,
                   [saved[0][3], saved[1][3]])
     for r in range(2):
         for key, value in whole.unit_state(r).items():
             assert torch.equal(resumed.unit_state(r)[key], value), key
 
 
-def test_a_non_finite_loss_names_the_unit():
+def test_a_non_finite_loss_names_the_unit_before_any_update():
     source = torch.rand(30, D)
     source[25] = float('nan')
-    stacked = StackedMLP(units('AE', 2))
+    stacked = StackedUnits(units('AE', 2), AE)
+    before = [p.detach().clone() for p in stacked.params]
     with pytest.raises(NonFiniteLossError, match=r'^run1: the loss is nan'):
-        train_stacked(stacked, StackedAdam(stacked.stacked, 1e-3, 2), [torch.Generator().manual_seed(1)] * 2,
-                      source, [torch.arange(0, 10), torch.arange(20, 30)], Schedule(1e-3, 1, 32),
-                      LossSettings('AE', 'paper'), ['run0', 'run1'], [[], []])
+        train_stacked(stacked, StackedAdam(stacked.params, 1e-3, 2), [torch.Generator().manual_seed(1)] * 2,
+                      source, [torch.arange(0, 10), torch.arange(20, 30)], Schedule(1e-3, 1, 32), ['run0', 'run1'],
+                      [[], []])
+    assert all(torch.equal(p, b) for p, b in zip(stacked.params, before))
+
+
+def test_models_of_different_shapes_are_refused():
+    with pytest.raises(ValueError, match='one architecture'):
+        StackedUnits([MLPAutoEncoder(D), MLPAutoEncoder(D + 1)], AE)
 
 
 KDD = ['--Dataset', 'KDDCUP99', '--Runs', '3', '--EpochNum', '3', '--BatchSize', '64', '--MemDim', '10',
@@ -219,7 +303,61 @@ def test_lockstep_resumes_what_the_one_at_a_time_path_left(tmp_path, monkeypatch
         assert parts[name]['epoch_losses'] == pytest.approx(whole[name]['epoch_losses'], rel=1e-3)
 
 
-def test_lockstep_is_refused_for_the_image_experiments(tmp_path, capsys):
-    expect_one_sentence(script_training.main, ['--Dataset', 'MNIST', '--Lockstep', 'True', '--DataRoot',
-                                               str(tmp_path)], capsys,
-                        '--Lockstep trains KDDCUP99 runs together; --Dataset MNIST trains one model at a time')
+MNIST = ['--Dataset', 'MNIST', '--ModelSetting', 'Conv2DSpar', '--MemDim', '10', '--ShrinkThres', '0.1',
+         '--ImageCodeChannels', '4', '--Runs', '2', '--EpochNum', '3', '--BatchSize', '4', '--LR', '1e-5',
+         '--EarlyStopping', 'True', '--UseCUDA', 'False', '--IsTbLog', 'False']
+
+
+def train_mnist(out, data, *flags):
+    return run_cli(script_training.main, [*MNIST, '--DataRoot', str(data), '--ModelRoot', str(out / 'models'),
+                                          '--OutRoot', str(out), *flags])
+
+
+def unit_results(out):
+    return {path.stem: json.loads(path.read_text()) for path in out.rglob('class*_run*.json')}
+
+
+def test_lockstep_mnist_trains_every_class_like_the_one_at_a_time_path(tmp_path, capsys):
+    """10 classes x 2 runs of a synthetic MNIST whose classes have 10 to 13 training images, so that the
+    validation split leaves units of 8, 9 and 10 (batches of 4: steps where units of different lengths group
+    apart), each stopped on its own validation set; --Lockstep True is the default. A learning rate of 1e-5: at
+    1e-3 these 4-image batch-norm steps are chaotic, and the one-at-a-time path with oneDNN off differs from itself
+    with oneDNN on by 12 % in epoch loss and 0.11 in AUC (measured); at 1e-5 by 1.5e-3 and 0, lockstep by 7e-4 and
+    0. So: epoch losses to 3e-3, the same stopping epochs, AUCs within one swapped pair of the 9 test images."""
+    make_mnist(tmp_path / 'data', per_class_train=[10 + c % 4 for c in range(10)])
+    assert train_mnist(tmp_path / 'alone', tmp_path / 'data', '--Lockstep', 'False') == 0
+    assert 'in lockstep' not in capsys.readouterr().out
+    assert train_mnist(tmp_path / 'together', tmp_path / 'data') == 0
+    assert 'training 20 units in lockstep' in capsys.readouterr().out
+    alone, together = unit_results(tmp_path / 'alone'), unit_results(tmp_path / 'together')
+    assert len(together) == 20 and set(together) == set(alone)
+    assert {r['train_samples'] for r in together.values()} == {8, 9, 10}
+    for name, result in alone.items():
+        assert together[name]['train_samples'] == result['train_samples']
+        assert together[name]['epoch_losses'] == pytest.approx(result['epoch_losses'], rel=3e-3)
+        assert together[name]['validation']['chosen_epoch'] == result['validation']['chosen_epoch']
+        assert together[name]['metrics']['auc'] == pytest.approx(result['metrics']['auc'], abs=1 / 18 + 1e-9)
+    assert not list((tmp_path / 'together').rglob('*_resume.pt'))
+
+
+def test_an_interrupted_lockstep_mnist_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    """Interrupted after the second epoch: every unit has its training state of 2 epochs; --Resume auto continues
+    all of them in lockstep for their last epoch and ends bit for bit where the uninterrupted run ends."""
+    make_mnist(tmp_path / 'data', per_class_train=[10 + c % 4 for c in range(10)])
+    assert train_mnist(tmp_path / 'whole', tmp_path / 'data') == 0
+    real_end = EpochClock.end_epoch
+
+    def stop_after_epoch_2(self, unit, units_done, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return real_end(self, unit, units_done, epoch)
+    with monkeypatch.context() as patch:
+        patch.setattr(EpochClock, 'end_epoch', stop_after_epoch_2)
+        assert train_mnist(tmp_path / 'parts', tmp_path / 'data') == 130
+    assert len(list((tmp_path / 'parts').rglob('*_resume.pt'))) == 20
+    assert train_mnist(tmp_path / 'parts', tmp_path / 'data', '--Resume', 'auto') == 0
+    whole, parts = unit_results(tmp_path / 'whole'), unit_results(tmp_path / 'parts')
+    for name, result in whole.items():
+        assert parts[name]['epoch_losses'] == result['epoch_losses'], name
+        assert parts[name]['validation'] == result['validation'], name
+        assert parts[name]['metrics'] == result['metrics'], name

@@ -107,7 +107,12 @@ def test_a_sweep_variant_reports_progress_through_its_file(tmp_path, monkeypatch
     argv = ['--Dataset', 'KDDCUP99', '--Runs', '2', '--EpochNum', '2', '--BatchSize', '64', '--MemDim', '10',
             '--ShrinkThres', '0.1', '--ModelSetting', 'FCSpar', '--UseCUDA', 'False', '--IsTbLog', 'False',
             '--DataRoot', str(tmp_path / 'data'), '--ModelRoot', str(tmp_path / 'm'), '--OutRoot', str(tmp_path / 'o')]
-    assert script_training.main(argv) == 0
+    assert script_training.main([*argv, '--Lockstep', 'False']) == 0
     assert [(r['unit'], r['units_done'], r['epoch']) for r in seen] == [('run0', 0, 1), ('run0', 0, 2),
                                                                          ('run1', 1, 1), ('run1', 1, 2)]
+    assert seen[-1]['seconds_left'] == 0 and all(r['units'] == 2 and r['epochs'] == 2 for r in seen)
+    seen.clear()
+    assert script_training.main(argv) == 0  # in lockstep (the default) every epoch ends for both runs at once
+    assert [(r['unit'], r['units_done'], r['epoch']) for r in seen] == [('run0', 0, 1), ('run1', 0, 1),
+                                                                         ('run0', 0, 2), ('run1', 0, 2)]
     assert seen[-1]['seconds_left'] == 0 and all(r['units'] == 2 and r['epochs'] == 2 for r in seen)

@@ -4,7 +4,7 @@
     python -m utils.benchmark windows --DataRoot DIR [--clips 8]
     python -m utils.benchmark train   [--DataRoot DIR --Dataset NAME] [--steps 6] [--batch 10]
     python -m utils.benchmark oneclass --DataRoot DIR [--kdd-runs 2] [--kdd-epochs 20] [--mnist-class 3]
-    python -m utils.benchmark lockstep --DataRoot DIR [--kdd-runs 20] [--kdd-epochs 2]
+    python -m utils.benchmark lockstep --DataRoot DIR [--kdd-runs 20] [--kdd-epochs 2] [--mnist-epochs 2]
 
 ``test`` scores the same clips of the first test video three ways: (a) as the released test loop did (batch 1;
 each clip's index ``.mat`` read twice and its 16 frames decoded and transformed one by one, every time), (b) by
@@ -19,8 +19,9 @@ difference between its scores and the released loop's. The model has random weig
 from a few training clips. Without ``--DataRoot`` a synthetic 256 x 256 data set is written to a temporary
 folder (data/synthetic.py; ``--size`` for smaller frames). ``oneclass`` times the image and KDDCUP99 commands
 against a minimal loop over the same model, data and epochs (utils/experiments/oneclass_benchmark.py; real data
-needed). ``lockstep`` times ``bash train.sh kdd`` one run after another against ``--Lockstep True``
-(utils/lockstep.py) at 2 and 1 threads, idle and beside one competing busy process. Ratios measured in one run are
+needed). ``lockstep`` times ``bash train.sh kdd`` and ``bash train.sh mnist`` one unit after another against
+``--Lockstep True`` (utils/lockstep.py) at 2 and 1 threads, idle and beside one competing busy process, with each
+command's FLOP floor. Ratios measured in one run are
 what to compare: absolute speeds move with the load of a shared machine.
 """
 import argparse
@@ -264,7 +265,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     if args.mode == 'lockstep':
-        return write_result(args.out, lockstep_benchmark(args.DataRoot, args.kdd_runs, args.kdd_epochs))
+        return write_result(args.out, lockstep_benchmark(args.DataRoot, args.kdd_runs, args.kdd_epochs,
+                                                         args.mnist_epochs))
     if args.mode == 'oneclass':
         table = oneclass_benchmark(args.DataRoot, args.kdd_runs, args.kdd_epochs, args.mnist_class, args.mnist_epochs)
         return write_result(args.out, table)

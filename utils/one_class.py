@@ -26,7 +26,7 @@ from models import weights_init
 from utils.checkpoint import first_existing, load_tensors_file, load_weights, restore_training, resume_file
 from utils.errors import InputError
 from utils.files import read_json, save_npz, save_torch, write_json
-from utils.lockstep import StackedAdam, StackedMLP, train_stacked
+from utils.lockstep import StackedAdam, StackedUnits, train_stacked
 from utils.progress import EpochClock
 from utils.runtime import rng_state, seed_everything
 from utils.scoring import finite_scores, model_scores, resolve_score_type
@@ -359,10 +359,10 @@ class UnitRunner:
 
     def train_in_lockstep(self, units, build_model, source, rows, validation=None, val_metric=None):
         """Train the units that have not finished (--Resume auto) together (utils/lockstep.py), unit ``units[i]``
-        on the samples ``source[rows[i]]`` (--EarlyStopping: ``validation[i]`` is its (validation rows of
-        ``source``, their labels), scored after every epoch with ``val_metric``), and save their weights;
-        :meth:`run` then scores each with the weights it got here. A resumed unit continues from its training
-        state, which has the format of the one-at-a-time path, so either path resumes the other's."""
+        on the samples ``source[rows[i]]`` (--EarlyStopping: ``validation[i]`` is its (validation samples, their
+        labels), scored after every epoch with ``val_metric``), and save their weights; :meth:`run` then scores
+        each with the weights it got here. A resumed unit continues from its training state, which has the format
+        of the one-at-a-time path, so either path resumes the other's."""
         validation = validation or [(None, None)] * len(units)
         todo = [(unit, unit_rows, unit_val) for unit, unit_rows, unit_val in zip(units, rows, validation)
                 if not (self.resume and self.finished_result(unit) is not None)]
@@ -375,15 +375,15 @@ class UnitRunner:
             optimizer = torch.optim.Adam(model.parameters(), lr=self.schedule.lr, foreach=True)
             generator = torch.Generator().manual_seed(unit.seed)
             checkpoint = self.unit_checkpoint(unit)
-            stop = self.validation_stop(unit, None if val is None else source[val], val_labels, val_metric)
+            stop = self.validation_stop(unit, val, val_labels, val_metric)
             epoch_losses.append(checkpoint.restore(model, optimizer, generator, stop) if self.resume else [])
             stops.append(stop)
             models.append(model)
             optimizers.append(optimizer)
             generators.append(generator)
             checkpoints.append(checkpoint)
-        stacked = StackedMLP(models)
-        adam = StackedAdam(stacked.stacked, self.schedule.lr, len(models))
+        stacked = StackedUnits(models, self.losses)
+        adam = StackedAdam(stacked.params, self.schedule.lr, len(models))
         for r, (optimizer, done) in enumerate(zip(optimizers, epoch_losses)):
             if done:
                 adam.load_unit_state(r, optimizer.state_dict())
@@ -409,7 +409,7 @@ class UnitRunner:
         tqdm.write(f'training {len(todo)} units in lockstep (--Lockstep)')
         started = time.perf_counter()
         train_stacked(stacked, adam, generators, source.to(self.device), [unit_rows for _, unit_rows, _ in todo],
-                      self.schedule, self.losses, names, epoch_losses, after_epoch)
+                      self.schedule, names, epoch_losses, after_epoch)
         share = (time.perf_counter() - started) / len(todo)  # each unit's part of the training time
         for r, (unit, _, _) in enumerate(todo):
             state = stacked.unit_state(r) if stops[r] is None else stops[r].chosen()[1]

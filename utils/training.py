@@ -72,9 +72,10 @@ class LossSettings:
         return tuple(term for term in LOSS_TERMS if not absent.get(term, False))
 
 
-def compute_losses(model, batch, losses):
-    """(loss to minimise, reconstruction, {term of LOSS_TERMS: float}) for one batch under :class:`LossSettings`
-    ``losses``. ``model`` may be wrapped (DistributedDataParallel, torch.compile).
+def loss_terms(model, batch, losses):
+    """(loss to minimise, reconstruction, the LOSS_TERMS as one detached float tensor of 4) for one batch under
+    :class:`LossSettings` ``losses``; tensors only, so that it also runs under ``torch.vmap`` (utils/lockstep.py
+    trains many units with this very function). ``model`` may be wrapped (DistributedDataParallel, torch.compile).
 
     MemAE: reconstruction + entropy_weight x entropy of the addressing; AE-l1: reconstruction + l1_weight x
     l1 norm of the encoding; AE: the reconstruction alone. ``losses.scaling`` chooses between the released and
@@ -96,9 +97,15 @@ def compute_losses(model, batch, losses):
         loss = loss + losses.entropy_weight * ent_loss
     if penalised:
         loss = loss + losses.l1_weight * l1_loss
+    terms = torch.stack([t.detach().float().reshape(()) for t in (loss, recon_loss, ent_loss, l1_loss)])
+    return loss, recon, terms
+
+
+def compute_losses(model, batch, losses):
+    """:func:`loss_terms` with the terms as a dict {term of LOSS_TERMS: float}."""
+    loss, recon, terms = loss_terms(model, batch, losses)
     # one read of the four numbers instead of four (each a synchronisation on a GPU)
-    terms = torch.stack([t.detach().float().reshape(()) for t in (loss, recon_loss, ent_loss, l1_loss)]).tolist()
-    return loss, recon, dict(zip(LOSS_TERMS, terms))
+    return loss, recon, dict(zip(LOSS_TERMS, terms.tolist()))
 
 
 def training_step(model, batch, optimizer, losses, amp='none'):

@@ -90,6 +90,17 @@ def save_memory_grid(model, path, low=0.0):
     save_image(images, str(path), nrow=int(np.ceil(np.sqrt(len(images)))), padding=1)
 
 
+def held_once(datas):
+    """Every unit's training images as one tensor, which each unit's ``train`` then views (lockstep training
+    draws all batches from one tensor), and the rows of each unit in it."""
+    lengths = [len(data.train) for data in datas]
+    images = torch.cat([data.train for data in datas])
+    for data, view in zip(datas, images.split(lengths)):
+        data.train = view
+    starts = np.cumsum([0, *lengths])
+    return images, [torch.arange(start, end) for start, end in zip(starts[:-1], starts[1:])]
+
+
 def run(opt, options, spec, device, train):
     """Train (if ``train``) or load, and evaluate, every unit; returns the summary."""
     source = spec.reader(opt.DataRoot, download=opt.Download)
@@ -103,17 +114,28 @@ def run(opt, options, spec, device, train):
     print(f'{opt.Dataset}: {source.source}; protocol {protocol}; {len(units)} unit(s)')
     to_tensor = image_tensor(opt)
 
-    results = []
-    for unit in tqdm(units, desc='units', unit='model'):
+    def unit_data(unit):
         split = image_split(source.splits, unit.normal_class, protocol, anomaly_ratio, unit.seed)
         data = UnitData(to_tensor(split.train_x), to_tensor(split.test_x), split.test_y, split.description)
         if opt.EarlyStopping and train:  # train on 80 % of the training images, validate on the rest (and others)
             val = image_validation_split(source.splits, unit.normal_class, protocol, anomaly_ratio, unit.seed)
             data.train, data.val, data.val_labels = to_tensor(val.train_x), to_tensor(val.test_x), val.test_y
-        result, model = runner.run(unit, partial(build_model, opt, 'image', arch=arch), data, roc_auc,
-                                   validation_auc)
-        if draws_slots and model is not None:
-            save_memory_grid(model, runner.res_path / f'{unit.name}_memory.png', IMAGE_RANGES[opt.ImageRange][0])
+        return data
+
+    model = partial(build_model, opt, 'image', arch=arch)
+    if train and opt.Lockstep:
+        datas = [unit_data(unit) for unit in units]
+        images, rows = held_once(datas)
+        runner.train_in_lockstep(units, model, images, rows,
+                                 [(data.val, data.val_labels) for data in datas] if opt.EarlyStopping else None,
+                                 validation_auc)
+    else:
+        datas = map(unit_data, units)  # one unit's images in memory at a time
+    results = []
+    for unit, data in tqdm(zip(units, datas), total=len(units), desc='units', unit='model'):
+        result, trained = runner.run(unit, model, data, roc_auc, validation_auc)
+        if draws_slots and trained is not None:
+            save_memory_grid(trained, runner.res_path / f'{unit.name}_memory.png', IMAGE_RANGES[opt.ImageRange][0])
         results.append(result)
 
     summary = {**summarise(units, results), 'dataset': opt.Dataset, 'protocol': protocol,

@@ -58,8 +58,8 @@ def run(opt, options, spec, device, train):
     val_metric = partial(validation_f1, fraction=anomaly_ratio)
     if train and opt.Lockstep:
         runner.train_in_lockstep(units, model, records, [rows.train for rows in splits],
-                                 [(rows.val, labels[rows.val]) for rows in splits] if opt.EarlyStopping else None,
-                                 val_metric)
+                                 [(records[rows.val], labels[rows.val]) for rows in splits] if opt.EarlyStopping
+                                 else None, val_metric)
     results = []
     for unit, rows in tqdm(list(zip(units, splits)), desc='units', unit='model'):
         is_test = None if rows.is_test.all() else rows.is_test

@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from data.image_sets import load_mnist
 from data.kdd import load_kdd
-from data.protocols import image_split, kdd_indices
+from data.protocols import image_split, image_validation_split, kdd_indices, kdd_rows
 from models import ImageMemAE, MLPMemAE, weights_init
 from utils.errors import InputError
 from utils.interrupts import run_child
@@ -111,7 +111,7 @@ def run_checked(command, **popen_arguments):
         raise InputError(f'`{shlex.join(command)}` failed (exit {code}); run it alone to see why')
 
 
-def kdd_rows(data_root, runs, epochs, out, rate):
+def kdd_table_rows(data_root, runs, epochs, out, rate):
     """train.sh kdd (``runs`` runs, ``epochs`` epochs) and test.sh kdd (the weights train.sh just wrote) against
     the minimal loops and their FLOP floors at ``rate``; settings of utils/experiments/settings.py (batch 1024, LR
     1e-4, N = 50)."""
@@ -146,7 +146,7 @@ def kdd_rows(data_root, runs, epochs, out, rate):
                              out / 'test_kdd', weights), timed(score_all), test_floor)]
 
 
-def mnist_rows(data_root, normal_class, epochs, out, rate):
+def mnist_table_rows(data_root, normal_class, epochs, out, rate):
     """train.sh mnist for one class against the minimal loop (batch 64, LR 1e-3, N = 100, lambda 0.01) and its
     FLOP floor at ``rate``."""
     source = load_mnist(data_root)
@@ -184,8 +184,8 @@ def oneclass_benchmark(data_root, kdd_runs, kdd_epochs, mnist_class, mnist_epoch
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     rate = matmul_rate()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [*kdd_rows(data_root, kdd_runs, kdd_epochs, Path(tmp), rate),
-                *mnist_rows(data_root, mnist_class, mnist_epochs, Path(tmp), rate)]
+        rows = [*kdd_table_rows(data_root, kdd_runs, kdd_epochs, Path(tmp), rate),
+                *mnist_table_rows(data_root, mnist_class, mnist_epochs, Path(tmp), rate)]
     table = [{'experiment': e, 'command': c, 'command_seconds': s, 'minimal_seconds': m, 'ratio': s / m,
               'floor_seconds': f, 'minimal_over_floor': m / f} for e, c, s, m, f in rows]
     print(f'{"command":58} {"command s":>9} {"minimal s":>9} {"ratio":>6} {"floor s":>8} {"minimal/floor":>13}')
@@ -212,25 +212,73 @@ def busy_core(busy):
             competitor.wait()
 
 
-def lockstep_benchmark(data_root, runs, epochs):
-    """``bash train.sh kdd`` one run after another against --Lockstep True, side by side, at 2 and 1 threads, idle
-    and with one competing busy process; rows of (setting, one-at-a-time seconds, lockstep seconds, ratio)."""
-    load_kdd(data_root)  # warms the parse cache for the commands
-    flags = ['--Runs', str(runs), '--EpochNum', str(epochs), '--IsTbLog', 'False']
+def lockstep_work(data_root, experiment, units):
+    """(model, training samples, scored samples per epoch, test samples) summed over the units of ``bash train.sh
+    <experiment>`` (kdd: ``units`` runs; mnist: the ten classes, seed 1), each run stopping on its validation set
+    (scored after every epoch) as the settings have it; the model is the experiment's (utils/experiments/settings.py)."""
+    if experiment == 'kdd':
+        source = load_kdd(data_root)
+        splits = [kdd_rows(source.y, 1 + run, 'dagmm', True, 0.2) for run in range(units)]
+        return (MLPMemAE(source.x.shape[1], 50, 0.02), sum(len(rows.train) for rows in splits),
+                sum(len(rows.val) for rows in splits), sum(int(rows.is_test.sum()) for rows in splits))
+    source = load_mnist(data_root)
+    trained = validated = tested = 0
+    for normal_class in range(10):
+        validation = image_validation_split(source.splits, normal_class, 'standard', 0.3, 1)
+        trained += len(validation.train_x)
+        validated += len(validation.test_x)
+        tested += len(image_split(source.splits, normal_class, 'standard', 0.3, 1).test_x)
+    return ImageMemAE(100, arch='mnist', shrink_thres=0.01, code_channels=4), trained, validated, tested
+
+
+def lockstep_benchmark(data_root, kdd_runs, kdd_epochs, mnist_epochs):
+    """``bash train.sh kdd`` (``kdd_runs`` runs, ``kdd_epochs`` epochs) and ``bash train.sh mnist`` (ten classes,
+    ``mnist_epochs``) one unit after another (--Lockstep False) against --Lockstep True, side by side, at 2 and 1
+    threads, idle and with one competing busy process; rows of (command, threads, busy, one-at-a-time seconds,
+    lockstep seconds, ratio, the FLOP floor of the command's training, validation and test passes at the matrix
+    rate measured at that thread count, lockstep over floor)."""
+    commands = {'kdd': ['--Runs', str(kdd_runs), '--EpochNum', str(kdd_epochs)],
+                'mnist': ['--EpochNum', str(mnist_epochs)]}
+    epochs = {'kdd': kdd_epochs, 'mnist': mnist_epochs}
+    work = {name: lockstep_work(data_root, name, kdd_runs) for name in commands}
+    flops = {name: flops_per_sample(model, torch.rand(64, *((model.encoder[0].in_features,) if name == 'kdd'
+                                                            else (1, 28, 28))))
+             for name, (model, *_) in work.items()}
     table = []
     with tempfile.TemporaryDirectory() as tmp:
         for threads, busy in ((2, False), (1, False), (2, True), (1, True)):
-            seconds = {}
             with busy_core(busy):
-                for lockstep in ('False', 'True'):
-                    out = Path(tmp) / f'{threads}_{busy}_{lockstep}'
-                    seconds[lockstep] = command_seconds(['bash', 'train.sh', 'kdd', *flags, '--Lockstep', lockstep],
-                                                        data_root, out, out / 'models', threads)
-            table.append({'threads': threads, 'busy_process': busy, 'one_at_a_time_seconds': seconds['False'],
-                          'lockstep_seconds': seconds['True'], 'ratio': seconds['False'] / seconds['True']})
-    print(f'bash train.sh kdd {" ".join(flags)}, one run after another against --Lockstep True')
-    print(f'{"threads":>7} {"busy process":>12} {"one at a time s":>15} {"lockstep s":>10} {"ratio":>6}')
+                rate = thread_rate(threads)
+                for name, flags in commands.items():
+                    flags = [*flags, '--IsTbLog', 'False', '--UseCUDA', 'False']
+                    seconds = {}
+                    for lockstep in ('False', 'True'):
+                        out = Path(tmp) / f'{name}_{threads}_{busy}_{lockstep}'
+                        seconds[lockstep] = command_seconds(['bash', 'train.sh', name, *flags, '--Lockstep',
+                                                             lockstep], data_root, out, out / 'models', threads)
+                    _, trained, validated, tested = work[name]
+                    floor = floor_seconds(flops[name], epochs[name] * trained, epochs[name] * validated + tested,
+                                          rate)
+                    table.append({'command': f'bash train.sh {name} {" ".join(flags)}', 'threads': threads,
+                                  'busy_process': busy, 'one_at_a_time_seconds': seconds['False'],
+                                  'lockstep_seconds': seconds['True'], 'ratio': seconds['False'] / seconds['True'],
+                                  'floor_seconds': floor, 'lockstep_over_floor': seconds['True'] / floor,
+                                  'matmul_gflops': rate / 1e9})
+    print('one unit after another (--Lockstep False) against --Lockstep True')
+    print(f'{"command":52} {"threads":>7} {"busy":>4} {"one at a time s":>15} {"lockstep s":>10} {"ratio":>6} '
+          f'{"floor s":>8} {"lockstep/floor":>14}')
     for row in table:
-        print(f"{row['threads']:7d} {'yes' if row['busy_process'] else 'no':>12} {row['one_at_a_time_seconds']:15.1f} "
-              f"{row['lockstep_seconds']:10.1f} {row['ratio']:6.2f}")
+        print(f"{row['command']:52} {row['threads']:7d} {'yes' if row['busy_process'] else 'no':>4} "
+              f"{row['one_at_a_time_seconds']:15.1f} {row['lockstep_seconds']:10.1f} {row['ratio']:6.2f} "
+              f"{row['floor_seconds']:8.1f} {row['lockstep_over_floor']:14.1f}")
     return table
+
+
+def thread_rate(threads):
+    """:func:`matmul_rate` at ``threads`` threads (this process's count restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return matmul_rate()
+    finally:
+        torch.set_num_threads(before)

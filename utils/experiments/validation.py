@@ -20,6 +20,8 @@ Any other flag is a training flag of ``script_training.py`` applied at every poi
 ``--ImageFirstKernel 3``: a sensitivity study, docs/REPRODUCTION.md; ``--UseCUDA``, default True as in training:
 the models train on the GPU when there is one). Every unit is seeded alone, so ``--Classes`` shards of one grid,
 run side by side, give the same per-unit curves as the whole grid (its means are then the means over the union).
+The units of all learning rates of one (lambda, temperature) train together as one batched model (``--Lockstep``,
+default True; utils/lockstep.py): the same curves up to rounding; ``--Lockstep False`` trains them one by one.
 
 Writes ``--Out`` (default ``./results/validation/<EXPERIMENT>.json``: every row, per unit, and the chosen one) and
 a figure of the mean validation metric against epochs beside it (``.png``).
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from data.kdd import load_kdd
 from data.protocols import image_validation_split, kdd_validation_rows, resolve_protocol
@@ -45,6 +48,7 @@ from utils.files import make_folder, write_json
 from utils.eval import top_fraction_metrics
 from utils.experiments.images import image_arch, image_tensor, roc_auc
 from utils.experiments.settings import experiment
+from utils.lockstep import StackedAdam, StackedUnits, train_stacked
 from utils.memory_usage import SlotUsage
 from utils.one_class import Schedule, as_tensor, score_samples, smoothed_curve, train_unit
 from utils.plots import pyplot, save_figure
@@ -101,24 +105,71 @@ def validation_units(opt, classes, seed):
     return units
 
 
-def validation_curve(opt, unit, seed, scores):
-    """The unit's validation metric after every epoch of training under the options ``opt``, one curve per
-    concrete score of ``scores`` (the same model, scored each way), and (MemAE; else an empty list) the addressing
-    of the validation set after every epoch: non-zero weights and largest weight per query."""
-    memory_model = is_memory_model(opt.ModelName)
-    curves, addressing = {score: [] for score in scores}, []
+@dataclass
+class CurveRecorder:
+    """One (options, unit) point of the grid: its validation metric after every epoch, one curve per concrete
+    score (the same model, scored each way), and (MemAE; else an empty list) the addressing of the validation set
+    after every epoch: non-zero weights and largest weight per query."""
+    opt: object
+    unit: ValidationUnit
+    curves: dict
+    addressing: list
 
-    def evaluate(epoch, model):
+    @classmethod
+    def of(cls, opt, unit, scores):
+        return cls(opt, unit, {score: [] for score in scores}, [])
+
+    def evaluate(self, epoch, model):
+        memory_model = is_memory_model(self.opt.ModelName)
         with SlotUsage(model.mem_rep) if memory_model else contextlib.nullcontext() as usage:
-            for score, curve in curves.items():
-                curve.append(float(unit.metric(score_samples(model, unit.val, score, memory_model),
-                                               unit.val_labels)))
+            for score, curve in self.curves.items():
+                curve.append(float(self.unit.metric(score_samples(model, self.unit.val, score, memory_model),
+                                                    self.unit.val_labels)))
         if memory_model:
-            addressing.append({'nonzero': round(usage.nonzero_per_query, 2),
-                               'largest': round(usage.largest_weight_per_query, 4)})
+            self.addressing.append({'nonzero': round(usage.nonzero_per_query, 2),
+                                    'largest': round(usage.largest_weight_per_query, 4)})
 
-    train_validation_unit(opt, unit, seed, evaluate)
-    return curves, addressing
+
+def validation_curves(points, seed, scores):
+    """A :class:`CurveRecorder` for every (options, unit) of ``points`` after training each under its options
+    for their epochs; points that differ in the learning rate only train together (--Lockstep, the default:
+    utils/lockstep.py, each point with its own learning rate and the seed's weights, batches and Adam steps), else
+    one after another."""
+    recorders = [CurveRecorder.of(opt, unit, scores) for opt, unit in points]
+    if points[0][0].Lockstep and len(points) > 1:
+        train_validation_units_in_lockstep(points, seed, [recorder.evaluate for recorder in recorders])
+    else:
+        for (opt, unit), recorder in zip(points, recorders):
+            train_validation_unit(opt, unit, seed, recorder.evaluate)
+    return recorders
+
+
+def train_validation_units_in_lockstep(points, seed, callbacks):
+    """What :func:`train_validation_unit` does for every (options, unit) of ``points``, all at once: the options
+    must differ in --LR at most (one architecture and loss); ``callbacks[i](epoch, model)`` after every epoch."""
+    first = points[0][0]
+    losses = LossSettings.from_options(first)
+    if any(LossSettings.from_options(opt) != losses or (opt.EpochNum, opt.BatchSize) != (first.EpochNum,
+                                                                                           first.BatchSize)
+           for opt, _ in points):
+        raise ValueError('points trained in lockstep may differ in the learning rate only')
+    models = []
+    for opt, unit in points:
+        seed_everything(seed)
+        models.append(unit.make_model(opt).apply(weights_init).to(unit.train.device))
+    stacked = StackedUnits(models, losses)
+    adam = StackedAdam(stacked.params, [opt.LR for opt, _ in points], len(points))
+    trains = list({id(unit.train): unit.train for _, unit in points}.values())  # each unit's images once
+    starts = dict(zip(map(id, trains), np.cumsum([0, *map(len, trains)])))
+    rows = [torch.arange(starts[id(unit.train)], starts[id(unit.train)] + len(unit.train)) for _, unit in points]
+
+    def after_epoch(epoch, trained, *_):
+        for r in trained:
+            models[r].load_state_dict(stacked.unit_state(r))
+            callbacks[r](epoch, models[r])
+    train_stacked(stacked, adam, [torch.Generator().manual_seed(seed) for _ in points], torch.cat(trains), rows,
+                  Schedule(None, first.EpochNum, first.BatchSize), [f'{unit.name} LR {opt.LR:g}' for opt, unit in points],
+                  [[] for _ in points], after_epoch)
 
 
 def train_validation_unit(opt, unit, seed, on_epoch_end):
@@ -178,15 +229,23 @@ def main(argv=None):
     rows = []
     units = validation_units(experiment_options(args.experiment, args.DataRoot, args.LR[0], None, args.Epochs,
                                                 flags=flags), args.Classes, args.Seed)
-    for lr, shrink, temperature in itertools.product(args.LR, args.ShrinkThres, args.MemTemperature):
-        opt = experiment_options(args.experiment, args.DataRoot, lr, shrink, args.Epochs, temperature, flags)
+    recorded = {}  # (LR, lambda, temperature as given, unit name) -> CurveRecorder
+    for shrink, given_temperature in itertools.product(args.ShrinkThres, args.MemTemperature):
+        keys = [(lr, shrink, given_temperature, unit.name) for lr in args.LR for unit in units]
+        points = [(experiment_options(args.experiment, args.DataRoot, lr, shrink, args.Epochs, given_temperature,
+                                      flags), unit) for lr in args.LR for unit in units]
+        scores = {resolve_score_type(s, points[0][0].ModelName, units[0].family): s for s in args.ScoreType}
+        recorded.update(zip(keys, validation_curves(points, args.Seed, tuple(scores))))
+    for lr, shrink, given_temperature in itertools.product(args.LR, args.ShrinkThres, args.MemTemperature):
+        opt = recorded[lr, shrink, given_temperature, units[0].name].opt
         curves, addressing = {}, {}
         memory_model = is_memory_model(opt.ModelName)
         lambd = opt.ShrinkThres if memory_model else None
         temperature = opt.MemTemperature if memory_model else None
         scores = {resolve_score_type(s, opt.ModelName, units[0].family): s for s in args.ScoreType}
         for unit in units:
-            curves[unit.name], addressing[unit.name] = validation_curve(opt, unit, args.Seed, tuple(scores))
+            recorder = recorded[lr, shrink, given_temperature, unit.name]
+            curves[unit.name], addressing[unit.name] = recorder.curves, recorder.addressing
             print(json.dumps({'lr': lr, 'shrink': lambd, 'temperature': temperature, 'unit': unit.name,
                               'curve': {s: [round(v, 4) for v in c] for s, c in curves[unit.name].items()},
                               'addressing': addressing[unit.name][-1:]}), flush=True)
