@@ -1,7 +1,7 @@
 """Options of ``script_training.py``."""
 from models.losses import LOSS_SCALINGS
 from options.base_options import BaseOptions
-from utils.flags import optional_path, str2bool
+from utils.flags import bool_or_auto, optional_path, str2bool
 
 
 class TrainOptions(BaseOptions):
@@ -39,9 +39,10 @@ class TrainOptions(BaseOptions):
                             'epoch checkpoints (--SaveCheckInterval) always stay', type=str2bool, default=False)
         run.add_argument('--Lockstep', help='(added) image and KDDCUP99 experiments: train the units (classes x '
                          'runs, or runs) together, as one batched model (utils/lockstep.py): each unit keeps its own '
-                         'seed, batches, loss and Adam steps, only rounding differs (docs/SPEED.md). False: one '
-                         'unit after another. A video run trains one model and does not read it', type=str2bool,
-                         default=True)
+                         'seed, batches, loss and Adam steps, only rounding differs. False: one unit after another. '
+                         'auto: KDDCUP99 in lockstep, images one after another, the faster of the two on a CPU '
+                         '(docs/SPEED.md). A video run trains one model and does not read it', type=bool_or_auto,
+                         metavar='{auto,true,false}', default='auto')
         run.add_argument('--Resume', help='(added) continue an interrupted run from its training state, '
                             'written after every epoch: video, a path or "auto" (<ModelRoot>/model_<setting>/'
                             '<setting>_resume.pt; starts afresh if there is none), restoring model, optimizer, epoch, '

@@ -320,14 +320,15 @@ def unit_results(out):
 def test_lockstep_mnist_trains_every_class_like_the_one_at_a_time_path(tmp_path, capsys):
     """10 classes x 2 runs of a synthetic MNIST whose classes have 10 to 13 training images, so that the
     validation split leaves units of 8, 9 and 10 (batches of 4: steps where units of different lengths group
-    apart), each stopped on its own validation set; --Lockstep True is the default. A learning rate of 1e-5: at
+    apart), each stopped on its own validation set; images train one after another by default (--Lockstep auto:
+    lockstep is slower for them on a CPU, docs/SPEED.md), together with --Lockstep True. A learning rate of 1e-5: at
     1e-3 these 4-image batch-norm steps are chaotic, and the one-at-a-time path with oneDNN off differs from itself
     with oneDNN on by 12 % in epoch loss and 0.11 in AUC (measured); at 1e-5 by 1.5e-3 and 0, lockstep by 7e-4 and
     0. So: epoch losses to 3e-3, the same stopping epochs, AUCs within one swapped pair of the 9 test images."""
     make_mnist(tmp_path / 'data', per_class_train=[10 + c % 4 for c in range(10)])
-    assert train_mnist(tmp_path / 'alone', tmp_path / 'data', '--Lockstep', 'False') == 0
+    assert train_mnist(tmp_path / 'alone', tmp_path / 'data') == 0
     assert 'in lockstep' not in capsys.readouterr().out
-    assert train_mnist(tmp_path / 'together', tmp_path / 'data') == 0
+    assert train_mnist(tmp_path / 'together', tmp_path / 'data', '--Lockstep', 'True') == 0
     assert 'training 20 units in lockstep' in capsys.readouterr().out
     alone, together = unit_results(tmp_path / 'alone'), unit_results(tmp_path / 'together')
     assert len(together) == 20 and set(together) == set(alone)
@@ -344,7 +345,7 @@ def test_an_interrupted_lockstep_mnist_run_resumes_to_the_uninterrupted_result(t
     """Interrupted after the second epoch: every unit has its training state of 2 epochs; --Resume auto continues
     all of them in lockstep for their last epoch and ends bit for bit where the uninterrupted run ends."""
     make_mnist(tmp_path / 'data', per_class_train=[10 + c % 4 for c in range(10)])
-    assert train_mnist(tmp_path / 'whole', tmp_path / 'data') == 0
+    assert train_mnist(tmp_path / 'whole', tmp_path / 'data', '--Lockstep', 'True') == 0
     real_end = EpochClock.end_epoch
 
     def stop_after_epoch_2(self, unit, units_done, epoch):
@@ -353,9 +354,9 @@ def test_an_interrupted_lockstep_mnist_run_resumes_to_the_uninterrupted_result(t
         return real_end(self, unit, units_done, epoch)
     with monkeypatch.context() as patch:
         patch.setattr(EpochClock, 'end_epoch', stop_after_epoch_2)
-        assert train_mnist(tmp_path / 'parts', tmp_path / 'data') == 130
+        assert train_mnist(tmp_path / 'parts', tmp_path / 'data', '--Lockstep', 'True') == 130
     assert len(list((tmp_path / 'parts').rglob('*_resume.pt'))) == 20
-    assert train_mnist(tmp_path / 'parts', tmp_path / 'data', '--Resume', 'auto') == 0
+    assert train_mnist(tmp_path / 'parts', tmp_path / 'data', '--Lockstep', 'True', '--Resume', 'auto') == 0
     whole, parts = unit_results(tmp_path / 'whole'), unit_results(tmp_path / 'parts')
     for name, result in whole.items():
         assert parts[name]['epoch_losses'] == result['epoch_losses'], name

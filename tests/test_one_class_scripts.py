@@ -245,9 +245,9 @@ def test_validation_picks_the_setting_with_the_best_mean_over_units(tmp_path):
 
 
 def test_validation_grid_trains_its_learning_rates_and_classes_in_lockstep_like_one_by_one(tmp_path, capsys):
-    """Two learning rates x two classes of unequal length (10 and 13 training images) as one lockstep model (the
-    default) and one by one (--Lockstep False): the same rows to rounding, each learning rate its own (the two
-    learning rates' curves differ), and the lockstep path is the one that ran. A learning rate of 1e-5 and 1e-4:
+    """Two learning rates x two classes of unequal length (10 and 13 training images) as one lockstep model
+    (--Lockstep True) and one by one (False, and auto for images): the same rows to rounding, each learning rate
+    its own (the two learning rates' curves differ), and the lockstep path ran only when asked. A learning rate of 1e-5 and 1e-4:
     tiny batch-norm batches at 1e-3 are chaotic enough that rounding moves curves (tests/test_lockstep.py)."""
     from utils.experiments import validation
     import utils.lockstep
@@ -255,7 +255,7 @@ def test_validation_grid_trains_its_learning_rates_and_classes_in_lockstep_like_
     tables = {}
     calls = []
     real = utils.lockstep.train_stacked
-    for lockstep in ('True', 'False'):
+    for lockstep in ('True', 'False', 'auto'):  # auto: images one by one
         out = tmp_path / f'{lockstep}.json'
         validation.train_stacked = lambda *a, **k: calls.append(lockstep) or real(*a, **k)
         try:

@@ -24,6 +24,11 @@ def str2bool(value):
                                      f'got {value!r}')
 
 
+def bool_or_auto(value):
+    """A boolean flag (:func:`str2bool`) that may also be left to the program: 'auto'."""
+    return 'auto' if isinstance(value, str) and value.lower() == 'auto' else str2bool(value)
+
+
 def optional_path(value):
     """A path flag whose default is None. The released test script passes ``--ModelFilePath None``, which it
     then took for a file literally called 'None'; here 'None' and '' mean "no path"."""

@@ -132,6 +132,17 @@ class UnitCheckpoint:
         return list(state['epoch_losses'])
 
 
+# --Lockstep auto, per family, from docs/SPEED.md's benchmark (2-core CPU): the KDDCUP99 runs train 1.1-1.6x
+# faster together; the image classes 1.2x slower (their steps are convolutions, which a grouped convolution over the
+# units does not speed up per unit).
+LOCKSTEP_BY_DEFAULT = {'tabular': True, 'image': False}
+
+
+def trains_in_lockstep(opt, family):
+    """Whether the units of a run with options ``opt`` (--Lockstep) of data family ``family`` train together."""
+    return LOCKSTEP_BY_DEFAULT[family] if opt.Lockstep == 'auto' else opt.Lockstep
+
+
 STOP_WINDOW = 2  # --EarlyStopping smooths the validation curve over +-2 epochs, as the validation program does
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from data.protocols import image_split, image_validation_split, resolve_protocol
 from models import IMAGE_ARCHITECTURES, IMAGE_RANGES, build_model, is_memory_model
 from utils.errors import InputError
-from utils.one_class import Unit, UnitData, UnitRunner, as_tensor
+from utils.one_class import Unit, UnitData, UnitRunner, as_tensor, trains_in_lockstep
 from utils.stats import mean_std, mean_std_definitions, sample_std
 
 
@@ -123,7 +123,7 @@ def run(opt, options, spec, device, train):
         return data
 
     model = partial(build_model, opt, 'image', arch=arch)
-    if train and opt.Lockstep:
+    if train and trains_in_lockstep(opt, spec.family):
         datas = [unit_data(unit) for unit in units]
         images, rows = held_once(datas)
         runner.train_in_lockstep(units, model, images, rows,

@@ -33,7 +33,7 @@ from data.kdd import load_kdd
 from data.protocols import KDD_DESCRIPTIONS, kdd_rows, resolve_kdd_protocol
 from models import build_model
 from utils.eval import top_fraction_metrics
-from utils.one_class import Unit, UnitData, UnitRunner, as_tensor
+from utils.one_class import Unit, UnitData, UnitRunner, as_tensor, trains_in_lockstep
 from utils.stats import mean_std, mean_std_definitions
 
 
@@ -56,7 +56,8 @@ def run(opt, options, spec, device, train):
     model = partial(build_model, opt, 'tabular', input_dim=records.shape[1])
     splits = [kdd_rows(labels, unit.seed, protocol, opt.EarlyStopping, anomaly_ratio) for unit in units]
     val_metric = partial(validation_f1, fraction=anomaly_ratio)
-    if train and opt.Lockstep:
+    lockstep = train and trains_in_lockstep(opt, spec.family)
+    if lockstep:
         runner.train_in_lockstep(units, model, records, [rows.train for rows in splits],
                                  [(records[rows.val], labels[rows.val]) for rows in splits] if opt.EarlyStopping
                                  else None, val_metric)
@@ -64,7 +65,7 @@ def run(opt, options, spec, device, train):
     for unit, rows in tqdm(list(zip(units, splits)), desc='units', unit='model'):
         is_test = None if rows.is_test.all() else rows.is_test
         # the one-at-a-time path's validation samples (lockstep trained the units above, from row indices)
-        one_at_a_time = train and not opt.Lockstep
+        one_at_a_time = train and not lockstep
         validation = (records[rows.val], labels[rows.val]) if rows.val is not None and one_at_a_time else (None, None)
         data = UnitData(records[rows.train], records[rows.pool], labels[rows.pool], KDD_DESCRIPTIONS[protocol],
                         is_test, *validation)

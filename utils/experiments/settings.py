@@ -68,7 +68,7 @@ DATA = {
     # KDDCUP99: 20 runs as in the paper. Every run chooses its own stopping epoch (at most 40) on a validation set
     # from its own training half (--EarlyStopping; docs/REPRODUCTION.md), so that no run's choice reads a record
     # of its test set; learning rate and lambda stay those chosen on the seed-1 validation set. _released keeps
-    # the earlier round's fixed 20 epochs. (Image classes and KDD runs train together by default, --Lockstep.)
+    # the earlier round's fixed 20 epochs. (The 20 runs train together: --Lockstep auto.)
     'kdd': DataSettings(('--Dataset', 'KDDCUP99', '--Runs', '20'), 50, 0.02, 'FC',
                         ('--BatchSize', '1024', '--LR', '1e-4', '--EpochNum', '40'),
                         variant_train={'_released': ('--EpochNum', '20')}, early_stopping=True),

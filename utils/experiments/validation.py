@@ -20,8 +20,8 @@ Any other flag is a training flag of ``script_training.py`` applied at every poi
 ``--ImageFirstKernel 3``: a sensitivity study, docs/REPRODUCTION.md; ``--UseCUDA``, default True as in training:
 the models train on the GPU when there is one). Every unit is seeded alone, so ``--Classes`` shards of one grid,
 run side by side, give the same per-unit curves as the whole grid (its means are then the means over the union).
-The units of all learning rates of one (lambda, temperature) train together as one batched model (``--Lockstep``,
-default True; utils/lockstep.py): the same curves up to rounding; ``--Lockstep False`` trains them one by one.
+With ``--Lockstep`` (a training flag; its ``auto`` does so for KDDCUP99) the units of all learning rates of one
+(lambda, temperature) train together as one batched model (utils/lockstep.py): the same curves up to rounding.
 
 Writes ``--Out`` (default ``./results/validation/<EXPERIMENT>.json``: every row, per unit, and the chosen one) and
 a figure of the mean validation metric against epochs beside it (``.png``).
@@ -50,7 +50,7 @@ from utils.experiments.images import image_arch, image_tensor, roc_auc
 from utils.experiments.settings import experiment
 from utils.lockstep import StackedAdam, StackedUnits, train_stacked
 from utils.memory_usage import SlotUsage
-from utils.one_class import Schedule, as_tensor, score_samples, smoothed_curve, train_unit
+from utils.one_class import Schedule, as_tensor, score_samples, smoothed_curve, train_unit, trains_in_lockstep
 from utils.plots import pyplot, save_figure
 from utils.runtime import seed_everything, select_device
 from utils.scoring import SCORE_TYPES, resolve_score_type
@@ -132,11 +132,11 @@ class CurveRecorder:
 
 def validation_curves(points, seed, scores):
     """A :class:`CurveRecorder` for every (options, unit) of ``points`` after training each under its options
-    for their epochs; points that differ in the learning rate only train together (--Lockstep, the default:
-    utils/lockstep.py, each point with its own learning rate and the seed's weights, batches and Adam steps), else
+    for their epochs; points that differ in the learning rate only train together where --Lockstep says so
+    (utils/lockstep.py, each point with its own learning rate and the seed's weights, batches and Adam steps), else
     one after another."""
     recorders = [CurveRecorder.of(opt, unit, scores) for opt, unit in points]
-    if points[0][0].Lockstep and len(points) > 1:
+    if trains_in_lockstep(points[0][0], points[0][1].family) and len(points) > 1:
         train_validation_units_in_lockstep(points, seed, [recorder.evaluate for recorder in recorders])
     else:
         for (opt, unit), recorder in zip(points, recorders):
