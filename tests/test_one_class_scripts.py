@@ -247,8 +247,9 @@ def test_validation_picks_the_setting_with_the_best_mean_over_units(tmp_path):
 def test_validation_grid_trains_its_learning_rates_and_classes_in_lockstep_like_one_by_one(tmp_path, capsys):
     """Two learning rates x two classes of unequal length (10 and 13 training images) as one lockstep model
     (--Lockstep True) and one by one (False, and auto for images): the same rows to rounding, each learning rate
-    its own (the two learning rates' curves differ), and the lockstep path ran only when asked. A learning rate of 1e-5 and 1e-4:
-    tiny batch-norm batches at 1e-3 are chaotic enough that rounding moves curves (tests/test_lockstep.py)."""
+    its own (the two learning rates' curves differ), and the lockstep path ran only when asked. Learning rates
+    of 1e-5 and 1e-4: tiny batch-norm batches at 1e-3 are chaotic enough that rounding moves curves
+    (tests/test_lockstep.py)."""
     from utils.experiments import validation
     import utils.lockstep
     make_mnist(tmp_path / 'data', per_class_train=[10 + c % 4 for c in range(10)], per_class_test=2)

@@ -62,7 +62,6 @@ class StackedUnits:
         self.keys = list(models[0].state_dict())
         # the architecture without storage: functional_call gives it a unit's tensors for every call
         self.template = UnitLoss(copy.deepcopy(models[0]).to('meta'), losses).train()
-        self.units = len(models)
 
     def losses(self, batch, units=None):
         """The loss and its terms (G, G x 4) of the units ``units`` (a long tensor of G unit indices; None: all

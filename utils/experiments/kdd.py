@@ -64,7 +64,7 @@ def run(opt, options, spec, device, train):
     results = []
     for unit, rows in tqdm(list(zip(units, splits)), desc='units', unit='model'):
         is_test = None if rows.is_test.all() else rows.is_test
-        # the one-at-a-time path's validation samples (lockstep trained the units above, from row indices)
+        # the one-at-a-time path's validation samples (lockstep trained the units above, with theirs)
         one_at_a_time = train and not lockstep
         validation = (records[rows.val], labels[rows.val]) if rows.val is not None and one_at_a_time else (None, None)
         data = UnitData(records[rows.train], records[rows.pool], labels[rows.pool], KDD_DESCRIPTIONS[protocol],

@@ -215,7 +215,8 @@ def busy_core(busy):
 def lockstep_work(data_root, experiment, units):
     """(model, training samples, scored samples per epoch, test samples) summed over the units of ``bash train.sh
     <experiment>`` (kdd: ``units`` runs; mnist: the ten classes, seed 1), each run stopping on its validation set
-    (scored after every epoch) as the settings have it; the model is the experiment's (utils/experiments/settings.py)."""
+    (scored after every epoch) as the settings have it; the model is the experiment's
+    (utils/experiments/settings.py)."""
     if experiment == 'kdd':
         source = load_kdd(data_root)
         splits = [kdd_rows(source.y, 1 + run, 'dagmm', True, 0.2) for run in range(units)]

@@ -167,9 +167,9 @@ def train_validation_units_in_lockstep(points, seed, callbacks):
         for r in trained:
             models[r].load_state_dict(stacked.unit_state(r))
             callbacks[r](epoch, models[r])
+    names = [f'{unit.name} LR {opt.LR:g}' for opt, unit in points]
     train_stacked(stacked, adam, [torch.Generator().manual_seed(seed) for _ in points], torch.cat(trains), rows,
-                  Schedule(None, first.EpochNum, first.BatchSize), [f'{unit.name} LR {opt.LR:g}' for opt, unit in points],
-                  [[] for _ in points], after_epoch)
+                  Schedule(None, first.EpochNum, first.BatchSize), names, [[] for _ in points], after_epoch)
 
 
 def train_validation_unit(opt, unit, seed, on_epoch_end):
