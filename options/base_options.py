@@ -196,8 +196,9 @@ class BaseOptions:
         speed.add_argument('--AMP', help='(added) video: run the model in bfloat16 autocast ("bf16"; GPUs with '
                             'bf16 support, or recent CPUs) or in float32 as released ("none")', choices=AMP_CHOICES,
                             default='none')
-        speed.add_argument('--Compile', help='(added) video: torch.compile the model (a one-time compilation, then '
-                            'faster steps; weights files are unchanged)', type=str2bool, default=False)
+        speed.add_argument('--Compile', help='(added) video: torch.compile the model; image and KDD experiments '
+                            'trained in lockstep: the batched training step (a one-time compilation, then faster '
+                            'steps; weights files are unchanged)', type=str2bool, default=False)
         speed.add_argument('--ChannelsLast', help='(added) video: keep the model and its clips in the '
                             'channels_last_3d memory layout (faster 3-D convolutions on this CPU; scores equal to '
                             '1e-6)', type=str2bool, default=False)

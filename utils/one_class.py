@@ -272,6 +272,7 @@ class UnitRunner:
     flags: object = None       # the parsed options, for load errors that name the flag at fault
     weights: dict = field(default_factory=dict)  # testing: unit name -> weights file
     keep_intermediate: bool = False  # --KeepIntermediate: keep each unit's training state after it finished
+    compiled: bool = False     # --Compile: lockstep training's batched step compiled (utils/lockstep.py)
     clock: EpochClock = None   # training: epoch times and the time left (utils/progress.py)
     units_done: int = 0
     trained_in_lockstep: dict = field(default_factory=dict)  # unit -> (state, weights, losses, seconds)
@@ -290,7 +291,7 @@ class UnitRunner:
             losses=LossSettings.from_options(opt), score=resolve_score_type(opt.ScoreType, opt.ModelName, family),
             device=device, signature=resume_signature(opt), resume=train and opt.Resume == 'auto',
             tb_root=Path(opt.ModelRoot) / f'log_{opt.setting}' if train and opt.IsTbLog else None, flags=opt,
-            keep_intermediate=train and opt.KeepIntermediate)
+            keep_intermediate=train and opt.KeepIntermediate, compiled=opt.Compile)
 
     @property
     def training(self):
@@ -393,7 +394,7 @@ class UnitRunner:
             optimizers.append(optimizer)
             generators.append(generator)
             checkpoints.append(checkpoint)
-        stacked = StackedUnits(models, self.losses)
+        stacked = StackedUnits(models, self.losses, compiled=self.compiled)
         adam = StackedAdam(stacked.params, self.schedule.lr, len(models))
         for r, (optimizer, done) in enumerate(zip(optimizers, epoch_losses)):
             if done:

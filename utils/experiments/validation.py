@@ -157,7 +157,7 @@ def train_validation_units_in_lockstep(points, seed, callbacks):
     for opt, unit in points:
         seed_everything(seed)
         models.append(unit.make_model(opt).apply(weights_init).to(unit.train.device))
-    stacked = StackedUnits(models, losses)
+    stacked = StackedUnits(models, losses, compiled=first.Compile)
     adam = StackedAdam(stacked.params, [opt.LR for opt, _ in points], len(points))
     trains = list({id(unit.train): unit.train for _, unit in points}.values())  # each unit's images once
     starts = dict(zip(map(id, trains), np.cumsum([0, *map(len, trains)])))
