@@ -57,9 +57,25 @@ def replace_atomically(path, write):
             with open(temporary, 'wb') as file:
                 write(file)
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as error:
             _remove(temporary)
+            stop = interrupt_behind(error)
+            if stop is not None:
+                raise stop from None
             raise
+
+
+def interrupt_behind(error):
+    """The interrupt (Ctrl-C, a signal: a ``BaseException`` that is no ``Exception``) that ``error``, an
+    ``Exception``, was raised while handling, or None. A writer's clean-up can fail because the interrupt cut its
+    write short (``torch.save``'s zip writer: 'unexpected pos 64 vs 0'); the interrupt, not that failure, is what
+    the command must report and exit with."""
+    if not isinstance(error, Exception):
+        return None
+    context = error.__context__
+    while context is not None and isinstance(context, Exception):
+        context = context.__context__
+    return context
 
 
 def _remove(temporary):
