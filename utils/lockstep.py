@@ -142,6 +142,13 @@ class StackedAdam:
                 self.steps[r] = float(state['state'][i]['step'])
 
 
+def in_one_tensor(parts):
+    """The sample tensors ``parts`` as one tensor, from which :func:`train_stacked` draws every unit's batches, and
+    the rows of each part in it."""
+    starts = torch.tensor([0, *(len(part) for part in parts)]).cumsum(0)
+    return torch.cat(list(parts)), [torch.arange(start, end) for start, end in zip(starts[:-1], starts[1:])]
+
+
 class UnitBatches:
     """Each unit's mini-batches of one epoch, in lockstep. Unit r trains on the samples ``source[rows[r]]`` (one
     shared tensor, no copy per unit), in the order of its own permutation, ``batch_size`` at a time."""

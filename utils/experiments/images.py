@@ -29,6 +29,7 @@ from tqdm import tqdm
 from data.protocols import image_split, image_validation_split, resolve_protocol
 from models import IMAGE_ARCHITECTURES, IMAGE_RANGES, build_model, is_memory_model
 from utils.errors import InputError
+from utils.lockstep import in_one_tensor
 from utils.one_class import Unit, UnitData, UnitRunner, as_tensor, trains_in_lockstep
 from utils.stats import mean_std, mean_std_definitions, sample_std
 
@@ -91,14 +92,12 @@ def save_memory_grid(model, path, low=0.0):
 
 
 def held_once(datas):
-    """Every unit's training images as one tensor, which each unit's ``train`` then views (lockstep training
-    draws all batches from one tensor), and the rows of each unit in it."""
-    lengths = [len(data.train) for data in datas]
-    images = torch.cat([data.train for data in datas])
-    for data, view in zip(datas, images.split(lengths)):
+    """Every unit's training images as one tensor (utils/lockstep.py ``in_one_tensor``), which each unit's
+    ``train`` then views, so that the images are held once; and the rows of each unit in it."""
+    images, rows = in_one_tensor([data.train for data in datas])
+    for data, view in zip(datas, images.split([len(unit_rows) for unit_rows in rows])):
         data.train = view
-    starts = np.cumsum([0, *lengths])
-    return images, [torch.arange(start, end) for start, end in zip(starts[:-1], starts[1:])]
+    return images, rows
 
 
 def run(opt, options, spec, device, train):

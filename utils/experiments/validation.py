@@ -48,7 +48,7 @@ from utils.files import make_folder, write_json
 from utils.eval import top_fraction_metrics
 from utils.experiments.images import image_arch, image_tensor, roc_auc
 from utils.experiments.settings import experiment
-from utils.lockstep import StackedAdam, StackedUnits, train_stacked
+from utils.lockstep import StackedAdam, StackedUnits, in_one_tensor, train_stacked
 from utils.memory_usage import SlotUsage
 from utils.one_class import Schedule, as_tensor, score_samples, smoothed_curve, train_unit, trains_in_lockstep
 from utils.plots import pyplot, save_figure
@@ -159,16 +159,17 @@ def train_validation_units_in_lockstep(points, seed, callbacks):
         models.append(unit.make_model(opt).apply(weights_init).to(unit.train.device))
     stacked = StackedUnits(models, losses, compiled=first.Compile)
     adam = StackedAdam(stacked.params, [opt.LR for opt, _ in points], len(points))
-    trains = list({id(unit.train): unit.train for _, unit in points}.values())  # each unit's images once
-    starts = dict(zip(map(id, trains), np.cumsum([0, *map(len, trains)])))
-    rows = [torch.arange(starts[id(unit.train)], starts[id(unit.train)] + len(unit.train)) for _, unit in points]
+    trains = {id(unit.train): unit.train for _, unit in points}  # each unit's samples once, whatever its LRs
+    source, unit_rows = in_one_tensor(trains.values())
+    rows_of = dict(zip(trains, unit_rows))
+    rows = [rows_of[id(unit.train)] for _, unit in points]
 
     def after_epoch(epoch, trained, *_):
         for r in trained:
             models[r].load_state_dict(stacked.unit_state(r))
             callbacks[r](epoch, models[r])
     names = [f'{unit.name} LR {opt.LR:g}' for opt, unit in points]
-    train_stacked(stacked, adam, [torch.Generator().manual_seed(seed) for _ in points], torch.cat(trains), rows,
+    train_stacked(stacked, adam, [torch.Generator().manual_seed(seed) for _ in points], source, rows,
                   Schedule(None, first.EpochNum, first.BatchSize), names, [[] for _ in points], after_epoch)
 
 
