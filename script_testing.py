@@ -48,7 +48,7 @@ from utils.live_stream import score_stream
 from utils.localization import LocalizationAccumulator
 from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
-from utils.runtime import autocast, select_device
+from utils.runtime import autocast, select_device, set_precision
 from utils.scoring import prepared_video_scorer, resolve_score_type
 from utils.single_video import (calibrate_on_video, checked_calibration, save_calibration, score_single_video,
                                 video_frame_size)
@@ -86,6 +86,7 @@ def main(argv=None):
     input_folder(opt.DataRoot, '--DataRoot')
     output_folder(opt.OutRoot, '--OutRoot')
     device = select_device(opt.UseCUDA)
+    set_precision(opt.AMP)
     if opt.Video or opt.Stream:  # video of the user's own: no prepared data set, no ground truth
         flag = '--Video' if opt.Video else '--Stream'
         if family_of(opt.Dataset, opt.DataRoot) != 'video':

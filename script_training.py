@@ -14,6 +14,7 @@ As released: Adam, loss = MSE(reconstruction, input) + EntropyLossWeight * entro
 continues from, rewritten after every epoch); TensorBoard logs under ``<ModelRoot>/log_<setting>/``. Every file
 is written atomically. A non-finite loss stops training before it updates the weights.
 """
+import math
 import sys
 import time
 from contextlib import nullcontext
@@ -28,7 +29,7 @@ from tqdm import tqdm
 
 from data.layout import VideoLayout
 from data.registry import dataset_spec
-from data.video_datasets import NORM_MEAN, NORM_STD
+from data.video_datasets import NORM_MEAN, NORM_STD, TrainingClipsOnDevice
 from models import build_model, is_memory_model, weights_init
 from models.ae_3dconv import check_clip_shape
 from options import TrainOptions
@@ -42,12 +43,15 @@ from utils.experiments import one_class_experiment
 from utils.paths import input_folder, output_folder
 from utils.progress import EpochClock, format_duration
 from utils.memory_usage import SlotUsage
-from utils.runtime import compile_model, memory_layout, rng_state, seed_everything, set_deterministic
-from utils.training import LOSS_TERMS, LossSettings, NonFiniteLossError, training_step
+from utils.runtime import (compile_model, memory_layout, rng_state, seed_everything, set_deterministic,
+                           set_precision)
+from utils.training import (LOSS_TERMS, LossSettings, NonFiniteLossError, make_optimizer, non_finite_message,
+                            reads_losses_late, training_step, training_step_ahead)
 
 LOG_COLUMNS = ('epoch', 'iteration', *LOSS_TERMS)
 TB_FRAME_STEP = 5  # TensorBoard shows frames 1, 6, 11 of the first clip, as released
 SLOW_EPOCH_SECONDS = 3600  # an epoch longer than this gets a note pointing at the GPU or the reduced size
+PRELOAD_SHARE = 0.5  # --PreloadFrames auto: frames held on the GPU if they take at most this share of its free memory
 
 
 def frame_strip(clip):
@@ -111,6 +115,33 @@ def open_train_log(path, start_epoch):
     return AppendedLines(path, [','.join(LOG_COLUMNS), *kept])
 
 
+def preloads_frames(opt, dataset, device):
+    """``--PreloadFrames``: hold the training frames on the device; auto: on CUDA, when they fit in
+    ``PRELOAD_SHARE`` of its free memory (else the DataLoader, with a note)."""
+    if opt.PreloadFrames != 'auto':
+        return opt.PreloadFrames
+    if device.type != 'cuda':
+        return False
+    needed, free = TrainingClipsOnDevice.frame_bytes(dataset), torch.cuda.mem_get_info(device)[0]
+    if needed > PRELOAD_SHARE * free:
+        print(f'note: the training frames take {needed / 2**30:.1f} GiB, more than {PRELOAD_SHARE:.0%} of the '
+              f'{free / 2**30:.1f} GiB free on {device}: read through a DataLoader instead of held on the device')
+        return False
+    return True
+
+
+def training_batches(opt, dataset, device, processes, share, generator):
+    """The epoch's batches ``(positions, clips)``, shuffled by ``generator`` (or ``share``, a multi-process run's
+    sampler): cut from frames held on the device (--PreloadFrames), or read by a DataLoader; the same clips in
+    the same order either way."""
+    batch_size = per_process_batch(opt.BatchSize, processes)
+    if preloads_frames(opt, dataset, device):
+        return TrainingClipsOnDevice(dataset, device, batch_size, share, generator)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=share is None, sampler=share,
+                      num_workers=opt.NumWorker, generator=generator, pin_memory=device.type == 'cuda',
+                      worker_init_fn=quiet_handover_in_worker)
+
+
 def open_tensorboard(opt):
     from torch.utils.tensorboard import SummaryWriter  # imported only when logging: it is slow to import
     return SummaryWriter(log_dir=str(Path(opt.ModelRoot) / f'log_{opt.setting}'))
@@ -123,12 +154,13 @@ class TrainingRun:
     model: torch.nn.Module      # saved and resumed
     network: torch.nn.Module    # what the steps run: the model, or its --Compile'd wrapper
     optimizer: torch.optim.Optimizer
-    loader: DataLoader
+    loader: object              # DataLoader or TrainingClipsOnDevice
     loader_generator: torch.Generator
     memory_model: bool
     model_dir: Path
     sampler: object             # DistributedSampler of a multi-process run, else None
     writes: bool                # this process writes logs and files (process 0 of a multi-process run)
+    ahead: bool = False         # steps run ahead of their loss reads (a GPU: utils/training.py reads_losses_late)
     log_file: object = None
     tb_writer: object = None
     clock: EpochClock = None    # epoch times and the time left (utils/progress.py)
@@ -141,28 +173,64 @@ class TrainingRun:
     def state_file(self):
         return resume_file(self.model_dir, self.opt.setting)
 
-    def step(self, clips, epoch, iteration):
-        """One optimisation step; a non-finite loss stops the run naming where, before the weights change."""
-        try:
-            return training_step(self.network, clips, self.optimizer, self.losses, self.opt.AMP)
-        except NonFiniteLossError as error:
-            last = self.state_file if self.state_file.is_file() else 'none yet'
-            raise NonFiniteLossError(f'{error} at iteration {iteration} (epoch {epoch + 1}); training stopped '
-                                     f'before the update; last good training state: {last}') from None
+    def stopped(self, error, iteration, epoch, how='training stopped before the update'):
+        last = self.state_file if self.state_file.is_file() else 'none yet'
+        return NonFiniteLossError(f'{error} at iteration {iteration} (epoch {epoch + 1}); {how}; last good training '
+                                  f'state: {last}')
 
-    def log_iteration(self, batch_idx, epoch, iteration, values, clips, recon, progress):
+    def step(self, clips, epoch, iteration):
+        """One optimisation step; returns the reconstruction and the LOSS_TERMS as a tensor. On a CPU a non-finite
+        loss stops the run here, naming where, before the weights change; ahead of the reads (a GPU), the device
+        skips that update and :meth:`read_losses` stops the run."""
+        if self.ahead:
+            return training_step_ahead(self.network, clips, self.optimizer, self.losses, self.opt.AMP)
+        try:
+            recon, values = training_step(self.network, clips, self.optimizer, self.losses, self.opt.AMP)
+        except NonFiniteLossError as error:
+            raise self.stopped(error, iteration, epoch) from None
+        return recon, torch.tensor([values[term] for term in LOSS_TERMS])
+
+    def reads_now(self, batch_idx, iteration):
+        """Whether the losses of the steps so far are read after this one: always on a CPU; ahead (a GPU), only
+        where a value is printed or a file is written (the snapshot), so that the device never waits otherwise."""
         opt = self.opt
+        return (not self.ahead or batch_idx % opt.TextLogInterval == 0 or iteration % opt.SnapInterval == 0)
+
+    def read_losses(self, pending, epoch):
+        """``pending`` (batch index, iteration, terms on the device) read at once: rows (batch index, iteration,
+        {term: value}). A non-finite loss among them (its update skipped on the device) stops the run before any
+        file is written."""
+        rows = torch.stack([terms for _, _, terms in pending]).tolist()
+        read = [(batch_idx, iteration, dict(zip(LOSS_TERMS, row))) for (batch_idx, iteration, _), row in
+                zip(pending, rows)]
+        for _, iteration, values in read:
+            if not math.isfinite(values['loss']):
+                raise self.stopped(non_finite_message(values), iteration, epoch,
+                                   'its update was skipped on the device and training stopped before writing any '
+                                   'file')
+        pending.clear()
+        return read
+
+    def take_losses(self, pending, epoch, losses, progress):
+        """Read ``pending`` (:meth:`read_losses`) into the epoch's ``losses``; if this process writes, every
+        TextLogInterval-th iteration goes to the progress bar and train_log.csv, every iteration to TensorBoard."""
+        rows = self.read_losses(pending, epoch)
+        losses += [values['loss'] for _, _, values in rows]
         if not self.writes:
             return
-        if batch_idx % opt.TextLogInterval == 0:
-            progress.set_postfix({k: f'{values[k]:.5f}' for k in self.losses.model_terms})
-            self.log_file.write_line(','.join(str(x) for x in (epoch, iteration, *values.values())))
-        if self.tb_writer is not None:
-            for name, value in values.items():
-                self.tb_writer.add_scalar(name, value, iteration)
-            if iteration % opt.TBImgLogInterval == 0:
-                self.tb_writer.add_image('x', frame_strip(clips[0]), iteration, dataformats='HW')
-                self.tb_writer.add_image('x_rec', frame_strip(recon[0]), iteration, dataformats='HW')
+        for batch_idx, iteration, values in rows:
+            if batch_idx % self.opt.TextLogInterval == 0:
+                progress.set_postfix({k: f'{values[k]:.5f}' for k in self.losses.model_terms})
+                self.log_file.write_line(','.join(str(x) for x in (epoch, iteration, *values.values())))
+            if self.tb_writer is not None:
+                for name, value in values.items():
+                    self.tb_writer.add_scalar(name, value, iteration)
+
+    def log_images_and_snapshot(self, iteration, clips, recon):
+        opt = self.opt
+        if self.tb_writer is not None and iteration % opt.TBImgLogInterval == 0:
+            self.tb_writer.add_image('x', frame_strip(clips[0]), iteration, dataformats='HW')
+            self.tb_writer.add_image('x_rec', frame_strip(recon[0]), iteration, dataformats='HW')
         if iteration % opt.SnapInterval == 0:
             save_torch(self.model.state_dict(), self.model_dir / f'{opt.setting}_snap.pt')
 
@@ -172,7 +240,7 @@ class TrainingRun:
         opt, device = self.opt, next(self.model.parameters()).device
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)  # another order every epoch, the same in every process
-        losses = []
+        losses, pending = [], []
         progress = tqdm(self.loader, desc=f'epoch {epoch + 1}/{opt.EpochNum}', unit='batch',
                         disable=not self.writes)
         # addressing statistics of the epoch, for the log and TensorBoard (a hook: no extra forward pass)
@@ -182,12 +250,19 @@ class TrainingRun:
             for batch_idx, (_, clips) in enumerate(progress):
                 clips = clips.to(device, non_blocking=True).contiguous(memory_format=memory_layout(opt.ChannelsLast))
                 step_started = time.perf_counter()
-                recon, values = self.step(clips, epoch, iteration)
+                recon, terms = self.step(clips, epoch, iteration)
                 if batch_idx == 0 and not self.clock.seconds and self.writes:
+                    if device.type == 'cuda':
+                        torch.cuda.synchronize(device)  # once per run: the first step's real duration
                     warn_if_slow(time.perf_counter() - step_started, len(self.loader), device)
-                losses.append(values['loss'])
-                self.log_iteration(batch_idx, epoch, iteration, values, clips, recon, progress)
+                pending.append((batch_idx, iteration, terms))
+                if self.reads_now(batch_idx, iteration):
+                    self.take_losses(pending, epoch, losses, progress)
+                if self.writes:
+                    self.log_images_and_snapshot(iteration, clips, recon)
                 iteration += 1
+            if pending:
+                self.take_losses(pending, epoch, losses, progress)
         if self.writes:
             self.clock.end_epoch('video', 0, epoch + 1)
             self.end_epoch(epoch, iteration, losses, usage)
@@ -220,6 +295,7 @@ def main(argv=None):
     opt = options.parse(argv)
     seed_everything(opt.Seed)
     set_deterministic(opt.IsDeter)
+    set_precision(opt.AMP)
     input_folder(opt.DataRoot, '--DataRoot')
     output_folder(opt.ModelRoot, '--ModelRoot')
     processes = start_processes(opt.UseCUDA)  # one, or those torchrun started (utils/distributed.py)
@@ -241,14 +317,13 @@ def main(argv=None):
     check_clip_shape(dataset[0][1][None])  # frame size and clip length, before anything is written
     loader_generator = torch.Generator().manual_seed(opt.Seed)
     share = sampler(dataset, processes, opt.Seed)
-    loader = DataLoader(dataset, batch_size=per_process_batch(opt.BatchSize, processes), shuffle=share is None,
-                        sampler=share, num_workers=opt.NumWorker, generator=loader_generator,
-                        pin_memory=device.type == 'cuda', worker_init_fn=quiet_handover_in_worker)
+    loader = training_batches(opt, dataset, device, processes, share, loader_generator)
     model = build_model(opt)
     model.apply(weights_init)
     model.to(device, memory_format=memory_layout(opt.ChannelsLast))
     memory_model = is_memory_model(opt.ModelName)
-    optimizer = torch.optim.Adam(model.parameters(), lr=opt.LR)
+    ahead = reads_losses_late(device)
+    optimizer = make_optimizer(model, opt.LR, ahead)
 
     model_dir = Path(opt.ModelRoot) / f'model_{opt.setting}'
     finished = final_weights(model_dir, opt)
@@ -260,7 +335,7 @@ def main(argv=None):
     if main_process:
         options.save(opt, model_dir)
     run = TrainingRun(opt, model, compile_model(replicated(model, processes), opt.Compile), optimizer, loader,
-                      loader_generator, memory_model, model_dir, share, main_process,
+                      loader_generator, memory_model, model_dir, share, main_process, ahead,
                       log_file=open_train_log(model_dir / 'train_log.csv', start_epoch) if main_process else None,
                       tb_writer=open_tensorboard(opt) if opt.IsTbLog and main_process else None,
                       clock=EpochClock(1, opt.EpochNum, start_epoch))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from data.readers import DataFormatError, frame_files, load_frame, read_index
 from data.layout import list_index_files, list_video_folders
@@ -30,7 +30,7 @@ def frame_to_tensor(frame):
 
 
 def normalised_frames(frames):
-    """uint8 frames (any leading shape, then H x W x C) as float32 in [-1, 1], the values of
+    """uint8 frames (any shape) as float32 in [-1, 1], the values of
     :func:`frame_to_tensor` (same operations, same order)."""
     return frames.to(torch.float32).div(255).sub_(NORM_MEAN).div_(NORM_STD)
 
@@ -152,8 +152,11 @@ class PreloadedVideo:
     def normalised(self, rows):
         """The frames ``rows`` selects (any shape of indices, then H x W x C) as floats in [-1, 1], the channel
         moved before the time: ``(..., C, H, W)`` -> for clips B x C x T x H x W, for a row of frames F x C x H x W."""
-        frames = normalised_frames(self.frames[rows])
-        return frames.permute(0, 4, 1, 2, 3) if rows.dim() == 2 else frames.permute(0, 3, 1, 2)
+        frames = self.frames[rows]
+        frames = frames.permute(0, 4, 1, 2, 3) if rows.dim() == 2 else frames.permute(0, 3, 1, 2)
+        # standard strides, as the DataLoader's stacked clips have: with one channel the permuted tensor counts as
+        # contiguous, but a convolution's backward chooses its kernel by the strides and rounds differently
+        return normalised_frames(frames.clone(memory_format=torch.contiguous_format))
 
     def batches(self, batch_size):
         for start in range(0, len(self.rows), batch_size):
@@ -177,3 +180,33 @@ class PreloadedVideo:
                 rows = torch.cat([self.rows[first], self.rows[first + 1:stop, -1]])
                 yield range(first, stop), self.normalised(rows)
             start = end
+
+
+class TrainingClipsOnDevice:
+    """Training batches cut from a :class:`PreloadedVideo` of ``dataset`` (every frame decoded once, one uint8 tensor
+    on ``device``): no JPEG decoding per epoch and no worker processes. The order is drawn by a DataLoader over the
+    clip positions alone with the same ``batch_size``, ``sampler`` (a multi-process run's share) and ``generator``
+    as the DataLoader over ``dataset`` that this replaces, so for a seed it gives the same batches, value for value
+    (``frame_to_tensor``'s operations), and leaves the generator where that one would (a resumed run draws the same
+    later epochs). Iterating yields ``(positions, clips)`` like that DataLoader."""
+
+    def __init__(self, dataset, device, batch_size, sampler=None, generator=None):
+        self.video = PreloadedVideo(dataset, device)
+        self.order = DataLoader(range(len(dataset)), batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                                generator=generator, pin_memory=device.type == 'cuda')
+        self.device = device
+
+    def __len__(self):
+        return len(self.order)
+
+    def __iter__(self):
+        for positions in self.order:
+            rows = self.video.rows[positions.to(self.device, non_blocking=True)]
+            yield positions, self.video.normalised(rows)
+
+    @staticmethod
+    def frame_bytes(dataset):
+        """Bytes the frames of ``dataset`` take on the device (distinct frames x the first frame's size), known
+        before any is decoded but the first."""
+        frames = {(folder, int(n)) for _, folder, numbers in dataset.clips for n in numbers}
+        return len(frames) * dataset[0][1][:, 0].numel()

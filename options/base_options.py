@@ -108,6 +108,19 @@ class BaseOptions:
             if action.type is str2bool:
                 action.metavar = BOOL_METAVAR
 
+    def own_flags(self, flags):
+        """Of ``flags`` (a command line), the flags this script takes, each with its values: what a program that
+        runs both scripts with one set of flags hands this one (training flags such as --EpochNum mean nothing to
+        testing)."""
+        known = self.parser._option_string_actions
+        kept, keeping = [], False
+        for item in flags:
+            if item.startswith('--'):
+                keeping = item.split('=', 1)[0] in known
+            if keeping:
+                kept.append(item)
+        return kept
+
     def add_base_arguments(self, groups):
         data, model, oneclass, outputs, run, speed = (groups.data, groups.model, groups.oneclass, groups.outputs,
                                                        groups.run, groups.speed)
@@ -194,8 +207,9 @@ class BaseOptions:
                             'Python package here)', type=str, default='./memae_models/')
         model.add_argument('--Suffix', help='last field of the run name', type=str, default='Non')
         speed.add_argument('--AMP', help='(added) video: run the model in bfloat16 autocast ("bf16"; GPUs with '
-                            'bf16 support, or recent CPUs) or in float32 as released ("none")', choices=AMP_CHOICES,
-                            default='none')
+                            'bf16 support, or recent CPUs), with TF32 tensor cores for CUDA\'s convolutions and '
+                            'matrix products ("tf32"; float32 storage; Ampere and later GPUs) or in float32 '
+                            'throughout as released ("none", on a GPU too)', choices=AMP_CHOICES, default='none')
         speed.add_argument('--Compile', help='(added) video: torch.compile the model; image and KDD experiments '
                             'trained in lockstep: the batched training step (a one-time compilation, then faster '
                             'steps; weights files are unchanged)', type=str2bool, default=False)

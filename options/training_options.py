@@ -43,6 +43,11 @@ class TrainOptions(BaseOptions):
                          'auto: KDDCUP99 in lockstep, images one after another, the faster of the two on a CPU '
                          '(docs/SPEED.md). A video run trains one model and does not read it', type=bool_or_auto,
                          metavar='{auto,true,false}', default='auto')
+        groups.speed.add_argument('--PreloadFrames', help='(added) video: decode every training frame once into one '
+                         'uint8 tensor on the device and cut each batch from it (no decoding per epoch, no '
+                         'DataLoader workers); the same clips in the same order for a seed as the DataLoader. auto: '
+                         'on CUDA when the frames take at most half of its free memory', type=bool_or_auto,
+                         metavar='{auto,true,false}', default='auto')
         run.add_argument('--Resume', help='(added) continue an interrupted run from its training state, '
                             'written after every epoch: video, a path or "auto" (<ModelRoot>/model_<setting>/'
                             '<setting>_resume.pt; starts afresh if there is none), restoring model, optimizer, epoch, '

@@ -116,7 +116,7 @@ def check_command(tokens, monkeypatch, cache):
             pass
         else:
             valid = flags(module, lambda: module_flags(module, monkeypatch))
-            if module == 'utils.experiments.validation':  # passes any other flag on to training
+            if module in ('utils.experiments.validation', 'utils.gpu_job'):  # pass other flags on to training
                 valid = valid | flags('training', lambda: script_flags('training'))
             problems += unknown(flags_of(tokens[3:]), valid, module)
     elif tokens[0] == 'bash' and len(tokens) > 1 and tokens[1] in ('test.sh', 'train.sh'):

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,18 +109,27 @@ def signal_number(stop):
     return signal.Signals(getattr(stop, 'signum', signal.SIGINT))
 
 
-def run_child(command, while_waiting=None, every_seconds=2.0, **popen_arguments):
+def run_child(command, while_waiting=None, every_seconds=2.0, stop_at=None, **popen_arguments):
     """``subprocess.run(command, **popen_arguments)`` without ``check``, returning the exit code, and calling
-    ``while_waiting()`` every ``every_seconds`` while the child runs. If this process is interrupted meanwhile, the
-    child gets the same signal (SIGTERM for a Ctrl-C, which may not reach a child started in another session), is
-    waited for, and the interrupt goes on."""
+    ``while_waiting()`` every ``every_seconds`` while the child runs. ``stop_at`` (a ``time.monotonic()`` time):
+    then the child gets SIGTERM, once, as if the user had stopped it, and is waited for (a training run keeps its
+    finished epochs). If this process is interrupted meanwhile, the child gets the same signal (SIGTERM for a
+    Ctrl-C, which may not reach a child started in another session), is waited for, and the interrupt goes on."""
     child = subprocess.Popen(command, **popen_arguments)
     try:
         while True:
+            timeout = every_seconds if while_waiting else None
+            if stop_at is not None:
+                left = max(stop_at - time.monotonic(), 0.0)
+                timeout = left if timeout is None else min(timeout, left)
             try:
-                return child.wait(timeout=every_seconds if while_waiting else None)
+                return child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                while_waiting()
+                if stop_at is not None and time.monotonic() >= stop_at:
+                    child.send_signal(signal.SIGTERM)
+                    stop_at = None
+                elif while_waiting:
+                    while_waiting()
     except (KeyboardInterrupt, Interrupted) as stop:
         child.send_signal(signal_number(stop) if isinstance(stop, Interrupted) else signal.SIGTERM)
         try:

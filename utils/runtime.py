@@ -6,7 +6,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-AMP_CHOICES = ('none', 'bf16')
+AMP_CHOICES = ('none', 'tf32', 'bf16')
 
 
 def seed_everything(seed):
@@ -31,9 +31,17 @@ def select_device(use_cuda):
     return torch.device('cuda' if use_cuda else 'cpu')
 
 
+def set_precision(amp):
+    """``--AMP``: whether CUDA's convolutions and matrix products may use TF32 tensor cores (float32 storage, products
+    with a 10-bit mantissa): only for 'tf32'. With 'none' everything is float32 as released: PyTorch would otherwise
+    let cuDNN use TF32 for convolutions on Ampere and later GPUs. A CPU computes in float32 either way."""
+    torch.backends.cuda.matmul.allow_tf32 = amp == 'tf32'
+    torch.backends.cudnn.allow_tf32 = amp == 'tf32'
+
+
 def autocast(device, amp):
     """``--AMP``: bfloat16 autocast on ``device`` for 'bf16' (no loss scaling needed, unlike float16); float32
-    otherwise."""
+    storage otherwise (:func:`set_precision`)."""
     if amp == 'bf16':
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()

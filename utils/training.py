@@ -108,6 +108,31 @@ def compute_losses(model, batch, losses):
     return loss, recon, dict(zip(LOSS_TERMS, terms.tolist()))
 
 
+def non_finite_message(values):
+    """The sentence for a non-finite loss, from the {term: value} dict of :func:`compute_losses`."""
+    return (f"the loss is {values['loss']} (reconstruction {values['recon_loss']}, entropy {values['entropy_loss']}); "
+            f"try a lower --LR")
+
+
+def reads_losses_late(device):
+    """A GPU runs ahead of Python only while nothing waits for its results, so on CUDA the loss terms stay on the
+    device until a value is printed or a file written (:func:`training_step_ahead`); a CPU reads them at once
+    (:func:`training_step`), which costs nothing there."""
+    return device.type == 'cuda'
+
+
+def make_optimizer(model, lr, ahead):
+    """Adam (as released) over ``model``'s parameters; for steps that run ``ahead`` of their loss reads
+    (:func:`training_step_ahead`), the fused implementation, whose ``found_inf`` skips an update on the device."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True if ahead else None)
+
+
+def _update(loss, optimizer):
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def training_step(model, batch, optimizer, losses, amp='none'):
     """Forward (in bfloat16 autocast for ``amp='bf16'``), backward and an optimizer step; returns the
     reconstruction and the loss values. A non-finite loss raises :class:`NonFiniteLossError` before anything is
@@ -115,9 +140,19 @@ def training_step(model, batch, optimizer, losses, amp='none'):
     with autocast(batch.device, amp):
         loss, recon, values = compute_losses(model, batch, losses)
     if not math.isfinite(values['loss']):
-        raise NonFiniteLossError(f"the loss is {values['loss']} (reconstruction {values['recon_loss']}, entropy "
-                                 f"{values['entropy_loss']}); try a lower --LR")
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
+        raise NonFiniteLossError(non_finite_message(values))
+    _update(loss, optimizer)
     return recon, values
+
+
+def training_step_ahead(model, batch, optimizer, losses, amp='none'):
+    """:func:`training_step` without waiting for the device: returns the reconstruction and the LOSS_TERMS as one
+    tensor on the device, to be read later (a GPU queues the next steps meanwhile). A non-finite loss cannot stop
+    the step before its update here, so the update is skipped on the device instead: ``optimizer`` is fused Adam
+    (:func:`make_optimizer`), whose ``found_inf`` leaves the weights, moments and step count as they were. The
+    reader of the terms finds the non-finite loss and stops the run."""
+    with autocast(batch.device, amp):
+        loss, recon, terms = loss_terms(model, batch, losses)
+    optimizer.found_inf = (~torch.isfinite(terms[0])).float()
+    _update(loss, optimizer)
+    return recon, terms
