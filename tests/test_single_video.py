@@ -257,3 +257,17 @@ def test_held_out_training_videos_are_left_out_of_training_and_calibrate(prepare
     assert stored['clips'] == len(errors) and 'Train002' in stored['source']
     assert stored['quantiles'][0] == pytest.approx(errors.min(), rel=1e-5)
     assert stored['quantiles'][-1] == pytest.approx(errors.max(), rel=1e-5)
+
+
+def test_the_heat_maps_share_the_largest_per_frame_percentile_as_their_scale(tmp_path):
+    """Every overlay is scaled by the largest frame's HEAT_PERCENTILE-th percentile (a bright region is bright
+    relative to the whole video), not by a mean over frames, which would saturate the most anomalous frames."""
+    rng = np.random.default_rng(0)
+    maps = [rng.random((3, 8, 8)).astype(np.float32) * level for level in (1.0, 5.0, 2.0)]
+    store = utils.single_video.ErrorMapStore(tmp_path / 'maps.f16')
+    for batch in maps:
+        store.add(batch)
+    every_frame = np.concatenate(maps).reshape(9, -1)
+    expected = max(np.percentile(frame, utils.single_video.HEAT_PERCENTILE) for frame in every_frame)
+    assert store.scale() == pytest.approx(expected, rel=1e-12)
+    assert store.maps().shape == (9, 8, 8)

@@ -189,7 +189,9 @@ def test_a_movie_read_at_its_rate_gives_the_offline_decisions(prepared_root, cal
     assert (results['frames'], results['clips'], results['ended']) == (30, 15, 'the source ended')
     assert (folder / 'decisions.png').stat().st_size > 0
     assert seconds >= 29 / 25  # paced: frame 29 is not read before 29 / 25 s
-    assert results['source_frames_per_second'] == pytest.approx(25, rel=0.2)
+    # measured from arrival times, which a loaded machine delays unevenly: its arithmetic is checked on fixed
+    # arrivals (test_the_source_rate_counts_the_intervals_between_arrivals)
+    assert results['source_frames_per_second'] > 0
     assert results['lag_seconds']['max'] >= results['lag_seconds']['mean'] >= 0
 
 
@@ -329,3 +331,15 @@ def test_stream_folders_are_named_after_the_source(tmp_path):
     (tmp_path / 'door.mp4').write_bytes(b'')
     assert stream_name(tmp_path / 'cam') == 'cam' and stream_name(tmp_path / 'door.mp4') == 'door'
     assert stream_name('rtsp://user@cam.local:554/live?x=1') == 'user_cam.local_554_live_x_1'
+
+
+def test_the_source_rate_counts_the_intervals_between_arrivals():
+    """30 frames at 25 frames/s span 29 intervals of 1/25 s: 25 frames/s, not 30 / (29 / 25) = 25.9."""
+    clock = StreamClock(batch=4)
+    arrivals = [SimpleNamespace(arrival=100.0 + k / 25) for k in range(30)]
+    for start in range(0, 30, 4):
+        clock.arrived(arrivals[start:start + 4])
+    assert clock.frames == 30 and clock.source_rate() == pytest.approx(25, rel=1e-9)
+    one = StreamClock(batch=4)
+    one.arrived(arrivals[:1])
+    assert one.source_rate() is None  # one frame has no rate
