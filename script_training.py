@@ -34,7 +34,7 @@ from models import build_model, is_memory_model, weights_init
 from models.ae_3dconv import check_clip_shape
 from options import TrainOptions
 from utils.checkpoint import (load_training_state, resolve_resume, restore_training, resume_file,
-                              save_training_state)
+                              save_training_state, video_resume_signature)
 from utils.distributed import per_process_batch, replicated, sampler, start_processes, stop_processes
 from utils.errors import InputError, run_cli
 from utils.files import AppendedLines, save_torch
@@ -68,7 +68,7 @@ def restore_training_state(opt, model_dir, model, optimizer, loader_generator):
         if opt.Resume == 'auto':
             print(f'--Resume auto: no training state in {model_dir} yet, starting afresh')
         return 0, 0
-    state = load_training_state(path, opt.setting)
+    state = load_training_state(path, opt.setting, video_resume_signature(opt))
     restore_training(path, state, model, optimizer, loader_generator)
     print(f"resuming from {path}: {state['epochs_done']} epochs, {state['iteration']} iterations done")
     return state['epochs_done'], state['iteration']
@@ -281,7 +281,7 @@ class TrainingRun:
         if epoch % opt.SaveCheckInterval == 0:
             save_torch(self.model.state_dict(), epoch_weights(self.model_dir, opt, epoch))
         save_training_state(self.state_file, self.model, self.optimizer, epoch + 1, iteration,
-                            rng_state(self.loader_generator), opt.setting)
+                            rng_state(self.loader_generator), opt.setting, video_resume_signature(opt))
 
     def close(self):
         if self.log_file is not None:

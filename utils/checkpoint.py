@@ -217,9 +217,19 @@ def resume_file(model_dir, setting):
     return Path(model_dir) / f'{setting}_resume.pt'
 
 
-def save_training_state(path, model, optimizer, epochs_done, iteration, rng, setting):
+# The options a video training state must share with the run that resumes it, beyond its run name (which names the
+# data set, the model and its memory): they change what each step does. --EpochNum may grow (train on); the speed
+# options (--AMP, --IsDeter, --Compile, ...) change rounding only, and the output options nothing trained.
+VIDEO_RESUME_SIGNATURE = ('LR', 'BatchSize', 'LossScaling', 'FrameNum', 'ImgChnNum')
+
+
+def video_resume_signature(opt):
+    return {name: getattr(opt, name) for name in VIDEO_RESUME_SIGNATURE}
+
+
+def save_training_state(path, model, optimizer, epochs_done, iteration, rng, setting, signature=None):
     save_torch({'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'epochs_done': epochs_done,
-                 'iteration': iteration, 'rng': rng, 'setting': setting}, path)
+                 'iteration': iteration, 'rng': rng, 'setting': setting, 'signature': signature}, path)
 
 
 def resolve_resume(resume, model_dir, setting):
@@ -257,8 +267,9 @@ def restore_training(path, state, model, optimizer, loader_generator):
                               f'delete it and start afresh') from None
 
 
-def load_training_state(path, setting):
-    """The dict :func:`save_training_state` wrote, checked to belong to the run ``setting``."""
+def load_training_state(path, setting, signature=None):
+    """The dict :func:`save_training_state` wrote, checked to belong to the run ``setting`` and, where both have
+    one, to have been trained with the options of ``signature``."""
     state = load_tensors_file(path, 'training state (--Resume)')
     if not isinstance(state, dict) or not {'model', 'optimizer', 'epochs_done', 'rng'} <= set(state):
         raise CheckpointError(f'--Resume {path} is not a training state (plain weights cannot be resumed: they '
@@ -266,4 +277,11 @@ def load_training_state(path, setting):
     if state.get('setting') != setting:
         raise CheckpointError(f"--Resume {path} belongs to the run {state.get('setting')}, not to {setting}: the "
                               f'options differ')
+    saved = state.get('signature')
+    if signature is not None and isinstance(saved, dict):
+        differing = [f'{name} {saved.get(name)!r}, now {value!r}' for name, value in signature.items()
+                     if saved.get(name) != value]
+        if differing:
+            raise CheckpointError(f"--Resume {path} was trained with {'; '.join(differing)}: give the options it was "
+                                  f'trained with, or start afresh without --Resume')
     return state
