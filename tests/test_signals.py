@@ -116,16 +116,21 @@ def test_a_kdd_experiment_stops_on_ctrl_c(tmp_path):
     assert no_temporary_files(models) == [] and no_temporary_files(tmp_path / 'out') == []
 
 
-def test_the_ablation_sweep_stops_its_running_variant(tmp_path):
-    """The sweep (exec'd by train.sh) runs `bash train.sh kdd ...`, which runs script_training.py: SIGTERM to the
-    sweep reaches both, and the variant's folder keeps no result."""
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_the_ablation_sweep_stops_its_running_variant(tmp_path, signum):
+    """The sweep (exec'd by train.sh) runs `bash train.sh kdd ...`, which runs script_training.py: the signal to the
+    sweep alone (as `kill` sends it; a Ctrl-C reaches it as SIGINT) is handed on to the running command (SIGTERM
+    for a Ctrl-C), which stops cleanly, printing its own one line into the variant's log, before the sweep exits;
+    the variant's folder keeps no result."""
     make_kdd(tmp_path / 'data', num_rows=600)
     out = tmp_path / 'sweep'
     process = start(['bash', 'train.sh', 'ablation_kdd', '--variants', 'ae', '--mem-dims', 'none', '--runs', '2',
                      '--out', str(out), *KDD_FAST], DATA_ROOT=tmp_path / 'data')
     wait_until(process, lambda: list(out.rglob('*_Run0_resume.pt')), 'the variant trained an epoch')
     assert any('script_training.py' in command for _, command in session_processes(process.pid))
-    stop_and_check(process, signal.SIGTERM, 'finished variants are kept')
+    stop_and_check(process, signum, 'finished variants are kept')
+    log = (out / 'ae' / 'log.txt').read_text()
+    assert 'interrupted (SIGTERM); finished epochs are kept' in log, log[-2000:]  # its clean-up ran to the end
     assert not (out / 'ae' / 'command.json').exists()  # not recorded as done: the next sweep reruns it
 
 
