@@ -360,3 +360,23 @@ def test_validation_trains_on_the_device_of_use_cuda(tmp_path, monkeypatch, caps
     unit = validation.validation_units(opt, [0], 1)[0]
     assert unit.train.device.type == ('cuda' if torch.cuda.is_available() else 'cpu')
     assert ('CUDA is not available' in capsys.readouterr().err) == (not torch.cuda.is_available())
+
+
+def test_a_kdd_command_ends_in_one_plain_line_and_keeps_a_summary_of_other_units(tmp_path, capsys):
+    """The last line: the headline with its spread, n and (for the paper's models) the paper's value; a summary in
+    --OutRoot of other units (the 20-run one, say) is not replaced by a run of fewer."""
+    make_kdd(tmp_path / 'data', num_rows=200)
+    argv = KDD_MEMAE + roots(tmp_path) + COMMON + ['--EntropyLossWeight', '0.0002']
+    assert script_training.main(argv + ['--Runs', '2']) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads((tmp_path / 'out' / 'kdd_summary.json').read_text())
+    f1 = summary['f1']
+    assert last.startswith(f"KDDCUP99 F1 {f1['mean']:.4f} ± {f1['std']:.4f} over 2 runs (paper 0.9641) -> ")
+    assert script_testing.main(KDD_MEMAE + roots(tmp_path) + ['--UseCUDA', 'False', '--Runs', '1']) == 0
+    printed = capsys.readouterr().out
+    assert json.loads((tmp_path / 'out' / 'kdd_summary.json').read_text()) == summary  # kept
+    one = json.loads((tmp_path / 'out' / 'kdd_summary_1units.json').read_text())
+    assert one['units'] == ['run0'] and 'kdd_summary_1units.json' in printed
+    assert 'over 1 run (paper 0.9641)' in printed and '±' not in printed.strip().splitlines()[-1]  # no std of one
+    assert script_testing.main(KDD_MEMAE + roots(tmp_path) + ['--UseCUDA', 'False', '--Runs', '2']) == 0
+    assert json.loads((tmp_path / 'out' / 'kdd_summary.json').read_text())['f1'] == f1  # the same units: replaced

@@ -12,7 +12,6 @@ after training; testing also finds them directly in ``<ModelRoot>``, where shipp
 Samples are float tensors held in memory; training draws mini-batches by index from a seeded permutation, and
 scoring runs in large batches under ``torch.inference_mode``.
 """
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from models import weights_init
 from utils.checkpoint import first_existing, load_tensors_file, load_weights, restore_training, resume_file
 from utils.errors import InputError
+from utils.experiments.settings import paper_result
 from utils.files import read_json, save_npz, save_torch, write_json
 from utils.lockstep import StackedAdam, StackedUnits, train_stacked
 from utils.progress import EpochClock
@@ -90,6 +90,21 @@ class Schedule:
 # what shapes the model: data set, memory, seed).
 RESUME_SIGNATURE = ('setting', 'LR', 'EpochNum', 'BatchSize', 'LossScaling', 'Protocol', 'AnomalyRatio', 'ScoreType',
                     'EarlyStopping')
+
+
+def same_units(earlier, summary):
+    """Whether an earlier summary file is of the same setting and units as ``summary`` (then it is replaced)."""
+    return earlier.get('setting') == summary['setting'] and earlier.get('units') == summary['units']
+
+
+def result_line(summary, metric, key, counted, opt):
+    """``KDDCUP99 F1 0.9441 +- 0.0015 over 20 runs (paper 0.9641)``: the headline of a one-class experiment;
+    ``counted``: (what its n counts, singular; what one of them is)."""
+    value, (noun, each) = summary[key], counted
+    spread = f" ± {value['std']:.4f}" if value['std'] is not None else ''
+    paper = paper_result(opt)
+    return (f"{opt.Dataset} {metric} {value['mean']:.4f}{spread} over {value['n']} {noun}{'s' * (value['n'] != 1)}"
+            f'{each}' + (f' (paper {paper:.4f})' if paper is not None else ''))
 
 
 def resume_signature(opt):
@@ -482,12 +497,20 @@ class UnitRunner:
         tqdm.write(f'{unit.name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in result['metrics'].items()) + left)
         return result, model
 
-    def write_summary(self, summary, results, out_root, summary_name):
-        """``summary.json`` beside the unit results and ``<OutRoot>/<summary_name>_summary.json``; prints the
-        headline metrics."""
-        summary = {**summary, 'setting': self.setting, 'score': self.score,
+    def write_summary(self, summary, results, out_root, summary_name, headline):
+        """``summary.json`` beside the unit results and ``<OutRoot>/<summary_name>_summary.json`` (a summary there
+        of another setting or other units is kept: this one goes beside it, named by its number of units); prints
+        one line: ``headline`` (metric name, its summary key, what its n counts), with the paper's value."""
+        summary = {**summary, 'setting': self.setting, 'score': self.score, 'units': [r['unit'] for r in results],
                    'seconds': float(sum(r['seconds'] for r in results))}
         write_json(self.res_path / 'summary.json', summary)
-        write_json(Path(out_root, f'{summary_name}_summary.json'), summary)
-        print(json.dumps({k: v for k, v in summary.items() if k in ('auc', 'precision', 'recall', 'f1')}))
+        shared = Path(out_root, f'{summary_name}_summary.json')
+        if shared.is_file() and not same_units(read_json(shared, 'an earlier summary'), summary):
+            beside = shared.with_name(f'{summary_name}_summary_{len(results)}units.json')
+            print(f'note: {shared} summarises another setting or other units; kept, and this summary written to '
+                  f'{beside}')
+            shared = beside
+        write_json(shared, summary)
+        metric, key, counted = headline
+        print(result_line(summary, metric, key, counted, self.flags) + f' -> {self.res_path}')
         return summary

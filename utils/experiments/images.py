@@ -139,4 +139,6 @@ def run(opt, options, spec, device, train):
 
     summary = {**summarise(units, results), 'dataset': opt.Dataset, 'protocol': protocol,
                'anomaly_ratio': anomaly_ratio, 'data': source.source}
-    return runner.write_summary(summary, results, opt.OutRoot, spec.summary_name)
+    classes = len(summary['classes'])
+    each = f", each the mean over {classes} class{'es' * (classes > 1)}"
+    return runner.write_summary(summary, results, opt.OutRoot, spec.summary_name, ('AUC', 'auc', ('seed', each)))

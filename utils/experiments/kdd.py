@@ -78,4 +78,4 @@ def run(opt, options, spec, device, train):
                'definitions': {name: mean_std_definitions('one per run (random split)')
                                for name in ('precision', 'recall', 'f1')},
                'dataset': opt.Dataset, 'protocol': protocol, 'anomaly_ratio': anomaly_ratio, 'data': source.source}
-    return runner.write_summary(summary, results, opt.OutRoot, spec.summary_name)
+    return runner.write_summary(summary, results, opt.OutRoot, spec.summary_name, ('F1', 'f1', ('run', '')))

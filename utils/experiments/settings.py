@@ -121,6 +121,28 @@ def variant_flags(variant, data):
     return (*flags, *(data.reading if chosen else ()), *stopping, '--Seed', '1')
 
 
+# The paper's one-class numbers (Tables 1 and 3: MNIST and CIFAR-10 AUC, KDDCUP99 F1), per data set and model, for
+# the one line an experiment ends with (README, Results)
+PAPER_RESULTS = {('MNIST', 'MemAE'): 0.9751, ('MNIST', 'MemAE-nonSpar'): 0.9725, ('MNIST', 'AE'): 0.9619,
+                 ('CIFAR10', 'MemAE'): 0.6088, ('CIFAR10', 'MemAE-nonSpar'): 0.6058, ('CIFAR10', 'AE'): 0.5706,
+                 ('KDDCUP99', 'MemAE'): 0.9641, ('KDDCUP99', 'MemAE-nonSpar'): 0.9355, ('KDDCUP99', 'AE'): 0.9342}
+
+
+def paper_model(opt):
+    """Which of the paper's models ``opt`` trains ('MemAE', 'MemAE-nonSpar', 'AE'), or None for an ablation."""
+    if opt.ModelName == 'AE':
+        return 'AE'
+    if opt.ModelName != 'MemAE':
+        return None
+    sparse = (opt.ShrinkThres > 0, opt.EntropyLossWeight > 0)
+    return {(True, True): 'MemAE', (False, False): 'MemAE-nonSpar'}.get(sparse)
+
+
+def paper_result(opt):
+    """The paper's number for ``opt``'s data set and model, or None."""
+    return PAPER_RESULTS.get((opt.Dataset, paper_model(opt)))
+
+
 # Training flags a variant adds to its data set's (training only: the testing script has no --LossScaling)
 VARIANT_TRAIN_FLAGS = {'_released': ('--LossScaling', 'released')}
 
