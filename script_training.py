@@ -37,7 +37,7 @@ from utils.checkpoint import (load_training_state, resolve_resume, restore_train
                               save_training_state, video_resume_signature)
 from utils.distributed import per_process_batch, replicated, sampler, start_processes, stop_processes
 from utils.errors import InputError, run_cli
-from utils.files import AppendedLines, save_torch
+from utils.files import AppendedLines, save_torch, write_json
 from utils.interrupts import quiet_handover_in_worker
 from utils.experiments import one_class_experiment
 from utils.paths import input_folder, output_folder
@@ -81,6 +81,11 @@ def epoch_weights(model_dir, opt, epoch, final=False):
 
 def final_weights(model_dir, opt):
     return epoch_weights(model_dir, opt, opt.EpochNum - 1, final=True)
+
+
+def unfinished_marker(model_dir, opt):
+    """``<setting>_unfinished.json``: written when a run starts afresh, removed when it finishes."""
+    return model_dir / f'{opt.setting}_unfinished.json'
 
 
 def remove_intermediate_files(model_dir, opt):
@@ -326,14 +331,22 @@ def main(argv=None):
     optimizer = make_optimizer(model, opt.LR, ahead)
 
     model_dir = Path(opt.ModelRoot) / f'model_{opt.setting}'
-    finished = final_weights(model_dir, opt)
+    finished, unfinished = final_weights(model_dir, opt), unfinished_marker(model_dir, opt)
     if opt.Resume == 'auto' and finished.is_file() and not resume_file(model_dir, opt.setting).is_file():
-        print(f'--Resume auto: this run finished before; its final weights are {finished}')
-        return 0
+        if not unfinished.is_file():
+            print(f'--Resume auto: this run finished before; its final weights are {finished}')
+            return 0
+        print(f'--Resume auto: the latest run in {model_dir} stopped before its first epoch ended; starting it '
+              f'afresh (the final weights there are an earlier run\'s, replaced when this one finishes)')
     start_epoch, iteration = restore_training_state(opt, model_dir, model, optimizer, loader_generator)
     main_process = processes.is_main
     if main_process:
         options.save(opt, model_dir)
+        if start_epoch == 0:
+            # a fresh start: an earlier interrupted run's state is not this run's, and until this run has a
+            # training state of its own the marker tells --Resume auto that the final weights beside it are older
+            resume_file(model_dir, opt.setting).unlink(missing_ok=True)
+            write_json(unfinished, {'setting': opt.setting, 'started': time.strftime('%Y-%m-%d %H:%M:%S')})
     run = TrainingRun(opt, model, compile_model(replicated(model, processes), opt.Compile), optimizer, loader,
                       loader_generator, memory_model, model_dir, share, main_process, ahead,
                       log_file=open_train_log(model_dir / 'train_log.csv', start_epoch) if main_process else None,
@@ -350,6 +363,7 @@ def main(argv=None):
     final = final_weights(model_dir, opt)
     if main_process:
         save_torch(model.state_dict(), final)
+        unfinished.unlink(missing_ok=True)
         print(f'final weights: {final}')
         if not opt.KeepIntermediate:
             remove_intermediate_files(model_dir, opt)

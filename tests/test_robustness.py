@@ -174,3 +174,27 @@ def test_frame_size_that_the_autoencoder_cannot_take_fails_before_training(tmp_p
     expect_error(script_training.main, ['--DataRoot', str(tmp_path / 'data'), '--ModelRoot', str(tmp_path / 'm'),
                                         *FAST], capsys, 'frame height and width multiples of 16')
     assert not (tmp_path / 'm').exists()  # nothing written
+
+
+def test_a_rerun_stopped_before_its_first_epoch_is_started_again_by_resume_auto(prepared_root, tmp_path, capsys,
+                                                                                monkeypatch):
+    """A finished run, then the same command again, stopped before its first epoch ended (Ctrl-C): the final
+    weights in the folder are the earlier run's, and --Resume auto must run the interrupted one, not call it done."""
+    assert train(prepared_root, tmp_path, '--EpochNum', '1') == 0
+    folder = tmp_path / f'model_{SETTING}'
+    earlier = (folder / f'{SETTING}_epoch_0000_final.pt').read_bytes()
+    with monkeypatch.context() as patch:
+        def stopped(run, epoch, iteration):
+            raise KeyboardInterrupt
+        patch.setattr(script_training.TrainingRun, 'train_epoch', stopped)
+        assert train(prepared_root, tmp_path, '--EpochNum', '1', '--LR', '1e-3') == 130
+    assert (folder / f'{SETTING}_unfinished.json').is_file()
+    capsys.readouterr()
+    assert train(prepared_root, tmp_path, '--EpochNum', '1', '--LR', '1e-3', '--Resume', 'auto') == 0
+    out = capsys.readouterr().out
+    assert 'stopped before its first epoch ended; starting it afresh' in out and 'finished before' not in out
+    assert (folder / f'{SETTING}_epoch_0000_final.pt').read_bytes() != earlier  # the interrupted run's own weights
+    assert not (folder / f'{SETTING}_unfinished.json').exists()
+    capsys.readouterr()
+    assert train(prepared_root, tmp_path, '--EpochNum', '1', '--LR', '1e-3', '--Resume', 'auto') == 0
+    assert 'this run finished before' in capsys.readouterr().out

@@ -235,6 +235,10 @@ def main(argv=None):
         except BrokenPipeError:  # `bash test.sh --help | head`: the reader has all it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 0
+    if argv[:1] == ['--testing-flags']:  # test.sh's demo hands its testing step only the flags testing takes
+        from options import TestOptions  # imported here: the shell reads the other answers without PyTorch
+        sys.stdout.write(''.join(f'{flag}\0' for flag in TestOptions().own_flags(argv[1:])))
+        return 0
     if len(argv) != 1:
         print(f"usage: python -m utils.experiments.settings NAME; NAME one of: {' '.join(EXPERIMENTS)}",
               file=sys.stderr)
