@@ -5,6 +5,7 @@ say so in their help text. :meth:`BaseOptions.parse` prints the options, marking
 their default, and :meth:`BaseOptions.save` writes them beside a run's outputs as ``opt.txt`` and ``opt.json``.
 """
 import argparse
+import difflib
 from types import SimpleNamespace
 
 from data.protocols import PROTOCOLS
@@ -85,7 +86,19 @@ class OneLineErrorParser(argparse.ArgumentParser):
     sentence that names the flag at fault)."""
 
     def error(self, message):
-        self.exit(2, f'{self.prog}: error: {message} (--help lists every flag)\n')
+        self.exit(2, f'{self.prog}: error: {message}{self.suggestion(message)} (--help lists every flag)\n')
+
+    def suggestion(self, message):
+        """'; did you mean --UseCUDA?' for an unrecognized flag close to one of ours (case aside), else ''."""
+        if not message.startswith('unrecognized arguments:'):
+            return ''
+        ours = {flag.lower(): flag for flag in self._option_string_actions if flag.startswith('--')}
+        guesses = []
+        for given in message.split(':', 1)[1].split():
+            if given.startswith('--'):
+                close = difflib.get_close_matches(given.split('=', 1)[0].lower(), ours, n=1)
+                guesses += [f'{ours[close[0]]} for {given}'] if close else []
+        return f"; did you mean {', '.join(guesses)}?" if guesses else ''
 
 
 class BaseOptions:

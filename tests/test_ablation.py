@@ -198,8 +198,10 @@ def test_settings_follow_the_paper_and_the_release():
         else:  # lambda = 1/N, the lower end of the paper's [1/N, 3/N]
             assert shrink * n == pytest.approx(1.0)
     assert experiment('kdd').flag('--Runs') == '20'  # the paper's 20 runs
-    with pytest.raises(ValueError, match='valid: ped2 ped2_ae'):
-        experiment('mnist_typo')
+    with pytest.raises(ValueError, match=r"unknown experiment 'mnsit'; did you mean mnist or mnist_ae\? \(bash test"):
+        experiment('mnsit')
+    with pytest.raises(ValueError, match='valid: ped2 ped2_ae'):  # nothing close: the whole list
+        experiment('nope')
 
 
 def test_shell_reads_the_same_settings_as_python():

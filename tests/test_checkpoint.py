@@ -121,9 +121,9 @@ def test_missing_weights_list_the_places_searched_and_the_one_fix_for_the_settin
             (('--ModelName', 'AE', '--ModelSetting', 'Conv3D'),
              f"download the authors' weights from {AUTHORS_WEIGHTS_URL} and save them as "
              f'{tmp_path / "AE_Conv3D_UCSD_P2_256_Non.pt"}'),
-            (('--MemDim', '20'), 'train them with script_training.py and the same model flags, then pass its '
-                                 '--ModelRoot here (bash train.sh writes to ./results/: MODEL_ROOT=./results/ bash '
-                                 'test.sh ...), or set --ModelFilePath'),
+            (('--MemDim', '20'), 'train them with the same model flags: bash train.sh EXPERIMENT writes them to '
+                                 './results/, then MODEL_ROOT=./results/ bash test.sh EXPERIMENT scores them (bash '
+                                 'train.sh --help lists the experiments); or set --ModelFilePath'),
             (('--Dataset', 'SyntheticDemo'), 'run bash test.sh demo, which trains the demo model before testing it')):
         opt = options('--ModelRoot', str(tmp_path), *flags)
         with pytest.raises(CheckpointError) as error:

@@ -218,3 +218,19 @@ def test_a_usage_text_cut_short_by_its_reader_is_no_error():
     finally:
         os.close(write_end)
     assert done.returncode == 0 and done.stderr == ''
+
+
+def test_the_usage_examples_name_experiments_a_fresh_clone_can_run():
+    """test.sh's examples test weights this repository ships; train.sh's trains, then tests what it wrote."""
+    import re
+    from pathlib import Path
+    from utils.experiments.settings import EXPERIMENTS, USAGE_EXAMPLES
+    shipped = {path.name.split('_')[2] for path in (Path(__file__).parent.parent / 'memae_models').glob('MemAE_*.pt')}
+    assert shipped == {'MNIST', 'KDDCUP99'}
+    for script, lines in USAGE_EXAMPLES.items():
+        commands = [(m.group(1), m.group(2), line) for line in lines for m in re.finditer(r'bash (\w+\.sh) (\w+)', line)]
+        assert [c[0] for c in commands][:1] == [script]
+        for used, name, line in commands:
+            assert name in EXPERIMENTS, line
+            if used == 'test.sh' and 'MODEL_ROOT=./results/' not in line:  # the weights must ship
+                assert {'kdd': 'KDDCUP99', 'mnist': 'MNIST'}.get(name) in shipped, line

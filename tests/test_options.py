@@ -182,3 +182,15 @@ def test_help_is_grouped_so_a_flag_is_found_by_what_it_is_about():
         assert ('--Video' in groups[options.run_title]) == (own == 'testing')
         help_text = options.parser.format_help()
         assert all(f'\n{title}:' in help_text for title in groups if title != 'positional arguments')
+
+
+def test_a_mistyped_flag_gets_the_flag_it_is_closest_to(capsys):
+    with pytest.raises(SystemExit) as stop:
+        EvalOptions().parse(['--UseCuda', 'False', '--Modelname', 'AE', '--Zzz', '1'])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'unrecognized arguments: --UseCuda False --Modelname AE --Zzz 1' in err
+    assert 'did you mean --UseCUDA for --UseCuda, --ModelName for --Modelname?' in err  # nothing near --Zzz
+    with pytest.raises(SystemExit):
+        TrainOptions().parse(['--BatchSize', 'x'])
+    assert 'did you mean' not in capsys.readouterr().err  # a bad value is no typo of a flag

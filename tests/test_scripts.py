@@ -199,7 +199,7 @@ def test_missing_weights_list_the_names_tried(prepared_root, tmp_path, capsys):
     searched = [tmp_path / f'{setting}.pt', tmp_path / f'{setting.replace("_Seed1", "")}.pt',
                 tmp_path / f'model_{setting}' / f'{setting}_epoch_*_final.pt']
     assert err.startswith(f'error: no model weights found for {setting}; searched {", ".join(map(str, searched))}; '
-                          'to fix: train them with script_training.py')
+                          'to fix: train them with the same model flags: bash train.sh EXPERIMENT')
     assert err.count('\n') == 1 and 'Options ---' not in err  # one line, no options table before it
 
 

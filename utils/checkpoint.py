@@ -74,8 +74,9 @@ def missing_weights_advice(opt):
                 f'{Path(opt.ModelRoot) / released} (memae_models/README.md)')
     if opt.Dataset == DEMO_DATASET:
         return 'run bash test.sh demo, which trains the demo model before testing it'
-    return ('train them with script_training.py and the same model flags, then pass its --ModelRoot here '
-            '(bash train.sh writes to ./results/: MODEL_ROOT=./results/ bash test.sh ...), or set --ModelFilePath')
+    return ('train them with the same model flags: bash train.sh EXPERIMENT writes them to ./results/, then '
+            'MODEL_ROOT=./results/ bash test.sh EXPERIMENT scores them (bash train.sh --help lists the experiments); '
+            'or set --ModelFilePath')
 
 
 def find_weights(opt):

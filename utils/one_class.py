@@ -342,7 +342,8 @@ class UnitRunner:
     def find_weights(self, unit):
         name = f'{self.unit_setting(unit)}.pt'
         return first_existing([folder / name for folder in self.weight_folders], f'no weights for {unit.name}',
-                              'train them with script_training.py, or set --ModelRoot')
+                              'train them: bash train.sh EXPERIMENT writes them to ./results/, then '
+                              'MODEL_ROOT=./results/ bash test.sh EXPERIMENT; or set --ModelRoot')
 
     def finished_result(self, unit):
         """``--Resume auto``: the result a unit finished with before the run was interrupted, or None. A unit

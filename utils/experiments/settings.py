@@ -13,6 +13,7 @@ so ``_cosine`` changes video runs and ``_released`` image and KDDCUP99 runs. ``F
 ``TEST_FLAGS`` what test.sh adds.
 The shell scripts ``eval`` the printed lines; Python reads :func:`experiment` directly.
 """
+import difflib
 import os
 import shlex
 import sys
@@ -150,6 +151,10 @@ VARIANT_TRAIN_FLAGS = {'_released': ('--LossScaling', 'released')}
 def experiment(name):
     """The :class:`Experiment` called ``name``; an unknown name is a ValueError listing the valid ones."""
     if name not in EXPERIMENTS:
+        close = difflib.get_close_matches(name, EXPERIMENTS, n=3)
+        if close:
+            raise ValueError(f"unknown experiment '{name}'; did you mean {' or '.join(close)}? (bash test.sh --help "
+                             f'lists all {len(EXPERIMENTS)})')
         raise ValueError(f"unknown experiment '{name}'; valid: {' '.join(EXPERIMENTS)}")
     data_name = name if name == 'demo' else next(d for d in DATA_NAMES if name == d or name.startswith(f'{d}_'))
     data = DATA[data_name]
@@ -204,6 +209,16 @@ SCRIPT_ROLES = {
 }
 
 
+# Examples that run on a fresh clone: testing on the weights this repository ships (MNIST, KDDCUP99), training
+# then testing what it wrote
+USAGE_EXAMPLES = {
+    'test.sh': ['examples (the shipped weights):', '  DATA_ROOT=/path/to/data bash test.sh kdd --UseCUDA False',
+                '  DATA_ROOT=/path/to/data bash test.sh mnist --UseCUDA False'],
+    'train.sh': ['example: DATA_ROOT=/path/to/data bash train.sh mnist_ae --UseCUDA False',
+                 '         then DATA_ROOT=/path/to/data MODEL_ROOT=./results/ bash test.sh mnist_ae --UseCUDA False'],
+}
+
+
 def usage(script):
     """The help text of ``test.sh`` or ``train.sh``."""
     action, program, model_root, model_root_role = SCRIPT_ROLES[script]
@@ -223,7 +238,7 @@ def usage(script):
     lines += ['', 'environment:', '  DATA_ROOT     prepared data sets (default ./dataset/)',
               f'  MODEL_ROOT    (default {model_root}) {model_root_role}',
               '  OUT_ROOT      results and figures (default ./results/)', '',
-              f'example: DATA_ROOT=/path/to/data bash {script} mnist_ae --UseCUDA False']
+              *USAGE_EXAMPLES[script]]
     return '\n'.join(lines)
 
 
