@@ -6,6 +6,7 @@ their default, and :meth:`BaseOptions.save` writes them beside a run's outputs a
 """
 import argparse
 import difflib
+import math
 from types import SimpleNamespace
 
 from data.protocols import PROTOCOLS
@@ -70,6 +71,8 @@ def added_fields(opt, fields):
                    for flag, field, default in fields if getattr(opt, flag) != default)
 
 
+# Options that become part of the run name, hence of file and folder names
+NAME_FIELDS = ('ModelName', 'ModelSetting', 'Dataset', 'Suffix')
 # The sections of --help, in order (a flag is found by what it is about)
 ARGUMENT_GROUPS = {
     'model': 'model (what is trained or loaded, and its run name)',
@@ -96,7 +99,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
         guesses = []
         for given in message.split(':', 1)[1].split():
             if given.startswith('--'):
-                close = difflib.get_close_matches(given.split('=', 1)[0].lower(), ours, n=1)
+                close = difflib.get_close_matches(given.split('=', 1)[0].lower(), ours, n=1, cutoff=0.75)
                 guesses += [f'{ours[close[0]]} for {given}'] if close else []
         return f"; did you mean {', '.join(guesses)}?" if guesses else ''
 
@@ -236,6 +239,19 @@ class BaseOptions:
                             'message off the screen); opt.txt beside the outputs always holds the table',
                             type=str2bool, default=False)
 
+    def check_numbers_and_names(self, opt):
+        """Every number given is finite (NaN passes every comparison a range check makes: ``nan < 0`` is False),
+        and the fields of the run name, which name files and folders, hold no path."""
+        for action in self.parser._actions:
+            value = getattr(opt, action.dest, None)
+            if action.type is float and value is not None and not math.isfinite(value):
+                self.parser.error(f'{action.option_strings[0]} must be a finite number, got {value}')
+        for flag in NAME_FIELDS:
+            value = getattr(opt, flag)
+            if not value or any(part in value for part in ('/', '\\')) or value in ('.', '..'):
+                self.parser.error(f'--{flag} is part of the run name, which names files and folders: it must be '
+                                  f"a plain name without '/' or a backslash, got {value!r}")
+
     def add_arguments(self, groups):
         """Flags of one script only, each added to its group of ``groups`` (see ARGUMENT_GROUPS)."""
 
@@ -244,6 +260,7 @@ class BaseOptions:
 
     def parse(self, args=None, is_print=True):
         opt = self.parser.parse_args(args)
+        self.check_numbers_and_names(opt)
         if opt.Mode != self.mode:
             self.parser.error(f'--Mode {opt.Mode} does not fit this script, which runs in --Mode {self.mode}')
         for flag in self.positive_flags:

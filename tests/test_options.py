@@ -194,3 +194,28 @@ def test_a_mistyped_flag_gets_the_flag_it_is_closest_to(capsys):
     with pytest.raises(SystemExit):
         TrainOptions().parse(['--BatchSize', 'x'])
     assert 'did you mean' not in capsys.readouterr().err  # a bad value is no typo of a flag
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--EntropyLossWeight', 'nan'], '--EntropyLossWeight must be a finite number, got nan'),
+    (['--MemTemperature', 'inf'], '--MemTemperature must be a finite number, got inf'),
+    (['--ShrinkThres=-inf'], '--ShrinkThres must be a finite number, got -inf'),
+    (['--Suffix', '../../../x'], "--Suffix is part of the run name"),
+    (['--Suffix', 'exp/2'], "got 'exp/2'"),
+    (['--ModelSetting', 'a\\b'], '--ModelSetting is part of the run name'),
+    (['--Dataset', '..'], '--Dataset is part of the run name'),
+])
+def test_numbers_that_pass_range_checks_and_names_that_are_paths_are_refused(flags, message, capsys):
+    """NaN fails every comparison, so `< 0` checks let it through; a run name with a path writes elsewhere."""
+    for options in (TrainOptions(), EvalOptions()):
+        with pytest.raises(SystemExit) as stop:
+            options.parse(flags)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and message in err and err.count('\n') == 1
+
+
+def test_the_validation_program_refuses_a_negative_window(capsys):
+    from utils.experiments import validation
+    with pytest.raises(SystemExit):
+        validation.main(['kdd', '--Window', '-1'])
+    assert '--Window must be 0 or more epochs' in capsys.readouterr().err

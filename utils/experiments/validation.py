@@ -226,6 +226,8 @@ def main(argv=None):
     parser.add_argument('--Seed', type=int, default=1)
     parser.add_argument('--Out', default=None)
     args, flags = parser.parse_known_args(argv)
+    if args.Window < 0 or args.Epochs < 1:
+        parser.error(f'--Window must be 0 or more epochs and --Epochs at least 1, got {args.Window} and {args.Epochs}')
     out = Path(args.Out or f'./results/validation/{args.experiment}.json')
     rows = []
     units = validation_units(experiment_options(args.experiment, args.DataRoot, args.LR[0], None, args.Epochs,
