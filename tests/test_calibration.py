@@ -111,3 +111,21 @@ def test_the_decision_report_counts_false_alarms_clips_and_events_against_the_la
     # a longer minimum drops the one-clip false alarm of video a and the detection's run stays (two clips)
     strict = decision_report([a, b], 1.0, 0.1, min_frames=2, merge_gap=0)
     assert strict['events']['false_alarms'] == 1 and strict['events']['detected'] == 1
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda c: c.update(quantiles=[float('nan')] * QUANTILES), '"quantiles" holds NaN or infinite values'),
+    (lambda c: c.update(quantiles=c['quantiles'][::-1]), '"quantiles" are not in ascending order'),
+    (lambda c: c.update(quantiles=['1'] * QUANTILES), '"quantiles" holds something other than numbers'),
+    (lambda c: c.update(clips=0), '"clips" must be a whole number of at least 2, not 0'),
+    (lambda c: c.update(clips=2.5), '"clips" must be a whole number'),
+])
+def test_a_calibration_whose_content_cannot_hold_is_refused_naming_the_field(tmp_path, change, message):
+    """What parses is not yet trusted: NaN quantiles would never alarm, descending ones always, 0 clips divide."""
+    path = tmp_path / 'model_calibration.json'
+    calibration(np.arange(50.0)).save(path)
+    stored = json.loads(path.read_text().replace('NaN', 'null'))
+    change(stored)
+    path.write_text(json.dumps(stored))
+    with pytest.raises(InputError, match=f'{path} is damaged: {message}'):
+        Calibration.load(path, SIGNATURE, 'a' * 64)

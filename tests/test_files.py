@@ -159,6 +159,7 @@ def test_appended_lines_start_whole_and_name_the_file_when_an_append_fails(tmp_p
     (b'{"a": 1', 'is damaged: not a JSON object'),
     (b'[1, 2]', 'is damaged: not a JSON object'),
     (b'\xff\xfe\x00', 'is damaged: not a JSON object'),
+    (b'{"a": ' + b'[' * 100_000 + b']' * 100_000 + b'}', 'is damaged: not a JSON object'),  # RecursionError
 ])
 def test_read_json_names_a_damaged_file(tmp_path, content, fragment):
     path = tmp_path / 'r.json'
@@ -166,6 +167,14 @@ def test_read_json_names_a_damaged_file(tmp_path, content, fragment):
     with pytest.raises(InputError) as error:
         files.read_json(path, 'a result')
     assert str(error.value).startswith(f'{path} (a result) ') and fragment in str(error.value)
+
+
+def test_read_json_refuses_a_file_larger_than_any_this_project_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, 'JSON_LIMIT_BYTES', 10)
+    path = tmp_path / 'r.json'
+    path.write_text('{"a": "0123456789"}')
+    with pytest.raises(InputError, match='is damaged: not a JSON object'):
+        files.read_json(path, 'a result')
 
 
 def test_read_json_names_a_missing_file(tmp_path):

@@ -67,3 +67,21 @@ def test_image_units_are_also_paired_by_seed(tmp_path, capsys):
     assert out['b_minus_a_by_seed']['mean'] == pytest.approx(seeds.mean())
     assert out['b_minus_a_by_seed']['ci95'] == pytest.approx([seeds.mean() - half, seeds.mean() + half])
     assert out['b_minus_a']['n'] == 9
+
+
+def test_results_of_another_data_set_or_a_damaged_result_do_not_pair(tmp_path, capsys):
+    write_units(tmp_path / 'a', [0.9, 0.8])
+    write_units(tmp_path / 'b', [0.9, 0.8])
+    for folder, dataset in (('a', 'MNIST'), ('b', 'FashionMNIST')):  # same unit names, same seeds
+        for path in (tmp_path / folder).glob('run*.json'):
+            path.write_text(json.dumps({**json.loads(path.read_text()), 'dataset': dataset}))
+    assert run_cli(paired.main, [str(tmp_path / 'a'), str(tmp_path / 'b')]) == 2
+    assert "run0 was tested on other data in the two folders (dataset 'MNIST' against 'FashionMNIST')" in \
+        capsys.readouterr().err
+    result = tmp_path / 'b' / 'run1.json'
+    result.write_text(json.dumps({'unit': 'run1', 'metrics': {'f1': 0.9}}))  # no seed
+    assert run_cli(paired.main, [str(tmp_path / 'a'), str(tmp_path / 'b')]) == 2
+    assert f'{result} is damaged: no whole-number "seed"' in capsys.readouterr().err
+    result.write_text(json.dumps({'unit': 'run1', 'seed': 2, 'metrics': {'f1': float('nan')}}))
+    assert run_cli(paired.main, [str(tmp_path / 'a'), str(tmp_path / 'b')]) == 2
+    assert '"metrics" holds something other than finite numbers' in capsys.readouterr().err

@@ -64,6 +64,22 @@ class Calibration:
         return cls(np.quantile(errors, np.linspace(0, 1, QUANTILES)).tolist(), int(errors.size), str(source),
                    dict(signature), sha256)
 
+    def content_problem(self):
+        """What makes a parsed calibration unusable, in a few words (its field named), or None: quantiles that are
+        not finite numbers in ascending order (NaN would never alarm, a descending list always), a count of clips
+        that is no positive whole number."""
+        quantiles = np.asarray(self.quantiles, dtype=object)
+        if not all(isinstance(q, (int, float)) and not isinstance(q, bool) for q in quantiles):
+            return '"quantiles" holds something other than numbers'
+        quantiles = quantiles.astype(np.float64)
+        if not np.all(np.isfinite(quantiles)):
+            return '"quantiles" holds NaN or infinite values'
+        if np.any(np.diff(quantiles) < 0):
+            return '"quantiles" are not in ascending order'
+        if not isinstance(self.clips, int) or isinstance(self.clips, bool) or self.clips < 2:
+            return f'"clips" must be a whole number of at least 2, not {self.clips!r}'
+        return None
+
     @property
     def resolution(self):
         """The smallest false-alarm rate the calibration can resolve."""
@@ -93,11 +109,14 @@ class Calibration:
         stored = read_json(path, 'a calibration')
         try:
             calibration = cls(**stored)
-            if len(calibration.quantiles) != QUANTILES:
+            if len(calibration.quantiles) != QUANTILES or not isinstance(calibration.signature, dict):
                 raise ValueError
         except (TypeError, ValueError):
             raise InputError(f'{path} is not a calibration file of this version (script_testing.py --Calibrate '
                              'True writes one)') from None
+        problem = calibration.content_problem()
+        if problem:
+            raise InputError(f'{path} is damaged: {problem}; calibrate again with --Calibrate True')
         if calibration.weights_sha256 != sha256:
             raise InputError(f'{path} calibrates other weights (sha256 {calibration.weights_sha256[:12]}..., these '
                              f'are {sha256[:12]}...): calibrate these weights with --Calibrate True')

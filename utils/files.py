@@ -85,13 +85,19 @@ def _remove(temporary):
         pass  # the folder refuses even that: nothing of ours is left in it to remove
 
 
+JSON_LIMIT_BYTES = 256 * 2 ** 20  # the largest JSON this project writes (a --Stream's results) is far smaller
+
+
 def read_json(path, what):
-    """The JSON object (a dict) in ``path``, which holds ``what`` ('the result of a finished unit')."""
+    """The JSON object (a dict) in ``path``, which holds ``what`` ('the result of a finished unit'); a file larger
+    than any this project writes, or nested deeper than Python's parser can follow, counts as damaged."""
     try:
+        if Path(path).stat().st_size > JSON_LIMIT_BYTES:
+            raise ValueError
         value = json.loads(Path(path).read_text())
     except OSError as error:
         raise InputError(f'cannot read {path} ({what}): {cause_of(error)}') from None
-    except ValueError:  # UnicodeDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError included
         value = None
     if not isinstance(value, dict):
         raise InputError(f'{path} ({what}) is damaged: not a JSON object; delete it and run again')

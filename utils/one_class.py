@@ -485,6 +485,7 @@ class UnitRunner:
         scores = finite_scores(score_samples(model, data.test, self.score, self.losses.memory_model),
                                f'{unit.name} ({weights})', 'test sample')
         result = {'unit': unit.name, 'seed': unit.seed, 'normal_class': unit.normal_class,
+                  'dataset': getattr(self.flags, 'Dataset', None),
                   'metrics': unit_metrics(scores, data.labels), 'train_samples': int(len(data.train)),
                   'test_samples': int(len(data.test_labels)), 'test_anomalies': int(data.test_labels.sum()),
                   'protocol': data.description, 'weights': str(weights), 'epoch_losses': losses,

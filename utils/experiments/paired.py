@@ -12,6 +12,7 @@ interval to read there; for KDDCUP99 each run is its own seed and the two agree.
 """
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -27,14 +28,34 @@ def unit_results(folder):
     for path in sorted(Path(folder).glob('*.json')):
         result = read_json(path, 'a result file')
         if 'unit' in result and 'metrics' in result:
+            problem = unit_result_problem(result)
+            if problem:
+                raise InputError(f'{path} is damaged: {problem}; rerun its unit (bash test.sh with the same flags)')
             results[result['unit']] = result
     if not results:
         raise InputError(f'{folder} holds no unit results (<unit>.json): give a result folder res_<setting>')
     return results
 
 
+def unit_result_problem(result):
+    """What a unit result lacks for pairing, in a few words naming the field, or None."""
+    if not isinstance(result['unit'], str):
+        return '"unit" is no name'
+    if not isinstance(result.get('seed'), int) or isinstance(result.get('seed'), bool):
+        return 'no whole-number "seed"'
+    metrics = result['metrics']
+    if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                and math.isfinite(v) for v in metrics.values()):
+        return '"metrics" holds something other than finite numbers'
+    return None
+
+
+# What two results of one unit must share to pair: the data they were tested on
+PAIRED_ON = ('dataset', 'protocol', 'test_samples', 'test_anomalies')
+
+
 def paired_differences(a, b, metric):
-    """{unit: B - A} of ``metric`` over the units both hold, which must have used the same seeds."""
+    """{unit: B - A} of ``metric`` over the units both hold, which must have used the same seeds and test data."""
     shared = sorted(set(a) & set(b))
     if not shared:
         raise InputError('the two folders have no unit in common')
@@ -42,6 +63,10 @@ def paired_differences(a, b, metric):
         if a[unit]['seed'] != b[unit]['seed']:
             raise InputError(f'{unit} used seed {a[unit]["seed"]} in one folder and {b[unit]["seed"]} in the other: '
                              f'the units do not pair')
+        for field in PAIRED_ON:
+            if a[unit].get(field) != b[unit].get(field):
+                raise InputError(f'{unit} was tested on other data in the two folders ({field} {a[unit].get(field)!r} '
+                                 f'against {b[unit].get(field)!r}): the units do not pair')
         if metric not in a[unit]['metrics'] or metric not in b[unit]['metrics']:
             raise InputError(f'{unit} has no metric {metric!r}; it has {", ".join(a[unit]["metrics"])}')
     return {unit: b[unit]['metrics'][metric] - a[unit]['metrics'][metric] for unit in shared}
