@@ -138,6 +138,8 @@ def image_validation_split(splits, normal_class, protocol, anomaly_ratio, seed):
     if rows.train_source is rows.test_source:
         others = np.setdiff1d(others, rows.anomaly_rows)
     wanted = _anomaly_count(len(held_out), len(others), anomaly_ratio)
+    check_validation_counts(f'class {normal_class} (seed {seed})', len(held_out), wanted, f'{len(train_rows)} training '
+                            'images of the class')
     val_x, val_y = _labelled(x, held_out, others[rng.choice(len(others), size=wanted, replace=False)])
     return OneClassSplit(x[fit], val_x, val_y, f'validation from the training images ({rows.description})')
 
@@ -211,7 +213,21 @@ def kdd_validation_rows(y, seed, anomaly_ratio=0.2):
     attacks = attacks[rng.permutation(len(attacks))]
     cut = int(len(attacks) * VALIDATION_HELD_OUT)
     wanted = int(round(cut * anomaly_ratio / (1 - anomaly_ratio)))
+    check_validation_counts(f'KDDCUP99 run of seed {seed}', cut, min(wanted, len(anomalies)),
+                            f'{len(attacks)} attack and {len(anomalies)} "normal." records in its training half')
+    if wanted > len(anomalies):
+        raise InputError(f'--EarlyStopping: the validation set of the KDDCUP99 run of seed {seed} needs {wanted} '
+                         f'"normal." records of its training half, which holds {len(anomalies)}: too few records')
     return attacks[cut:], np.concatenate([attacks[:cut], rng.choice(anomalies, size=wanted, replace=False)])
+
+
+def check_validation_counts(unit, normal, anomalous, available):
+    """A validation set needs normal and anomalous samples, or its metric (AUC, F1) is undefined: refused before
+    any training, naming the unit and the counts."""
+    if normal < 1 or anomalous < 1:
+        raise InputError(f'--EarlyStopping: the validation set of {unit} would hold {normal} normal and {anomalous} '
+                         f'anomalous samples, from {available}: its metric is undefined; more data is needed to '
+                         f'choose an epoch on validation (or leave --EarlyStopping out)')
 
 
 def kdd_indices(y, seed):

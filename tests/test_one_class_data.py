@@ -197,6 +197,19 @@ def test_validation_splits_are_fixed_by_the_seed():
     assert y[val].sum() > 40 and len(set(val)) == len(val) and not set(val) & set(train)
 
 
+def test_a_validation_set_without_both_kinds_of_sample_is_refused_before_training():
+    """Its AUC or F1 would be undefined, and the epoch it chose arbitrary (a curve of NaN)."""
+    from data.protocols import image_validation_split, kdd_validation_rows
+    splits = {'train': labelled(5), 'test': labelled(5)}  # 5 images a class: 1 held out, 0 anomalies wanted
+    with pytest.raises(InputError, match=r'the validation set of class 1 \(seed 4\) would hold 1 normal and 0 '
+                                         r'anomalous samples, from 5 training images of the class'):
+        image_validation_split(splits, 1, 'standard', 0.3, seed=4)
+    y = np.array([0] * 200 + [1] * 6)
+    with pytest.raises(InputError, match=r'the KDDCUP99 run of seed 2 needs \d+ "normal." records of its training '
+                                         r'half, which holds [0-6]: too few records'):
+        kdd_validation_rows(y, 2)
+
+
 def test_kdd_protocol():
     x = np.arange(100)[:, None]
     y = (np.arange(100) % 5 == 0).astype(int)
