@@ -193,7 +193,7 @@ def test_folder_flags_that_are_files_or_cannot_be_written(prepared_root, weights
     ('train', ['--BatchSize', '-2'], '--BatchSize must be at least 1, got -2'),
     ('train', ['--LR', '0'], '--LR must be positive, got 0.0'),
     ('train', ['--LR', '-0.0001'], '--LR must be positive, got -0.0001'),
-    ('train', ['--LR', 'nan'], '--LR must be positive, got nan'),
+    ('train', ['--LR', 'nan'], '--LR must be a finite number, got nan'),
     ('train', ['--EpochNum', '0'], '--EpochNum must be at least 1, got 0'),
     ('test', ['--Plots', 'maybe'], "argument --Plots: boolean value expected (yes/true/t/y/1 or no/false/f/n/0), "
                                    "got 'maybe'"),

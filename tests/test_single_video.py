@@ -1,4 +1,5 @@
 """Scoring a video of your own (script_testing.py --Video, utils/single_video.py, data/frame_stream.py)."""
+import csv
 import json
 import re
 import shutil
@@ -271,3 +272,25 @@ def test_the_heat_maps_share_the_largest_per_frame_percentile_as_their_scale(tmp
     expected = max(np.percentile(frame, utils.single_video.HEAT_PERCENTILE) for frame in every_frame)
     assert store.scale() == pytest.approx(expected, rel=1e-12)
     assert store.maps().shape == (9, 8, 8)
+
+
+def test_a_rerun_into_a_video_folder_keeps_only_its_own_outputs_and_quotes_odd_names(prepared_root, weights,
+                                                                                   tmp_path):
+    """Frame files whose names hold commas stay one CSV field; a second run without --Plots removes the first
+    run's overlay and figure of the most anomalous frames (they would describe the earlier run)."""
+    frames, _ = video_frames(20, seed=3)
+    camera = tmp_path / 'camera'
+    camera.mkdir()
+    for k, frame in enumerate(frames):
+        Image.fromarray(frame).save(camera / f'{k:03d},cam 1,2026-12-05 10:00:{k:02d}.png')
+    score(prepared_root, weights, tmp_path / 'out', '--Video', str(camera), '--Plots', 'True')
+    folder = tmp_path / 'out' / 'video_camera'
+    assert (folder / 'most_anomalous.png').is_file()
+    with (folder / 'frame_scores.csv').open(newline='') as file:
+        header, *body = list(csv.reader(file))
+    assert len(body) == 20 and all(len(row) == len(header) for row in body)
+    assert body[3][1] == '003,cam 1,2026-12-05 10:00:03.png'
+    score(prepared_root, weights, tmp_path / 'out', '--Video', str(camera))
+    left = {path.name for path in folder.iterdir()}
+    assert 'most_anomalous.png' not in left and not any(name.startswith('overlay.') for name in left)
+    assert set(json.loads((folder / 'results.json').read_text())['outputs']) <= left

@@ -1,6 +1,7 @@
 """Live scoring (script_testing.py --Stream, utils/live_stream.py, data/live_frames.py): the streamed decisions are
 those of --Video on the same frames, from a movie read at its rate and from a folder that fills while the stream
 runs; a stream stopped by Ctrl-C keeps whole rows; a source that ends before one clip, and the refusals."""
+import csv
 import http.server
 import json
 import os
@@ -55,8 +56,9 @@ def flags(prepared_root, weights, out, *extra):
 
 
 def rows(path):
-    lines = path.read_text().splitlines()
-    return lines[0].split(','), [line.split(',') for line in lines[1:]]
+    with path.open(newline='') as file:
+        lines = list(csv.reader(file))
+    return lines[0], lines[1:]
 
 
 def assert_same_decisions(streamed_folder, offline_folder):
@@ -145,21 +147,25 @@ def test_events_look_only_at_the_frames_since_the_last_run_began(monkeypatch):
     assert decisions.events == [] and max(looked_at) <= 10
 
 
-def test_frames_that_piled_up_are_taken_together_and_a_reader_error_comes_after_them():
-    def source(fail):
+@pytest.mark.parametrize('error, message', [
+    (None, None), (DataFormatError('frame 10 is not a readable image'), 'frame 10'),
+    (FileNotFoundError(2, 'No such file or directory'), '--Stream cam could not be read any more: No such file')])
+def test_frames_that_piled_up_are_taken_together_and_a_reader_error_comes_after_them(error, message):
+    """A reader's error reaches the main thread after the frames read before it; an OS error (the folder deleted
+    while streaming) as one sentence naming the source."""
+    def source():
         yield from range(10)
-        if fail:
-            raise DataFormatError('frame 10 is not a readable image')
-    for fail in (False, True):
-        reader = FrameQueue(source(fail), most=4)
-        reader.thread.join()  # all ten have arrived before the scorer asks
-        batches = reader.batches()
-        assert [next(batches) for _ in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-        if fail:
-            with pytest.raises(DataFormatError, match='frame 10'):
-                next(batches)
-        else:
-            assert list(batches) == []
+        if error:
+            raise error
+    reader = FrameQueue(source(), most=4, what='--Stream cam')
+    reader.thread.join()  # all ten have arrived before the scorer asks
+    batches = reader.batches()
+    assert [next(batches) for _ in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    if error:
+        with pytest.raises(DataFormatError, match=message):
+            next(batches)
+    else:
+        assert list(batches) == []
 
 
 def test_a_scorer_keeps_up_while_it_never_finds_more_than_a_batch_waiting():
@@ -343,3 +349,43 @@ def test_the_source_rate_counts_the_intervals_between_arrivals():
     one = StreamClock(batch=4)
     one.arrived(arrivals[:1])
     assert one.source_rate() is None  # one frame has no rate
+
+
+def test_a_stream_that_fails_to_open_leaves_the_earlier_streams_outputs_whole(prepared_root, calibrated, tmp_path,
+                                                                              capsys):
+    """A re-run whose source does not open (a 0-byte movie of the same name) changes nothing in the folder."""
+    movie = tmp_path / 'camera.avi'
+    write_movie(movie, video_frames(20, seed=2)[0], rate=25)
+    assert script_testing.main(flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie), *DECIDE)) == 0
+    folder = tmp_path / 'stream_camera'
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    assert {'frame_scores.csv', 'results.json', 'events.csv'} <= set(before)
+    empty = tmp_path / 'other' / 'camera.avi'
+    empty.parent.mkdir()
+    empty.touch()
+    assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(empty),
+                                              *DECIDE)) == 2
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+
+
+def test_a_second_stream_into_a_folder_being_written_is_refused(prepared_root, calibrated, tmp_path, capsys):
+    from utils.files import only_writer
+    movie = tmp_path / 'frames.avi'
+    write_movie(movie, video_frames(20, seed=2)[0], rate=25)
+    folder = tmp_path / 'stream_frames'
+    folder.mkdir()
+    with only_writer(folder, 'another camera'):  # what a live stream of another camera holds
+        assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),
+                                                  *DECIDE)) == 2
+    assert f'another process is writing {folder}' in capsys.readouterr().err
+    assert not (folder / 'frame_scores.csv').exists()
+
+
+def test_stream_rows_keep_a_label_with_commas_one_field(tmp_path):
+    labels = ['001,cam 1,2026-12-05 10:00:01.jpg']
+    rows_file = live_stream.DecisionRows(tmp_path, 'source_file', labels)
+    rows_file.start()
+    rows_file.write([SimpleNamespace(frame=0, clip=0, error=0.5, tail_probability=0.25, anomalous=True)])
+    rows_file.close()
+    header, (row,) = rows(tmp_path / 'frame_scores.csv')
+    assert len(row) == len(header) == 6 and row[1] == labels[0]

@@ -10,6 +10,9 @@ in every case, an interrupt included.
 :func:`read_json` reads such a JSON file back (a result, a record of a finished step), telling a damaged or
 unreadable one in one sentence.
 """
+import csv
+import fcntl
+import io
 import json
 import os
 from contextlib import contextmanager
@@ -102,6 +105,38 @@ def read_json(path, what):
     if not isinstance(value, dict):
         raise InputError(f'{path} ({what}) is damaged: not a JSON object; delete it and run again')
     return value
+
+
+def csv_line(values):
+    """One CSV row (no line end) as the csv module quotes it: a field holding a comma, quote or line break (a frame
+    file called ``001,cam 1.jpg``) stays one field."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator='').writerow(values)
+    return line.getvalue()
+
+
+def write_csv(path, header, rows):
+    """A CSV file of ``header`` and ``rows`` (sequences of values), whole or not at all."""
+    write_text(path, ''.join(csv_line(row) + '\n' for row in [header, *rows]))
+
+
+@contextmanager
+def only_writer(folder, what):
+    """Held while this process writes ``folder`` (an advisory lock on ``<folder>/.writing.lock``): a second
+    process that would write the same folder at once is refused with one sentence instead of interleaving its
+    rows into the same files."""
+    lock = Path(folder) / '.writing.lock'
+    with writing(lock):
+        handle = lock.open('a')
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError(f'another process is writing {folder} ({what}); give this one its own --OutRoot') \
+                from None
+        yield
+    finally:
+        handle.close()
 
 
 def write_text(path, text):

@@ -44,12 +44,13 @@ from data.live_frames import is_folder_source, live_frames
 from data.readers import DataFormatError
 from utils.calibration import anomaly_events, calibration_path, is_anomalous
 from utils.errors import InputError
-from utils.files import write_json
+from utils.files import AppendedLines, cause_of, csv_line, make_folder, only_writer, write_json
 from utils.interrupts import Interrupted, signal_number
 from utils.plots import plot_decisions
 from utils.runtime import autocast, memory_layout
 from utils.scoring import finite_scores, frame_window_scorer, resolve_score_type, score_windows, window_batch
-from utils.single_video import checked_calibration, decide, video_frame_size, window_tensor, write_events
+from utils.single_video import (checked_calibration, decide, remove_outputs, video_frame_size, window_tensor,
+                                write_events)
 
 STATUS_CLIPS = 250  # clips between status lines (10 s of a 25 frames/s source)
 QUEUE_POLL_SECONDS = 0.2
@@ -211,8 +212,8 @@ class FrameQueue:
     while clips are scored: a frame's arrival is when it was read, not when the scorer got to it, and a scorer
     that is behind finds the frames that piled up and scores their clips together."""
 
-    def __init__(self, frames, most):
-        self.frames, self.most = frames, most
+    def __init__(self, frames, most, what):
+        self.frames, self.most, self.what = frames, most, what
         self.queue, self.error = queue.SimpleQueue(), None
         self.thread = threading.Thread(target=self._read, name='stream reader', daemon=True)
         self.thread.start()
@@ -236,6 +237,9 @@ class FrameQueue:
             if batch[-1] is None:
                 if batch[:-1]:
                     yield batch[:-1]
+                if isinstance(self.error, OSError):  # the source went away (a folder deleted, a drive gone)
+                    raise DataFormatError(f'{self.what} could not be read any more: {cause_of(self.error)}') \
+                        from None
                 if self.error is not None:
                     raise self.error
                 return
@@ -254,20 +258,32 @@ class FrameQueue:
                     raise
 
 
-class DecisionRows:
-    """frame_scores.csv of a stream: the header at once, then each decided frame's row, flushed."""
+STREAM_OUTPUTS = ('frame_scores.csv', 'events.csv', 'events.json', 'decisions.png')
 
-    def __init__(self, path, column, labels):
-        self.path, self.labels = path, labels
-        self.file = path.open('w')
-        self.file.write(f'frame,{column},clip,error,tail_probability,anomalous\n')
-        self.file.flush()
+
+class DecisionRows:
+    """frame_scores.csv of a stream, started once the source has delivered frames (a source that does not open
+    leaves an earlier stream's outputs as they were; from then on they would describe another run, so they go),
+    then each decided frame's row, flushed; a failed write is one sentence naming the file."""
+
+    def __init__(self, folder, column, labels):
+        self.folder, self.path, self.column, self.labels = folder, folder / 'frame_scores.csv', column, labels
+        self.file = None
+
+    def start(self):
+        remove_outputs(self.folder, [*STREAM_OUTPUTS, 'results.json'])
+        self.file = AppendedLines(self.path, [csv_line(['frame', self.column, 'clip', 'error', 'tail_probability',
+                                                        'anomalous'])])
 
     def write(self, decided):
         for d in decided:
-            self.file.write(f'{d.frame},{self.labels[d.frame]},{d.clip},{d.error!r},{d.tail_probability!r},'
-                            f'{int(d.anomalous)}\n')
+            self.file.write_line(csv_line([d.frame, self.labels[d.frame], d.clip, repr(d.error),
+                                           repr(d.tail_probability), int(d.anomalous)]))
         self.file.flush()
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
 
 
 def score_stream(opt, options, model, weights, device, memory_model):
@@ -276,8 +292,14 @@ def score_stream(opt, options, model, weights, device, memory_model):
     size, size_origin = video_frame_size(opt)
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
     checked = stream_checked_calibration(opt, weights, score, size)
-    folder = Path(opt.OutRoot) / f'stream_{stream_name(opt.Stream)}'
-    options.save(opt, folder)
+    folder = make_folder(Path(opt.OutRoot) / f'stream_{stream_name(opt.Stream)}')
+    with only_writer(folder, f'--Stream {opt.Stream}'):
+        return stream_into(folder, opt, options, weights, checked, size, size_origin, score, model, device,
+                           memory_model)
+
+
+def stream_into(folder, opt, options, weights, checked, size, size_origin, score, model, device, memory_model):
+    """:func:`score_stream` once ``folder`` is this process's to write."""
     memory_format = memory_layout(opt.ChannelsLast)
     scorer = frame_window_scorer(model, opt, memory_format)
 
@@ -291,17 +313,20 @@ def score_stream(opt, options, model, weights, device, memory_model):
     batch_limit = opt.ClipWindow or opt.BatchSize
     clock, labels, held = StreamClock(batch_limit), [], deque(maxlen=opt.FrameNum - 1)
     column = 'source_file' if is_folder_source(opt.Stream) else 'time_s'
-    rows = DecisionRows(folder / 'frame_scores.csv', column, labels)
+    rows = DecisionRows(folder, column, labels)
     print(f'--Stream {opt.Stream}: frames at {size[0]} x {size[1]} (from {size_origin}); anomalous above an error '
           f'of {checked.threshold:.6g} (--FalseAlarmRate {opt.FalseAlarmRate:g}, {checked.file.name}) -> {rows.path}',
           flush=True)
     ended = 'the source ended'
     stop_reading = threading.Event()
     arrivals = FrameQueue(live_frames(opt.Stream, size, opt.ImgChnNum, opt.StreamFormat, stop_reading),
-                          batch_limit)
+                          batch_limit, f'--Stream {opt.Stream}')
     try:
-        with rows.file, torch.inference_mode(), autocast(device, opt.AMP):
+        with torch.inference_mode(), autocast(device, opt.AMP):
             for batch in arrivals.batches():
+                if rows.file is None:  # the source delivers: this run's outputs start
+                    rows.start()
+                    options.save(opt, folder)
                 labels += [frame.label for frame in batch]
                 clock.arrived(batch)
                 frames = [*held, *(frame.pixels for frame in batch)]
@@ -324,11 +349,12 @@ def score_stream(opt, options, model, weights, device, memory_model):
     finally:
         stop_reading.set()
         if decisions.clip_errors:  # the frames after the last clip's centre, then the summaries
-            with rows.path.open('a') as rows.file:
-                rows.write(decisions.finish(len(labels)))
+            rows.write(decisions.finish(len(labels)))
+            rows.close()
             final = write_stream_results(opt, folder, weights, checked, decisions, clock, (column, labels), size,
                                          score, ended)
-        else:
+        elif rows.file is not None:  # too few frames for a clip: no decision, no file
+            rows.close()
             rows.path.unlink(missing_ok=True)
     if not decisions.clip_errors:
         raise DataFormatError(f'--Stream {opt.Stream} ended after {len(labels)} frames, fewer than the '
@@ -353,6 +379,6 @@ def write_stream_results(opt, folder, weights, checked, decisions, clock, source
         'calibration': {'file': str(checked.file), 'false_alarm_rate': checked.false_alarm_rate,
                         'threshold': checked.threshold, 'anomalous_frames': int(final.anomalous.sum()),
                         'events': len(final.events)},
-        **clock.as_dict(), 'outputs': ['frame_scores.csv', 'events.csv', 'events.json', 'decisions.png'],
+        **clock.as_dict(), 'outputs': list(STREAM_OUTPUTS),
         'options': vars(opt)}, sort_keys=True, default=str)
     return final

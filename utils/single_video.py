@@ -53,7 +53,7 @@ from utils.calibration import (Calibration, anomaly_events, calibration_path, ch
                                weights_sha256)
 from utils.errors import InputError
 from utils.eval import regularity
-from utils.files import read_json, save_image, save_npy, write_json, write_text, writing
+from utils.files import read_json, save_image, save_npy, write_csv, write_json, writing
 from utils.plots import heat_overlay, plot_anomalous_frames, plot_decisions, plot_video_scores
 from utils.runtime import autocast, memory_layout
 from utils.scoring import finite_scores, frame_window_scorer, resolve_score_type, score_windows, window_batch
@@ -174,12 +174,11 @@ def write_frame_scores(folder, sources, clips_of_frames, error, regular, decisio
     save_npy(folder / 'error.npy', error)
     save_npy(folder / 'regularity.npy', regular)
     column, sources = sources
-    extra = ',tail_probability,anomalous' if decisions else ''
-    rows = [f'frame,{column},clip,error,regularity{extra}']
-    for f, (source, c, e, p) in enumerate(zip(sources, clips_of_frames, error, regular)):
-        decided = f',{float(decisions.tail[f])!r},{int(decisions.anomalous[f])}' if decisions else ''
-        rows.append(f'{f},{source},{c},{float(e)!r},{float(p)!r}{decided}')
-    write_text(folder / 'frame_scores.csv', '\n'.join(rows) + '\n')
+    header = ['frame', column, 'clip', 'error', 'regularity', *(['tail_probability', 'anomalous'] if decisions else [])]
+    rows = [[f, source, c, repr(float(e)), repr(float(p)),
+             *([repr(float(decisions.tail[f])), int(decisions.anomalous[f])] if decisions else [])]
+            for f, (source, c, e, p) in enumerate(zip(sources, clips_of_frames, error, regular))]
+    write_csv(folder / 'frame_scores.csv', header, rows)
 
 
 def calibration_signature(opt, score, size):
@@ -228,10 +227,10 @@ def write_events(folder, sources, decisions):
     """events.csv (one row per event: its first and last frame, their file names or times, ``sources`` as
     :func:`frame_sources` gives them) and events.json."""
     column, sources = sources
-    rows = [f'event,first_frame,last_frame,frames,first_{column},last_{column}']
-    rows += [f'{k},{first},{last},{last - first + 1},{sources[first]},{sources[last]}'
-             for k, (first, last) in enumerate(decisions.events)]
-    write_text(folder / 'events.csv', '\n'.join(rows) + '\n')
+    write_csv(folder / 'events.csv', ['event', 'first_frame', 'last_frame', 'frames', f'first_{column}',
+                                      f'last_{column}'],
+              [[k, first, last, last - first + 1, sources[first], sources[last]]
+               for k, (first, last) in enumerate(decisions.events)])
     write_json(folder / 'events.json', {
         'calibration': str(decisions.checked.file), 'false_alarm_rate': decisions.checked.false_alarm_rate,
         'threshold': decisions.checked.threshold, 'anomalous_frames': int(decisions.anomalous.sum()),
@@ -305,11 +304,29 @@ def calibrate_on_video(opt, model, weights, device, memory_model):
     return save_calibration(opt, weights, scores, opt.Video, score, size)
 
 
+def earlier_outputs(folder):
+    """The outputs an earlier run listed in ``folder``'s results.json (none if it has none, or a damaged one)."""
+    path = Path(folder) / 'results.json'
+    try:
+        outputs = read_json(path, 'the results of an earlier run').get('outputs') if path.is_file() else []
+    except InputError:
+        return []
+    return [name for name in outputs or [] if isinstance(name, str) and '/' not in name and name != 'results.json']
+
+
+def remove_outputs(folder, names):
+    """Remove the outputs ``names`` of an earlier run from ``folder``: a new run's folder holds its own alone."""
+    for name in names:
+        (Path(folder) / name).unlink(missing_ok=True)
+
+
 def score_single_video(opt, options, model, weights, device, memory_model):
     """Score ``opt.Video`` with the (eval-mode) model; write the outputs of the module docstring; returns the
-    output folder."""
+    output folder. Outputs an earlier run left in the folder that this one does not write are removed at the end
+    (a movie overlay beside another run's scores would describe that run)."""
     size, size_origin = video_frame_size(opt)
     folder = Path(opt.OutRoot) / f'video_{video_name(opt.Video)}'
+    earlier = earlier_outputs(folder)
     options.save(opt, folder)
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
     checked = checked_calibration(opt, weights, score, size)
@@ -350,6 +367,7 @@ def score_single_video(opt, options, model, weights, device, memory_model):
             'file': str(checked.file), 'false_alarm_rate': checked.false_alarm_rate, 'threshold': checked.threshold,
             'anomalous_frames': int(decisions.anomalous.sum()), 'events': len(decisions.events)},
         'outputs': outputs, 'options': vars(opt)}, sort_keys=True, default=str)
+    remove_outputs(folder, set(earlier) - set(outputs))
     decided = '' if decisions is None else (f'; {int(decisions.anomalous.sum())} frames above the threshold at '
                                             f'--FalseAlarmRate {opt.FalseAlarmRate:g}, {len(decisions.events)} '
                                             f'event(s)')
