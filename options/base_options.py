@@ -7,6 +7,8 @@ their default, and :meth:`BaseOptions.save` writes them beside a run's outputs a
 import argparse
 import difflib
 import math
+import os
+import shutil
 from types import SimpleNamespace
 
 from data.protocols import PROTOCOLS
@@ -69,6 +71,12 @@ def added_fields(opt, fields):
     """``_{field}{value}`` of each added option of ``fields`` that differs from its default."""
     return ''.join(f'_{field}{str(getattr(opt, flag)).capitalize()}'
                    for flag, field, default in fields if getattr(opt, flag) != default)
+
+
+def cxx_compiler():
+    """The C++ compiler torch.compile's code generation would use (CXX, else the usual names), or None."""
+    return next((found for name in (os.environ.get('CXX'), 'g++', 'c++', 'clang++')
+                 if name and (found := shutil.which(name))), None)
 
 
 # Options that become part of the run name, hence of file and folder names
@@ -263,6 +271,10 @@ class BaseOptions:
         self.check_numbers_and_names(opt)
         if opt.Mode != self.mode:
             self.parser.error(f'--Mode {opt.Mode} does not fit this script, which runs in --Mode {self.mode}')
+        if opt.Compile and not cxx_compiler():
+            self.parser.error('--Compile True builds the model into C++ (and on a GPU, Triton) code, which needs a '
+                              'C++ compiler; none was found (install g++ or clang, or name one in CXX), or leave '
+                              '--Compile out')
         for flag in self.positive_flags:
             if getattr(opt, flag) < 1:
                 self.parser.error(f'--{flag} must be at least 1, got {getattr(opt, flag)}')

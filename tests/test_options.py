@@ -219,3 +219,23 @@ def test_the_validation_program_refuses_a_negative_window(capsys):
     with pytest.raises(SystemExit):
         validation.main(['kdd', '--Window', '-1'])
     assert '--Window must be 0 or more epochs' in capsys.readouterr().err
+
+
+def test_compile_without_a_compiler_is_one_sentence(monkeypatch, capsys, tmp_path):
+    """torch.compile fails only at the first step, with a 90-line traceback from its code generation."""
+    import options.base_options as base
+    real = base.cxx_compiler
+    monkeypatch.setenv('PATH', str(tmp_path))  # no compiler on it
+    monkeypatch.delenv('CXX', raising=False)
+    assert real() is None
+    for options in (TrainOptions(), EvalOptions()):
+        with pytest.raises(SystemExit):
+            options.parse(['--Compile', 'True'])
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1 and 'needs a C++ compiler; none was found' in err
+    assert TrainOptions().parse(['--Compile', 'False'], is_print=False).Compile is False
+    compiler = tmp_path / 'my-c++'
+    compiler.write_text('#!/bin/sh\n')
+    compiler.chmod(0o755)
+    monkeypatch.setenv('CXX', str(compiler))
+    assert real() == str(compiler)
