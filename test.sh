@@ -51,6 +51,7 @@ if [ "$EXPERIMENT" = demo ]; then
   step python script_training.py "${FLAGS[@]}" "${TRAIN_FLAGS[@]}" --DataRoot "$DATA_ROOT" --ModelRoot "$OUT_ROOT" \
     --Suffix Non "${@:2}"
   MODEL_ROOT="$OUT_ROOT"
+  export MEMAE_CUDA_NOTED=1  # training said it if CUDA is missing: testing does not say it again
   # testing gets the extra flags it takes (--Resume auto, --EpochNum ... are training's)
   mapfile -d '' -t EXTRA < <(python -m utils.experiments.settings --testing-flags "${@:2}")
   set -- "$1" "${EXTRA[@]}"

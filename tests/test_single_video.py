@@ -294,3 +294,15 @@ def test_a_rerun_into_a_video_folder_keeps_only_its_own_outputs_and_quotes_odd_n
     left = {path.name for path in folder.iterdir()}
     assert 'most_anomalous.png' not in left and not any(name.startswith('overlay.') for name in left)
     assert set(json.loads((folder / 'results.json').read_text())['outputs']) <= left
+
+
+def test_errors_that_hardly_vary_are_shown_raw_with_a_warning(capsys):
+    """The demo's 32 x 32 weights on a real Ped2 video: raw errors 0.3983-0.4047, a full 0-1 regularity curve."""
+    opt = SimpleNamespace(setting='MemAE_demo', Dataset='SyntheticDemo')
+    warnings = utils.single_video.flat_error_warning(np.array([0.3983, 0.40, 0.4047]), opt, (32, 32))
+    out = capsys.readouterr().out
+    assert 'raw clip errors from 0.3983 to 0.4047' in out and out.count('warning: ') == 1
+    assert len(warnings) == 1 and 'span only 1.6% of their level' in warnings[0] and 'SyntheticDemo at 32 x 32' in \
+        warnings[0]
+    assert utils.single_video.flat_error_warning(np.array([0.1, 0.3, 0.5]), opt, (32, 32)) == []
+    assert utils.single_video.flat_error_warning(np.zeros(3), opt, (32, 32))  # all alike: no division by zero

@@ -1,4 +1,5 @@
 """Run-time set-up shared by the scripts: seeding, determinism and the device."""
+import os
 import random
 import sys
 from contextlib import nullcontext
@@ -22,11 +23,16 @@ def set_deterministic(is_deter):
     torch.backends.cudnn.benchmark = not is_deter
 
 
+CUDA_NOTED = 'MEMAE_CUDA_NOTED'  # set by a command that already said so (test.sh's demo, for its testing step)
+
+
 def select_device(use_cuda):
     """CUDA when asked for and present; otherwise the CPU, with one plain line on stderr if CUDA was asked for
-    (a Python warning would add a line of our source code to it)."""
+    (a Python warning would add a line of our source code to it), once per command: not again in a later step of
+    a command that set ``MEMAE_CUDA_NOTED``."""
     if use_cuda and not torch.cuda.is_available():
-        print('note: --UseCUDA is True but CUDA is not available: running on the CPU', file=sys.stderr)
+        if not os.environ.get(CUDA_NOTED):
+            print('note: --UseCUDA is True but CUDA is not available: running on the CPU', file=sys.stderr)
         return torch.device('cpu')
     return torch.device('cuda' if use_cuda else 'cpu')
 

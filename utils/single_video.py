@@ -320,6 +320,26 @@ def remove_outputs(folder, names):
         (Path(folder) / name).unlink(missing_ok=True)
 
 
+FLAT_ERRORS = 0.05  # clip errors spanning less than this share of their level: the min-max curve shows noise
+
+
+def flat_error_warning(scores, opt, size):
+    """Prints the raw clip errors' range, which the 0-1 regularity curve hides, and warns when they hardly vary:
+    min-max normalisation then magnifies noise into a curve, as with weights trained on other footage or another
+    frame size, which score every frame alike. Returns the warnings (for results.json)."""
+    low, high = float(np.min(scores)), float(np.max(scores))
+    level = abs(float(np.mean(scores))) or 1.0
+    print(f'raw clip errors from {low:.6g} to {high:.6g} (the regularity curve maps this range to 1 .. 0)')
+    if high - low >= FLAT_ERRORS * level:
+        return []
+    warning = (f'the clip errors span only {(high - low) / level:.1%} of their level: the '
+               f'regularity curve shows noise, not events; the weights ({opt.setting}) were trained on --Dataset '
+               f'{opt.Dataset} at {size[0]} x {size[1]}: if that is other footage, train or calibrate on this '
+               f'camera\'s normal footage')
+    print(f'warning: {warning}')
+    return [warning]
+
+
 def score_single_video(opt, options, model, weights, device, memory_model):
     """Score ``opt.Video`` with the (eval-mode) model; write the outputs of the module docstring; returns the
     output folder. Outputs an earlier run left in the folder that this one does not write are removed at the end
@@ -335,6 +355,7 @@ def score_single_video(opt, options, model, weights, device, memory_model):
     decisions = None
     try:
         scores, seconds = video_clip_scores(opt, model, device, memory_model, size, score, store)
+        warnings = flat_error_warning(scores, opt, size)
         num_frames = len(scores) + opt.FrameNum - 1
         clips_of_frames = frame_clips(num_frames, len(scores), opt.FrameNum)
         error, regular = scores[clips_of_frames], regularity(scores)[clips_of_frames]
@@ -366,6 +387,7 @@ def score_single_video(opt, options, model, weights, device, memory_model):
         'calibration': None if decisions is None else {
             'file': str(checked.file), 'false_alarm_rate': checked.false_alarm_rate, 'threshold': checked.threshold,
             'anomalous_frames': int(decisions.anomalous.sum()), 'events': len(decisions.events)},
+        'error_range': [float(scores.min()), float(scores.max())], 'warnings': warnings,
         'outputs': outputs, 'options': vars(opt)}, sort_keys=True, default=str)
     remove_outputs(folder, set(earlier) - set(outputs))
     decided = '' if decisions is None else (f'; {int(decisions.anomalous.sum())} frames above the threshold at '
