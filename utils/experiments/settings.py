@@ -74,7 +74,7 @@ DATA = {
                         ('--BatchSize', '1024', '--LR', '1e-4', '--EpochNum', '40'),
                         variant_train={'_released': ('--EpochNum', '20')}, early_stopping=True),
     # bash test.sh demo: the ped2 MemAE on the 32 x 32 synthetic videos of data/synthetic.py, trained briefly (one
-    # epoch, a larger learning rate) so that the whole demo takes a few minutes on a 2-core CPU; tiny clips: batches
+    # epoch, a larger learning rate) so that the whole demo takes about a minute on a 2-core CPU; tiny clips: batches
     # help, workers do not.
     'demo': DataSettings(('--Dataset', DEMO_DATASET), 2000, 0.0025, 'Conv3D',
                          ('--BatchSize', '8', '--LR', '1e-3', '--EpochNum', '1', '--IsTbLog', 'True',
