@@ -129,3 +129,33 @@ def test_a_calibration_whose_content_cannot_hold_is_refused_naming_the_field(tmp
     path.write_text(json.dumps(stored))
     with pytest.raises(InputError, match=f'{path} is damaged: {message}'):
         Calibration.load(path, SIGNATURE, 'a' * 64)
+
+
+def test_events_and_labelled_runs_that_share_one_frame_at_either_edge_overlap():
+    """A flagged event meeting a labelled run in its first or last frame detects it; one frame apart does not."""
+    from utils.calibration import decision_report
+    from utils.eval import VideoResult
+    labels = np.array([0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 1])  # runs 2-3, 7-8, 12, 14 (one normal between)
+    scores = np.array([0, 5, 5, 0, 0, 0, 0, 0, 5, 5, 0, 0, 0, 0, 0.0])  # events 1-2 (touches 2), 8-9 (touches 8)
+    report = decision_report([VideoResult('v', scores, labels)], 1.0, 0.1, min_frames=1, merge_gap=0)
+    assert report['per_video']['v']['anomalous_runs'] == [(2, 3), (7, 8), (12, 12), (14, 14)]  # not merged
+    assert report['per_video']['v']['events'] == [(1, 2), (8, 9)]
+    assert report['events']['detected'] == 2 and report['events']['false_alarms'] == 0
+    shifted = decision_report([VideoResult('v', np.roll(scores, -1), labels)], 1.0, 0.1, 1, 0)  # events 0-1, 7-8
+    assert shifted['events']['false_alarms'] == 1 and shifted['events']['detected'] == 1
+
+
+def test_a_report_with_nothing_flagged_or_no_normal_clip_says_so():
+    from utils.calibration import decision_report
+    from utils.eval import VideoResult
+    quiet = decision_report([VideoResult('v', np.zeros(6), np.array([0, 0, 1, 1, 0, 0]))], 1.0, 0.1, 1, 0)
+    assert quiet['clips']['precision'] == 0.0 and quiet['clips']['recall'] == 0.0  # nothing flagged: no precision
+    allbad = decision_report([VideoResult('v', np.full(4, 5.0), np.ones(4, int))], 1.0, 0.1, 1, 0)
+    assert allbad['false_alarm_rate']['realised'] is None and allbad['clips']['normal'] == 0
+
+
+def test_errors_above_every_normal_one_have_no_tail_even_where_the_top_quantiles_repeat():
+    """Normal errors whose upper half are all 9: an error above 9 is rarer than every normal one (tail 0), one
+    below the smallest commoner than all (tail 1)."""
+    normal = calibration(np.concatenate([np.linspace(0, 8, 50), np.full(50, 9.0)]))
+    assert normal.tail_probability([10.0, -1.0]).tolist() == [0.0, 1.0]

@@ -228,7 +228,8 @@ def test_the_usage_examples_name_experiments_a_fresh_clone_can_run():
     shipped = {path.name.split('_')[2] for path in (Path(__file__).parent.parent / 'memae_models').glob('MemAE_*.pt')}
     assert shipped == {'MNIST', 'KDDCUP99'}
     for script, lines in USAGE_EXAMPLES.items():
-        commands = [(m.group(1), m.group(2), line) for line in lines for m in re.finditer(r'bash (\w+\.sh) (\w+)', line)]
+        commands = [(m.group(1), m.group(2), line) for line in lines
+                    for m in re.finditer(r'bash (\w+\.sh) (\w+)', line)]
         assert [c[0] for c in commands][:1] == [script]
         for used, name, line in commands:
             assert name in EXPERIMENTS, line
