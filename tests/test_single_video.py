@@ -139,6 +139,11 @@ def test_the_frame_size_comes_from_the_flag_then_the_prepared_data_then_the_rele
     assert video_frame_size(opt)[0] == (256, 256)
     with pytest.raises(SystemExit):
         EvalOptions().parse(['--Video', 'x.mp4', '--VideoSize', '0', '64'], is_print=False)
+    (tmp_path / 'UCSD_P2_256').mkdir()
+    for size in ([-5, 0], [1e9, 64], [32], '32x32', [True, 32]):  # parses, but is no frame size
+        (tmp_path / 'UCSD_P2_256' / 'prepare.json').write_text(json.dumps({'size': size}))
+        with pytest.raises(DataFormatError, match=r'prepare.json holds no frame size \("size": \[H, W\], whole'):
+            video_frame_size(opt)
 
 
 @pytest.mark.parametrize('video, extra, message', [

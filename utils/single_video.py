@@ -74,16 +74,21 @@ class Pick:
     overlay: np.ndarray = None
 
 
+MAX_FRAME_SIDE = 16384  # a prepared size beyond this is a damaged prepare.json, not a camera
+
+
 def video_frame_size(opt):
     """(H, W) to prepare the video's frames at, and where that size came from."""
     if opt.VideoSize:
         return tuple(opt.VideoSize), '--VideoSize'
     summary = Path(opt.DataRoot) / opt.Dataset / 'prepare.json'
     if summary.is_file():
-        try:
-            return tuple(int(n) for n in read_json(summary, 'the summary of a preparation')['size']), str(summary)
-        except (InputError, ValueError, KeyError, TypeError):
-            raise DataFormatError(f'{summary} holds no frame size ("size": [H, W]); pass --VideoSize H W') from None
+        size = read_json(summary, 'the summary of a preparation').get('size')
+        if not (isinstance(size, list) and len(size) == 2
+                and all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_FRAME_SIDE for n in size)):
+            raise DataFormatError(f'{summary} holds no frame size ("size": [H, W], whole numbers from 1 to '
+                                  f'{MAX_FRAME_SIDE}); pass --VideoSize H W')
+        return tuple(size), str(summary)
     return DEFAULT_FRAME_SIZE, f'the released preparation (no {summary}; --VideoSize H W sets another)'
 
 
