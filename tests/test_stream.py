@@ -389,3 +389,17 @@ def test_stream_rows_keep_a_label_with_commas_one_field(tmp_path):
     rows_file.close()
     header, (row,) = rows(tmp_path / 'frame_scores.csv')
     assert len(row) == len(header) == 6 and row[1] == labels[0]
+
+
+def test_a_disk_that_fills_while_streaming_is_one_sentence_naming_the_file(tmp_path):
+    import errno
+    from utils.errors import OutputError
+    rows_file = live_stream.DecisionRows(tmp_path, 'time_s', ['0.000'])
+    rows_file.start()
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+    rows_file.file.file = FullDisk()
+    with pytest.raises(OutputError, match=f'cannot write {tmp_path / "frame_scores.csv"}: No space left on device'):
+        rows_file.write([SimpleNamespace(frame=0, clip=0, error=0.5, tail_probability=0.25, anomalous=False)])
