@@ -2,6 +2,7 @@
 weights, batches, loss, batch-norm statistics and Adam steps) up to rounding, units of unequal length included;
 resumption is exact; --Lockstep end to end for both families."""
 import json
+import os
 
 import pytest
 import torch
@@ -19,6 +20,8 @@ MEMAE = LossSettings('MemAE', 'paper', entropy_weight=0.0002)
 AE = LossSettings('AE', 'paper')
 D = 12
 IMAGE = (1, 28, 28)
+# ATEN_CPU_CAPABILITY=default (docs/DEVELOPING.md, how to check a verdict under other kernels)
+DEFAULT_KERNELS = os.environ.get('ATEN_CPU_CAPABILITY') == 'default'
 # Adam moves a weight by about the learning rate per step whatever the gradient's size, so where two paths round a
 # near-zero gradient to other signs, their weights part by at most two learning rates per step
 ADAM_PARTING = 2
@@ -60,7 +63,9 @@ def bias_before_batch_norm(model):
     ('AE', LossSettings('AE', 'paper', l1_weight=0.01), {}),  # an AE has no l1 term, whatever --L1Weight says
     ('AE', LossSettings('AEL1', 'paper', l1_weight=0.01), {}),
     ('ImageMemAE', MEMAE, {'shrink_thres': 0.1, 'addressing': 'cosine'}),
-    ('ImageAE', LossSettings('AEL1', 'paper', l1_weight=0.01), {}),
+    pytest.param('ImageAE', LossSettings('AEL1', 'paper', l1_weight=0.01), {}, marks=pytest.mark.xfail(
+        DEFAULT_KERNELS, strict=True, reason="ATen's default kernels: the image AE's lockstep gradients differ by up "
+        'to 3 % (docs/DEVELOPING.md, found, not yet explained)')),
 ], ids=['cosine-shrink-paper', 'dot-shrink-released', 'nonspar-temperature', 'ae', 'ae-l1', 'image-memae',
         'image-ae-l1'])
 def test_one_group_gives_each_unit_its_own_loss_gradient_and_statistics(kind, losses, memory):
@@ -243,6 +248,8 @@ def test_a_resumed_lockstep_run_equals_an_uninterrupted_one_bit_for_bit(kind):
             assert torch.equal(resumed.unit_state(r)[key], value), key
 
 
+@pytest.mark.skipif(DEFAULT_KERNELS, reason="inductor's generated C++ uses the vectorised ATen headers, which "
+                    'ATEN_CPU_CAPABILITY=default leaves out: it does not compile')
 def test_the_compiled_step_trains_as_the_eager_one():
     """--Compile: the step of all units compiled (torch.compile), the groups of fewer units (here the last batches
     of 8 and 1 records) eager beside it; the MemAE units end where the eager lockstep's end, up to the rounding
