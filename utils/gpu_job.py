@@ -27,7 +27,6 @@ import hashlib
 import itertools
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
