@@ -60,12 +60,12 @@ def frame_strip(clip):
     return torch.cat(list(frames.clamp(0, 1)), dim=-1)
 
 
-def restore_training_state(opt, model_dir, model, optimizer, loader_generator):
+def restore_training_state(opt, model_dir, model, optimizer, loader_generator, said_afresh=False):
     """``--Resume``: load the training state into the model, optimizer and random generators; returns
-    (epochs done, iterations done), (0, 0) for a fresh start."""
+    (epochs done, iterations done), (0, 0) for a fresh start (``said_afresh``: the user was told already)."""
     path = resolve_resume(opt.Resume, model_dir, opt.setting)
     if path is None:
-        if opt.Resume == 'auto':
+        if opt.Resume == 'auto' and not said_afresh:
             print(f'--Resume auto: no training state in {model_dir} yet, starting afresh')
         return 0, 0
     state = load_training_state(path, opt.setting, video_resume_signature(opt))
@@ -332,13 +332,14 @@ def main(argv=None):
 
     model_dir = Path(opt.ModelRoot) / f'model_{opt.setting}'
     finished, unfinished = final_weights(model_dir, opt), unfinished_marker(model_dir, opt)
-    if opt.Resume == 'auto' and finished.is_file() and not resume_file(model_dir, opt.setting).is_file():
+    restarted = opt.Resume == 'auto' and finished.is_file() and not resume_file(model_dir, opt.setting).is_file()
+    if restarted:
         if not unfinished.is_file():
             print(f'--Resume auto: this run finished before; its final weights are {finished}')
             return 0
         print(f'--Resume auto: the latest run in {model_dir} stopped before its first epoch ended; starting it '
               f'afresh (the final weights there are an earlier run\'s, replaced when this one finishes)')
-    start_epoch, iteration = restore_training_state(opt, model_dir, model, optimizer, loader_generator)
+    start_epoch, iteration = restore_training_state(opt, model_dir, model, optimizer, loader_generator, restarted)
     main_process = processes.is_main
     if main_process:
         options.save(opt, model_dir)

@@ -193,6 +193,7 @@ def test_a_rerun_stopped_before_its_first_epoch_is_started_again_by_resume_auto(
     assert train(prepared_root, tmp_path, '--EpochNum', '1', '--LR', '1e-3', '--Resume', 'auto') == 0
     out = capsys.readouterr().out
     assert 'stopped before its first epoch ended; starting it afresh' in out and 'finished before' not in out
+    assert 'no training state' not in out  # said once
     assert (folder / f'{SETTING}_epoch_0000_final.pt').read_bytes() != earlier  # the interrupted run's own weights
     assert not (folder / f'{SETTING}_unfinished.json').exists()
     capsys.readouterr()
