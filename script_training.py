@@ -27,7 +27,6 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.layout import VideoLayout
 from data.registry import dataset_spec
 from data.video_datasets import NORM_MEAN, NORM_STD, TrainingClipsOnDevice
 from models import build_model, is_memory_model, weights_init
@@ -313,12 +312,9 @@ def main(argv=None):
         one_class_experiment(spec.family).run(opt, options, spec, device, train=True)
         return 0
 
-    layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
-    held_out = layout.held_out(opt.HoldOutVideos)  # --HoldOutVideos: kept for calibration (script_testing.py)
+    dataset, held_out = spec.video_training_set(opt)  # --HoldOutVideos: kept for calibration (script_testing.py)
     if held_out:
         print(f"--HoldOutVideos {opt.HoldOutVideos}: not training on {', '.join(held_out)}")
-    dataset = spec.reader(layout.index_dir('train'), layout.frames_dir('train'), channels=opt.ImgChnNum,
-                          frame_num=opt.FrameNum, exclude=held_out)
     check_clip_shape(dataset[0][1][None])  # frame size and clip length, before anything is written
     loader_generator = torch.Generator().manual_seed(opt.Seed)
     share = sampler(dataset, processes, opt.Seed)

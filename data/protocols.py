@@ -213,11 +213,11 @@ def kdd_validation_rows(y, seed, anomaly_ratio=0.2):
     attacks = attacks[rng.permutation(len(attacks))]
     cut = int(len(attacks) * VALIDATION_HELD_OUT)
     wanted = int(round(cut * anomaly_ratio / (1 - anomaly_ratio)))
-    check_validation_counts(f'KDDCUP99 run of seed {seed}', cut, min(wanted, len(anomalies)),
-                            f'{len(attacks)} attack and {len(anomalies)} "normal." records in its training half')
     if wanted > len(anomalies):
         raise InputError(f'--EarlyStopping: the validation set of the KDDCUP99 run of seed {seed} needs {wanted} '
                          f'"normal." records of its training half, which holds {len(anomalies)}: too few records')
+    check_validation_counts(f'KDDCUP99 run of seed {seed}', cut, wanted,
+                            f'{len(attacks)} attack and {len(anomalies)} "normal." records in its training half')
     return attacks[cut:], np.concatenate([attacks[:cut], rng.choice(anomalies, size=wanted, replace=False)])
 
 

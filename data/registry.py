@@ -12,7 +12,7 @@ from pathlib import Path
 
 from data.image_sets import load_cifar10, load_image_folder, load_mnist
 from data.kdd import load_kdd
-from data.layout import SPLIT_FOLDERS
+from data.layout import SPLIT_FOLDERS, VideoLayout
 from data.video_datasets import VideoDataset
 from utils.errors import InputError
 
@@ -24,6 +24,14 @@ class DatasetSpec:
     arch: str = None             # image architecture of models.image_ae (None: from the images' shape)
     anomaly_ratio: float = None  # one-class protocols: anomalies in the test set (images) or flagged (KDD)
     summary_name: str = None     # one-class protocols: <summary_name>_summary.json in --OutRoot
+
+    def video_training_set(self, opt):
+        """A video data set's training clips under ``opt`` (--DataRoot, --Dataset, --ImgChnNum, --FrameNum), less
+        the videos --HoldOutVideos keeps for calibration; and the names of those."""
+        layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
+        held_out = layout.held_out(opt.HoldOutVideos)
+        return self.reader(layout.index_dir('train'), layout.frames_dir('train'), channels=opt.ImgChnNum,
+                           frame_num=opt.FrameNum, exclude=held_out), held_out
 
 
 DATASETS = {

@@ -85,10 +85,13 @@ def sgemm_gflops(repeats=10):
 
 
 def flops_per_clip(model, clip, backward=False):
+    """FLOPs of ``model`` (MemAE or AE) on one clip, forward and, with ``backward``, backward (torch's counter,
+    from the layer shapes)."""
     counter = FlopCounterMode(display=False)
     with counter:
         if backward:
-            model(clip[None])['output'].sum().backward()
+            output = model(clip[None])
+            (output['output'] if isinstance(output, dict) else output).sum().backward()
         else:
             with torch.inference_mode():
                 model(clip[None])

@@ -33,13 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from data.layout import VideoLayout
 from data.registry import dataset_spec
 from data.video_datasets import TrainingClipsOnDevice
 from models import build_model, weights_init
 from options import TestOptions, TrainOptions
+from utils.benchmark import flops_per_clip
 from utils.errors import InputError, run_cli
 from utils.experiments.settings import VIDEO_DATA, experiment
 from utils.files import make_folder, read_json, replace_atomically, write_json, write_text
@@ -112,10 +112,7 @@ def training_options(args):
 
 def training_clips(opt, device):
     """The training clips of the prepared data set, held on ``device`` in the order of ``--Seed``."""
-    layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
-    spec = dataset_spec(opt.Dataset, opt.DataRoot)
-    dataset = spec.reader(layout.index_dir('train'), layout.frames_dir('train'), channels=opt.ImgChnNum,
-                          frame_num=opt.FrameNum, exclude=layout.held_out(opt.HoldOutVideos))
+    dataset, _ = dataset_spec(opt.Dataset, opt.DataRoot).video_training_set(opt)
     generator = torch.Generator().manual_seed(opt.Seed)
     return dataset, TrainingClipsOnDevice(dataset, device, opt.BatchSize, generator=generator)
 
@@ -125,16 +122,6 @@ def fresh_model(opt, device):
     model = build_model(opt)
     model.apply(weights_init)
     return model.to(device).train()
-
-
-def training_flops_per_clip(opt, clip):
-    """FLOPs of one clip's forward and backward pass, counted from the layer shapes (torch's FLOP counter)."""
-    model = fresh_model(opt, clip.device)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        output = model(clip[None])
-        (output['output'] if isinstance(output, dict) else output).sum().backward()
-    return counter.get_total_flops()
 
 
 def synchronize(device):
@@ -196,7 +183,7 @@ def probe(opt, device, steps, flags=()):
     dataset, clips = training_clips(opt, device)
     epochs = (batch for _ in itertools.count() for _, batch in clips)  # a small data set's next epochs too
     batches = list(itertools.islice(epochs, WARMUP_STEPS + steps))
-    flops = training_flops_per_clip(opt, batches[0][0])
+    flops = flops_per_clip(fresh_model(opt, device), batches[0][0], backward=True)  # from the layer shapes
     clips_per_epoch = len(dataset)
     rates = dense_rates(device)
     print(f"probe on {environment(device).get('name', device)}: {clips_per_epoch} training clips of "
