@@ -26,7 +26,6 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -34,10 +33,10 @@ from data.layout import VideoLayout
 from data.readers import read_ground_truth
 from data.registry import dataset_spec, family_of
 from data.video_datasets import VideoDatasetOneDir
-from models import build_model, is_memory_model
+from models import is_memory_model
 from options import TestOptions
-from utils.calibration import decision_report
-from utils.checkpoint import find_weights, load_weights
+from utils.calibration import FRAME_IMAGES, decision_report
+from utils.checkpoint import load_model
 from utils.errors import InputError, run_cli
 from utils.files import save_npy, write_json
 from utils.experiments import one_class_experiment
@@ -49,35 +48,20 @@ from utils.localization import LocalizationAccumulator
 from utils.memory_usage import SlotUsage
 from utils.plots import write_test_plots
 from utils.runtime import autocast, select_device, set_precision
-from utils.scoring import prepared_video_scorer, resolve_score_type
+from utils.scoring import held_out_clip_errors, prepared_video_scorer, resolve_score_type
 from utils.single_video import (calibrate_on_video, checked_calibration, save_calibration, score_single_video,
                                 video_frame_size)
-
-
-def load_model(opt, device):
-    """The model the options describe, with its weights, in eval mode; and the weights' path."""
-    model = build_model(opt)
-    weights = find_weights(opt)
-    load_weights(model, weights, opt)
-    return model.to(device).eval(), weights
 
 
 def calibrate_on_held_out_videos(opt, model, weights, device, memory_model):
     """--Calibrate True with --HoldOutVideos N: the clip errors of the training videos held out of training, as
     a calibration file beside the weights (or at --Calibration); returns its path."""
-    layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
-    held_out = layout.held_out(opt.HoldOutVideos)
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
-    scores = prepared_video_scorer(model, opt, score, device, memory_model)
-    errors = []
-    with torch.inference_mode(), autocast(device, opt.AMP):
-        for name in held_out:
-            dataset = VideoDatasetOneDir.in_layout(layout, 'train', name, channels=opt.ImgChnNum,
-                                                   frame_num=opt.FrameNum)
-            errors.append(scores(dataset, f'training video {name} ({layout.frames_dir("train") / name})'))
-    return save_calibration(opt, weights, np.concatenate(errors),
-                            f"the held-out training videos {', '.join(held_out)} of {layout.root}", score,
-                            video_frame_size(opt)[0])
+    errors = held_out_clip_errors(opt, model, device, memory_model, score)
+    layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
+    return save_calibration(opt, weights, list(errors.values()),
+                            f"the held-out training videos {', '.join(errors)} of {layout.root}", score,
+                            video_frame_size(opt)[0], FRAME_IMAGES)
 
 
 def main(argv=None):
@@ -147,28 +131,40 @@ def main(argv=None):
     write_acc_txt(res_path, data_path, evaluation.auc)
     write_label_mats(res_path, videos)
     localization = localizer.as_dict() if localizer else None
+    report = None
+    if checked:  # beyond the paper: does the calibrated threshold hold on the labelled test set?
+        report = decision_report(videos, checked.threshold, opt.FalseAlarmRate, opt.EventMinFrames,
+                                 opt.EventMergeGap, checked.rule, checked.baseline_clips)
+        report['out_of_calibration'] = {video.name: warning for video in videos if (warning := checked.mismatch(
+            f'test video {video.name}', FRAME_IMAGES, video.scores[:opt.BaselineClips]))}
+        write_json(res_path / 'calibrated.json', {'calibration': str(checked.file), **report})
     write_results_json(res_path, evaluation, {
         'setting': opt.setting, 'weights': str(weights), 'data_path': data_path, 'score': score,
         'test_seconds': seconds, 'clips_per_second': evaluation.num_clips / seconds, 'device': str(device),
-        'localization': localization, 'options': vars(opt)})
+        'localization': localization,
+        'auc_of_rule_statistic': None if report is None else {'rule': checked.rule,
+                                                              'auc': report['auc_of_rule_statistic']},
+        'options': vars(opt)})
     if localization:
         print(f"localization ({localization['frames']} frames with masks): pixel-level criterion AUC "
               f"{localization['pixel_level_auc']:.4f}, EER {localization['pixel_level_eer']:.4f}; pixel-wise AUROC "
               f"{localization['pixel_auroc']:.4f}")
-    if checked:  # beyond the paper: does the calibrated threshold hold on the labelled test set?
-        report = decision_report(videos, checked.threshold, opt.FalseAlarmRate, opt.EventMinFrames,
-                                 opt.EventMergeGap)
-        write_json(res_path / 'calibrated.json', {'calibration': str(checked.file), **report})
-        print(f"calibrated threshold ({checked.file.name}, --FalseAlarmRate {opt.FalseAlarmRate:g}): false-alarm "
-              f"rate on the normal test clips {report['false_alarm_rate']['realised']:.4f}; clip F1 "
-              f"{report['clips']['f1']:.4f}; {report['events']['detected']} of {report['events']['anomalous_runs']} "
-              f"anomalous events detected, {report['events']['false_alarms']} false-alarm events -> calibrated.json")
+    if report:
+        realised = report['false_alarm_rate']['realised']
+        print(f"calibrated threshold ({checked.file.name}, --DecisionRule {checked.rule}, --FalseAlarmRate "
+              f"{opt.FalseAlarmRate:g}): false-alarm rate on the normal test clips "
+              f"{'-' if realised is None else f'{realised:.4f}'}; clip F1 {report['clips']['f1']:.4f}; "
+              f"{report['events']['detected']} of {report['events']['anomalous_runs']} anomalous events detected, "
+              f"{report['events']['false_alarms']} false-alarm events -> calibrated.json")
     if evaluation.constant_score_videos:
         print(f'note: constant scores (regularity set to 1) in {", ".join(evaluation.constant_score_videos)}')
     if opt.Plots:
         folder = write_test_plots(res_path, videos, frame_labels, centres, datasets, evaluation, model,
                                   memory_model, usage if memory_model else None, localizer)
         print(f'figures: {folder}')
+    causal = '' if report is None else f", {checked.rule} rule's causal score {report['auc_of_rule_statistic']:.4f}"
+    print(f'beside the paper\'s AUC: raw errors pooled {evaluation.auc_unnormalised:.4f}, mean per-video AUC '
+          f'{evaluation.mean_video_auc:.4f}{causal}')
     print(f'AUC: {evaluation.auc} ({evaluation.num_clips} clips, {seconds:.1f} s) -> {res_path}')
     return 0
 

@@ -1,5 +1,6 @@
 """Options of ``script_testing.py``."""
 from options.base_options import BaseOptions
+from utils.decision_rules import RULES
 from utils.flags import optional_path, str2bool
 
 
@@ -52,6 +53,13 @@ class TestOptions(BaseOptions):
                             'runs of anomalous frames become events)', type=optional_path, default=None)
         run.add_argument('--FalseAlarmRate', help='(added) with a calibration: the share of normal clips allowed to '
                             'exceed the threshold', type=float, default=0.01)
+        run.add_argument('--DecisionRule', help='(added) with a calibration: what a clip error is compared with, '
+                            'from past clips only (utils/decision_rules.py, docs/DEPLOYMENT.md): global (the raw error '
+                            "against the calibration's threshold), warmup (the error relative to the median of the "
+                            "stream's first --BaselineClips unflagged clips), running (relative to the median of the "
+                            'last --BaselineClips unflagged clips)', choices=RULES, default='global')
+        run.add_argument('--BaselineClips', help='(added) --DecisionRule warmup, running: how many unflagged clips set '
+                            'the level (--Calibrate records the rules for this number)', type=int, default=30)
         run.add_argument('--EventMinFrames', help='(added) with a calibration: the fewest anomalous frames an event '
                             'has', type=int, default=8)
         run.add_argument('--EventMergeGap', help='(added) with a calibration: runs of anomalous frames at most this '
@@ -76,6 +84,8 @@ class TestOptions(BaseOptions):
                               'PATH, or --HoldOutVideos N for the training videos held out of its training')
         if not 0 < opt.FalseAlarmRate < 1:
             self.parser.error(f'--FalseAlarmRate must lie between 0 and 1, got {opt.FalseAlarmRate}')
+        if opt.BaselineClips < 1:
+            self.parser.error(f'--BaselineClips must be at least 1, got {opt.BaselineClips}')
         if opt.EventMinFrames < 1 or opt.EventMergeGap < 0:
             self.parser.error(f'--EventMinFrames must be at least 1 and --EventMergeGap at least 0, got '
                               f'{opt.EventMinFrames} and {opt.EventMergeGap}')

@@ -102,10 +102,21 @@ def test_the_decision_report_counts_false_alarms_clips_and_events_against_the_la
     b = VideoResult('b', np.array([0, 5, 5, 0, 0.0]), np.zeros(5, int))
     report = decision_report([a, b], threshold=1.0, false_alarm_rate=0.1, min_frames=1, merge_gap=0)
     # 12 normal clips, 3 of them flagged; 3 anomalous clips, 2 flagged
-    assert report['false_alarm_rate'] == {'requested': 0.1, 'realised': 3 / 12}
+    rate = report['false_alarm_rate']
+    assert (rate['requested'], rate['realised']) == (0.1, 3 / 12)
+    # resampling two videos: the extremes are a twice (1 of 7 normal clips flagged) and b twice (2 of 5), each
+    # drawn with probability 1/4, so the 2.5 % and 97.5 % quantiles are they
+    assert rate['interval_95'] == pytest.approx([1 / 7, 2 / 5])
     assert report['clips']['precision'] == pytest.approx(2 / 5) and report['clips']['recall'] == pytest.approx(2 / 3)
+    # the run 2-4 is first flagged at clip 3: one clip late
     assert report['events'] == {'anomalous_runs': 1, 'detected': 1, 'false_alarms': 2,
-                                'false_alarms_per_1000_normal_clips': 1000 * 2 / 12}
+                                'false_alarms_per_1000_normal_clips': 1000 * 2 / 12,
+                                'detection_delay_clips': {'median': 1.0, 'max': 1}}
+    # the global rule's statistic is the raw error: the AUC is the share of (anomalous, normal) pairs ordered
+    # right, ties counted half
+    anomalous, normal = [0, 5, 5], [0, 0, 0, 0, 0, 5, 0] + [0, 5, 5, 0, 0]
+    pairs = [(x > y) + 0.5 * (x == y) for x in anomalous for y in normal]
+    assert report['auc_of_rule_statistic'] == pytest.approx(sum(pairs) / len(pairs))
     assert report['per_video']['a']['false_alarm_events'] == [(8, 8)]
     assert report['per_video']['b']['events'] == [(1, 2)]
     # a longer minimum drops the one-clip false alarm of video a and the detection's run stays (two clips)

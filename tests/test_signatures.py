@@ -49,7 +49,10 @@ ALLOWED = {
                     'StreamFormat': 'how a device is opened', 'Calibrate': 'whether to calibrate',
                     'Calibration': 'which calibration', 'FalseAlarmRate': 'the decision rule, read from the '
                     'calibration at use', 'EventMinFrames': 'events from the decisions',
-                    'EventMergeGap': 'events from the decisions', 'L1Weight': 'named in the run name of the '
+                    'EventMergeGap': 'events from the decisions',
+                    'DecisionRule': 'the calibration keeps every rule\'s quantiles; one it lacks is refused',
+                    'BaselineClips': 'checked against the calibration\'s baseline_clips when a rule uses it '
+                    '(test_decision_rules.py)', 'L1Weight': 'named in the run name of the '
                     'AE-l1, the one model it trains'},
 }
 CALIBRATION_FIELDS = {'score': 'ScoreType', 'frame_size': 'VideoSize'}  # signature field -> option, where they differ

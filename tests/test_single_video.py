@@ -109,6 +109,36 @@ def test_without_an_mp4_encoder_the_overlay_is_a_gif(prepared_root, weights, tmp
         assert gif.n_frames == min(20, GIF_FRAMES) and gif.size == (32, 32)
 
 
+def test_footage_of_another_kind_than_the_calibration_is_scored_with_a_warning(prepared_root, weights, tmp_path,
+                                                                              capsys):
+    """Calibrated on frame images, the same frames encoded as a movie: decided, with one warning that names the
+    cause and the remedy, recorded in results.json; the frames themselves are not warned about."""
+    own = tmp_path / 'w' / 'memae.pt'
+    own.parent.mkdir()
+    shutil.copy(weights, own)
+    frames, _ = video_frames(40, seed=9)
+    folder = tmp_path / 'cam'
+    folder.mkdir()
+    for k, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f'{k:03d}.png')
+    movie = tmp_path / 'cam.avi'
+    write_movie(movie, frames)
+    score(prepared_root, own, tmp_path / 'cal', '--Video', str(folder), '--Calibrate', 'True',
+          '--FalseAlarmRate', '0.1')
+    capsys.readouterr()
+    score(prepared_root, own, tmp_path / 'out', '--Video', str(movie), '--FalseAlarmRate', '0.1')
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith('warning: ') and
+                'unlike the normal footage' in line]  # (random weights also draw the flat-errors warning)
+    assert len(warnings) == 1 and 'it is .avi video file, the calibration was made on frame images' in warnings[0]
+    assert 'calibrate on normal footage from this source (--Video PATH --Calibrate True)' in warnings[0]
+    results = json.loads((tmp_path / 'out' / 'video_cam' / 'results.json').read_text())
+    assert results['calibration']['out_of_calibration'] == warnings[0][len('warning: '):]
+    assert warnings[0][len('warning: '):] in results['warnings']
+    score(prepared_root, own, tmp_path / 'same', '--Video', str(folder), '--FalseAlarmRate', '0.1')
+    assert json.loads((tmp_path / 'same' / 'video_cam' / 'results.json').read_text())['calibration'][
+        'out_of_calibration'] is None
+
+
 def test_frame_windows_read_no_further_than_the_window_they_yield():
     pulled = []
 
@@ -194,9 +224,10 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
           '--EventMinFrames', '1', '--EventMergeGap', '0')
     folder = tmp_path / 'out' / 'video_Test001'
     rows = (folder / 'frame_scores.csv').read_text().splitlines()
-    assert rows[0] == 'frame,source_file,clip,error,regularity,tail_probability,anomalous'
+    assert rows[0] == 'frame,source_file,clip,error,regularity,tail_probability,anomalous,statistic'
     error = np.array([float(row.split(',')[3]) for row in rows[1:]])
     anomalous = np.array([int(row.split(',')[6]) for row in rows[1:]])
+    assert np.array_equal(np.array([float(row.split(',')[7]) for row in rows[1:]]), error)  # global: the error
     threshold = np.quantile(normal_errors, 0.75)
     assert threshold == np.sort(normal_errors)[3]
     assert np.array_equal(anomalous, (error > threshold).astype(int))

@@ -79,20 +79,23 @@ def assert_same_decisions(streamed_folder, offline_folder):
 
 
 def test_each_frame_is_decided_by_the_clip_centred_on_it_as_soon_as_that_clip_is_scored():
-    checked = SimpleNamespace(threshold=3.0, calibration=Calibration.from_errors(np.arange(5.0), 'n', {}, 'a'))
+    checked = SimpleNamespace(rule='global', baseline_clips=None,
+                              threshold=3.0, calibration=Calibration.from_errors(np.arange(5.0), 'n', {}, 'a'))
     decisions = LiveDecisions(16, checked, min_frames=2, merge_gap=0)
     errors = [1.0, 3.0, 3.0, 1.0, 4.0]
-    decided = [[d.frame for d in decisions.add_clip(e)] for e in errors]
-    assert decided == [list(range(9)), [9], [10], [11], [12]]  # frame t waits for frame t + 7
-    assert [d.frame for d in decisions.finish(20)] == list(range(13, 20))
+    decided = [decisions.add_clip(e) for e in errors]
+    assert [[d.frame for d in clip] for clip in decided] == [list(range(9)), [9], [10], [11], [12]]  # t waits for t + 7
+    last = decisions.finish(20)
+    assert [d.frame for d in last] == list(range(13, 20))
     expected_clips = frame_clips(20, len(errors), 16)
-    assert decisions.errors == [errors[c] for c in expected_clips]
+    assert [d.error for d in [*sum(decided, []), *last]] == [errors[c] for c in expected_clips]
     assert decisions.anomalous == [errors[c] == 4.0 for c in expected_clips]  # above the threshold, not at it
     assert decisions.finish(20) == []  # nothing twice
 
 
 def test_events_are_announced_once_when_their_run_is_long_enough():
-    checked = SimpleNamespace(threshold=0.5, calibration=Calibration.from_errors([0.0, 1.0], 'n', {}, 'a'))
+    checked = SimpleNamespace(rule='global', baseline_clips=None,
+                              threshold=0.5, calibration=Calibration.from_errors([0.0, 1.0], 'n', {}, 'a'))
     decisions = LiveDecisions(4, checked, min_frames=3, merge_gap=1)
     announced = []
     for clip, error in enumerate([0, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1]):  # clip c decides frame c + 2
@@ -108,7 +111,8 @@ def test_events_are_announced_once_when_their_run_is_long_enough():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.booleans(), max_size=60), st.integers(1, 4), st.integers(0, 3), st.integers(0, 2))
 def test_events_found_incrementally_are_those_of_the_whole_stream(flags, min_frames, merge_gap, asks):
-    checked = SimpleNamespace(threshold=0.5, calibration=Calibration.from_errors([0.0, 1.0], 'n', {}, 'a'))
+    checked = SimpleNamespace(rule='global', baseline_clips=None,
+                              threshold=0.5, calibration=Calibration.from_errors([0.0, 1.0], 'n', {}, 'a'))
     decisions = LiveDecisions(4, checked, min_frames=min_frames, merge_gap=merge_gap)
     announced = []
     for clip, flag in enumerate(flags):
@@ -130,7 +134,8 @@ def test_events_look_only_at_the_frames_since_the_last_run_began(monkeypatch):
         return anomaly_events(anomalous, min_frames, merge_gap)
 
     monkeypatch.setattr(live_stream, 'anomaly_events', recording)
-    checked = SimpleNamespace(threshold=0.5, calibration=Calibration.from_errors([0.0, 1.0], 'n', {}, 'a'))
+    checked = SimpleNamespace(rule='global', baseline_clips=None,
+                              threshold=0.5, calibration=Calibration.from_errors([0.0, 1.0], 'n', {}, 'a'))
     decisions = LiveDecisions(4, checked, min_frames=2, merge_gap=1)
     for flag in [1, 1, 0, 0, 0, 0] * 200:  # 200 events, far apart
         decisions.add_clip(float(flag))
@@ -385,10 +390,11 @@ def test_stream_rows_keep_a_label_with_commas_one_field(tmp_path):
     labels = ['001,cam 1,2026-12-05 10:00:01.jpg']
     rows_file = live_stream.DecisionRows(tmp_path, 'source_file', labels)
     rows_file.start()
-    rows_file.write([SimpleNamespace(frame=0, clip=0, error=0.5, tail_probability=0.25, anomalous=True)])
+    rows_file.write([SimpleNamespace(frame=0, clip=0, error=0.5, tail_probability=0.25, anomalous=True,
+                                   statistic=0.5)])
     rows_file.close()
     header, (row,) = rows(tmp_path / 'frame_scores.csv')
-    assert len(row) == len(header) == 6 and row[1] == labels[0]
+    assert len(row) == len(header) == 7 and row[1] == labels[0]
 
 
 def test_a_disk_that_fills_while_streaming_is_one_sentence_naming_the_file(tmp_path):
@@ -402,4 +408,5 @@ def test_a_disk_that_fills_while_streaming_is_one_sentence_naming_the_file(tmp_p
             raise OSError(errno.ENOSPC, 'No space left on device')
     rows_file.file.file = FullDisk()
     with pytest.raises(OutputError, match=f'cannot write {tmp_path / "frame_scores.csv"}: No space left on device'):
-        rows_file.write([SimpleNamespace(frame=0, clip=0, error=0.5, tail_probability=0.25, anomalous=False)])
+        rows_file.write([SimpleNamespace(frame=0, clip=0, error=0.5, tail_probability=0.25, anomalous=False,
+                                       statistic=0.5)])

@@ -17,8 +17,14 @@ threshold holds: the realised false-alarm rate on the normal test clips against 
 precision, recall and F1 at the threshold, and event-level counts (anomalous events detected; false-alarm events,
 which touch no anomalous clip, per 1,000 normal clips).
 
-The calibration file (JSON) records what it came from, the options its errors depend on (``signature``) and the
-sha256 of the weights; it is refused, with one sentence, for other weights or options.
+With a causal decision rule other than ``global`` (``--DecisionRule``, utils/decision_rules.py) the same holds for
+the rule's statistic (the error relative to the stream's own level) instead of the raw error: the calibration
+keeps the quantiles of each rule's statistic too.
+
+The calibration file (JSON) records what it came from (and what kind of footage: frame images or a video file),
+the options its errors depend on (``signature``) and the sha256 of the weights; it is refused, with one sentence,
+for other weights or options. Footage that does not look like the calibration's (:func:`calibration_mismatch`)
+is scored, with a warning.
 """
 import hashlib
 from dataclasses import asdict, dataclass
@@ -27,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics
 
+from utils.decision_rules import BASELINE_RULES, pooled_statistics, rule_statistics
 from utils.errors import InputError
 from utils.files import read_json, write_json
 
@@ -55,29 +62,40 @@ class Calibration:
     source: str              # what was scored
     signature: dict          # the options the errors depend on
     weights_sha256: str
+    # Added with the causal rules (files written before them hold none of these, and decide with 'global' only):
+    rules: dict = None       # rule name -> the quantiles of its statistic at the same probabilities
+    baseline_clips: int = None  # the rules' --BaselineClips
+    source_kind: str = None  # 'frame images' or '<suffix> video file': what kind of footage was scored
 
     @classmethod
-    def from_errors(cls, errors, source, signature, sha256):
-        errors = np.asarray(errors, dtype=np.float64)
+    def from_errors(cls, errors, source, signature, sha256, baseline_clips=None, source_kind=None):
+        """From the clip errors of normal footage: one array, or a list of one array per video (each read from its
+        start by the rules); with ``baseline_clips`` the quantiles of every rule's statistic too."""
+        videos = [np.asarray(video, dtype=np.float64).ravel() for video in
+                  (errors if isinstance(errors, list) else [errors])]
+        errors = np.concatenate(videos)
         if errors.size < 2 or not np.all(np.isfinite(errors)):
             raise InputError(f'calibration needs at least two finite clip errors; {source} gave {errors.size}')
-        return cls(np.quantile(errors, np.linspace(0, 1, QUANTILES)).tolist(), int(errors.size), str(source),
-                   dict(signature), sha256)
+        rules = None if baseline_clips is None else {
+            rule: quantiles_of(pooled_statistics(rule, baseline_clips, videos)) for rule in BASELINE_RULES}
+        return cls(quantiles_of(errors), int(errors.size), str(source), dict(signature), sha256, rules,
+                   baseline_clips, source_kind)
 
     def content_problem(self):
         """What makes a parsed calibration unusable, in a few words (its field named), or None: quantiles that are
         not finite numbers in ascending order (NaN would never alarm, a descending list always), a count of clips
-        that is no positive whole number."""
-        quantiles = np.asarray(self.quantiles, dtype=object)
-        if not all(isinstance(q, (int, float)) and not isinstance(q, bool) for q in quantiles):
-            return '"quantiles" holds something other than numbers'
-        quantiles = quantiles.astype(np.float64)
-        if not np.all(np.isfinite(quantiles)):
-            return '"quantiles" holds NaN or infinite values'
-        if np.any(np.diff(quantiles) < 0):
-            return '"quantiles" are not in ascending order'
-        if not isinstance(self.clips, int) or isinstance(self.clips, bool) or self.clips < 2:
+        that is no positive whole number, rules' quantiles without their number of baseline clips."""
+        lists = {'"quantiles"': self.quantiles,
+                 **{f'"rules" {rule!r}': values for rule, values in (self.rules or {}).items()}}
+        for field, values in lists.items():
+            problem = quantiles_problem(values)
+            if problem:
+                return f'{field} {problem}'
+        if not is_whole(self.clips, 2):
             return f'"clips" must be a whole number of at least 2, not {self.clips!r}'
+        if self.rules is not None and not (set(self.rules) <= set(BASELINE_RULES) and is_whole(self.baseline_clips, 1)):
+            return (f'"rules" must name rules among {", ".join(BASELINE_RULES)}, with "baseline_clips" a whole number '
+                    f'of at least 1')
         return None
 
     @property
@@ -85,17 +103,23 @@ class Calibration:
         """The smallest false-alarm rate the calibration can resolve."""
         return max(1 / (QUANTILES - 1), 1 / self.clips)
 
-    def threshold(self, false_alarm_rate):
-        """The clip error above which a clip is anomalous at ``false_alarm_rate`` (the (1 - rate) quantile)."""
+    def rule_quantiles(self, rule):
+        """The quantiles of rule ``rule``'s statistic over the normal clips (``global``: of their raw errors)."""
+        return self.quantiles if rule == 'global' else self.rules[rule]
+
+    def threshold(self, false_alarm_rate, rule='global'):
+        """The statistic of ``rule`` (``global``: the clip error) above which a clip is anomalous at
+        ``false_alarm_rate`` (the (1 - rate) quantile)."""
         if not self.resolution <= false_alarm_rate < 1:
             raise InputError(f'--FalseAlarmRate {false_alarm_rate} is outside what this calibration resolves: '
                              f'from {self.resolution:g} ({self.clips} normal clips, {QUANTILES} quantiles) to below 1')
-        return float(np.interp(1 - false_alarm_rate, np.linspace(0, 1, QUANTILES), self.quantiles))
+        return float(np.interp(1 - false_alarm_rate, np.linspace(0, 1, QUANTILES), self.rule_quantiles(rule)))
 
-    def tail_probability(self, errors):
-        """The share of normal clip errors at or above each of ``errors`` (interpolated; 0 above the largest)."""
+    def tail_probability(self, errors, rule='global'):
+        """The share of normal clips whose statistic under ``rule`` (``global``: error) is at or above each of
+        ``errors`` (interpolated; 0 above the largest)."""
         # the quantiles repeat where normal errors are equal: each distinct value at the lowest probability it has
-        values, first = np.unique(self.quantiles, return_index=True)
+        values, first = np.unique(self.rule_quantiles(rule), return_index=True)
         below = np.interp(np.asarray(errors, dtype=np.float64), values, np.linspace(0, 1, QUANTILES)[first],
                           left=0.0, right=1.0)
         return 1 - below
@@ -104,12 +128,15 @@ class Calibration:
         write_json(path, asdict(self), sort_keys=True)
 
     @classmethod
-    def load(cls, path, signature, sha256):
-        """The calibration in ``path``, refused unless it was made with these options and weights."""
+    def load(cls, path, signature, sha256, rule='global', baseline_clips=None):
+        """The calibration in ``path``, refused unless it was made with these options and weights, and holds the
+        quantiles of ``rule`` for ``baseline_clips``."""
         stored = read_json(path, 'a calibration')
         try:
             calibration = cls(**stored)
-            if len(calibration.quantiles) != QUANTILES or not isinstance(calibration.signature, dict):
+            if (len(calibration.quantiles) != QUANTILES or not isinstance(calibration.signature, dict)
+                    or not isinstance(calibration.rules, (dict, type(None)))
+                    or any(len(values) != QUANTILES for values in (calibration.rules or {}).values())):
                 raise ValueError
         except (TypeError, ValueError):
             raise InputError(f'{path} is not a calibration file of this version (script_testing.py --Calibrate '
@@ -127,13 +154,69 @@ class Calibration:
             raise InputError(f'{path} was made with {key} = {calibration.signature.get(key)!r}, but this run has '
                              f'{signature.get(key)!r}: the errors would not be comparable; calibrate again with '
                              'these options')
+        if rule != 'global' and (rule not in (calibration.rules or {}) or calibration.baseline_clips != baseline_clips):
+            made = ('before the decision rules' if calibration.rules is None
+                    else f'with --BaselineClips {calibration.baseline_clips}')
+            raise InputError(f'{path} was made {made} and has no quantiles for --DecisionRule {rule} with '
+                             f'--BaselineClips {baseline_clips}: calibrate again with these options')
         return calibration
 
 
-def is_anomalous(errors, threshold):
-    """Whether each clip error is anomalous at ``threshold``: above it (an error equal to it is normal). The one
-    rule of ``--Video``, ``--Stream`` and a test set's calibrated.json."""
-    return np.asarray(errors, dtype=np.float64) > threshold
+def quantiles_of(values):
+    return np.quantile(np.asarray(values, dtype=np.float64), np.linspace(0, 1, QUANTILES)).tolist()
+
+
+def is_whole(value, least):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def quantiles_problem(values):
+    """What is wrong with a stored list of quantiles, in a few words, or None."""
+    values = np.asarray(values, dtype=object)
+    if values.ndim != 1 or not all(isinstance(q, (int, float)) and not isinstance(q, bool) for q in values):
+        return 'holds something other than numbers'
+    values = values.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        return 'holds NaN or infinite values'
+    if np.any(np.diff(values) < 0):
+        return 'are not in ascending order'
+    return None
+
+
+FRAME_IMAGES = 'frame images'  # the kind of footage of a folder of frames (a prepared data set's videos are such)
+LEVEL_QUANTILES = (0.05, 0.95)  # a stream whose first clips' median error lies outside these is unlike the calibration
+
+
+def source_kind(path):
+    """What kind of footage ``path`` is, as a calibration records it: 'frame images' (a folder) or '<suffix> video
+    file' (a file, a URL, a device)."""
+    path = Path(path)
+    return FRAME_IMAGES if path.is_dir() else f"{path.suffix.lower() or 'suffix-less'} video file"
+
+
+def calibration_mismatch(calibration, first_errors, kind):
+    """Why footage of kind ``kind`` whose first clips have the raw ``first_errors`` looks unlike the calibration's
+    normal footage (a list of reasons; empty when nothing does): another kind of footage than the calibration
+    recorded, or a median error outside the calibration's central 90 %."""
+    reasons = []
+    if calibration.source_kind is not None and kind != calibration.source_kind:
+        reasons.append(f'it is {kind}, the calibration was made on {calibration.source_kind}')
+    level = float(np.median(first_errors))
+    low, high = np.interp(LEVEL_QUANTILES, np.linspace(0, 1, QUANTILES), calibration.quantiles)
+    if not low <= level <= high:
+        side, share, bound = ('above', 'the highest', high) if level > high else ('below', 'the lowest', low)
+        reasons.append(f'the median error of its first {len(first_errors)} clips, {level:.4g}, lies {side} the '
+                       f'calibration\'s normal clips but for {share} 5 % ({bound:.4g})')
+    return reasons
+
+
+def mismatch_warning(what, calibration_file, reasons, rule):
+    """The one-sentence warning for footage unlike its calibration."""
+    holds = ('the threshold is relative to its own first clips\' level, which absorbs a change of level but not of '
+             'noise' if rule in BASELINE_RULES else 'the requested false-alarm rate will not hold')
+    return (f'{what} looks unlike the normal footage of {calibration_file}: {"; ".join(reasons)}. Likely another '
+            f'camera, encoding or lighting; {holds}: calibrate on normal footage from this source (--Video PATH '
+            f'--Calibrate True)')
 
 
 def anomaly_events(anomalous, min_frames, merge_gap):
@@ -166,29 +249,73 @@ def overlaps(run, runs):
     return any(first <= run[1] and run[0] <= last for first, last in runs)
 
 
-def decision_report(videos, threshold, false_alarm_rate, min_frames, merge_gap):
+BOOTSTRAP_RESAMPLES = 2000  # of the videos, for the interval of a realised false-alarm rate
+
+
+def video_bootstrap_interval(flagged_normal, normal_counts, seed=0):
+    """The 95 % percentile-bootstrap interval of a pooled rate over videos: ``flagged_normal[v]`` of
+    ``normal_counts[v]`` normal clips of video v flagged; the videos are resampled, because the clips of one video
+    are not independent (its level moves them together). None without normal clips."""
+    flagged_normal, normal_counts = np.asarray(flagged_normal, float), np.asarray(normal_counts, float)
+    if normal_counts.sum() == 0:
+        return None
+    draws = np.random.default_rng(seed).integers(0, len(normal_counts), (BOOTSTRAP_RESAMPLES, len(normal_counts)))
+    totals = normal_counts[draws].sum(axis=1)
+    rates = flagged_normal[draws].sum(axis=1)[totals > 0] / totals[totals > 0]
+    return [float(q) for q in np.quantile(rates, [0.025, 0.975])]
+
+
+def detection_delays(events, truth, min_frames):
+    """Per labelled run of anomalous clips that an event touches: the clips from the run's first to the clip at
+    which that event was reported (its ``min_frames``-th flagged clip; 0 if it was reported before the run)."""
+    delays = []
+    for first, last in truth:
+        touching = [event for event in events if overlaps(event, [(first, last)])]
+        if touching:
+            delays.append(max(0, touching[0][0] + min_frames - 1 - first))
+    return delays
+
+
+def decision_report(videos, threshold, false_alarm_rate, min_frames, merge_gap, rule='global', baseline_clips=None):
     """Whether the threshold holds on labelled videos (:class:`utils.eval.VideoResult`: clip scores and clip labels,
-    1 = anomalous): the realised false-alarm rate on normal clips, precision / recall / F1 of the anomalous clips,
-    and events (runs of flagged clips, :func:`anomaly_events`) against the runs of anomalous clips."""
-    flagged = {video.name: is_anomalous(video.scores, threshold) for video in videos}
+    1 = anomalous), each video read from its start as a stream by the causal ``rule`` (utils/decision_rules.py):
+    the realised false-alarm rate on normal clips (with a video-bootstrap interval), precision / recall / F1 of the
+    anomalous clips, events (runs of flagged clips, :func:`anomaly_events`) against the runs of anomalous clips,
+    their detection delays, and the AUC of the rule's statistic (a score that never sees the future)."""
+    statistics, flagged = {}, {}
+    for video in videos:
+        statistics[video.name], flagged[video.name] = rule_statistics(rule, baseline_clips, video.scores, threshold)
     labels = np.concatenate([np.asarray(video.labels, dtype=int) for video in videos])
     decided = np.concatenate([flagged[video.name] for video in videos])
     precision, recall, f1, _ = metrics.precision_recall_fscore_support(labels, decided.astype(int), average='binary',
                                                                        zero_division=0)
-    per_video, detected, truths, false_alarms = {}, 0, 0, 0
+    per_video, detected, truths, false_alarms, delays = {}, 0, 0, 0, []
     for video in videos:
         events = anomaly_events(flagged[video.name], min_frames, merge_gap)
         truth = anomaly_events(np.asarray(video.labels) == 1, 1, 0)
         false = [event for event in events if not overlaps(event, truth)]
         detected += sum(overlaps(run, events) for run in truth)
         truths, false_alarms = truths + len(truth), false_alarms + len(false)
-        per_video[video.name] = {'events': events, 'false_alarm_events': false, 'anomalous_runs': truth}
+        delays += detection_delays(events, truth, min_frames)
+        normal_here = np.asarray(video.labels) == 0
+        per_video[video.name] = {'events': events, 'false_alarm_events': false, 'anomalous_runs': truth,
+                                 'normal_clips': int(normal_here.sum()),
+                                 'normal_clips_flagged': int(flagged[video.name][normal_here].sum())}
     normal = labels == 0
-    return {'threshold': threshold, 'false_alarm_rate': {'requested': false_alarm_rate,
-                                                         'realised': float(decided[normal].mean()) if normal.any()
-                                                         else None},
+    statistic = np.concatenate([statistics[video.name] for video in videos])
+    return {'rule': rule, 'baseline_clips': baseline_clips, 'threshold': threshold,
+            'false_alarm_rate': {
+                'requested': false_alarm_rate,
+                'realised': float(decided[normal].mean()) if normal.any() else None,
+                'interval_95': video_bootstrap_interval([v['normal_clips_flagged'] for v in per_video.values()],
+                                                        [v['normal_clips'] for v in per_video.values()]),
+                'interval_from': f'{BOOTSTRAP_RESAMPLES} resamples of the videos'},
             'clips': {'precision': float(precision), 'recall': float(recall), 'f1': float(f1),
                       'normal': int(normal.sum()), 'anomalous': int((~normal).sum())},
             'events': {'anomalous_runs': truths, 'detected': detected, 'false_alarms': false_alarms,
-                       'false_alarms_per_1000_normal_clips': 1000 * false_alarms / max(int(normal.sum()), 1)},
+                       'false_alarms_per_1000_normal_clips': 1000 * false_alarms / max(int(normal.sum()), 1),
+                       'detection_delay_clips': {'median': float(np.median(delays)), 'max': int(max(delays))}
+                       if delays else None},
+            'auc_of_rule_statistic': float(metrics.roc_auc_score(labels, statistic))
+            if 0 < labels.sum() < len(labels) else None,
             'per_video': per_video}

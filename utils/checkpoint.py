@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from models import build_model
 from utils.errors import InputError
 from utils.files import save_torch
 from utils.runtime import set_rng_state
@@ -286,3 +287,12 @@ def load_training_state(path, setting, signature=None):
             raise CheckpointError(f"--Resume {path} was trained with {'; '.join(differing)}: give the options it was "
                                   f'trained with, or start afresh without --Resume')
     return state
+
+
+def load_model(opt, device):
+    """The model the options describe, with its weights (:func:`find_weights`), in eval mode; and the weights'
+    path."""
+    model = build_model(opt)
+    weights = find_weights(opt)
+    load_weights(model, weights, opt)
+    return model.to(device).eval(), weights

@@ -42,15 +42,16 @@ import torch
 
 from data.live_frames import is_folder_source, live_frames
 from data.readers import DataFormatError
-from utils.calibration import anomaly_events, calibration_path, is_anomalous
+from utils.calibration import anomaly_events, calibration_path, source_kind
+from utils.decision_rules import CausalRule, exceeds
 from utils.errors import InputError
 from utils.files import AppendedLines, cause_of, csv_line, make_folder, only_writer, write_json
 from utils.interrupts import Interrupted, signal_number
 from utils.plots import plot_decisions
 from utils.runtime import autocast, memory_layout
 from utils.scoring import finite_scores, frame_window_scorer, resolve_score_type, score_windows, window_batch
-from utils.single_video import (checked_calibration, decide, remove_outputs, video_frame_size, window_tensor,
-                                write_events)
+from utils.single_video import (checked_calibration, decide, frame_clips, remove_outputs, video_frame_size,
+                                window_tensor, write_events)
 
 STATUS_CLIPS = 250  # clips between status lines (10 s of a 25 frames/s source)
 QUEUE_POLL_SECONDS = 0.2
@@ -63,19 +64,21 @@ class FrameDecision:
     error: float
     tail_probability: float
     anomalous: bool
+    statistic: float
 
 
 class LiveDecisions:
     """Per-frame decisions from clip errors that arrive one at a time, by the frame-to-clip rule of
-    :func:`utils.single_video.frame_clips`, under a :class:`utils.single_video.CheckedCalibration`; and the events
-    (:func:`utils.calibration.anomaly_events`) as they start."""
+    :func:`utils.single_video.frame_clips`, under a :class:`utils.single_video.CheckedCalibration` and its causal
+    rule (utils/decision_rules.py); and the events (:func:`utils.calibration.anomaly_events`) as they start."""
 
     def __init__(self, clip_len, checked, min_frames, merge_gap):
         self.centre = clip_len // 2
         self.checked = checked
+        self.rule = CausalRule(checked.rule, checked.baseline_clips)
         self.min_frames, self.merge_gap = min_frames, merge_gap
-        self.clip_errors, self.events = [], []
-        self.errors, self.anomalous = [], []  # per decided frame
+        self.clip_errors, self.clip_statistics, self.clip_flags, self.events = [], [], [], []
+        self.anomalous = []  # per decided frame
         # Runs of anomalous frames before ``settled`` can no longer merge with later ones; their events are
         # ``settled_events``. Only the frames from ``settled`` on are looked at again, so a day-long stream costs
         # per clip what its last run of anomalies does, not what all its frames do.
@@ -84,7 +87,12 @@ class LiveDecisions:
     def add_clip(self, error):
         """The decisions clip ``len(self.clip_errors)`` (its error ``error``) settles: its centre frame, and
         for the first clip the frames before it too."""
+        statistic = self.rule.statistic(error)
+        flagged = exceeds(statistic, self.checked.threshold)
+        self.rule.settle(error, flagged)
         self.clip_errors.append(float(error))
+        self.clip_statistics.append(statistic)
+        self.clip_flags.append(flagged)
         clip = len(self.clip_errors) - 1
         return self._decide_through(clip + self.centre, clip)
 
@@ -93,12 +101,10 @@ class LiveDecisions:
         return self._decide_through(num_frames - 1, len(self.clip_errors) - 1) if self.clip_errors else []
 
     def _decide_through(self, last_frame, clip):
-        error = self.clip_errors[clip]
-        tail = float(self.checked.calibration.tail_probability([error])[0])
-        anomalous = bool(is_anomalous(error, self.checked.threshold))
-        decided = [FrameDecision(frame, clip, error, tail, anomalous)
+        error, statistic, anomalous = self.clip_errors[clip], self.clip_statistics[clip], self.clip_flags[clip]
+        tail = float(self.checked.calibration.tail_probability([statistic], self.checked.rule)[0])
+        decided = [FrameDecision(frame, clip, error, tail, anomalous, statistic)
                    for frame in range(len(self.anomalous), last_frame + 1)]
-        self.errors += [error] * len(decided)
         self.anomalous += [anomalous] * len(decided)
         return decided
 
@@ -273,12 +279,12 @@ class DecisionRows:
     def start(self):
         remove_outputs(self.folder, [*STREAM_OUTPUTS, 'results.json'])
         self.file = AppendedLines(self.path, [csv_line(['frame', self.column, 'clip', 'error', 'tail_probability',
-                                                        'anomalous'])])
+                                                        'anomalous', 'statistic'])])
 
     def write(self, decided):
         for d in decided:
             self.file.write_line(csv_line([d.frame, self.labels[d.frame], d.clip, repr(d.error),
-                                           repr(d.tail_probability), int(d.anomalous)]))
+                                           repr(d.tail_probability), int(d.anomalous), repr(d.statistic)]))
         self.file.flush()
 
     def close(self):
@@ -314,10 +320,12 @@ def stream_into(folder, opt, options, weights, checked, size, size_origin, score
     clock, labels, held = StreamClock(batch_limit), [], deque(maxlen=opt.FrameNum - 1)
     column = 'source_file' if is_folder_source(opt.Stream) else 'time_s'
     rows = DecisionRows(folder, column, labels)
-    print(f'--Stream {opt.Stream}: frames at {size[0]} x {size[1]} (from {size_origin}); anomalous above an error '
-          f'of {checked.threshold:.6g} (--FalseAlarmRate {opt.FalseAlarmRate:g}, {checked.file.name}) -> {rows.path}',
-          flush=True)
-    ended = 'the source ended'
+    measured = 'an error' if checked.rule == 'global' else f'{checked.rule}-baseline ratio'
+    print(f'--Stream {opt.Stream}: frames at {size[0]} x {size[1]} (from {size_origin}); anomalous above '
+          f'{measured} of {checked.threshold:.6g} (--DecisionRule {checked.rule}, --FalseAlarmRate '
+          f'{opt.FalseAlarmRate:g}, {checked.file.name}) -> {rows.path}', flush=True)
+    ended, mismatch = 'the source ended', MismatchCheck(checked, f'--Stream {opt.Stream}', source_kind(opt.Stream),
+                                                          opt.BaselineClips)
     stop_reading = threading.Event()
     arrivals = FrameQueue(live_frames(opt.Stream, size, opt.ImgChnNum, opt.StreamFormat, stop_reading),
                           batch_limit, f'--Stream {opt.Stream}')
@@ -336,6 +344,7 @@ def stream_into(folder, opt, options, weights, checked, size, size_origin, score
                 started = time.time()
                 for error in clip_errors(frames):
                     decided = decisions.add_clip(error)
+                    mismatch.after(decisions.clip_errors)
                     rows.write(decided)
                     if decided[-1].anomalous:
                         for first, _ in decisions.started_events():
@@ -351,8 +360,9 @@ def stream_into(folder, opt, options, weights, checked, size, size_origin, score
         if decisions.clip_errors:  # the frames after the last clip's centre, then the summaries
             rows.write(decisions.finish(len(labels)))
             rows.close()
+            mismatch.after(decisions.clip_errors, ended=True)
             final = write_stream_results(opt, folder, weights, checked, decisions, clock, (column, labels), size,
-                                         score, ended)
+                                         score, ended, mismatch.warning)
         elif rows.file is not None:  # too few frames for a clip: no decision, no file
             rows.close()
             rows.path.unlink(missing_ok=True)
@@ -364,21 +374,36 @@ def stream_into(folder, opt, options, weights, checked, size, size_origin, score
     return folder
 
 
-def write_stream_results(opt, folder, weights, checked, decisions, clock, sources, size, score, ended):
+class MismatchCheck:
+    """Whether a stream looks unlike its calibration (:meth:`utils.single_video.CheckedCalibration.mismatch`),
+    checked once: when its first ``clips`` clips have been scored, or when it ends before."""
+
+    def __init__(self, checked, what, kind, clips):
+        self.checked, self.what, self.kind, self.clips = checked, what, kind, clips
+        self.done, self.warning = False, None
+
+    def after(self, clip_errors, ended=False):
+        if not self.done and (len(clip_errors) >= self.clips or ended):
+            self.done = True
+            self.warning = self.checked.mismatch(self.what, self.kind, clip_errors[:self.clips])
+
+
+def write_stream_results(opt, folder, weights, checked, decisions, clock, sources, size, score, ended, mismatch):
     """events.csv, events.json, decisions.png and results.json of a stream that has ended; returns its
     :class:`utils.single_video.Decisions`."""
-    error = np.asarray(decisions.errors)
-    final = decide(opt, checked, error)
+    frames = len(decisions.anomalous)
+    final = decide(opt, checked, decisions.clip_errors, frame_clips(frames, len(decisions.clip_errors), opt.FrameNum))
     write_events(folder, sources, final)
-    plot_decisions(folder / 'decisions.png', stream_name(opt.Stream), error, checked.threshold, final.events,
-                   opt.FrameNum)
+    plot_decisions(folder / 'decisions.png', stream_name(opt.Stream), final.statistic, checked.threshold, final.events,
+                   opt.FrameNum, checked.rule)
     write_json(folder / 'results.json', {
         'stream': str(opt.Stream), 'ended': ended, 'frames': len(decisions.anomalous),
         'clips': len(decisions.clip_errors), 'frame_size': list(size), 'setting': opt.setting,
         'weights': str(weights), 'score': score,
         'calibration': {'file': str(checked.file), 'false_alarm_rate': checked.false_alarm_rate,
+                        'rule': checked.rule, 'baseline_clips': checked.baseline_clips,
                         'threshold': checked.threshold, 'anomalous_frames': int(final.anomalous.sum()),
-                        'events': len(final.events)},
+                        'events': len(final.events), 'out_of_calibration': mismatch},
         **clock.as_dict(), 'outputs': list(STREAM_OUTPUTS),
         'options': vars(opt)}, sort_keys=True, default=str)
     return final

@@ -180,10 +180,11 @@ def plot_video_scores(path, name, regularity_per_frame, picks, clip_len):
     save_figure(plt, figure, path)
 
 
-def plot_decisions(path, name, error_per_frame, threshold, events, clip_len):
-    """Raw error against frame with the calibrated threshold and the events shaded (utils/calibration.py)."""
+def plot_decisions(path, name, statistic_per_frame, threshold, events, clip_len, rule='global'):
+    """The decision rule's statistic (``global``: the raw error) against frame with the calibrated threshold and the
+    events shaded (utils/calibration.py, utils/decision_rules.py)."""
     plt = pyplot()
-    values = np.asarray(error_per_frame)
+    values = np.asarray(statistic_per_frame)
     figure, axis = plt.subplots(figsize=(7, 2.6))
     for k, (first, last) in enumerate(events):
         axis.axvspan(first - 0.5, last + 0.5, color='tab:red', alpha=0.2, lw=0, label='event' if k == 0 else None)
@@ -191,7 +192,7 @@ def plot_decisions(path, name, error_per_frame, threshold, events, clip_len):
     axis.axhline(threshold, color='tab:red', ls='--', lw=1.0, label='threshold')
     axis.set_xlim(0, max(len(values) - 1, 1))
     axis.set_xlabel('frame')
-    axis.set_ylabel('clip error')
+    axis.set_ylabel('clip error' if rule == 'global' else f'error / {rule} baseline')
     axis.set_title(f'{name}: error of the clip centred on each frame ({clip_len} frames), calibrated threshold',
                    fontsize=9)
     axis.legend(loc='upper right', fontsize=8)

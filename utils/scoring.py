@@ -12,15 +12,18 @@ Normalize(0.5, 0.5)). The released code scores the two models differently:
 ``released`` picks the model's own score; per-video min-max normalisation in :mod:`utils.eval` makes any
 constant factor irrelevant for the AUC.
 """
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from data.video_datasets import NORM_MEAN, NORM_STD, PreloadedVideo
+from data.layout import VideoLayout
+from data.video_datasets import NORM_MEAN, NORM_STD, PreloadedVideo, VideoDatasetOneDir
 from models.clip_overlap import ClipWindowModel, PerClipModel
 from utils.errors import InputError
 from utils.interrupts import quiet_handover_in_worker
-from utils.runtime import compile_model, memory_layout
+from utils.runtime import autocast, compile_model, memory_layout
 
 SCORE_TYPES = ('released', 'l2', 'mse')
 # The window path's per-clip layers run on at least this many clips at once: one clip at a time took 1.7x as long
@@ -145,6 +148,20 @@ def prepared_video_scorer(model, opt, score, device, memory_model):
         return finite_scores(score_video(scorer, dataset, opt, score, device, memory_model, memory_format, on_maps),
                              where)
     return scores
+
+
+def held_out_clip_errors(opt, model, device, memory_model, score):
+    """{name: the raw clip errors, in order} of each training video that --HoldOutVideos held out of training (normal
+    footage the model has not seen: what calibrates decisions)."""
+    layout = VideoLayout(Path(opt.DataRoot) / opt.Dataset)
+    scores = prepared_video_scorer(model, opt, score, device, memory_model)
+    errors = {}
+    with torch.inference_mode(), autocast(device, opt.AMP):
+        for name in layout.held_out(opt.HoldOutVideos):
+            dataset = VideoDatasetOneDir.in_layout(layout, 'train', name, channels=opt.ImgChnNum,
+                                                   frame_num=opt.FrameNum)
+            errors[name] = scores(dataset, f'training video {name} ({layout.frames_dir("train") / name})')
+    return errors
 
 
 def window_batch(opt):

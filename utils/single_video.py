@@ -49,8 +49,9 @@ from data.frame_stream import frame_image_files, prepared_frames
 from data.movies import DEFAULT_RATE, movie_rate, write_movie
 from data.readers import DataFormatError
 from data.video_datasets import normalised_frames
-from utils.calibration import (Calibration, anomaly_events, calibration_path, chosen_calibration, is_anomalous,
-                               weights_sha256)
+from utils.calibration import (Calibration, anomaly_events, calibration_mismatch, calibration_path,
+                               chosen_calibration, mismatch_warning, source_kind, weights_sha256)
+from utils.decision_rules import rule_statistics
 from utils.errors import InputError
 from utils.eval import regularity
 from utils.files import read_json, save_image, save_npy, write_csv, write_json, writing
@@ -175,13 +176,15 @@ def frame_sources(path, num_frames):
 
 def write_frame_scores(folder, sources, clips_of_frames, error, regular, decisions=None):
     """frame_scores.csv, error.npy, regularity.npy; ``sources`` as :func:`frame_sources` gives them; with
-    ``decisions`` (a :class:`Decisions`) two more columns."""
+    ``decisions`` (a :class:`Decisions`) three more columns."""
     save_npy(folder / 'error.npy', error)
     save_npy(folder / 'regularity.npy', regular)
     column, sources = sources
-    header = ['frame', column, 'clip', 'error', 'regularity', *(['tail_probability', 'anomalous'] if decisions else [])]
+    header = ['frame', column, 'clip', 'error', 'regularity',
+              *(['tail_probability', 'anomalous', 'statistic'] if decisions else [])]
     rows = [[f, source, c, repr(float(e)), repr(float(p)),
-             *([repr(float(decisions.tail[f])), int(decisions.anomalous[f])] if decisions else [])]
+             *([repr(float(decisions.tail[f])), int(decisions.anomalous[f]), repr(float(decisions.statistic[f]))]
+               if decisions else [])]
             for f, (source, c, e, p) in enumerate(zip(sources, clips_of_frames, error, regular))]
     write_csv(folder / 'frame_scores.csv', header, rows)
 
@@ -194,18 +197,32 @@ def calibration_signature(opt, score, size):
 
 @dataclass
 class CheckedCalibration:
-    """A calibration that holds for this run (its weights and options), and its threshold at ``false_alarm_rate``
-    (--FalseAlarmRate)."""
+    """A calibration that holds for this run (its weights and options), the decision rule (--DecisionRule,
+    --BaselineClips) and its threshold at ``false_alarm_rate`` (--FalseAlarmRate)."""
     file: Path
     calibration: Calibration
     false_alarm_rate: float
     threshold: float
+    rule: str = 'global'
+    baseline_clips: int = None
+
+    def mismatch(self, what, kind, first_errors):
+        """The warning (printed, and returned for results.json) when footage ``what`` of kind ``kind`` whose first
+        clips have the raw ``first_errors`` looks unlike the calibration's; else None."""
+        reasons = calibration_mismatch(self.calibration, first_errors, kind)
+        if not reasons:
+            return None
+        warning = mismatch_warning(what, self.file.name, reasons, self.rule)
+        print(f'warning: {warning}', flush=True)
+        return warning
 
 
 @dataclass
 class Decisions:
-    """Per frame: tail probability and decision under a :class:`CheckedCalibration`; the events."""
+    """Per frame: the rule's statistic, its tail probability and the decision under a :class:`CheckedCalibration`;
+    the events."""
     checked: CheckedCalibration
+    statistic: np.ndarray
     tail: np.ndarray
     anomalous: np.ndarray
     events: list
@@ -217,14 +234,19 @@ def checked_calibration(opt, weights, score, size):
     path = chosen_calibration(opt.Calibration, weights)
     if path is None:
         return None
-    calibration = Calibration.load(path, calibration_signature(opt, score, size), weights_sha256(weights))
-    return CheckedCalibration(path, calibration, opt.FalseAlarmRate, calibration.threshold(opt.FalseAlarmRate))
+    calibration = Calibration.load(path, calibration_signature(opt, score, size), weights_sha256(weights),
+                                   opt.DecisionRule, opt.BaselineClips)
+    return CheckedCalibration(path, calibration, opt.FalseAlarmRate,
+                              calibration.threshold(opt.FalseAlarmRate, opt.DecisionRule), opt.DecisionRule,
+                              opt.BaselineClips)
 
 
-def decide(opt, checked, error):
-    """The :class:`Decisions` for the per-frame errors ``error`` under a :class:`CheckedCalibration`."""
-    anomalous = is_anomalous(error, checked.threshold)
-    return Decisions(checked, checked.calibration.tail_probability(error), anomalous,
+def decide(opt, checked, clip_errors, clips_of_frames):
+    """The :class:`Decisions` for a video's clip errors (read in order by the rule) under a
+    :class:`CheckedCalibration`; frame f takes clip ``clips_of_frames[f]``'s."""
+    statistic, flagged = rule_statistics(checked.rule, checked.baseline_clips, clip_errors, checked.threshold)
+    statistic, anomalous = statistic[clips_of_frames], flagged[clips_of_frames]
+    return Decisions(checked, statistic, checked.calibration.tail_probability(statistic, checked.rule), anomalous,
                      anomaly_events(anomalous, opt.EventMinFrames, opt.EventMergeGap))
 
 
@@ -238,6 +260,7 @@ def write_events(folder, sources, decisions):
                for k, (first, last) in enumerate(decisions.events)])
     write_json(folder / 'events.json', {
         'calibration': str(decisions.checked.file), 'false_alarm_rate': decisions.checked.false_alarm_rate,
+        'rule': decisions.checked.rule, 'baseline_clips': decisions.checked.baseline_clips,
         'threshold': decisions.checked.threshold, 'anomalous_frames': int(decisions.anomalous.sum()),
         'events': [{'first_frame': first, 'last_frame': last, f'first_{column}': sources[first],
                     f'last_{column}': sources[last]} for first, last in decisions.events]})
@@ -285,15 +308,17 @@ def video_clip_scores(opt, model, device, memory_model, size, score, store=None)
     return scores, time.perf_counter() - started
 
 
-def save_calibration(opt, weights, errors, source, score, size):
-    """The normal clip ``errors`` (from ``source``) as a calibration file beside the weights (or at
-    --Calibration), with a line that gives its threshold at --FalseAlarmRate; returns the file's path."""
+def save_calibration(opt, weights, errors, source, score, size, kind):
+    """The normal clip ``errors`` (from ``source``, footage of kind ``kind``; a list of one array per video) as a
+    calibration file beside the weights (or at --Calibration), with the rules' statistics for --BaselineClips and a
+    line that gives its threshold at --FalseAlarmRate; returns the file's path."""
     calibration = Calibration.from_errors(errors, source, calibration_signature(opt, score, size),
-                                          weights_sha256(weights))
+                                          weights_sha256(weights), opt.BaselineClips, kind)
     path = Path(opt.Calibration) if opt.Calibration else calibration_path(weights)
     calibration.save(path)
-    at_rate = (f'at --FalseAlarmRate {opt.FalseAlarmRate:g} the threshold is an error of '
-               f'{calibration.threshold(opt.FalseAlarmRate):.6g}' if opt.FalseAlarmRate >= calibration.resolution
+    at_rate = (f'at --FalseAlarmRate {opt.FalseAlarmRate:g} the threshold of --DecisionRule {opt.DecisionRule} is '
+               f'{calibration.threshold(opt.FalseAlarmRate, opt.DecisionRule):.6g}'
+               if opt.FalseAlarmRate >= calibration.resolution
                else f'too few clips for --FalseAlarmRate {opt.FalseAlarmRate:g}: it resolves rates from '
                     f'{calibration.resolution:g}; calibrate on more normal footage for smaller ones')
     print(f'calibration from {calibration.clips} normal clips of {source} -> {path}; {at_rate}')
@@ -306,7 +331,7 @@ def calibrate_on_video(opt, model, weights, device, memory_model):
     score = resolve_score_type(opt.ScoreType, opt.ModelName)
     print(f'--Video {opt.Video} (normal footage, --Calibrate): frames at {size[0]} x {size[1]} (from {size_origin})')
     scores, _ = video_clip_scores(opt, model, device, memory_model, size, score)
-    return save_calibration(opt, weights, scores, opt.Video, score, size)
+    return save_calibration(opt, weights, [scores], opt.Video, score, size, source_kind(opt.Video))
 
 
 def earlier_outputs(folder):
@@ -368,10 +393,13 @@ def score_single_video(opt, options, model, weights, device, memory_model):
         outputs = ['frame_scores.csv', 'error.npy', 'regularity.npy', 'clip_scores.npy', 'score_curve.png']
         sources = frame_sources(opt.Video, num_frames)
         if checked:
-            decisions = decide(opt, checked, error)
+            mismatch = checked.mismatch(f'--Video {opt.Video}', source_kind(opt.Video),
+                                        scores[:opt.BaselineClips])
+            warnings += [mismatch] if mismatch else []
+            decisions = decide(opt, checked, scores, clips_of_frames)
             write_events(folder, sources, decisions)
-            plot_decisions(folder / 'decisions.png', video_name(opt.Video), error, checked.threshold,
-                           decisions.events, opt.FrameNum)
+            plot_decisions(folder / 'decisions.png', video_name(opt.Video), decisions.statistic, checked.threshold,
+                           decisions.events, opt.FrameNum, checked.rule)
             outputs += ['events.csv', 'events.json', 'decisions.png']
         write_frame_scores(folder, sources, clips_of_frames, error, regular, decisions)
         picks = most_anomalous(regular, error, clips_of_frames, opt.FrameNum)
@@ -390,8 +418,10 @@ def score_single_video(opt, options, model, weights, device, memory_model):
         'most_anomalous_frames': [{k: v for k, v in asdict(p).items() if k in ('frame', 'regularity', 'error')}
                                   for p in picks],
         'calibration': None if decisions is None else {
-            'file': str(checked.file), 'false_alarm_rate': checked.false_alarm_rate, 'threshold': checked.threshold,
-            'anomalous_frames': int(decisions.anomalous.sum()), 'events': len(decisions.events)},
+            'file': str(checked.file), 'false_alarm_rate': checked.false_alarm_rate, 'rule': checked.rule,
+            'baseline_clips': checked.baseline_clips, 'threshold': checked.threshold,
+            'anomalous_frames': int(decisions.anomalous.sum()), 'events': len(decisions.events),
+            'out_of_calibration': mismatch},
         'error_range': [float(scores.min()), float(scores.max())], 'warnings': warnings,
         'outputs': outputs, 'options': vars(opt)}, sort_keys=True, default=str)
     remove_outputs(folder, set(earlier) - set(outputs))
