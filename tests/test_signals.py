@@ -247,3 +247,68 @@ def test_a_worker_drops_its_hand_over_report_and_keeps_other_reports(monkeypatch
     except ValueError as error:
         sys.excepthook(type(error), error, error.__traceback__)
     assert [str(error) for error in reported] == ['a worker error of its own']
+
+
+# run_child in this process: the child blocks the stop signals from its start (the mask outlives exec) and only
+# takes them once its handlers are in place, so no signal can land before it is ready to report it; a child that
+# is never signalled ends by itself after CHILD_WAIT seconds, with another exit code, and the test fails.
+CHILD_WAIT = 60
+CHILD = '''
+import pathlib, signal, sys, time
+report, ready = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+def stopped(signum, frame):
+    time.sleep(0.5)  # a clean-up that takes a moment: a parent that does not wait for it kills it first
+    report.write_text(signal.Signals(signum).name)
+    sys.exit(7)
+for signum in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signum, stopped)
+ready.touch()
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGHUP})
+time.sleep(float(sys.argv[3]))
+'''
+
+
+def start_blocked():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
+
+
+def child_command(tmp_path, wait=CHILD_WAIT):
+    return [sys.executable, '-c', CHILD, str(tmp_path / 'report'), str(tmp_path / 'ready'), str(wait)]
+
+
+def test_run_child_returns_the_exit_code_and_calls_back_while_the_child_runs(tmp_path):
+    from utils.interrupts import run_child
+    release = tmp_path / 'release'
+    calls = []
+
+    def waiting():
+        calls.append(1)
+        release.touch()
+    script = (f'import pathlib, sys, time\nend = time.monotonic() + {CHILD_WAIT}\n'
+              f'while not pathlib.Path({str(release)!r}).exists():\n    if time.monotonic() > end: sys.exit(0)\n'
+              f'    time.sleep(0.01)\nsys.exit(3)')
+    assert run_child([sys.executable, '-c', script], while_waiting=waiting, every_seconds=0.05) == 3
+    assert calls  # the child ends only once the callback has run
+
+
+def test_run_child_stops_the_child_at_its_deadline_and_waits_for_its_clean_up(tmp_path):
+    from utils.interrupts import run_child
+    assert run_child(child_command(tmp_path), stop_at=time.monotonic(), preexec_fn=start_blocked) == 7
+    assert (tmp_path / 'report').read_text() == 'SIGTERM'
+
+
+@pytest.mark.parametrize('stop, sent', [(KeyboardInterrupt(), 'SIGTERM'), ('SIGHUP', 'SIGHUP'),
+                                        ('SIGTERM', 'SIGTERM')])
+def test_run_child_hands_an_interrupt_on_and_waits_for_the_child_to_clean_up(tmp_path, stop, sent):
+    """An interrupt that reaches the parent while it waits (here raised by the callback, once the child is ready)
+    goes to the child (SIGTERM for a Ctrl-C, which may not reach a child in another session; SIGHUP as SIGHUP),
+    the parent waits for the child's clean-up, then the interrupt goes on."""
+    from utils.interrupts import Interrupted, run_child
+    error = stop if isinstance(stop, BaseException) else Interrupted(signal.Signals[stop])
+
+    def waiting():
+        if (tmp_path / 'ready').exists():
+            raise error
+    with pytest.raises(type(error)):
+        run_child(child_command(tmp_path), while_waiting=waiting, every_seconds=0.05, preexec_fn=start_blocked)
+    assert (tmp_path / 'report').read_text() == sent  # written before run_child let the interrupt go on
