@@ -149,6 +149,8 @@ def test_run_cli_turns_each_signal_into_one_line_and_its_exit_code(signum, capsy
         finally:
             cleaned.append(True)
     assert run_cli(main, [], interrupted='what is kept') == EXIT_CODES[signum]
+    from utils.interrupts import Interrupted
+    assert str(Interrupted(signum)) == signal.Signals(signum).name  # what a traceback of one would say
     assert capsys.readouterr().err == f'interrupted ({signal.Signals(signum).name}); what is kept\n'
     assert cleaned == [True]
     assert {s: signal.getsignal(s) for s in before} == before
@@ -226,8 +228,8 @@ def test_a_worker_drops_its_hand_over_report_and_keeps_other_reports(monkeypatch
     the worker's hook installed as DataLoader workers get it (worker_init_fn)."""
     import multiprocessing.resource_sharer as resource_sharer
     from utils.interrupts import quiet_handover_in_worker
-    reported = []
-    monkeypatch.setattr(sys, 'excepthook', lambda *report: reported.append(report[1]))
+    reported, whole = [], []
+    monkeypatch.setattr(sys, 'excepthook', lambda *report: (reported.append(report[1]), whole.append(report)))
     handover = type('Sharer', (), {'_listener': BrokenHandover()})()
 
     def serve():
@@ -246,7 +248,16 @@ def test_a_worker_drops_its_hand_over_report_and_keeps_other_reports(monkeypatch
         raise ValueError('a worker error of its own')
     except ValueError as error:
         sys.excepthook(type(error), error, error.__traceback__)
-    assert [str(error) for error in reported] == ['a worker error of its own']
+        own = (ValueError, error, error.__traceback__)
+    # an error from another file of multiprocessing than the hand-over's is the worker's news too
+    elsewhere = compile('raise OSError("a pipe of its own")', str(Path(resource_sharer.__file__).with_name(
+        'connection.py')), 'exec')
+    try:
+        exec(elsewhere, {})
+    except OSError as error:
+        sys.excepthook(type(error), error, error.__traceback__)
+    assert [str(error) for error in reported] == ['a worker error of its own', 'a pipe of its own']
+    assert whole[-2] == own  # handed on whole: kind, error and traceback
 
 
 # run_child in this process: the child blocks the stop signals from its start (the mask outlives exec) and only
