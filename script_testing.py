@@ -35,7 +35,7 @@ from data.registry import dataset_spec, family_of
 from data.video_datasets import VideoDatasetOneDir
 from models import is_memory_model
 from options import TestOptions
-from utils.calibration import FRAME_IMAGES, decision_report
+from utils.calibration import FRAME_IMAGES, calibration_mismatch, decision_report
 from utils.checkpoint import load_model
 from utils.errors import InputError, run_cli
 from utils.files import save_npy, write_json
@@ -135,8 +135,13 @@ def main(argv=None):
     if checked:  # beyond the paper: does the calibrated threshold hold on the labelled test set?
         report = decision_report(videos, checked.threshold, opt.FalseAlarmRate, opt.EventMinFrames,
                                  opt.EventMergeGap, checked.rule, checked.baseline_clips)
-        report['out_of_calibration'] = {video.name: warning for video in videos if (warning := checked.mismatch(
-            f'test video {video.name}', FRAME_IMAGES, video.scores[:opt.BaselineClips]))}
+        outside = {video.name: reasons for video in videos if (reasons := calibration_mismatch(
+            checked.calibration, video.scores[:opt.BaselineClips], FRAME_IMAGES))}
+        report['out_of_calibration'] = outside
+        if outside:
+            print(f'warning: {len(outside)} of {len(videos)} test videos look unlike the normal footage of '
+                  f'{checked.file.name} in their first {opt.BaselineClips} clips ({", ".join(outside)}): one that '
+                  f'starts inside an anomaly does; otherwise another camera, encoding or lighting (calibrated.json)')
         write_json(res_path / 'calibrated.json', {'calibration': str(checked.file), **report})
     write_results_json(res_path, evaluation, {
         'setting': opt.setting, 'weights': str(weights), 'data_path': data_path, 'score': score,

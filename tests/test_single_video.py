@@ -249,11 +249,17 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
     assert report['threshold'] == threshold and report['false_alarm_rate']['requested'] == 0.25
     clips = sum(len(np.load(path)) for path in res.glob('Test*.npy'))
     assert report['clips']['normal'] + report['clips']['anomalous'] == clips
+    # beside the paper's AUC, the AUC of the rule's causal statistic (global: the raw errors pooled)
+    metrics = json.loads((res / 'results.json').read_text())
+    assert metrics['auc_of_rule_statistic'] == {'rule': 'global', 'auc': report['auc_of_rule_statistic']}
+    assert report['auc_of_rule_statistic'] == pytest.approx(metrics['metrics']['auc_unnormalised'])
+    assert isinstance(report['out_of_calibration'], dict)
     plain_set = tmp_path / 'plain_set'
     shutil.copy(own, tmp_path / 'copy.pt')  # the same weights without a calibration beside them
     score(prepared_root, tmp_path / 'copy.pt', plain_set)
     plain_res = next(plain_set.glob('res_*'))
     assert not (plain_res / 'calibrated.json').exists()
+    assert json.loads((plain_res / 'results.json').read_text())['auc_of_rule_statistic'] is None
     assert json.loads((res / 'results.json').read_text())['metrics'] == \
         json.loads((plain_res / 'results.json').read_text())['metrics']
 

@@ -214,9 +214,9 @@ def mismatch_warning(what, calibration_file, reasons, rule):
     """The one-sentence warning for footage unlike its calibration."""
     holds = ('the threshold is relative to its own first clips\' level, which absorbs a change of level but not of '
              'noise' if rule in BASELINE_RULES else 'the requested false-alarm rate will not hold')
-    return (f'{what} looks unlike the normal footage of {calibration_file}: {"; ".join(reasons)}. Likely another '
-            f'camera, encoding or lighting; {holds}: calibrate on normal footage from this source (--Video PATH '
-            f'--Calibrate True)')
+    return (f'{what} looks unlike the normal footage of {calibration_file}: {"; ".join(reasons)}. If it is normal '
+            f'footage, it likely comes from another camera, encoding or lighting, and {holds}: calibrate on normal '
+            f'footage from this source (--Video PATH --Calibrate True)')
 
 
 def anomaly_events(anomalous, min_frames, merge_gap):
