@@ -129,26 +129,30 @@ def test_batches_are_grouped_by_size_and_never_padded():
 
 def test_stacked_adam_is_torch_adam_per_unit_with_its_own_rate_and_skips_inactive_units():
     torch.manual_seed(0)
-    weights = torch.randn(3, 4, 5)
+    weights = torch.randn(5, 4, 5)
     stacked = torch.nn.Parameter(weights.clone())
-    rates = [1e-2, 1e-3, 3e-2]
-    adam = StackedAdam([stacked], rates, 3)
-    own = [torch.nn.Parameter(weights[r].clone()) for r in range(3)]
+    rates = [1e-2, 1e-3, 3e-2, 1e-3, 1e-3]
+    adam = StackedAdam([stacked], rates, 5)
+    own = [torch.nn.Parameter(weights[r].clone()) for r in range(5)]
     optimizers = [torch.optim.Adam([p], lr=rate, foreach=True) for p, rate in zip(own, rates)]
     for step in range(4):
-        grads = torch.randn(3, 4, 5)
-        active = torch.tensor([True, step % 2 == 0, step != 1])
+        grads = torch.randn(5, 4, 5)
+        # unit 3 never steps, unit 4 once: their saved states are those of per-unit optimizers too
+        active = torch.tensor([True, step % 2 == 0, step != 1, False, step == 3])
         stacked.grad = grads
         adam.step(active)
-        for r in range(3):
+        for r in range(5):
             if active[r]:
                 own[r].grad = grads[r]
                 optimizers[r].step()
-    for r in range(3):
+    for r in range(5):
         assert torch.allclose(stacked.detach()[r], own[r].detach(), rtol=0, atol=1e-6)
-        state = adam.unit_state(r, optimizers[r].state_dict())['state'][0]
-        reference = optimizers[r].state_dict()['state'][0]
-        assert float(state['step']) == float(reference['step']) == [4, 2, 3][r]
+        states = adam.unit_state(r, optimizers[r].state_dict())['state']
+        assert states.keys() == optimizers[r].state_dict()['state'].keys()  # none before the first step
+        if r == 3:
+            continue
+        state, reference = states[0], optimizers[r].state_dict()['state'][0]
+        assert float(state['step']) == float(reference['step']) == [4, 2, 3, 0, 1][r]
         assert torch.allclose(state['exp_avg_sq'], reference['exp_avg_sq'], rtol=1e-5, atol=1e-9)
 
 
@@ -245,8 +249,10 @@ def test_a_resumed_lockstep_run_equals_an_uninterrupted_one_bit_for_bit(kind):
     for r in range(2):
         resumed_adam.load_unit_state(r, saved[r][1])
         resumed_gens[r].set_state(saved[r][2])
+    calls = []
     train_stacked(resumed, resumed_adam, resumed_gens, source, rows, Schedule(1e-3, 3, 16), names,
-                  [saved[0][3], saved[1][3]])
+                  [saved[0][3], saved[1][3]], lambda epoch, trained, *_: calls.append((epoch, trained)))
+    assert calls == [(3, [0, 1])]  # only the epoch left: the two done are not gone through again
     for r in range(2):
         for key, value in whole.unit_state(r).items():
             assert torch.equal(resumed.unit_state(r)[key], value), key
