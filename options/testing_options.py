@@ -57,9 +57,10 @@ class TestOptions(BaseOptions):
                             'from past clips only (utils/decision_rules.py, docs/DEPLOYMENT.md): global (the raw error '
                             "against the calibration's threshold), warmup (the error relative to the median of the "
                             "stream's first --BaselineClips unflagged clips), running (relative to the median of the "
-                            'last --BaselineClips unflagged clips)', choices=RULES, default='global')
+                            'last --BaselineClips unflagged clips); the default was chosen on held-out training videos '
+                            '(docs/DEPLOYMENT.md)', choices=RULES, default='warmup')
         run.add_argument('--BaselineClips', help='(added) --DecisionRule warmup, running: how many unflagged clips set '
-                            'the level (--Calibrate records the rules for this number)', type=int, default=30)
+                            'the level (--Calibrate records the rules for this number)', type=int, default=10)
         run.add_argument('--EventMinFrames', help='(added) with a calibration: the fewest anomalous frames an event '
                             'has', type=int, default=8)
         run.add_argument('--EventMergeGap', help='(added) with a calibration: runs of anomalous frames at most this '

@@ -221,7 +221,7 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
     # the calibration footage itself, at a rate whose threshold is one of its five clip errors (the 4th of 5):
     # only the frames of the clip with the largest error lie above it
     score(prepared_root, own, tmp_path / 'out', '--Video', str(normal), '--FalseAlarmRate', '0.25',
-          '--EventMinFrames', '1', '--EventMergeGap', '0')
+          '--EventMinFrames', '1', '--EventMergeGap', '0', '--DecisionRule', 'global')
     folder = tmp_path / 'out' / 'video_Test001'
     rows = (folder / 'frame_scores.csv').read_text().splitlines()
     assert rows[0] == 'frame,source_file,clip,error,regularity,tail_probability,anomalous,statistic'
@@ -243,7 +243,7 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
     assert json.loads((folder / 'results.json').read_text())['calibration']['events'] == len(events['events'])
 
     # the test set with the same calibration: calibrated.json beside results.json, whose AUC is unchanged
-    score(prepared_root, own, tmp_path / 'set', '--FalseAlarmRate', '0.25')
+    score(prepared_root, own, tmp_path / 'set', '--FalseAlarmRate', '0.25', '--DecisionRule', 'global')
     res = next((tmp_path / 'set').glob('res_*'))
     report = json.loads((res / 'calibrated.json').read_text())
     assert report['threshold'] == threshold and report['false_alarm_rate']['requested'] == 0.25
