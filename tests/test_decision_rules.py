@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from utils.calibration import Calibration, QUANTILES, calibration_mismatch, decision_report
+from utils.calibration import Calibration, QUANTILES, calibration_mismatch, decision_report, mismatch_warning
 from utils.decision_rules import CausalRule, rule_statistics
 from utils.errors import InputError
 from utils.eval import VideoResult
@@ -188,6 +188,14 @@ def test_footage_unlike_the_calibration_is_named_with_its_cause():
     assert 'lies below' in below
     (kind,) = calibration_mismatch(calibration, normal_stream(rng, 1.0, W), '.mp4 video file')
     assert kind == 'it is .mp4 video file, the calibration was made on frame images'
+    # the warning joins the reasons and says what the rule can and cannot absorb
+    assert mismatch_warning('--Video x.mp4', 'c.json', [kind, above], 'global') == (
+        f'--Video x.mp4 looks unlike the normal footage of c.json: {kind}; {above}. If it is normal footage, it '
+        'likely comes from another camera, encoding or lighting, and the requested false-alarm rate will not hold: '
+        'calibrate on normal footage from this source (--Video PATH --Calibrate True)')
+    for rule in ('warmup', 'running'):
+        assert ("the threshold is relative to its own first clips' level, which absorbs a change of level but not "
+                'of noise: calibrate') in mismatch_warning('--Video x.mp4', 'c.json', [kind], rule)
 
 
 def test_the_test_set_report_reads_each_video_by_the_rule():
@@ -201,6 +209,8 @@ def test_the_test_set_report_reads_each_video_by_the_rule():
                         np.r_[np.zeros(100, int), np.ones(50, int)])
     report = {rule: decision_report([shifted, event], calibration.threshold(RATE, rule), RATE, 1, 0, rule, W)
               for rule in ('global', 'running')}
+    assert (report['running']['rule'], report['running']['baseline_clips']) == ('running', W)
+    assert report['running']['false_alarm_rate']['interval_from'] == '2000 resamples of the videos'
     assert report['global']['per_video']['shifted']['normal_clips_flagged'] == 200
     assert report['running']['false_alarm_rate']['realised'] < 2 * RATE
     assert report['running']['events']['detected'] == 1
