@@ -323,3 +323,33 @@ def test_run_child_hands_an_interrupt_on_and_waits_for_the_child_to_clean_up(tmp
     with pytest.raises(type(error)):
         run_child(child_command(tmp_path), while_waiting=waiting, every_seconds=0.05, preexec_fn=start_blocked)
     assert (tmp_path / 'report').read_text() == sent  # written before run_child let the interrupt go on
+
+
+def test_run_child_calls_back_while_a_distant_deadline_waits(tmp_path):
+    """Both at once: the callback keeps its pace although the deadline is far."""
+    from utils.interrupts import run_child
+    release = tmp_path / 'release'
+    script = (f'import pathlib, sys, time\nend = time.monotonic() + {CHILD_WAIT}\n'
+              f'while not pathlib.Path({str(release)!r}).exists():\n    if time.monotonic() > end: sys.exit(0)\n'
+              f'    time.sleep(0.01)\nsys.exit(3)')
+    assert run_child([sys.executable, '-c', script], while_waiting=release.touch, every_seconds=0.05,
+                     stop_at=time.monotonic() + 10 * CHILD_WAIT) == 3
+
+
+def test_run_child_kills_a_child_that_ignores_the_interrupt_after_the_grace(tmp_path, monkeypatch):
+    """A hung child does not hang its parent: after the grace period it is killed, and the interrupt goes on."""
+    import utils.interrupts
+    monkeypatch.setattr(utils.interrupts, 'CHILD_GRACE_SECONDS', 0.2)
+    ready = tmp_path / 'ready'
+    script = (f'import pathlib, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n'
+              f'pathlib.Path({str(ready)!r}).touch()\ntime.sleep({CHILD_WAIT})')
+    children = []
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, 'Popen', lambda *a, **k: children.append(real_popen(*a, **k)) or children[-1])
+
+    def waiting():
+        if ready.exists():
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        utils.interrupts.run_child([sys.executable, '-c', script], while_waiting=waiting, every_seconds=0.05)
+    assert children[0].returncode == -signal.SIGKILL
