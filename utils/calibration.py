@@ -38,6 +38,7 @@ from utils.errors import InputError
 from utils.files import read_json, write_json
 
 QUANTILES = 1001  # probabilities 0, 0.001, ..., 1: a false-alarm rate is resolved to 0.001
+PROBABILITIES = np.linspace(0, 1, QUANTILES)  # those probabilities
 CALIBRATION_SUFFIX = '_calibration.json'
 
 
@@ -113,14 +114,18 @@ class Calibration:
         if not self.resolution <= false_alarm_rate < 1:
             raise InputError(f'--FalseAlarmRate {false_alarm_rate} is outside what this calibration resolves: '
                              f'from {self.resolution:g} ({self.clips} normal clips, {QUANTILES} quantiles) to below 1')
-        return float(np.interp(1 - false_alarm_rate, np.linspace(0, 1, QUANTILES), self.rule_quantiles(rule)))
+        return float(self.value_at(1 - false_alarm_rate, rule))
+
+    def value_at(self, probability, rule='global'):
+        """The statistic of ``rule`` at ``probability`` (one or several) of the normal clips' distribution."""
+        return np.interp(probability, PROBABILITIES, self.rule_quantiles(rule))
 
     def tail_probability(self, errors, rule='global'):
         """The share of normal clips whose statistic under ``rule`` (``global``: error) is at or above each of
         ``errors`` (interpolated; 0 above the largest)."""
         # the quantiles repeat where normal errors are equal: each distinct value at the lowest probability it has
         values, first = np.unique(self.rule_quantiles(rule), return_index=True)
-        below = np.interp(np.asarray(errors, dtype=np.float64), values, np.linspace(0, 1, QUANTILES)[first],
+        below = np.interp(np.asarray(errors, dtype=np.float64), values, PROBABILITIES[first],
                           left=0.0, right=1.0)
         return 1 - below
 
@@ -163,7 +168,7 @@ class Calibration:
 
 
 def quantiles_of(values):
-    return np.quantile(np.asarray(values, dtype=np.float64), np.linspace(0, 1, QUANTILES)).tolist()
+    return np.quantile(np.asarray(values, dtype=np.float64), PROBABILITIES).tolist()
 
 
 def is_whole(value, least):
@@ -202,7 +207,7 @@ def calibration_mismatch(calibration, first_errors, kind):
     if calibration.source_kind is not None and kind != calibration.source_kind:
         reasons.append(f'it is {kind}, the calibration was made on {calibration.source_kind}')
     level = float(np.median(first_errors))
-    low, high = np.interp(LEVEL_QUANTILES, np.linspace(0, 1, QUANTILES), calibration.quantiles)
+    low, high = calibration.value_at(LEVEL_QUANTILES)
     if not low <= level <= high:
         side, share, bound = ('above', 'the highest', high) if level > high else ('below', 'the lowest', low)
         reasons.append(f'the median error of its first {len(first_errors)} clips, {level:.4g}, lies {side} the '
