@@ -29,14 +29,15 @@ def has_latent_penalty(model_name):
     return model_name == 'AEL1'
 
 
-def build_model(opt, family='video', arch=None, input_dim=None):
+def build_model(opt, family='video', arch=None, input_dim=None, shrink_thres=None):
     """The model that ``opt.ModelName`` names for a data family, sized by the options (and, for images, the
-    architecture; for records, their width)."""
+    architecture; for records, their width); ``shrink_thres`` replaces --ShrinkThres (a unit's choice from
+    --ShrinkThresGrid)."""
     if opt.ModelName not in MODELS:
         raise InputError(f"unknown --ModelName {opt.ModelName!r}; valid: {', '.join(MODELS)}")
     model_class = MODELS[opt.ModelName][family]
     memory = is_memory_model(opt.ModelName)
-    memory_args = {'shrink_thres': opt.ShrinkThres, 'addressing': opt.MemAddressing,
+    memory_args = {'shrink_thres': opt.ShrinkThres if shrink_thres is None else shrink_thres, 'addressing': opt.MemAddressing,
                    'temperature': opt.MemTemperature}
     if family == 'video':
         return model_class(opt.ImgChnNum, opt.MemDim, **memory_args) if memory else model_class(opt.ImgChnNum)

@@ -217,6 +217,11 @@ class BaseOptions:
                             'test set is used (KDD dagmm_reimpl: the validation records are not counted as test '
                             'records). Testing needs the value the weights were trained with',
                             type=str2bool, default=False)
+        oneclass.add_argument('--ShrinkThresGrid', help='(added) image and KDD MemAE with --EarlyStopping: the '
+                            'shrink thresholds lambda each unit tries (replacing --ShrinkThres); the unit keeps the '
+                            'one whose smoothed validation metric is best (the first of equals) and writes it beside '
+                            'its weights (<unit>_choice.json), where testing, given the same grid, reads it',
+                            type=float, nargs='+', metavar='LAMBDA', default=None)
         data.add_argument('--HoldOutVideos', help='(added) video: the last N training videos (natural order) are '
                             'held out: training leaves them out, and testing with --Calibrate True calibrates on them '
                             '(docs/DEPLOYMENT.md); adds _HoldOut<N> to the run name', type=int, default=0)
@@ -252,13 +257,24 @@ class BaseOptions:
         and the fields of the run name, which name files and folders, hold no path."""
         for action in self.parser._actions:
             value = getattr(opt, action.dest, None)
-            if action.type is float and value is not None and not math.isfinite(value):
+            values = value if isinstance(value, list) else [value]
+            if action.type is float and not all(v is None or math.isfinite(v) for v in values):
                 self.parser.error(f'{action.option_strings[0]} must be a finite number, got {value}')
         for flag in NAME_FIELDS:
             value = getattr(opt, flag)
             if not value or any(part in value for part in ('/', '\\')) or value in ('.', '..'):
                 self.parser.error(f'--{flag} is part of the run name, which names files and folders: it must be '
                                   f"a plain name without '/' or a backslash, got {value!r}")
+
+    def check_grid(self, opt, flag, grid):
+        """A grid of settings each unit chooses from (--LRGrid, --ShrinkThresGrid) needs --EarlyStopping, whose
+        validation set makes the choice, and distinct values."""
+        if grid is None:
+            return
+        if not opt.EarlyStopping:
+            self.parser.error(f'{flag} lets each unit choose on its validation set: it needs --EarlyStopping True')
+        if len(set(grid)) != len(grid):
+            self.parser.error(f'{flag} lists a value twice: {" ".join(map(str, grid))}')
 
     def add_arguments(self, groups):
         """Flags of one script only, each added to its group of ``groups`` (see ARGUMENT_GROUPS)."""
@@ -278,7 +294,7 @@ class BaseOptions:
         for flag in self.positive_flags:
             if getattr(opt, flag) < 1:
                 self.parser.error(f'--{flag} must be at least 1, got {getattr(opt, flag)}')
-        if opt.ShrinkThres < 0 or opt.EntropyLossWeight < 0 or opt.L1Weight < 0:
+        if opt.ShrinkThres < 0 or opt.EntropyLossWeight < 0 or opt.L1Weight < 0 or min(opt.ShrinkThresGrid or [0]) < 0:
             self.parser.error('--ShrinkThres, --EntropyLossWeight and --L1Weight must not be negative')
         if not opt.MemTemperature > 0:
             self.parser.error(f'--MemTemperature must be positive, got {opt.MemTemperature}')
@@ -290,6 +306,10 @@ class BaseOptions:
         if opt.EarlyStopping and family == 'video':
             self.parser.error(f'--EarlyStopping chooses the epoch of an image or KDD unit on validation data; '
                               f'--Dataset {opt.Dataset} is a video data set: leave --EarlyStopping out')
+        self.check_grid(opt, '--ShrinkThresGrid', opt.ShrinkThresGrid)
+        if opt.ShrinkThresGrid and not is_memory_model(opt.ModelName):
+            self.parser.error(f'--ShrinkThresGrid chooses the memory\'s shrink threshold; --ModelName {opt.ModelName} '
+                              'has no memory: leave it out')
         changed_image_layers = [f'--{flag}' for flag, _, default in ADDED_IMAGE_FIELDS if getattr(opt, flag) != default]
         if changed_image_layers and family != 'image':
             self.parser.error(f"{', '.join(changed_image_layers)} change(s) the image networks; --Dataset "

@@ -20,6 +20,10 @@ class TrainOptions(BaseOptions):
         outputs.add_argument('--IsTbLog', type=str2bool, help='TensorBoard log under <ModelRoot>/log_<setting>/',
                             default=True)
         run.add_argument('--LR', help='learning rate (Adam)', type=float, default=1e-4)
+        run.add_argument('--LRGrid', help='(added) image and KDD experiments with --EarlyStopping: the learning '
+                            'rates each unit tries (replacing --LR), all in lockstep; the unit keeps the rate and '
+                            'epoch whose smoothed validation metric is best (the first of equals)', type=float,
+                            nargs='+', metavar='LR', default=None)
         run.add_argument('--LossScaling', help='(added) "released": MSE and entropy averaged over all elements and '
                             'queries; "paper": per-sample sums as Eq. 10 reads (see models/losses.py); auto: released '
                             'for video, paper for images and KDDCUP99', choices=('auto', *LOSS_SCALINGS),
@@ -56,5 +60,9 @@ class TrainOptions(BaseOptions):
                             type=optional_path, default=None)
 
     def check(self, opt):
-        if not opt.LR > 0:  # also catches NaN
-            self.parser.error(f'--LR must be positive, got {opt.LR}')
+        if not opt.LR > 0 or not all(lr > 0 for lr in opt.LRGrid or []):  # also catches NaN
+            self.parser.error(f'--LR and --LRGrid must be positive, got {opt.LRGrid or opt.LR}')
+        self.check_grid(opt, '--LRGrid', opt.LRGrid)
+        if (opt.LRGrid or opt.ShrinkThresGrid) and opt.Lockstep is False:
+            self.parser.error('--LRGrid and --ShrinkThresGrid train each unit\'s candidates together: leave out '
+                              '--Lockstep False')

@@ -28,7 +28,8 @@ TRAINING_OUTPUTS = {'IsTbLog': 'TensorBoard', 'TextLogInterval': 'the log', 'Sna
                     'TBImgLogInterval': 'TensorBoard', 'SaveCheckInterval': 'checkpoints',
                     'KeepIntermediate': 'which files stay', 'Resume': 'the flag that resumes'}
 ONE_CLASS_ONLY = {name: 'read by the image and KDD experiments only' for name in
-                  ('NormalClass', 'Runs', 'Protocol', 'AnomalyRatio', 'EarlyStopping', 'Lockstep')}
+                  ('NormalClass', 'Runs', 'Protocol', 'AnomalyRatio', 'EarlyStopping', 'Lockstep', 'LRGrid',
+                   'ShrinkThresGrid')}
 ALLOWED = {
     'video training state': {**OUTPUTS, **ROUNDING, **TRAINING_OUTPUTS, **ONE_CLASS_ONLY,
                              'AMP': 'precision: a resumed GPU run may run in another one (rounding of the steps)',

@@ -14,6 +14,7 @@ scoring runs in large batches under ``torch.inference_mode``.
 """
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -89,7 +90,7 @@ class Schedule:
 # The options a unit's training state must share with the run that resumes it (its run name covers the rest of
 # what shapes the model: data set, memory, seed).
 RESUME_SIGNATURE = ('setting', 'LR', 'EpochNum', 'BatchSize', 'LossScaling', 'Protocol', 'AnomalyRatio', 'ScoreType',
-                    'EarlyStopping')
+                    'EarlyStopping', 'LRGrid', 'ShrinkThresGrid')
 
 
 def same_units(earlier, summary):
@@ -154,8 +155,45 @@ LOCKSTEP_BY_DEFAULT = {'tabular': True, 'image': False}
 
 
 def trains_in_lockstep(opt, family):
-    """Whether the units of a run with options ``opt`` (--Lockstep) of data family ``family`` train together."""
-    return LOCKSTEP_BY_DEFAULT[family] if opt.Lockstep == 'auto' else opt.Lockstep
+    """Whether the units of a run with options ``opt`` (--Lockstep) of data family ``family`` train together; a
+    grid of candidates (--LRGrid, --ShrinkThresGrid) always does."""
+    if opt.Lockstep == 'auto':
+        return LOCKSTEP_BY_DEFAULT[family] or bool(opt.LRGrid or opt.ShrinkThresGrid)
+    return opt.Lockstep
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One setting a unit tries (--LRGrid x --ShrinkThresGrid): its learning rate and shrink threshold (None: the
+    model's --ShrinkThres)."""
+    lr: float
+    shrink_thres: float = None
+
+    def tag(self, grids):
+        """What names this candidate's training state beside the unit's: the values of the grids that vary."""
+        lrs, shrinks = grids
+        return (f'_LR{self.lr}' if len(lrs) > 1 else '') + (f'_ShrThres{self.shrink_thres}' if len(shrinks) > 1 else '')
+
+
+def choose_candidate(candidates, stops):
+    """The index of the candidate whose validation curve (its :class:`ValidationStop`), smoothed, is best at its
+    chosen epoch; the first of equals (the grids' order)."""
+    return max(range(len(candidates)), key=lambda i: stops[i].smoothed(stops[i].best_epoch(finished=True)))
+
+
+def choice_record(candidates, stops, chosen):
+    """What a unit chose from its grid, for its result and its choice file."""
+    def entry(candidate, stop):
+        epoch = stop.best_epoch(finished=True)
+        return {'lr': candidate.lr, 'shrink_thres': candidate.shrink_thres, 'chosen_epoch': epoch,
+                'smoothed': stop.smoothed(epoch)}
+    return {**entry(candidates[chosen], stops[chosen]),
+            'candidates': [entry(candidate, stop) for candidate, stop in zip(candidates, stops)]}
+
+
+def choice_path(weights):
+    """The choice file beside a unit's weights: which candidate of its grid the unit chose."""
+    return Path(weights).with_name(f'{Path(weights).stem}_choice.json')
 
 
 STOP_WINDOW = 2  # --EarlyStopping smooths the validation curve over +-2 epochs, as the validation program does
@@ -290,7 +328,9 @@ class UnitRunner:
     compiled: bool = False     # --Compile: lockstep training's batched step compiled (utils/lockstep.py)
     clock: EpochClock = None   # training: epoch times and the time left (utils/progress.py)
     units_done: int = 0
-    trained_in_lockstep: dict = field(default_factory=dict)  # unit -> (state, weights, losses, seconds)
+    trained_in_lockstep: dict = field(default_factory=dict)  # unit -> (state, weights, losses, seconds, stop, choice)
+    lr_grid: tuple = ()        # training: the learning rates each unit tries (--LRGrid, or --LR alone)
+    shrink_grid: tuple = (None,)  # the shrink thresholds each unit tries (--ShrinkThresGrid; None: --ShrinkThres)
 
     @classmethod
     def from_options(cls, opt, family, device, train):
@@ -306,7 +346,14 @@ class UnitRunner:
             losses=LossSettings.from_options(opt), score=resolve_score_type(opt.ScoreType, opt.ModelName, family),
             device=device, signature=resume_signature(opt), resume=train and opt.Resume == 'auto',
             tb_root=Path(opt.ModelRoot) / f'log_{opt.setting}' if train and opt.IsTbLog else None, flags=opt,
-            keep_intermediate=train and opt.KeepIntermediate, compiled=opt.Compile)
+            keep_intermediate=train and opt.KeepIntermediate, compiled=opt.Compile,
+            lr_grid=tuple(opt.LRGrid or [opt.LR]) if train else (),
+            shrink_grid=tuple(opt.ShrinkThresGrid or [None]))
+
+    @property
+    def candidates(self):
+        """Every setting a unit tries, shrink threshold by shrink threshold (each one lockstep training)."""
+        return [Candidate(lr, shrink) for shrink in self.shrink_grid for lr in self.lr_grid]
 
     @property
     def training(self):
@@ -315,8 +362,8 @@ class UnitRunner:
     def start(self, options, units):
         """Before the first unit: testing finds every unit's weights (a missing file fails before any work); the
         options (``options``, the parser that produced them) are saved beside the results (and the weights)."""
-        if self.training:
-            self.clock = EpochClock(len(units), self.schedule.epochs)
+        if self.training:  # a unit's epochs: those of every candidate it tries
+            self.clock = EpochClock(len(units), self.schedule.epochs * len(self.candidates))
         else:
             self.weights = {unit.name: self.find_weights(unit) for unit in units}
         options.save(self.flags, self.res_path)
@@ -327,17 +374,40 @@ class UnitRunner:
         """The run name of one unit, which names its weights and its training state."""
         return f'{self.setting}{unit.weight_suffix}'
 
-    def unit_checkpoint(self, unit):
-        return UnitCheckpoint(resume_file(self.model_dir, self.unit_setting(unit)), self.signature)
+    def unit_checkpoint(self, unit, candidate=None):
+        """The training state of a unit (of one ``candidate`` of its grid)."""
+        tag = '' if candidate is None else candidate.tag((self.lr_grid, self.shrink_grid))
+        return UnitCheckpoint(resume_file(self.model_dir, self.unit_setting(unit) + tag), self.signature)
 
-    def save_trained(self, unit, state, checkpoint):
-        """Write a unit's final weights; its training state goes unless --KeepIntermediate (the unit finished: its
-        weights are all it needs). Returns the weights' path."""
+    def save_trained(self, unit, state, checkpoints, choice=None):
+        """Write a unit's final weights (and, from a grid, its ``choice`` beside them); its training states
+        (``checkpoints``, one per candidate) go unless --KeepIntermediate (the unit finished: its weights are all it
+        needs). Returns the weights' path."""
         weights = self.model_dir / f'{self.unit_setting(unit)}.pt'
+        if choice is not None:
+            write_json(choice_path(weights), choice)
         save_torch(state, weights)
         if not self.keep_intermediate:
-            checkpoint.path.unlink(missing_ok=True)
+            for checkpoint in checkpoints:
+                checkpoint.path.unlink(missing_ok=True)
         return weights
+
+    def saved_choice(self, unit, weights):
+        """Testing: the shrink threshold the unit chose from --ShrinkThresGrid (its choice file beside
+        ``weights``), or None for the model's --ShrinkThres; a choice the options do not fit is refused."""
+        path = choice_path(weights)
+        grid = [shrink for shrink in self.shrink_grid if shrink is not None]
+        if not path.is_file():
+            if grid:
+                raise InputError(f'{weights} has no choice file {path.name} beside it, which --ShrinkThresGrid needs '
+                                 f'(weights trained without the grid: leave --ShrinkThresGrid out)')
+            return None
+        chosen = read_json(path, 'the choice of a unit trained on a grid').get('shrink_thres')
+        given = f'--ShrinkThresGrid {" ".join(map(str, grid))}' if grid else f'--ShrinkThres {self.flags.ShrinkThres}'
+        if chosen is not None and chosen not in (grid or [self.flags.ShrinkThres]):
+            raise InputError(f'{path} chose shrink threshold {chosen}, which {given} does not offer: test with the '
+                             f'--ShrinkThresGrid the weights were trained with')
+        return chosen
 
     def find_weights(self, unit):
         name = f'{self.unit_setting(unit)}.pt'
@@ -383,26 +453,50 @@ class UnitRunner:
                             checkpoint=checkpoint, resume=self.resume, stop=stop)
         if tb_writer is not None:
             tb_writer.close()
-        return self.save_trained(unit, model.state_dict(), checkpoint), losses
+        return self.save_trained(unit, model.state_dict(), [checkpoint]), losses
 
     def train_in_lockstep(self, units, build_model, source, rows, validation=None, val_metric=None):
         """Train the units that have not finished (--Resume auto) together (utils/lockstep.py), unit ``units[i]``
         on the samples ``source[rows[i]]`` (--EarlyStopping: ``validation[i]`` is its (validation samples, their
         labels), scored after every epoch with ``val_metric``), and save their weights; :meth:`run` then scores
-        each with the weights it got here. A resumed unit continues from its training state, which has the format
-        of the one-at-a-time path, so either path resumes the other's."""
+        each with the weights it got here. With a grid (--LRGrid, --ShrinkThresGrid) every unit trains once per
+        candidate, each from the weights and batch order of the unit's seed, and keeps the candidate its
+        validation set chooses (:func:`choose_candidate`). A resumed unit continues from its training state, which
+        has the format of the one-at-a-time path, so either path resumes the other's."""
         validation = validation or [(None, None)] * len(units)
         todo = [(unit, unit_rows, unit_val) for unit, unit_rows, unit_val in zip(units, rows, validation)
                 if not (self.resume and self.finished_result(unit) is not None)]
         if not todo:
             return
+        tqdm.write(f'training {len(todo)} units in lockstep (--Lockstep)' + (
+            f', each with {len(self.candidates)} candidates' if len(self.candidates) > 1 else ''))
+        started = time.perf_counter()
+        trained = {}  # (unit name, candidate) -> (state, epoch losses, stop, checkpoint)
+        for shrink in self.shrink_grid:  # one architecture per lockstep training
+            members = [(unit, unit_rows, unit_val, Candidate(lr, shrink))
+                       for unit, unit_rows, unit_val in todo for lr in self.lr_grid]
+            trained.update(self.train_members(members, partial(build_model, shrink_thres=shrink), source,
+                                              val_metric))
+        share = (time.perf_counter() - started) / len(todo)  # each unit's part of the training time
+        candidates = self.candidates
+        for unit, _, _ in todo:
+            states, losses, stops, checkpoints = zip(*(trained[unit.name, c] for c in candidates))
+            chosen = 0 if len(candidates) == 1 else choose_candidate(candidates, stops)
+            choice = None if len(candidates) == 1 else choice_record(candidates, stops, chosen)
+            weights = self.save_trained(unit, states[chosen], checkpoints, choice)
+            self.trained_in_lockstep[unit.name] = (states[chosen], weights, losses[chosen], share, stops[chosen],
+                                                   choice)
+
+    def train_members(self, members, build_model, source, val_metric):
+        """One lockstep training of ``members`` (unit, its rows, its validation data, :class:`Candidate`), all of one
+        architecture; returns (unit name, candidate) -> (final or chosen state, epoch losses, stop, checkpoint)."""
         models, generators, epoch_losses, checkpoints, optimizers, stops = [], [], [], [], [], []
-        for unit, _, (val, val_labels) in todo:
+        for unit, _, (val, val_labels), candidate in members:
             seed_everything(unit.seed)  # as run() does before building a unit's model
             model = build_model().apply(weights_init).to(self.device)
-            optimizer = torch.optim.Adam(model.parameters(), lr=self.schedule.lr, foreach=True)
+            optimizer = torch.optim.Adam(model.parameters(), lr=candidate.lr, foreach=True)
             generator = torch.Generator().manual_seed(unit.seed)
-            checkpoint = self.unit_checkpoint(unit)
+            checkpoint = self.unit_checkpoint(unit, candidate)
             stop = self.validation_stop(unit, val, val_labels, val_metric)
             epoch_losses.append(checkpoint.restore(model, optimizer, generator, stop) if self.resume else [])
             stops.append(stop)
@@ -411,12 +505,11 @@ class UnitRunner:
             generators.append(generator)
             checkpoints.append(checkpoint)
         stacked = StackedUnits(models, self.losses, compiled=self.compiled)
-        adam = StackedAdam(stacked.params, self.schedule.lr, len(models))
+        adam = StackedAdam(stacked.params, [candidate.lr for *_, candidate in members], len(models))
         for r, (optimizer, done) in enumerate(zip(optimizers, epoch_losses)):
             if done:
                 adam.load_unit_state(r, optimizer.state_dict())
-        template = optimizers[0].state_dict()  # the parameter groups of a unit's own Adam
-        names = [unit.name for unit, _, _ in todo]
+        names = [unit.name + candidate.tag((self.lr_grid, self.shrink_grid)) for unit, *_, candidate in members]
         writers = self.tensorboard_writers(names)
         self.clock.start_epoch()
 
@@ -425,8 +518,8 @@ class UnitRunner:
                 if stops[r] is not None:
                     models[r].load_state_dict(stacked.unit_state(r))
                     stops[r].observe(epoch, models[r])
-                checkpoints[r].save_states(stacked.unit_state(r), adam.unit_state(r, template), generators[r],
-                                           losses_so_far[r], stops[r])
+                checkpoints[r].save_states(stacked.unit_state(r), adam.unit_state(r, optimizers[r].state_dict()),
+                                           generators[r], losses_so_far[r], stops[r])
                 self.clock.end_epoch(names[r], self.units_done, epoch)  # the first takes the epoch's time
                 if writers:
                     for term, value in term_means[r].items():
@@ -434,17 +527,13 @@ class UnitRunner:
             tqdm.write(f'lockstep epoch {epoch}/{self.schedule.epochs} ({len(trained)} units): mean loss '
                        f'{np.mean([losses_so_far[r][-1] for r in trained]):.5f}; {self.clock.time_left()}')
 
-        tqdm.write(f'training {len(todo)} units in lockstep (--Lockstep)')
-        started = time.perf_counter()
-        train_stacked(stacked, adam, generators, source.to(self.device), [unit_rows for _, unit_rows, _ in todo],
+        train_stacked(stacked, adam, generators, source.to(self.device), [unit_rows for _, unit_rows, *_ in members],
                       self.schedule, names, epoch_losses, after_epoch)
-        share = (time.perf_counter() - started) / len(todo)  # each unit's part of the training time
-        for r, (unit, _, _) in enumerate(todo):
-            state = stacked.unit_state(r) if stops[r] is None else stops[r].chosen()[1]
-            weights = self.save_trained(unit, state, checkpoints[r])
-            self.trained_in_lockstep[unit.name] = (state, weights, epoch_losses[r], share, stops[r])
         for writer in writers:
             writer.close()
+        return {(unit.name, candidate): (stacked.unit_state(r) if stops[r] is None else stops[r].chosen()[1],
+                                         epoch_losses[r], stops[r], checkpoints[r])
+                for r, (unit, *_, candidate) in enumerate(members)}
 
     def tensorboard_writers(self, names):
         """One TensorBoard writer per unit (``--IsTbLog``), or none."""
@@ -468,18 +557,20 @@ class UnitRunner:
                 return result, None
         started = time.perf_counter()
         seed_everything(unit.seed)
-        model = build_model()
-        stop = None
+        stop = choice = None
         if unit.name in self.trained_in_lockstep:
-            state, weights, losses, training_seconds, stop = self.trained_in_lockstep.pop(unit.name)
+            state, weights, losses, training_seconds, stop, choice = self.trained_in_lockstep.pop(unit.name)
             started -= training_seconds  # the unit's 'seconds' cover its share of the lockstep training too
+            model = build_model(shrink_thres=(choice or {}).get('shrink_thres'))
             model.load_state_dict(state)
             model.to(self.device)
         elif self.training:
+            model = build_model()
             stop = self.validation_stop(unit, data.val, data.val_labels, val_metric)
             weights, losses = self.trained(unit, model, data.train, stop)
         else:
             weights, losses = self.weights[unit.name], None
+            model = build_model(shrink_thres=self.saved_choice(unit, weights))
             load_weights(model, weights, self.flags)
             model.to(self.device)
         scores = finite_scores(score_samples(model, data.test, self.score, self.losses.memory_model),
@@ -490,7 +581,8 @@ class UnitRunner:
                   'test_samples': int(len(data.test_labels)), 'test_anomalies': int(data.test_labels.sum()),
                   'protocol': data.description, 'weights': str(weights), 'epoch_losses': losses,
                   'seconds': time.perf_counter() - started, 'signature': self.signature,
-                  **({} if stop is None else {'validation': stop.summary()})}
+                  **({} if stop is None else {'validation': stop.summary()}),
+                  **({} if choice is None else {'choice': choice})}
         saved = {} if data.is_test is None else {'is_test': data.is_test}
         save_npz(self.res_path / f'{unit.name}_scores.npz', scores=scores, labels=data.labels, **saved)
         write_json(self.res_path / f'{unit.name}.json', result)
