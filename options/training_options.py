@@ -60,8 +60,9 @@ class TrainOptions(BaseOptions):
                             type=optional_path, default=None)
 
     def check(self, opt):
-        if not opt.LR > 0 or not all(lr > 0 for lr in opt.LRGrid or []):  # also catches NaN
-            self.parser.error(f'--LR and --LRGrid must be positive, got {opt.LRGrid or opt.LR}')
+        for flag, values in (('--LR', [opt.LR]), ('--LRGrid', opt.LRGrid or [])):
+            if not all(lr > 0 for lr in values):  # also catches NaN
+                self.parser.error(f'{flag} must be positive, got {" ".join(map(str, values))}')
         self.check_grid(opt, '--LRGrid', opt.LRGrid)
         if (opt.LRGrid or opt.ShrinkThresGrid) and opt.Lockstep is False:
             self.parser.error('--LRGrid and --ShrinkThresGrid train each unit\'s candidates together: leave out '

@@ -82,14 +82,22 @@ def test_the_mnist_experiments_share_the_reading_chosen_on_validation_but_releas
     assert variant_options('cifar10').ImageCodeChannels == 0  # chosen for MNIST only
 
 
-def test_cifar10_runs_stop_on_their_own_validation_sets_but_released_keeps_fixed_epochs():
-    """Each CIFAR-10 run chooses its epoch (at most 80) on its own validation set, so no seed's choice reads
-    another seed's test images; the learning rates stay the validated ones; _released keeps 30 fixed epochs."""
-    for name, lr in (('cifar10', 1e-3), ('cifar10_ae', 1e-4), ('cifar10_nonspar', 1e-3), ('cifar10_noshrink', 1e-3)):
+def test_cifar10_and_kdd_units_choose_their_settings_on_their_own_validation_sets_but_released_keeps_its_own():
+    """Each CIFAR-10 and KDDCUP99 unit chooses its learning rate, its epoch (at most 80) and, for a KDD MemAE,
+    its lambda on its own validation set, so no unit's choice reads another unit's test records (issue 46);
+    _released keeps its fixed settings."""
+    for name in ('cifar10', 'cifar10_ae', 'cifar10_nonspar', 'cifar10_noshrink', 'kdd', 'kdd_ae', 'kdd_nonspar'):
         opt = variant_options(name)
-        assert (opt.EarlyStopping, opt.EpochNum, opt.LR) == (True, 80, lr), name
-    released = variant_options('cifar10_released')
-    assert (released.EarlyStopping, released.EpochNum, released.LR) == (False, 30, 1e-3)
+        assert (opt.EarlyStopping, opt.EpochNum, opt.LRGrid) == (True, 80, [1e-4, 1e-3]), name
+        assert '--LR' not in experiment(name).train_flags, name  # the grid replaces it: the command says so
+    for name, grid in (('kdd', [0.02, 0.04]), ('kdd_noentropy', [0.02, 0.04]), ('kdd_nonspar', None),
+                       ('kdd_noshrink', None), ('cifar10', None), ('mnist', None)):
+        assert variant_options(name).ShrinkThresGrid == grid, name
+    assert variant_options('mnist').LRGrid is None  # MNIST's validation images are no test set's
+    for name, epochs in (('cifar10_released', 30), ('kdd_released', 20)):
+        released = variant_options(name)
+        assert (released.EarlyStopping, released.EpochNum, released.LRGrid, released.ShrinkThresGrid) == (
+            False, epochs, None, None), name
 
 
 @pytest.mark.parametrize('scaling', ['released', 'paper'])
@@ -115,6 +123,9 @@ def test_memory_sizes_scale_the_shrink_threshold_unless_fixed():
                                          ('--MemDim', '400', '--ShrinkThres', '0.0025')]  # N = 100 is the MemAE row
     fixed = memory_variants((25,), 100, 0.01, fixed_shrink=True)
     assert fixed[0].flags == ('--MemDim', '25', '--ShrinkThres', '0.01') and fixed[0].mem_dim == 25
+    # the units' grid of lambda (KDDCUP99: 1/N and 2/N) scales alike
+    gridded = memory_variants((25,), 50, 0.02, fixed_shrink=False, shrink_grid=('0.02', '0.04'))
+    assert gridded[0].flags == ('--MemDim', '25', '--ShrinkThres', '0.04', '--ShrinkThresGrid', '0.04', '0.08')
 
 
 def test_video_variants_keep_test_flags_and_drop_training_ones():
@@ -132,10 +143,12 @@ def test_sweep_writes_table_and_plot_then_resumes_without_rerunning(tmp_path):
     summary = json.loads((out / 'ablation_kdd.json').read_text())
     rows = {row['variant']: row for row in summary['rows']}
     assert list(rows) == ['memae', 'memdim4'] and summary['metric'] == 'F1'
-    # lambda follows N: the experiment's 0.02 x 50 slots = 1 = 0.25 x 4 slots; the command holds its environment
+    # lambda follows N: the experiment's 0.02 x 50 slots = 1 = 0.25 x 4 slots, its grid of 1/N and 2/N alike; the
+    # command holds its environment
     assert rows['memdim4']['commands'] == [
         f"DATA_ROOT={tmp_path / 'data'} OUT_ROOT={out / 'memdim4'} MODEL_ROOT={out / 'memdim4' / 'models'} "
-        'bash train.sh kdd --MemDim 4 --ShrinkThres 0.25 --Runs 2 --EpochNum 1 --UseCUDA False']
+        'bash train.sh kdd --MemDim 4 --ShrinkThres 0.25 --ShrinkThresGrid 0.25 0.5 --Runs 2 --EpochNum 1 '
+        '--UseCUDA False']
     # the console says where each variant stands and how long the rest will take
     assert '[1/2] MemAE: running' in done.stdout and '[1/2] MemAE: F1 ' in done.stdout
     assert '1 left, about ' in done.stdout and 'sweep complete' in done.stdout
@@ -222,5 +235,5 @@ def test_a_variant_own_training_settings_replace_the_data_set_ones():
     assert with_flags(('--LR', '1e-4', '--EpochNum', '14'), ('--EpochNum', '11', '--LossScaling', 'released')) == \
         ('--LR', '1e-4', '--EpochNum', '11', '--LossScaling', 'released')
     for name in ('kdd_ae', 'kdd_released', 'mnist_released'):
-        flags = experiment(name).train_flags
-        assert len(flags) == 2 * len(set(flags[::2]))  # each flag once: the printed command says what runs
+        flags = [item for item in experiment(name).train_flags if item.startswith('--')]
+        assert len(flags) == len(set(flags))  # each flag once: the printed command says what runs

@@ -118,10 +118,21 @@ def test_testing_builds_each_unit_with_its_chosen_shrink_threshold(tmp_path, cap
                         '--ShrinkThres 0.1 does not offer')
     expect_one_sentence(script_testing.main, test('other', '--ShrinkThresGrid', '0.7'), capsys,
                         '--ShrinkThresGrid 0.7 does not offer')
+    # weights trained without a grid (the shipped ones) have no choice file: built with --ShrinkThres, said once
     plain = train(tmp_path, 'plain', KDD)
     assert 'choice' not in plain['run0']
-    expect_one_sentence(script_testing.main, test('t', '--ShrinkThresGrid', '0.1', '0.2', models='plain'), capsys,
-                        'has no choice file', 'leave --ShrinkThresGrid out')
+    capsys.readouterr()
+    assert run_cli(script_testing.main, test('t', '--ShrinkThresGrid', '0.1', '0.2', models='plain')) == 0
+    assert capsys.readouterr().out.count('trained without a grid: built with --ShrinkThres 0.1') == 2
+    tested = json.loads(next((tmp_path / 't').rglob('run0.json')).read_text())
+    assert tested['metrics'] == pytest.approx(plain['run0']['metrics'], abs=1e-6)
+
+
+def test_a_grid_of_one_value_still_records_the_choice(tmp_path):
+    make_kdd(tmp_path / 'data', num_rows=800)
+    trained = train(tmp_path, 'one', KDD, '--ShrinkThresGrid', '0.05')
+    assert trained['run0']['choice']['shrink_thres'] == 0.05 and len(trained['run0']['choice']['candidates']) == 1
+    assert len(list((tmp_path / 'one').rglob('*_choice.json'))) == 2
 
 
 def test_an_interrupted_grid_resumes_to_the_same_choice(tmp_path, monkeypatch):
@@ -156,7 +167,7 @@ def test_an_interrupted_grid_resumes_to_the_same_choice(tmp_path, monkeypatch):
 @pytest.mark.parametrize('flags, fragment', [
     (['--LRGrid', '1e-3', '1e-2', '--EarlyStopping', 'False'], '--LRGrid lets each unit choose'),
     (['--ShrinkThresGrid', '0.1', '0.1'], '--ShrinkThresGrid lists a value twice'),
-    (['--LRGrid', '1e-3', '0'], '--LR and --LRGrid must be positive'),
+    (['--LRGrid', '1e-3', '0'], '--LRGrid must be positive, got 0.001 0.0'),
     (['--ShrinkThresGrid', '0.1', '-0.1'], 'must not be negative'),
     (['--LRGrid', '1e-3', '1e-2', '--Lockstep', 'False'], 'leave out --Lockstep False'),
     (['--ShrinkThresGrid', '0.1', '0.2', '--ModelName', 'AE', '--ModelSetting', 'FC'], 'has no memory'),

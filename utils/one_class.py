@@ -351,6 +351,12 @@ class UnitRunner:
             shrink_grid=tuple(opt.ShrinkThresGrid or [None]))
 
     @property
+    def grid_given(self):
+        """Whether the units choose from a grid (--LRGrid, --ShrinkThresGrid; of one value too): then each records
+        its choice."""
+        return self.shrink_grid != (None,) or bool(getattr(self.flags, 'LRGrid', None))
+
+    @property
     def candidates(self):
         """Every setting a unit tries, shrink threshold by shrink threshold (each one lockstep training)."""
         return [Candidate(lr, shrink) for shrink in self.shrink_grid for lr in self.lr_grid]
@@ -394,13 +400,14 @@ class UnitRunner:
 
     def saved_choice(self, unit, weights):
         """Testing: the shrink threshold the unit chose from --ShrinkThresGrid (its choice file beside
-        ``weights``), or None for the model's --ShrinkThres; a choice the options do not fit is refused."""
+        ``weights``), or None for the model's --ShrinkThres (weights trained without a grid, such as the shipped
+        ones, have no choice file); a choice the options do not fit is refused."""
         path = choice_path(weights)
         grid = [shrink for shrink in self.shrink_grid if shrink is not None]
         if not path.is_file():
             if grid:
-                raise InputError(f'{weights} has no choice file {path.name} beside it, which --ShrinkThresGrid needs '
-                                 f'(weights trained without the grid: leave --ShrinkThresGrid out)')
+                tqdm.write(f'{unit.name}: no {path.name} beside its weights, which were trained without a grid: '
+                           f'built with --ShrinkThres {self.flags.ShrinkThres}')
             return None
         chosen = read_json(path, 'the choice of a unit trained on a grid').get('shrink_thres')
         given = f'--ShrinkThresGrid {" ".join(map(str, grid))}' if grid else f'--ShrinkThres {self.flags.ShrinkThres}'
@@ -481,8 +488,8 @@ class UnitRunner:
         candidates = self.candidates
         for unit, _, _ in todo:
             states, losses, stops, checkpoints = zip(*(trained[unit.name, c] for c in candidates))
-            chosen = 0 if len(candidates) == 1 else choose_candidate(candidates, stops)
-            choice = None if len(candidates) == 1 else choice_record(candidates, stops, chosen)
+            chosen = choose_candidate(candidates, stops) if self.grid_given else 0
+            choice = choice_record(candidates, stops, chosen) if self.grid_given else None
             weights = self.save_trained(unit, states[chosen], checkpoints, choice)
             self.trained_in_lockstep[unit.name] = (states[chosen], weights, losses[chosen], share, stops[chosen],
                                                    choice)

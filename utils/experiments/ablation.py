@@ -32,7 +32,7 @@ from options import TestOptions, TrainOptions
 from utils.errors import InputError, run_cli
 from utils.files import make_folder, read_json, write_json, write_text, writing
 from utils.interrupts import run_child
-from utils.experiments.settings import DATA_NAMES, experiment
+from utils.experiments.settings import DATA, DATA_NAMES, experiment
 from utils.plots import pyplot, save_figure
 from utils.progress import PROGRESS_ENV, format_duration, read_progress
 
@@ -72,14 +72,17 @@ MEM_DIMS = {'ped2': VIDEO_MEM_DIMS, 'ped1': VIDEO_MEM_DIMS, 'avenue': VIDEO_MEM_
             'mnist': (25, 50, 200, 400), 'cifar10': (125, 250, 1000, 2000), 'kdd': (12, 25, 100, 200)}
 
 
-def memory_variants(mem_dims, default_dim, default_shrink, fixed_shrink):
-    """The full MemAE with other memory sizes; lambda scaled to keep lambda x N unless ``fixed_shrink``."""
+def memory_variants(mem_dims, default_dim, default_shrink, fixed_shrink, shrink_grid=()):
+    """The full MemAE with other memory sizes; lambda (and the experiment's --ShrinkThresGrid, whose values the
+    units choose from) scaled to keep lambda x N unless ``fixed_shrink``."""
     variants = []
     for n in (n for n in mem_dims if n != default_dim):
-        shrink = default_shrink if fixed_shrink else default_shrink * default_dim / n
+        scale = 1 if fixed_shrink else default_dim / n
+        shrink = default_shrink * scale
+        grid = ('--ShrinkThresGrid', *(f'{float(value) * scale:.6g}' for value in shrink_grid)) if shrink_grid else ()
         label = f'MemAE, N = {n}' + (f', λ = {shrink:.6g}' if not fixed_shrink else '')
         variants.append(Variant(f'memdim{n}', label, '', mem_dim=n,
-                                flags=('--MemDim', str(n), '--ShrinkThres', f'{shrink:.6g}')))
+                                flags=('--MemDim', str(n), '--ShrinkThres', f'{shrink:.6g}', *grid)))
     return tuple(variants)
 
 
@@ -323,7 +326,8 @@ def main(argv=None):
     default_shrink = float(memae.flag('--ShrinkThres'))
     chosen = [v for v in VARIANTS if spec.family in v.families and (args.variants is None or v.key in args.variants)]
     mem_dims = MEM_DIMS[data] if args.mem_dims is None else args.mem_dims
-    variants = [*chosen, *memory_variants(mem_dims, default_dim, default_shrink, args.fixed_shrink)]
+    variants = [*chosen, *memory_variants(mem_dims, default_dim, default_shrink, args.fixed_shrink,
+                                          DATA[data].shrink_grid)]
     out = args.out or Path('results') / f'ablation_{data}'
     make_folder(out)
     rows, progress = [], Progress(len(variants))
