@@ -163,6 +163,41 @@ def test_a_report_with_nothing_flagged_or_no_normal_clip_says_so():
     assert quiet['clips']['precision'] == 0.0 and quiet['clips']['recall'] == 0.0  # nothing flagged: no precision
     allbad = decision_report([VideoResult('v', np.full(4, 5.0), np.ones(4, int))], 1.0, 0.1, 1, 0)
     assert allbad['false_alarm_rate']['realised'] is None and allbad['clips']['normal'] == 0
+    # an AUC needs both kinds of clip: none (not NaN) with one kind only, a number from one clip of a kind on
+    calm = decision_report([VideoResult('v', np.arange(4.0), np.zeros(4, int))], 1.0, 0.1, 1, 0)
+    assert allbad['auc_of_rule_statistic'] is None and calm['auc_of_rule_statistic'] is None
+    one = decision_report([VideoResult('v', np.array([0, 0, 5, 0.0]), np.array([0, 0, 1, 0]))], 1.0, 0.1, 1, 0)
+    assert one['auc_of_rule_statistic'] == 1.0
+
+
+def test_one_normal_clip_falsely_flagged_is_a_thousand_false_alarms_per_thousand():
+    from utils.calibration import decision_report
+    from utils.eval import VideoResult
+    # clip 0 is the only normal clip and is flagged alone (an event apart from the run 1-3, which is caught late)
+    report = decision_report([VideoResult('v', np.array([5, 0, 5, 5.0]), np.array([0, 1, 1, 1]))], 1.0, 0.1, 1, 0)
+    assert report['events']['false_alarms'] == 1 and report['clips']['normal'] == 1
+    assert report['events']['false_alarms_per_1000_normal_clips'] == 1000.0
+
+
+def test_an_event_reported_before_its_labelled_run_began_has_no_delay():
+    from utils.calibration import detection_delays
+    # the event 1-3 is reported at its first clip (min_frames 1), before the run 2-3 begins; with min_frames 3
+    # at clip 3, one clip into the run
+    assert detection_delays([(1, 3)], [(2, 3)], 1) == [0]
+    assert detection_delays([(1, 3)], [(2, 3)], 3) == [1]
+
+
+def test_the_video_bootstrap_skips_draws_without_normal_clips_and_repeats_itself():
+    from utils.calibration import video_bootstrap_interval
+    # video 0 has no normal clip: a draw of it alone has no rate and is skipped (not 0/0); video 1 has one, flagged
+    assert video_bootstrap_interval([0, 1], [0, 1]) == [1.0, 1.0]
+    rng = np.random.default_rng(5)
+    counts = rng.integers(5, 50, 30)
+    flagged = rng.binomial(counts, rng.uniform(0, 0.3, 30))
+    first = video_bootstrap_interval(flagged, counts)
+    assert video_bootstrap_interval(flagged, counts) == first  # a report is reproducible: its draws are seeded
+    assert video_bootstrap_interval(flagged, counts, seed=1) != first
+    assert first[0] < flagged.sum() / counts.sum() < first[1]
 
 
 def test_errors_above_every_normal_one_have_no_tail_even_where_the_top_quantiles_repeat():
