@@ -51,7 +51,7 @@ DATA = {
     # Images: the paper gives no optimiser settings. MNIST: learning rate and lambda chosen per model on validation
     # data from the training images (python -m utils.experiments.validation; docs/REPRODUCTION.md); lambda = 1/N,
     # the lower end of the paper's [1/N, 3/N]. The reading of the paper's layer table was chosen on validation too
-    # (issue 36, docs/REPRODUCTION.md, *Sensitivity study*): a 4-channel code (4 x 4 x 4 numbers) instead of the
+    # (issue 36, docs/REPRODUCTION_MNIST.md, *Sensitivity study*): a 4-channel code (4 x 4 x 4 numbers) instead of the
     # printed 64 channels, shared by every model. MemAE-nonSpar's learning rate was re-chosen under that reading
     # (1e-4; the 1e-3 chosen with the printed table does not train with the narrow code); the MemAE's and the AE's
     # were re-checked and stay (MNIST's validation images are training images, which no test set holds). CIFAR-10
