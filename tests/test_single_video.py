@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import script_testing
+import utils.plots
 import utils.single_video
 from data.frame_stream import prepared_frames
 from data.layout import VideoLayout
@@ -348,3 +349,59 @@ def test_errors_that_hardly_vary_are_shown_raw_with_a_warning(capsys):
         warnings[0]
     assert utils.single_video.flat_error_warning(np.array([0.1, 0.3, 0.5]), opt, (32, 32)) == []
     assert utils.single_video.flat_error_warning(np.zeros(3), opt, (32, 32))  # all alike: no division by zero
+
+
+def test_the_error_map_store_gives_back_its_maps_and_floors_only_a_scale_of_zeros(tmp_path, monkeypatch):
+    """The maps come back as written, to float16's rounding (half a unit in the 11th bit, or the subnormal step),
+    batch after batch; errors far below 1 keep their own scale (the 1e-6 floor only keeps an all-zero video from
+    dividing by 0); a write that fails names the file."""
+    rng = np.random.default_rng(1)
+    maps = (rng.random((5, 6, 6)) * 0.01).astype(np.float32)
+    store = utils.single_video.ErrorMapStore(tmp_path / 'maps.f16')
+    store.add(maps[:2])
+    store.add(maps[2:])
+    back = np.asarray(store.maps())
+    assert back.dtype == np.float16 and back.shape == maps.shape
+    np.testing.assert_allclose(back.astype(np.float32), maps, rtol=2.0 ** -11, atol=2.0 ** -25)
+    assert store.scale() == pytest.approx(max(np.percentile(m, utils.single_video.HEAT_PERCENTILE) for m in maps))
+    zeros = utils.single_video.ErrorMapStore(tmp_path / 'zeros.f16')
+    zeros.add(np.zeros((2, 4, 4), np.float32))
+    assert zeros.scale() == 1e-6
+    from utils.errors import OutputError
+    with pytest.raises(OutputError, match=f'cannot write {re.escape(str(tmp_path))}'):
+        utils.single_video.ErrorMapStore(tmp_path)  # a folder, not a file
+    full = utils.single_video.ErrorMapStore(tmp_path / 'full.f16')
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(28, 'No space left on device')
+    full.file = FullDisk()
+    with pytest.raises(OutputError, match='cannot write .*full.f16: No space left on device'):
+        full.add(maps[:1])
+
+
+def test_the_gif_overlay_holds_the_frames_around_the_peak_at_the_source_rate_and_loops(tmp_path, monkeypatch):
+    """Without an MP4 encoder: the frames within GIF_FRAMES / 2 of the most anomalous one (here 8: the 7 frames
+    9-15 around frame 12), each shown for one frame period of the source (a 10 frames/s movie: 100 ms), looping;
+    each frame is the prepared frame (one channel, as --ImgChnNum 1) with its clip's heat map over it."""
+    monkeypatch.setattr(utils.single_video, 'write_movie', lambda path, frames, fps: False)
+    monkeypatch.setattr(utils.single_video, 'GIF_FRAMES', 8)
+    frames, _ = video_frames(30, seed=4)
+    movie = tmp_path / 'cam.avi'
+    write_movie(movie, frames, rate=10)
+    height, width = frames[0].shape
+    maps = np.random.default_rng(2).random((30, height, width)).astype(np.float32)
+    store = utils.single_video.ErrorMapStore(tmp_path / 'maps.f16')
+    store.add(maps)
+    picks = [utils.single_video.Pick(12, 0.1, 1.0)]
+    opt = SimpleNamespace(Video=str(movie), ImgChnNum=1)
+    out = tmp_path / 'out'
+    out.mkdir()
+    name = utils.single_video.write_overlays(out, opt, (height, width), store, np.arange(30), picks)
+    assert name == 'overlay.gif' and (out / name).is_file()
+    with Image.open(out / name) as gif:
+        assert gif.n_frames == 7 and gif.info['duration'] == 100 and gif.info['loop'] == 0
+    pick = picks[0]
+    assert pick.image.shape == (height, width, 1)
+    expected = utils.plots.heat_overlay(pick.image, np.asarray(store.maps())[12], store.scale())
+    assert np.array_equal(pick.overlay, expected)

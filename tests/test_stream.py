@@ -410,3 +410,47 @@ def test_a_disk_that_fills_while_streaming_is_one_sentence_naming_the_file(tmp_p
     with pytest.raises(OutputError, match=f'cannot write {tmp_path / "frame_scores.csv"}: No space left on device'):
         rows_file.write([SimpleNamespace(frame=0, clip=0, error=0.5, tail_probability=0.25, anomalous=False,
                                        statistic=0.5)])
+
+
+def test_a_status_line_is_due_once_per_status_clips_scored_whatever_the_batches():
+    """Due when the clips scored reach the next multiple of STATUS_CLIPS, once; a batch that jumps past one is due
+    once and the next is the following multiple (not STATUS_CLIPS after the jump)."""
+    every = live_stream.STATUS_CLIPS
+    clock = StreamClock(batch=4)
+    due = []
+    for added in [1] * (2 * every + 10) + [every + 30, every - 41, 1]:
+        clock.lags += [0.0] * added
+        if clock.status_due():
+            due.append(len(clock.lags))
+    assert due == [every, 2 * every, 3 * every + 40, 4 * every]
+
+
+def test_how_a_stream_ended_names_the_signal_or_the_error():
+    from utils.interrupts import Interrupted
+    assert live_stream.stopped_by(KeyboardInterrupt()) == 'SIGINT'
+    assert live_stream.stopped_by(Interrupted(signal.SIGTERM)) == 'SIGTERM'
+    assert live_stream.stopped_by(OSError('the camera went away')) == 'OSError: the camera went away'
+
+
+def test_a_stream_is_checked_against_its_calibration_once_after_its_first_clips_or_at_its_end():
+    """MismatchCheck compares the first ``clips`` clip errors with the calibration once (what and kind named), and
+    a stream that ends sooner with what it has; later clips change nothing."""
+    class Calibrated:
+        def __init__(self):
+            self.calls = []
+
+        def mismatch(self, what, kind, errors):
+            self.calls.append((what, kind, list(errors)))
+            return f'{what} looks unlike its calibration'
+    checked = Calibrated()
+    check = live_stream.MismatchCheck(checked, 'the stream cam', 'a video file', clips=3)
+    check.after([1.0, 2.0])
+    assert (check.done, check.warning, checked.calls) == (False, None, [])
+    check.after([1.0, 2.0, 3.0])
+    assert check.done and check.warning == 'the stream cam looks unlike its calibration'
+    check.after([1.0, 2.0, 3.0, 4.0], ended=True)
+    assert checked.calls == [('the stream cam', 'a video file', [1.0, 2.0, 3.0])]
+    short = live_stream.MismatchCheck(checked := Calibrated(), 'the stream cam', 'a video file', clips=3)
+    short.after([5.0])
+    short.after([5.0, 6.0], ended=True)
+    assert short.done and checked.calls == [('the stream cam', 'a video file', [5.0, 6.0])]
