@@ -118,12 +118,13 @@ def test_testing_builds_each_unit_with_its_chosen_shrink_threshold(tmp_path, cap
                         '--ShrinkThres 0.1 does not offer')
     expect_one_sentence(script_testing.main, test('other', '--ShrinkThresGrid', '0.7'), capsys,
                         '--ShrinkThresGrid 0.7 does not offer')
-    # weights trained without a grid (the shipped ones) have no choice file: built with --ShrinkThres, said once
+    # weights trained without a grid (the shipped ones) have no choice file: built with --ShrinkThres, said once,
+    # not once per unit
     plain = train(tmp_path, 'plain', KDD)
     assert 'choice' not in plain['run0']
     capsys.readouterr()
     assert run_cli(script_testing.main, test('t', '--ShrinkThresGrid', '0.1', '0.2', models='plain')) == 0
-    assert capsys.readouterr().out.count('trained without a grid: built with --ShrinkThres 0.1') == 2
+    assert capsys.readouterr().out.count('trained without a grid: built with --ShrinkThres 0.1') == 1  # not per unit
     tested = json.loads(next((tmp_path / 't').rglob('run0.json')).read_text())
     assert tested['metrics'] == pytest.approx(plain['run0']['metrics'], abs=1e-6)
 

@@ -331,6 +331,7 @@ class UnitRunner:
     trained_in_lockstep: dict = field(default_factory=dict)  # unit -> (state, weights, losses, seconds, stop, choice)
     lr_grid: tuple = ()        # training: the learning rates each unit tries (--LRGrid, or --LR alone)
     shrink_grid: tuple = (None,)  # the shrink thresholds each unit tries (--ShrinkThresGrid; None: --ShrinkThres)
+    said_no_choice: bool = False  # testing: the note on weights without a choice file was printed
 
     @classmethod
     def from_options(cls, opt, family, device, train):
@@ -405,9 +406,10 @@ class UnitRunner:
         path = choice_path(weights)
         grid = [shrink for shrink in self.shrink_grid if shrink is not None]
         if not path.is_file():
-            if grid:
+            if grid and not self.said_no_choice:  # once: the shipped weights of all 20 KDD runs have none
                 tqdm.write(f'{unit.name}: no {path.name} beside its weights, which were trained without a grid: '
-                           f'built with --ShrinkThres {self.flags.ShrinkThres}')
+                           f'built with --ShrinkThres {self.flags.ShrinkThres} (and so is every unit without one)')
+                self.said_no_choice = True
             return None
         chosen = read_json(path, 'the choice of a unit trained on a grid').get('shrink_thres')
         given = f'--ShrinkThresGrid {" ".join(map(str, grid))}' if grid else f'--ShrinkThres {self.flags.ShrinkThres}'
