@@ -211,8 +211,14 @@ class QuietFiles(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_a_url_streams_at_its_own_pace_with_the_offline_decisions(prepared_root, calibrated, tmp_path):
-    """A movie served over HTTP on this machine: what FFmpeg opens by URL (a camera's RTSP or HTTP stream)."""
+def test_a_url_streams_at_its_own_pace_with_the_offline_decisions(prepared_root, calibrated, tmp_path, monkeypatch):
+    """A movie served over HTTP on this machine: what FFmpeg opens by URL (a camera's RTSP or HTTP stream); its
+    decisions.png plots the statistic of the calibration's rule (the default, warmup: error over its baseline)."""
+    drawn = []
+
+    def plot_decisions(path, name, statistic, threshold, events, clip_len, rule='global'):
+        drawn.append(rule)
+    monkeypatch.setattr(live_stream, 'plot_decisions', plot_decisions)
     movie = tmp_path / 'served' / 'door.avi'
     write_movie(movie, video_frames(24, seed=4, anomalous=lambda t: t >= 14)[0], rate=25)
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), partial(QuietFiles, directory=str(movie.parent)))
@@ -226,6 +232,7 @@ def test_a_url_streams_at_its_own_pace_with_the_offline_decisions(prepared_root,
     streamed = tmp_path / f'stream_127.0.0.1_{server.server_address[1]}_door.avi'
     assert_same_decisions(streamed, tmp_path / 'video_door')
     assert json.loads((streamed / 'results.json').read_text())['stream'] == url
+    assert drawn == ['warmup']
 
 
 def watch(process, path, frame):
