@@ -110,9 +110,9 @@ def test_a_kdd_experiment_stops_on_ctrl_c(tmp_path):
     models = tmp_path / 'models'
     process = start(['bash', 'train.sh', 'kdd', *KDD_FAST, '--Runs', '2'], DATA_ROOT=tmp_path / 'data', MODEL_ROOT=models,
                     OUT_ROOT=tmp_path / 'out')
-    wait_until(process, lambda: list(models.rglob('*_Run0_resume.pt')), 'the first run trained an epoch')
+    wait_until(process, lambda: list(models.rglob('*_Run0*_resume.pt')), 'the first run trained an epoch')
     stop_and_check(process, signal.SIGINT, '--Resume auto')
-    assert list(models.rglob('*_Run0_resume.pt'))  # what --Resume auto continues from
+    assert list(models.rglob('*_Run0*_resume.pt'))  # what --Resume auto continues from
     assert no_temporary_files(models) == [] and no_temporary_files(tmp_path / 'out') == []
 
 
@@ -126,7 +126,7 @@ def test_the_ablation_sweep_stops_its_running_variant(tmp_path, signum):
     out = tmp_path / 'sweep'
     process = start(['bash', 'train.sh', 'ablation_kdd', '--variants', 'ae', '--mem-dims', 'none', '--runs', '2',
                      '--out', str(out), *KDD_FAST], DATA_ROOT=tmp_path / 'data')
-    wait_until(process, lambda: list(out.rglob('*_Run0_resume.pt')), 'the variant trained an epoch')
+    wait_until(process, lambda: list(out.rglob('*_Run0*_resume.pt')), 'the variant trained an epoch')
     assert any('script_training.py' in command for _, command in session_processes(process.pid))
     stop_and_check(process, signum, 'finished variants are kept')
     log = (out / 'ae' / 'log.txt').read_text()
