@@ -37,8 +37,8 @@ def build_model(opt, family='video', arch=None, input_dim=None, shrink_thres=Non
         raise InputError(f"unknown --ModelName {opt.ModelName!r}; valid: {', '.join(MODELS)}")
     model_class = MODELS[opt.ModelName][family]
     memory = is_memory_model(opt.ModelName)
-    memory_args = {'shrink_thres': opt.ShrinkThres if shrink_thres is None else shrink_thres, 'addressing': opt.MemAddressing,
-                   'temperature': opt.MemTemperature}
+    memory_args = {'shrink_thres': opt.ShrinkThres if shrink_thres is None else shrink_thres,
+                   'addressing': opt.MemAddressing, 'temperature': opt.MemTemperature}
     if family == 'video':
         return model_class(opt.ImgChnNum, opt.MemDim, **memory_args) if memory else model_class(opt.ImgChnNum)
     if family == 'image':

@@ -294,8 +294,10 @@ class BaseOptions:
         for flag in self.positive_flags:
             if getattr(opt, flag) < 1:
                 self.parser.error(f'--{flag} must be at least 1, got {getattr(opt, flag)}')
-        if opt.ShrinkThres < 0 or opt.EntropyLossWeight < 0 or opt.L1Weight < 0 or min(opt.ShrinkThresGrid or [0]) < 0:
+        if opt.ShrinkThres < 0 or opt.EntropyLossWeight < 0 or opt.L1Weight < 0:
             self.parser.error('--ShrinkThres, --EntropyLossWeight and --L1Weight must not be negative')
+        if min(opt.ShrinkThresGrid or [0]) < 0:
+            self.parser.error(f'--ShrinkThresGrid must not be negative, got {" ".join(map(str, opt.ShrinkThresGrid))}')
         if not opt.MemTemperature > 0:
             self.parser.error(f'--MemTemperature must be positive, got {opt.MemTemperature}')
         if opt.FrameNum % TIME_FACTOR:

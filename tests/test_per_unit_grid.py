@@ -158,7 +158,8 @@ def test_an_interrupted_grid_resumes_to_the_same_choice(tmp_path, monkeypatch):
     monkeypatch.setattr(EpochClock, 'end_epoch', lambda self, unit, *rest: ended.append(unit) or real_end(
         self, unit, *rest))
     assert run_cli(script_training.main, [*argv, '--Resume', 'auto']) == 0
-    assert ended and all(unit.endswith(f'_ShrThres{SHRINKS[1]}') for unit in ended)  # the first threshold is not retrained
+    # the first threshold's candidates are not trained again
+    assert ended and all(unit.endswith(f'_ShrThres{SHRINKS[1]}') for unit in ended)
     parts = {path.stem: json.loads(path.read_text()) for path in (tmp_path / 'parts').rglob('res_*/run?.json')}
     for unit, result in whole.items():
         if unit.startswith('run'):
@@ -169,7 +170,7 @@ def test_an_interrupted_grid_resumes_to_the_same_choice(tmp_path, monkeypatch):
     (['--LRGrid', '1e-3', '1e-2', '--EarlyStopping', 'False'], '--LRGrid lets each unit choose'),
     (['--ShrinkThresGrid', '0.1', '0.1'], '--ShrinkThresGrid lists a value twice'),
     (['--LRGrid', '1e-3', '0'], '--LRGrid must be positive, got 0.001 0.0'),
-    (['--ShrinkThresGrid', '0.1', '-0.1'], 'must not be negative'),
+    (['--ShrinkThresGrid', '0.1', '-0.1'], '--ShrinkThresGrid must not be negative, got 0.1 -0.1'),
     (['--LRGrid', '1e-3', '1e-2', '--Lockstep', 'False'], 'leave out --Lockstep False'),
     (['--ShrinkThresGrid', '0.1', '0.2', '--ModelName', 'AE', '--ModelSetting', 'FC'], 'has no memory'),
 ])
