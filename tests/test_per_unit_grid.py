@@ -113,6 +113,7 @@ def test_testing_builds_each_unit_with_its_chosen_shrink_threshold(tmp_path, cap
     for unit, result in trained.items():
         tested = json.loads(next((tmp_path / 'tested').rglob(f'{unit}.json')).read_text())
         assert tested['metrics'] == pytest.approx(result['metrics'], abs=1e-6)
+        assert tested['choice'] == result['choice']  # the tested result records the unit's epoch and candidate
     odd = next(unit for unit, value in chosen.items() if value != 0.1)
     expect_one_sentence(script_testing.main, test('plain_flags'), capsys, f'chose shrink threshold {chosen[odd]}',
                         '--ShrinkThres 0.1 does not offer')
@@ -121,12 +122,32 @@ def test_testing_builds_each_unit_with_its_chosen_shrink_threshold(tmp_path, cap
     # weights trained without a grid (the shipped ones) have no choice file: built with --ShrinkThres, said once,
     # not once per unit
     plain = train(tmp_path, 'plain', KDD)
-    assert 'choice' not in plain['run0']
+    choice = plain['run0']['choice']  # a unit without a grid records its epoch, and no shrink threshold
+    assert (choice['shrink_thres'], choice['chosen_epoch']) == (None, plain['run0']['validation']['chosen_epoch'])
+    for path in (tmp_path / 'plain').rglob('*_choice.json'):
+        path.unlink()
     capsys.readouterr()
     assert run_cli(script_testing.main, test('t', '--ShrinkThresGrid', '0.1', '0.2', models='plain')) == 0
     assert capsys.readouterr().out.count('trained without a grid: built with --ShrinkThres 0.1') == 1  # not per unit
     tested = json.loads(next((tmp_path / 't').rglob('run0.json')).read_text())
     assert tested['metrics'] == pytest.approx(plain['run0']['metrics'], abs=1e-6)
+
+
+@pytest.mark.parametrize('lockstep', ['True', 'False'])
+def test_a_unit_without_a_grid_records_its_chosen_epoch_and_testing_carries_it(tmp_path, lockstep):
+    """Both training paths write the epoch a unit chose on validation into its choice file, and a test of its
+    weights alone (a re-test under another protocol) puts it in the result (issue 46: each run's epoch on
+    record)."""
+    make_mnist(tmp_path / 'data', per_class_train=20, per_class_test=4)
+    trained = train(tmp_path, 'plain', MNIST, '--Lockstep', lockstep)['class3_run0']
+    assert trained['choice']['chosen_epoch'] == trained['validation']['chosen_epoch']
+    assert (trained['choice']['lr'], trained['choice']['shrink_thres']) == (1e-4, None)  # --LR's default
+    assert run_cli(script_testing.main, ['--Dataset', 'MNIST', '--ModelSetting', 'Conv2DSpar', '--MemDim', '10',
+                                         '--ShrinkThres', '0.1', '--ImageCodeChannels', '4', '--NormalClass', '3',
+                                         '--UseCUDA', 'False', '--DataRoot', str(tmp_path / 'data'), '--ModelRoot',
+                                         str(tmp_path / 'plain' / 'models'), '--OutRoot', str(tmp_path / 't')]) == 0
+    tested = json.loads(next((tmp_path / 't').rglob('class3_run0.json')).read_text())
+    assert tested['choice'] == trained['choice'] and tested['metrics'] == pytest.approx(trained['metrics'], abs=1e-6)
 
 
 def test_a_grid_of_one_value_still_records_the_choice(tmp_path):

@@ -192,7 +192,8 @@ def choice_record(candidates, stops, chosen):
 
 
 def choice_path(weights):
-    """The choice file beside a unit's weights: which candidate of its grid the unit chose."""
+    """The choice file beside a unit's weights: what the unit chose on its validation set (its epoch and, from a
+    grid, its candidate)."""
     return Path(weights).with_name(f'{Path(weights).stem}_choice.json')
 
 
@@ -353,8 +354,7 @@ class UnitRunner:
 
     @property
     def grid_given(self):
-        """Whether the units choose from a grid (--LRGrid, --ShrinkThresGrid; of one value too): then each records
-        its choice."""
+        """Whether the units choose from a grid (--LRGrid, --ShrinkThresGrid; of one value too)."""
         return self.shrink_grid != (None,) or bool(getattr(self.flags, 'LRGrid', None))
 
     @property
@@ -387,9 +387,9 @@ class UnitRunner:
         return UnitCheckpoint(resume_file(self.model_dir, self.unit_setting(unit) + tag), self.signature)
 
     def save_trained(self, unit, state, checkpoints, choice=None):
-        """Write a unit's final weights (and, from a grid, its ``choice`` beside them); its training states
-        (``checkpoints``, one per candidate) go unless --KeepIntermediate (the unit finished: its weights are all it
-        needs). Returns the weights' path."""
+        """Write a unit's final weights (and its ``choice`` beside them, when it chose on validation data); its
+        training states (``checkpoints``, one per candidate) go unless --KeepIntermediate (the unit finished: its
+        weights are all it needs). Returns the weights' path."""
         weights = self.model_dir / f'{self.unit_setting(unit)}.pt'
         if choice is not None:
             write_json(choice_path(weights), choice)
@@ -400,23 +400,26 @@ class UnitRunner:
         return weights
 
     def saved_choice(self, unit, weights):
-        """Testing: the shrink threshold the unit chose from --ShrinkThresGrid (its choice file beside
-        ``weights``), or None for the model's --ShrinkThres (weights trained without a grid, such as the shipped
-        ones, have no choice file); a choice the options do not fit is refused."""
+        """Testing: what the unit chose on its validation set (its choice file beside ``weights``: its epoch and,
+        from --LRGrid and --ShrinkThresGrid, its candidate), or None (weights trained without validation data, or
+        before choice files existed, such as the shipped ones). A unit that chose no shrink threshold is built
+        with the model's --ShrinkThres; a chosen one the options do not offer is refused."""
         path = choice_path(weights)
         grid = [shrink for shrink in self.shrink_grid if shrink is not None]
-        if not path.is_file():
+        choice = read_json(path, 'the choice of a unit') if path.is_file() else None
+        chosen = (choice or {}).get('shrink_thres')
+        if chosen is None:
             if grid and not self.said_no_choice:  # once: the shipped weights of all 20 KDD runs have none
-                tqdm.write(f'{unit.name}: no {path.name} beside its weights, which were trained without a grid: '
-                           f'built with --ShrinkThres {self.flags.ShrinkThres} (and so is every unit without one)')
+                where = f'{path.name} chose none' if choice else f'no {path.name} beside its weights'
+                tqdm.write(f'{unit.name}: {where}, which were trained without a grid: built with --ShrinkThres '
+                           f'{self.flags.ShrinkThres} (and so is every unit without one)')
                 self.said_no_choice = True
-            return None
-        chosen = read_json(path, 'the choice of a unit trained on a grid').get('shrink_thres')
+            return choice
         given = f'--ShrinkThresGrid {" ".join(map(str, grid))}' if grid else f'--ShrinkThres {self.flags.ShrinkThres}'
-        if chosen is not None and chosen not in (grid or [self.flags.ShrinkThres]):
+        if chosen not in (grid or [self.flags.ShrinkThres]):
             raise InputError(f'{path} chose shrink threshold {chosen}, which {given} does not offer: test with the '
                              f'--ShrinkThresGrid the weights were trained with')
-        return chosen
+        return choice
 
     def find_weights(self, unit):
         name = f'{self.unit_setting(unit)}.pt'
@@ -451,7 +454,7 @@ class UnitRunner:
 
     def trained(self, unit, model, samples, stop=None):
         """``model`` trained on ``samples`` (with ``stop``: ended at the epoch it chooses) and saved; returns
-        (weights path, epoch losses)."""
+        (weights path, epoch losses, the unit's choice or None)."""
         model.apply(weights_init)
         model.to(self.device)
         tb_writer = next(iter(self.tensorboard_writers([unit.name])), None)
@@ -462,7 +465,8 @@ class UnitRunner:
                             checkpoint=checkpoint, resume=self.resume, stop=stop)
         if tb_writer is not None:
             tb_writer.close()
-        return self.save_trained(unit, model.state_dict(), [checkpoint]), losses
+        choice = None if stop is None else choice_record(self.candidates, [stop], 0)  # no grid here: one candidate
+        return self.save_trained(unit, model.state_dict(), [checkpoint], choice), losses, choice
 
     def train_in_lockstep(self, units, build_model, source, rows, validation=None, val_metric=None):
         """Train the units that have not finished (--Resume auto) together (utils/lockstep.py), unit ``units[i]``
@@ -491,7 +495,7 @@ class UnitRunner:
         for unit, _, _ in todo:
             states, losses, stops, checkpoints = zip(*(trained[unit.name, c] for c in candidates))
             chosen = choose_candidate(candidates, stops) if self.grid_given else 0
-            choice = choice_record(candidates, stops, chosen) if self.grid_given else None
+            choice = choice_record(candidates, stops, chosen) if self.grid_given or stops[0] is not None else None
             weights = self.save_trained(unit, states[chosen], checkpoints, choice)
             self.trained_in_lockstep[unit.name] = (states[chosen], weights, losses[chosen], share, stops[chosen],
                                                    choice)
@@ -576,10 +580,11 @@ class UnitRunner:
         elif self.training:
             model = build_model()
             stop = self.validation_stop(unit, data.val, data.val_labels, val_metric)
-            weights, losses = self.trained(unit, model, data.train, stop)
+            weights, losses, choice = self.trained(unit, model, data.train, stop)
         else:
             weights, losses = self.weights[unit.name], None
-            model = build_model(shrink_thres=self.saved_choice(unit, weights))
+            choice = self.saved_choice(unit, weights)
+            model = build_model(shrink_thres=(choice or {}).get('shrink_thres'))
             load_weights(model, weights, self.flags)
             model.to(self.device)
         scores = finite_scores(score_samples(model, data.test, self.score, self.losses.memory_model),
