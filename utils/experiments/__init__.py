@@ -9,6 +9,8 @@
   built from training data only;
 * ``sensitivity``: validation runs that differ in one factor, compared in one table (docs/REPRODUCTION.md);
 * ``paired``: the difference of two results paired by unit, with its interval;
+* ``results_table``: the results tables of README.md and docs/REPRODUCTION.md, from the result files committed in
+  ``memae_models/results/`` (and ``--collect``, which commits a finished run's);
 * ``protocol_checks``: the KDDCUP99 and image protocol checks of docs/REPRODUCTION.md (ties, copies, overlap);
 * ``oneclass_benchmark``: the image and KDD commands timed against a minimal loop (``utils.benchmark oneclass``).
 

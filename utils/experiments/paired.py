@@ -72,11 +72,12 @@ def paired_differences(a, b, metric):
     return {unit: b[unit]['metrics'][metric] - a[unit]['metrics'][metric] for unit in shared}
 
 
-def differences_by_seed(differences, results):
-    """{seed: the mean of ``differences`` over the units of that seed} (``results``: unit name -> result)."""
+def means_by_seed(values, results):
+    """{seed: the mean of ``values`` (unit name -> number) over the units of that seed} (``results``: unit name ->
+    result)."""
     per_seed = {}
-    for unit, difference in differences.items():
-        per_seed.setdefault(results[unit]['seed'], []).append(difference)
+    for unit, value in values.items():
+        per_seed.setdefault(results[unit]['seed'], []).append(value)
     return {seed: sum(values) / len(values) for seed, values in sorted(per_seed.items())}
 
 
@@ -90,7 +91,7 @@ def main(argv=None):
     a, b = unit_results(args.a), unit_results(args.b)
     metric = args.Metric or ('f1' if 'f1' in next(iter(a.values()))['metrics'] else 'auc')
     differences = paired_differences(a, b, metric)
-    per_seed = differences_by_seed(differences, a)
+    per_seed = means_by_seed(differences, a)
     print(json.dumps({'metric': metric, 'b_minus_a': mean_std(list(differences.values())),
                       'b_minus_a_by_seed': mean_std(list(per_seed.values())), 'a': str(args.a), 'b': str(args.b),
                       'per_unit': differences, 'per_seed': per_seed}))
