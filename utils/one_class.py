@@ -524,6 +524,7 @@ class UnitRunner:
                 adam.load_unit_state(r, optimizer.state_dict())
         names = [unit.name + candidate.tag((self.lr_grid, self.shrink_grid)) for unit, *_, candidate in members]
         writers = self.tensorboard_writers(names)
+        trainings = 'units' if len(self.lr_grid) == 1 else 'trainings, one per unit and learning rate'
         self.clock.start_epoch()
 
         def after_epoch(epoch, trained, losses_so_far, term_means):
@@ -537,7 +538,7 @@ class UnitRunner:
                 if writers:
                     for term, value in term_means[r].items():
                         writers[r].add_scalar(term, value, epoch - 1)
-            tqdm.write(f'lockstep epoch {epoch}/{self.schedule.epochs} ({len(trained)} units): mean loss '
+            tqdm.write(f'lockstep epoch {epoch}/{self.schedule.epochs} ({len(trained)} {trainings}): mean loss '
                        f'{np.mean([losses_so_far[r][-1] for r in trained]):.5f}; {self.clock.time_left()}')
 
         train_stacked(stacked, adam, generators, source.to(self.device), [unit_rows for _, unit_rows, *_ in members],
