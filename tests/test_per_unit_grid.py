@@ -1,8 +1,9 @@
 """--LRGrid and --ShrinkThresGrid (utils/one_class.py): every unit trains once per candidate setting, in lockstep,
 and keeps the candidate whose validation curve, smoothed as --EarlyStopping smooths it, is best (the first of
-equals); the shrink threshold it chose is written beside its weights, and testing builds the unit's model with it.
-Each candidate inside the grid is checked against a run of that setting alone."""
+equals); its choice is written beside its weights, and testing builds the unit's model with the shrink threshold it
+chose. Each candidate's first Adam step inside the grid is checked against a run of that setting alone."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import script_training
 from one_sentence import expect_one_sentence
 from synthetic import make_kdd, make_mnist
 from test_early_stopping import scripted_stop, smoothed_argmax
-from test_lockstep import ADAM_PARTING
+from utils.checkpoint import load_tensors_file
 from utils.errors import run_cli
 from utils.one_class import Candidate, choose_candidate
 from utils.progress import EpochClock
@@ -25,6 +26,7 @@ MNIST = ['--Dataset', 'MNIST', '--ModelSetting', 'Conv2DSpar', '--MemDim', '10',
          '--EarlyStopping', 'True', '--UseCUDA', 'False', '--IsTbLog', 'False']
 LRS, SHRINKS = ('1e-3', '1e-2'), ('0.5', '0.1')  # lambda 0.5 of N = 10 slots zeroes a fresh memory
 GRID = ['--LRGrid', *LRS, '--ShrinkThresGrid', *SHRINKS]
+CANDIDATES = [(lr, shrink) for shrink in SHRINKS for lr in LRS]  # the grids' order
 
 
 def test_a_unit_keeps_the_candidate_with_the_best_smoothed_curve_and_the_first_of_equals():
@@ -49,51 +51,73 @@ def train(tmp_path, name, base, *flags):
             if path.stem.startswith(('run', 'class'))}
 
 
-def check_grid_against_runs_alone(tmp_path, base):
-    """Train ``base`` with the grid and with each candidate alone (in lockstep too, so that only the grid
-    differs); returns the grid's unit results."""
-    grid = train(tmp_path, 'grid', base, *GRID)
-    alone = {(lr, shrink): train(tmp_path, f'alone_{lr}_{shrink}', base, '--LR', lr, '--ShrinkThres', shrink,
-                                 '--Lockstep', 'True')
-             for shrink in SHRINKS for lr in LRS}
+def training_state(weights, tag=''):
+    """The training state a unit (with ``tag``: a candidate of its grid) kept beside its weights."""
+    return load_tensors_file(weights.with_name(f'{weights.stem}{tag}_resume.pt'), 'a training state')
+
+
+def check_grid_choices(tmp_path, base):
+    """Train ``base`` with the grid, keeping every candidate's training state (--KeepIntermediate): each candidate
+    records the epoch its own validation curve chooses (recomputed here), and the unit keeps the first candidate
+    whose smoothed value is the largest. (That each candidate trains with its own rate and threshold is the
+    one-step test below; its chosen epoch is not compared with a run alone: the rounding of a lockstep training
+    changes with its number of members, Adam amplifies it, and an argmax over a coarse validation metric jumps with
+    it; an image unit's epoch 4 alone was epoch 1 in the grid under ATEN_CPU_CAPABILITY=default.) Returns the
+    grid's unit results."""
+    grid = train(tmp_path, 'grid', base, *GRID, '--KeepIntermediate', 'True')
     for unit, result in grid.items():
         choice = result['choice']
-        # the candidates in the grids' order, each trained as it would be alone
-        assert [(c['lr'], c['shrink_thres']) for c in choice['candidates']] == [
+        assert [(c['lr'], c['shrink_thres']) for c in choice['candidates']] == [  # the grids' order
             (float(lr), float(shrink)) for shrink in SHRINKS for lr in LRS]
-        for entry, (setting, runs) in zip(choice['candidates'], alone.items()):
-            own = runs[unit]['validation']
-            assert entry['chosen_epoch'] == own['chosen_epoch'], setting
-            assert entry['smoothed'] == pytest.approx(own['smoothed'], abs=1e-6), setting
-        # the chosen candidate: the first whose smoothed validation value is the largest
-        values = [runs[unit]['validation']['smoothed'] for runs in alone.values()]
-        first_best = list(alone)[int(np.argmax(values))]
-        assert (choice['lr'], choice['shrink_thres']) == tuple(map(float, first_best))
-        chosen_alone = alone[first_best][unit]
-        assert result['metrics'] == pytest.approx(chosen_alone['metrics'], abs=1e-4)
-        assert result['validation']['curve'] == pytest.approx(chosen_alone['validation']['curve'], abs=1e-6)
-        # the weights part only by rounding, which Adam amplifies to at most two steps of the learning rate per
-        # step where a gradient is near 0 (tests/test_lockstep.py)
-        steps = choice['chosen_epoch'] * -(-result['train_samples'] // int(base[base.index('--BatchSize') + 1]))
-        weights = torch.load(result['weights'])
-        for key, value in torch.load(chosen_alone['weights']).items():
-            assert torch.allclose(weights[key], value, rtol=0, atol=ADAM_PARTING * steps * choice['lr']), key
+        for entry, (lr, shrink) in zip(choice['candidates'], CANDIDATES):
+            curve = training_state(Path(result['weights']), f'_LR{float(lr)}_ShrThres{float(shrink)}')[
+                'validation']['curve']
+            epoch = entry['chosen_epoch']
+            assert epoch == smoothed_argmax(curve), (lr, shrink)
+            assert entry['smoothed'] == pytest.approx(np.mean(curve[max(0, epoch - 3):epoch + 2]), abs=1e-12)
+        best = int(np.argmax([entry['smoothed'] for entry in choice['candidates']]))  # argmax: the first of equals
+        assert choice['candidates'][best] == {key: value for key, value in choice.items() if key != 'candidates'}
+        assert result['validation']['chosen_epoch'] == choice['chosen_epoch']
     return grid
 
 
-def test_kdd_runs_choose_from_the_grid_as_the_settings_alone_would(tmp_path):
+@pytest.mark.parametrize('kind', ['kdd', 'mnist'])
+def test_each_candidate_takes_its_first_adam_step_with_its_own_rate_and_threshold(tmp_path, kind):
+    """One epoch of one batch: Adam's first step moves a weight by lr x g / (|g| + eps), i.e. by lr x sign(g)
+    wherever the gradient is far from 0, so a candidate inside the grid and its run alone agree except where a
+    gradient lies within rounding of 0 (a bias before batch norm): the median difference of their weights is
+    rounding. Another learning rate would make it about the difference of the rates (9e-3), another threshold move
+    other weights (a lambda of 0.5 zeroes the memory's read-out and the gradients through it)."""
+    if kind == 'kdd':
+        make_kdd(tmp_path / 'data', num_rows=800)
+    else:
+        make_mnist(tmp_path / 'data', per_class_train=20, per_class_test=4)
+    base = {'kdd': KDD, 'mnist': MNIST}[kind]
+    one_step = ('--EpochNum', '1', '--BatchSize', '100000', '--KeepIntermediate', 'True')
+    grid = train(tmp_path, 'grid', base, *GRID, *one_step)
+    for lr, shrink in CANDIDATES:
+        alone = train(tmp_path, f'alone_{lr}_{shrink}', base, '--LR', lr, '--ShrinkThres', shrink,
+                      '--Lockstep', 'True', *one_step)
+        for unit, result in grid.items():
+            inside = training_state(Path(result['weights']), f'_LR{float(lr)}_ShrThres{float(shrink)}')['model']
+            own = training_state(Path(alone[unit]['weights']))['model']
+            differences = torch.cat([(inside[key].double() - value.double()).abs().flatten()
+                                     for key, value in own.items() if value.is_floating_point()])
+            assert float(differences.median()) < float(lr) / 100, (unit, lr, shrink)
+
+
+def test_kdd_runs_keep_the_first_best_candidate_of_the_grid(tmp_path):
     make_kdd(tmp_path / 'data', num_rows=800)
-    grid = check_grid_against_runs_alone(tmp_path, KDD)
+    grid = check_grid_choices(tmp_path, KDD)
     models = tmp_path / 'grid' / 'models'
-    assert not list(models.rglob('*_resume.pt'))  # the candidates' training states go when the unit is done
     choices = sorted(models.rglob('*_choice.json'))
     assert [path.name.rsplit('_', 2)[-2] for path in choices] == ['Run0', 'Run1']
     assert json.loads(choices[0].read_text()) == grid['run0']['choice']
 
 
-def test_image_units_choose_from_the_grid_as_the_settings_alone_would(tmp_path):
+def test_image_units_keep_the_first_best_candidate_of_the_grid(tmp_path):
     make_mnist(tmp_path / 'data', per_class_train=20, per_class_test=4)
-    grid = check_grid_against_runs_alone(tmp_path, MNIST)
+    grid = check_grid_choices(tmp_path, MNIST)
     assert list(grid) == ['class3_run0']
     choice = grid['class3_run0']['choice']
     assert choice['candidates'].index({key: value for key, value in choice.items() if key != 'candidates'}) > 0
@@ -155,6 +179,7 @@ def test_a_grid_of_one_value_still_records_the_choice(tmp_path):
     trained = train(tmp_path, 'one', KDD, '--ShrinkThresGrid', '0.05')
     assert trained['run0']['choice']['shrink_thres'] == 0.05 and len(trained['run0']['choice']['candidates']) == 1
     assert len(list((tmp_path / 'one').rglob('*_choice.json'))) == 2
+    assert not list((tmp_path / 'one').rglob('*_resume.pt'))  # the candidates' training states go when it is done
 
 
 def test_an_interrupted_grid_resumes_to_the_same_choice(tmp_path, monkeypatch):
