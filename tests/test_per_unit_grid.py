@@ -14,6 +14,7 @@ import script_training
 from one_sentence import expect_one_sentence
 from synthetic import make_kdd, make_mnist
 from test_early_stopping import scripted_stop, smoothed_argmax
+import utils.one_class as one_class
 from utils.checkpoint import load_tensors_file
 from utils.errors import run_cli
 from utils.one_class import Candidate, choose_candidate
@@ -210,6 +211,37 @@ def test_an_interrupted_grid_resumes_to_the_same_choice(tmp_path, monkeypatch):
     for unit, result in whole.items():
         if unit.startswith('run'):
             assert parts[unit]['choice'] == result['choice'], unit  # the same path: bit for bit
+
+
+@pytest.mark.parametrize('flags', [GRID, ['--Lockstep', 'False']], ids=['grid', 'one_at_a_time'])
+def test_a_unit_stopped_between_its_weights_and_its_result_is_scored_not_trained_again(flags, tmp_path, monkeypatch):
+    """Stopped while the first unit's result is written, after its weights (in lockstep: every unit's): --Resume
+    auto trains nothing of that unit again, and ends as an uninterrupted run."""
+    make_kdd(tmp_path / 'data', num_rows=800)
+    whole = train(tmp_path, 'whole', KDD, *flags)
+    real_write, real_end = one_class.write_json, EpochClock.end_epoch
+
+    def stop_at_the_first_result(path, value):
+        if Path(path).name == 'run0.json':
+            raise KeyboardInterrupt
+        return real_write(path, value)
+    argv = [*KDD, *flags, '--DataRoot', str(tmp_path / 'data'), '--ModelRoot', str(tmp_path / 'parts' / 'models'),
+            '--OutRoot', str(tmp_path / 'parts')]
+    with monkeypatch.context() as patch:
+        patch.setattr(one_class, 'write_json', stop_at_the_first_result)
+        assert run_cli(script_training.main, argv) == 130
+    assert list((tmp_path / 'parts').rglob('*_Run0.pt')) and not list((tmp_path / 'parts').rglob('run0.json'))
+    ended = []
+    monkeypatch.setattr(EpochClock, 'end_epoch', lambda self, unit, *rest: ended.append(unit) or real_end(
+        self, unit, *rest))
+    assert run_cli(script_training.main, [*argv, '--Resume', 'auto']) == 0
+    # run0 trains no epoch again; in lockstep neither does run1, trained before run0 was scored
+    assert ended == [] if flags is GRID else ended and all(unit.startswith('run1') for unit in ended)
+    assert not list((tmp_path / 'parts').rglob('*_resume.pt'))  # scored: its training states went
+    parts = {path.stem: json.loads(path.read_text()) for path in (tmp_path / 'parts').rglob('res_*/run?.json')}
+    for unit in ('run0', 'run1'):
+        assert parts[unit]['metrics'] == whole[unit]['metrics'], unit  # the same path: bit for bit
+        assert parts[unit]['epoch_losses'] == whole[unit]['epoch_losses'], unit
 
 
 @pytest.mark.parametrize('flags, fragment', [

@@ -333,6 +333,7 @@ class UnitRunner:
     lr_grid: tuple = ()        # training: the learning rates each unit tries (--LRGrid, or --LR alone)
     shrink_grid: tuple = (None,)  # the shrink thresholds each unit tries (--ShrinkThresGrid; None: --ShrinkThres)
     said_no_choice: bool = False  # testing: the note on weights without a choice file was printed
+    unscored: dict = field(default_factory=dict)  # training: unit -> its training states, kept until it is scored
 
     @classmethod
     def from_options(cls, opt, family, device, train):
@@ -388,16 +389,22 @@ class UnitRunner:
 
     def save_trained(self, unit, state, checkpoints, choice=None):
         """Write a unit's final weights (and its ``choice`` beside them, when it chose on validation data); its
-        training states (``checkpoints``, one per candidate) go unless --KeepIntermediate (the unit finished: its
-        weights are all it needs). Returns the weights' path."""
+        training states (``checkpoints``, one per candidate) stay until its result is written
+        (:meth:`remove_training_states`): a run stopped between the two resumes from them, all epochs done, instead
+        of training the unit again. Returns the weights' path."""
         weights = self.model_dir / f'{self.unit_setting(unit)}.pt'
         if choice is not None:
             write_json(choice_path(weights), choice)
         save_torch(state, weights)
-        if not self.keep_intermediate:
-            for checkpoint in checkpoints:
-                checkpoint.path.unlink(missing_ok=True)
+        self.unscored[unit.name] = checkpoints
         return weights
+
+    def remove_training_states(self, unit):
+        """After a unit's result is written: its training states go unless --KeepIntermediate (its weights and its
+        result are all it needs)."""
+        for checkpoint in self.unscored.pop(unit.name, ()):
+            if not self.keep_intermediate:
+                checkpoint.path.unlink(missing_ok=True)
 
     def saved_choice(self, unit, weights):
         """Testing: what the unit chose on its validation set (its choice file beside ``weights``: its epoch and,
@@ -601,6 +608,7 @@ class UnitRunner:
         saved = {} if data.is_test is None else {'is_test': data.is_test}
         save_npz(self.res_path / f'{unit.name}_scores.npz', scores=scores, labels=data.labels, **saved)
         write_json(self.res_path / f'{unit.name}.json', result)
+        self.remove_training_states(unit)
         self.units_done += 1
         left = f'; {self.clock.time_left()}' if self.training else ''
         tqdm.write(f'{unit.name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in result['metrics'].items()) + left)
