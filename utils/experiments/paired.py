@@ -67,9 +67,16 @@ def paired_differences(a, b, metric):
             if a[unit].get(field) != b[unit].get(field):
                 raise InputError(f'{unit} was tested on other data in the two folders ({field} {a[unit].get(field)!r} '
                                  f'against {b[unit].get(field)!r}): the units do not pair')
-        if metric not in a[unit]['metrics'] or metric not in b[unit]['metrics']:
-            raise InputError(f'{unit} has no metric {metric!r}; it has {", ".join(a[unit]["metrics"])}')
-    return {unit: b[unit]['metrics'][metric] - a[unit]['metrics'][metric] for unit in shared}
+    first, second = (metric_values({unit: results[unit] for unit in shared}, metric) for results in (a, b))
+    return {unit: second[unit] - first[unit] for unit in shared}
+
+
+def metric_values(results, metric):
+    """{unit: its value of ``metric``} (``results``: unit name -> result); a unit without it is refused."""
+    for unit, result in results.items():
+        if metric not in result['metrics']:
+            raise InputError(f'{unit} has no metric {metric!r}; it has {", ".join(result["metrics"])}')
+    return {unit: result['metrics'][metric] for unit, result in results.items()}
 
 
 def means_by_seed(values, results):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from utils.errors import InputError, run_cli
-from utils.experiments.paired import means_by_seed, paired_differences, unit_results
+from utils.experiments.paired import means_by_seed, metric_values, paired_differences, unit_results
 from utils.experiments.settings import PAPER_RESULTS
 from utils.files import make_folder, read_json, write_json, write_text
 from utils.stats import mean_std
@@ -101,17 +101,18 @@ def machine_free(value):
 
 
 def finished_units(folder):
-    """unit name -> result of a finished run's folder (a ``res_<setting>/`` or a committed copy); refused unless
-    its summary lists exactly the units it holds."""
+    """(unit name -> result, summary) of a finished run's folder (a ``res_<setting>/`` or a committed copy);
+    refused unless its summary lists exactly the units it holds."""
     results = unit_results(folder)
     summary_path = Path(folder) / 'summary.json'
     if not summary_path.is_file():
         raise InputError(f'{folder} has no summary.json: the run has not finished (rerun it with --Resume auto)')
-    listed = read_json(summary_path, 'the summary of a run').get('units')
+    summary = read_json(summary_path, 'the summary of a run')
+    listed = summary.get('units')
     if not isinstance(listed, list) or sorted(listed) != sorted(results):
         raise InputError(f'{summary_path} lists other units than the {len(results)} unit results beside it: '
                          f'collect the whole folder of one finished run')
-    return results
+    return results, summary
 
 
 def collected_names():
@@ -123,7 +124,7 @@ def collect(name, source, root=RESULTS_ROOT):
     """Copy a finished run's results (not its scores) from ``source`` to ``root/name``."""
     if name not in collected_names():
         raise InputError(f'--collect {name}: the tables read none such; valid: {" ".join(collected_names())}')
-    results = finished_units(source)
+    results, summary = finished_units(source)
     target = Path(root) / name
     if target.exists():
         raise InputError(f'{target} exists: a committed result is replaced only on purpose (delete it first)')
@@ -132,7 +133,7 @@ def collect(name, source, root=RESULTS_ROOT):
     make_folder(partial)
     for unit, result in results.items():
         write_json(partial / f'{unit}.json', machine_free(result))
-    write_json(partial / 'summary.json', machine_free(read_json(Path(source) / 'summary.json', 'a summary')))
+    write_json(partial / 'summary.json', machine_free(summary))
     write_json(partial / 'opt.json', machine_free(read_json(Path(source) / 'opt.json', 'the options of a run')))
     partial.rename(target)
     print(f'{len(results)} unit results -> {target}')
@@ -140,11 +141,7 @@ def collect(name, source, root=RESULTS_ROOT):
 
 def per_seed_values(results, metric):
     """The metric's mean over each seed's units (images: its ten classes; KDDCUP99: its one run)."""
-    for unit, result in results.items():
-        if metric not in result['metrics']:
-            raise InputError(f'the result of {unit} has no metric {metric!r}; it has {", ".join(result["metrics"])}')
-    return list(means_by_seed({unit: result['metrics'][metric] for unit, result in results.items()},
-                              results).values())
+    return list(means_by_seed(metric_values(results, metric), results).values())
 
 
 def interval_text(stats, signed=False):
@@ -170,7 +167,7 @@ def verdict(stats, paper):
 
 def load_group(group, root):
     """model -> unit results of the group's committed folders (absent ones left out)."""
-    return {model: finished_units(root / group.folder(model)) for model in MODELS
+    return {model: finished_units(root / group.folder(model))[0] for model in MODELS
             if (root / group.folder(model)).is_dir()}
 
 
