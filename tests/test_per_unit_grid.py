@@ -153,7 +153,9 @@ def test_testing_builds_each_unit_with_its_chosen_shrink_threshold(tmp_path, cap
         path.unlink()
     capsys.readouterr()
     assert run_cli(script_testing.main, test('t', '--ShrinkThresGrid', '0.1', '0.2', models='plain')) == 0
-    assert capsys.readouterr().out.count('trained without a grid: built with --ShrinkThres 0.1') == 1  # not per unit
+    said = capsys.readouterr().out
+    assert said.count('(trained without a grid): built with --ShrinkThres 0.1') == 1  # not per unit
+    assert 'no MemAE_' in said and '_choice.json beside its weights' in said
     tested = json.loads(next((tmp_path / 't').rglob('run0.json')).read_text())
     assert tested['metrics'] == pytest.approx(plain['run0']['metrics'], abs=1e-6)
 

@@ -417,9 +417,10 @@ class UnitRunner:
         chosen = (choice or {}).get('shrink_thres')
         if chosen is None:
             if grid and not self.said_no_choice:  # once: the shipped weights of all 20 KDD runs have none
-                where = f'{path.name} chose none' if choice else f'no {path.name} beside its weights'
-                tqdm.write(f'{unit.name}: {where}, which were trained without a grid: built with --ShrinkThres '
-                           f'{self.flags.ShrinkThres} (and so is every unit without one)')
+                why = (f'{path.name} names no shrink threshold' if choice else
+                       f'no {path.name} beside its weights')
+                tqdm.write(f'{unit.name}: {why} (trained without a grid): built with --ShrinkThres '
+                           f'{self.flags.ShrinkThres}, as is every unit that chose none')
                 self.said_no_choice = True
             return choice
         given = f'--ShrinkThresGrid {" ".join(map(str, grid))}' if grid else f'--ShrinkThres {self.flags.ShrinkThres}'
