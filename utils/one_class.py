@@ -169,11 +169,6 @@ class Candidate:
     lr: float
     shrink_thres: float = None
 
-    def tag(self, grids):
-        """What names this candidate's training state beside the unit's: the values of the grids that vary."""
-        lrs, shrinks = grids
-        return (f'_LR{self.lr}' if len(lrs) > 1 else '') + (f'_ShrThres{self.shrink_thres}' if len(shrinks) > 1 else '')
-
 
 def choose_candidate(candidates, stops):
     """The index of the candidate whose validation curve (its :class:`ValidationStop`), smoothed, is best at its
@@ -363,6 +358,11 @@ class UnitRunner:
         """Every setting a unit tries, shrink threshold by shrink threshold (each one lockstep training)."""
         return [Candidate(lr, shrink) for shrink in self.shrink_grid for lr in self.lr_grid]
 
+    def candidate_tag(self, candidate):
+        """What names a candidate's training state beside its unit's: the values of the grids that vary."""
+        return ((f'_LR{candidate.lr}' if len(self.lr_grid) > 1 else '') +
+                (f'_ShrThres{candidate.shrink_thres}' if len(self.shrink_grid) > 1 else ''))
+
     @property
     def training(self):
         return self.schedule is not None
@@ -384,7 +384,7 @@ class UnitRunner:
 
     def unit_checkpoint(self, unit, candidate=None):
         """The training state of a unit (of one ``candidate`` of its grid)."""
-        tag = '' if candidate is None else candidate.tag((self.lr_grid, self.shrink_grid))
+        tag = '' if candidate is None else self.candidate_tag(candidate)
         return UnitCheckpoint(resume_file(self.model_dir, self.unit_setting(unit) + tag), self.signature)
 
     def save_trained(self, unit, state, checkpoints, choice=None):
@@ -530,7 +530,7 @@ class UnitRunner:
         for r, (optimizer, done) in enumerate(zip(optimizers, epoch_losses)):
             if done:
                 adam.load_unit_state(r, optimizer.state_dict())
-        names = [unit.name + candidate.tag((self.lr_grid, self.shrink_grid)) for unit, *_, candidate in members]
+        names = [unit.name + self.candidate_tag(candidate) for unit, *_, candidate in members]
         writers = self.tensorboard_writers(names)
         trainings = 'units' if len(self.lr_grid) == 1 else 'trainings, one per unit and learning rate'
         self.clock.start_epoch()
