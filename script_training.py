@@ -348,7 +348,7 @@ def main(argv=None):
                       loader_generator, memory_model, model_dir, share, main_process, ahead,
                       log_file=open_train_log(model_dir / 'train_log.csv', start_epoch) if main_process else None,
                       tb_writer=open_tensorboard(opt) if opt.IsTbLog and main_process else None,
-                      clock=EpochClock(1, opt.EpochNum, start_epoch))
+                      clock=EpochClock(1, opt.EpochNum))  # it counts the epochs done from the first it is told
     if main_process:
         print(f'setting: {opt.setting}; {len(dataset)} training clips, {len(loader)} iterations per epoch on '
               f'{device}' + (f' in each of {processes.world_size} processes' if processes.distributed else ''))

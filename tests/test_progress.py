@@ -41,14 +41,37 @@ def test_time_left_is_the_mean_epoch_time_times_the_epochs_left_and_goes_to_the_
     assert epochs.seconds_left == 10 * 15 and epochs.describe() == '0m20s per epoch, about 2m30s left'
     assert read_progress(tmp_path / 'progress.json') == {'unit': 'run0', 'units_done': 0, 'units': 3, 'epoch': 2,
                                                          'epochs': 4, 'seconds_left': 150.0}
-    epochs.skip_unit()  # a unit finished before (--Resume auto): its four epochs are not left
-    assert epochs.epochs_left == 6
+    epochs.skip_unit('run1')  # a unit finished before (--Resume auto): its four epochs are not left
+    epochs.skip_unit('run1')  # said again (lockstep says it before training, each unit again when it is visited)
+    assert epochs.epochs_left == 3 * 4 - 2 - 4
     assert read_progress(tmp_path / 'nothing.json') is None
 
 
 def test_a_resumed_run_counts_only_the_epochs_it_still_has(monkeypatch):
+    """A model resumed after epoch 7 reports epoch 8 first: 2 of its 10 are left, not 9."""
     monkeypatch.delenv(progress.PROGRESS_ENV, raising=False)
-    assert EpochClock(units=1, epochs=10, epochs_done=7).epochs_left == 3
+    epochs = EpochClock(units=2, epochs=10)
+    epochs.start_epoch()
+    epochs.end_epoch('video', 0, 8)
+    assert epochs.epochs_left == 2 + 10
+
+
+def test_a_resumed_lockstep_run_counts_down_to_zero_over_the_units_it_trains(tmp_path, monkeypatch):
+    """Run 0 finished before, run 1 is new: the time left counts run 1's two epochs (the finished unit's are not
+    left to do: it is scored from its result after the lockstep training)."""
+    from synthetic import make_kdd
+    make_kdd(tmp_path / 'data', num_rows=300)
+    monkeypatch.delenv(progress.PROGRESS_ENV, raising=False)
+    argv = ['--Dataset', 'KDDCUP99', '--EpochNum', '2', '--BatchSize', '64', '--MemDim', '10', '--ShrinkThres', '0.1',
+            '--UseCUDA', 'False', '--IsTbLog', 'False', '--Lockstep', 'True', '--DataRoot', str(tmp_path / 'data'),
+            '--ModelRoot', str(tmp_path / 'm'), '--OutRoot', str(tmp_path / 'o')]
+    assert script_training.main([*argv, '--Runs', '1']) == 0
+    left = []
+    original = EpochClock.end_epoch
+    monkeypatch.setattr(EpochClock, 'end_epoch', lambda self, *args: (original(self, *args),
+                                                                      left.append(self.epochs_left))[0])
+    assert script_training.main([*argv, '--Runs', '2', '--Resume', 'auto']) == 0
+    assert left == [1, 0]
 
 
 def test_the_sweep_shows_unit_epoch_and_both_times_left():

@@ -485,8 +485,11 @@ class UnitRunner:
         validation set chooses (:func:`choose_candidate`). A resumed unit continues from its training state, which
         has the format of the one-at-a-time path, so either path resumes the other's."""
         validation = validation or [(None, None)] * len(units)
+        finished = {unit.name for unit in units if self.resume and self.finished_result(unit) is not None}
+        for name in finished:  # before the epochs, so that the time left counts only the units that train
+            self.clock.skip_unit(name)
         todo = [(unit, unit_rows, unit_val) for unit, unit_rows, unit_val in zip(units, rows, validation)
-                if not (self.resume and self.finished_result(unit) is not None)]
+                if unit.name not in finished]
         if not todo:
             return
         tqdm.write(f'training {len(todo)} units in lockstep (--Lockstep)' + (
@@ -574,7 +577,7 @@ class UnitRunner:
             if result is not None:
                 tqdm.write(f'{unit.name}: finished before (--Resume auto), result from {self.res_path}/'
                            f'{unit.name}.json')
-                self.clock.skip_unit()
+                self.clock.skip_unit(unit.name)
                 self.units_done += 1
                 return result, None
         started = time.perf_counter()

@@ -32,35 +32,42 @@ def read_progress(path):
 
 
 class EpochClock:
-    """Times the epochs of a run of ``units`` models of ``epochs`` epochs each, and estimates the time left from
-    the mean epoch time so far."""
+    """Times the epochs of a run of ``units`` units of ``epochs`` epochs each, and estimates the time left from
+    the mean epoch time so far. A unit may train several models (lockstep candidates, each named apart, that share
+    its epochs); what each has done is the latest epoch number it reported, so a model resumed at epoch 51 counts
+    the 50 it did before it was interrupted."""
 
-    def __init__(self, units, epochs, epochs_done=0):
+    def __init__(self, units, epochs):
         self.units, self.epochs = units, epochs
-        self.epochs_left = units * epochs - epochs_done
+        self.reached = {}      # model -> the latest epoch (1-based) it ended
+        self.skipped = set()   # units that had finished before (--Resume auto)
         self.seconds = []
         self.started = None
         self.path = os.environ.get(PROGRESS_ENV)
+
+    @property
+    def epochs_left(self):
+        return max(self.units * self.epochs - sum(self.reached.values()) - len(self.skipped) * self.epochs, 0)
 
     def start_epoch(self):
         self.started = time.perf_counter()
 
     def end_epoch(self, unit, units_done, epoch):
-        """Record the epoch (1-based ``epoch`` of ``unit``) that just ended, which also starts the next one;
-        returns its duration."""
+        """Record the epoch (1-based ``epoch`` of ``unit``, the model trained) that just ended, which also starts
+        the next one; returns its duration."""
         now = time.perf_counter()
         seconds, self.started = now - self.started, now
         self.seconds.append(seconds)
-        self.epochs_left = max(self.epochs_left - 1, 0)
+        self.reached[unit] = epoch
         if self.path:
             record = {'unit': unit, 'units_done': units_done, 'units': self.units, 'epoch': epoch,
                       'epochs': self.epochs, 'seconds_left': self.seconds_left}
             write_text(self.path, json.dumps(record))  # a reader never sees half a record
         return seconds
 
-    def skip_unit(self):
-        """A unit that had finished before (--Resume auto): its epochs are not left to do."""
-        self.epochs_left = max(self.epochs_left - self.epochs, 0)
+    def skip_unit(self, unit):
+        """``unit`` had finished before (--Resume auto): its epochs are not left to do (said once or more)."""
+        self.skipped.add(unit)
 
     @property
     def seconds_left(self):
