@@ -73,6 +73,7 @@ def assert_same_decisions(streamed_folder, offline_folder):
         assert ours[:3] == theirs[:3] and ours[5] == theirs[5]  # frame, label, clip; decision
         assert float(ours[3]) == pytest.approx(float(theirs[3]), rel=1e-5)  # one clip at a time vs windows
         assert float(ours[4]) == pytest.approx(float(theirs[4]), abs=1e-6)
+        assert float(ours[6]) == pytest.approx(float(theirs[6]), rel=1e-5)  # the rule's statistic, from the error
     assert json.loads((streamed_folder / 'events.json').read_text())['events'] == \
         json.loads((offline_folder / 'events.json').read_text())['events']
     return [int(row[5]) for row in streamed]
@@ -361,6 +362,10 @@ def test_the_source_rate_counts_the_intervals_between_arrivals():
     one = StreamClock(batch=4)
     one.arrived(arrivals[:1])
     assert one.source_rate() is None  # one frame has no rate
+    for frames in (2, 10):  # the fewest frames with a rate; a span under a second
+        few = StreamClock(batch=4)
+        few.arrived(arrivals[:frames])
+        assert few.source_rate() == pytest.approx(25, rel=1e-9)
 
 
 def test_a_stream_that_fails_to_open_leaves_the_earlier_streams_outputs_whole(prepared_root, calibrated, tmp_path,
@@ -378,6 +383,11 @@ def test_a_stream_that_fails_to_open_leaves_the_earlier_streams_outputs_whole(pr
     assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(empty),
                                               *DECIDE)) == 2
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    # one that opens and delivers frames, too few for a clip: the earlier outputs would describe another run
+    write_movie(empty, video_frames(10, seed=3)[0], rate=100)
+    assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(empty),
+                                              *DECIDE)) == 2
+    assert not {*live_stream.STREAM_OUTPUTS, 'results.json'} & {path.name for path in folder.iterdir()}
 
 
 def test_a_second_stream_into_a_folder_being_written_is_refused(prepared_root, calibrated, tmp_path, capsys):

@@ -97,8 +97,9 @@ class LiveDecisions:
         return self._decide_through(clip + self.centre, clip)
 
     def finish(self, num_frames):
-        """The decisions of the frames after the last clip's centre, when the stream ended after ``num_frames``."""
-        return self._decide_through(num_frames - 1, len(self.clip_errors) - 1) if self.clip_errors else []
+        """The decisions of the frames after the last clip's centre, when the stream ended after ``num_frames``
+        (after one clip at least: a stream of fewer frames has no decision)."""
+        return self._decide_through(num_frames - 1, len(self.clip_errors) - 1)
 
     def _decide_through(self, last_frame, clip):
         error, statistic, anomalous = self.clip_errors[clip], self.clip_statistics[clip], self.clip_flags[clip]
@@ -288,8 +289,7 @@ class DecisionRows:
         self.file.flush()
 
     def close(self):
-        if self.file is not None:
-            self.file.close()
+        self.file.close()
 
 
 def score_stream(opt, options, model, weights, device, memory_model):
