@@ -323,6 +323,59 @@ def test_a_stream_of_nothing_or_for_another_model_is_one_sentence(prepared_root,
     assert message in capsys.readouterr().err
 
 
+class ScriptedScorer:
+    """Stands in for score_windows in a stream: each clip's error from ``errors`` in clip order, and what the
+    stream handed over (its memory format; the scorer it built, through frame_window_scorer)."""
+
+    def __init__(self, errors, monkeypatch):
+        self.errors, self.clips, self.formats, self.scorer_formats, self.batch_limits = errors, 0, [], [], []
+        real_scorer, real_queue = live_stream.frame_window_scorer, live_stream.FrameQueue
+        monkeypatch.setattr(live_stream, 'score_windows', self)
+        monkeypatch.setattr(live_stream, 'frame_window_scorer', lambda model, opt, memory_format: (
+            self.scorer_formats.append(memory_format), real_scorer(model, opt, memory_format))[1])
+        monkeypatch.setattr(live_stream, 'FrameQueue', lambda frames, most, what: (
+            self.batch_limits.append(most), real_queue(frames, most, what))[1])
+
+    def __call__(self, scorer, windows, clip_len, score, memory_model, batch_size, memory_format):
+        self.formats.append(memory_format)
+        errors = []
+        for _, frames in windows:
+            count = len(frames) - clip_len + 1
+            errors += self.errors[self.clips:self.clips + count]
+            self.clips += count
+        return np.asarray(errors, dtype=np.float64)
+
+
+def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_events(prepared_root, calibrated,
+                                                                               tmp_path, monkeypatch, capsys):
+    """Scripted clip errors (the global rule: 0 is normal, 1e6 anomalous) flag frames 11-12 and 14-15: with
+    --EventMergeGap 1 one event, announced once as it starts and the one of events.json; --ChannelsLast reaches
+    the scorer and its clips; --ClipWindow, else --BatchSize, is the most frames taken together."""
+    movie = tmp_path / 'cam.avi'
+    write_movie(movie, video_frames(30, seed=2)[0], rate=100)
+    errors = [1e6 if clip in (3, 4, 6, 7) else 0.0 for clip in range(15)]  # clip c decides frame c + 8
+    decide = ['--DecisionRule', 'global', '--FalseAlarmRate', '0.25', '--EventMinFrames', '2', '--EventMergeGap', '1',
+              '--ChannelsLast', 'True']
+    scripted = ScriptedScorer(errors, monkeypatch)
+    assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),
+                                              *decide)) == 0
+    announced = [line for line in capsys.readouterr().out.splitlines() if line.startswith('event from frame')]
+    assert announced == ['event from frame 11 (0.110)']
+    events = json.loads((tmp_path / 'stream_cam' / 'events.json').read_text())['events']
+    assert [(e['first_frame'], e['last_frame']) for e in events] == [(11, 15)]
+    assert set(scripted.formats) == set(scripted.scorer_formats) == {torch.channels_last_3d}
+    assert scripted.batch_limits == [16]  # --ClipWindow's default
+    scripted = ScriptedScorer(errors, monkeypatch)
+    assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie), *decide,
+                                              '--ClipWindow', '0', '--BatchSize', '5')) == 0
+    assert scripted.batch_limits == [5]
+    # a clip error that is not finite is one sentence naming the stream
+    ScriptedScorer([0.0, float('nan')] + errors[2:], monkeypatch)
+    assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),
+                                              *decide)) == 2
+    assert f'--Stream {movie}: the score of clip 1 (0-based) is nan' in capsys.readouterr().err
+
+
 def test_a_stream_needs_a_calibration(prepared_root, calibrated, tmp_path, capsys):
     bare = tmp_path / 'bare.pt'
     shutil.copy(calibrated, bare)  # the same weights without a calibration beside them

@@ -313,7 +313,7 @@ def stream_into(folder, opt, options, weights, checked, size, size_origin, score
         """The errors of the clips of consecutive ``frames`` (uint8 H x W x C arrays)."""
         window = [(range(len(frames) - opt.FrameNum + 1), window_tensor(frames, device))]
         return finite_scores(score_windows(scorer, window, opt.FrameNum, score, memory_model, window_batch(opt),
-                                           memory_format), f'--Stream {opt.Stream}')
+                                           memory_format), f'--Stream {opt.Stream}', first=len(decisions.clip_errors))
 
     decisions = LiveDecisions(opt.FrameNum, checked, opt.EventMinFrames, opt.EventMergeGap)
     batch_limit = opt.ClipWindow or opt.BatchSize

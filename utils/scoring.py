@@ -45,14 +45,15 @@ def resolve_score_type(score_type, model_name, family='video'):
 MODEL_OVERFLOW = "the model's output overflowed (with --AMP, try without) or its weights are damaged"
 
 
-def finite_scores(scores, where, item='clip', cause=MODEL_OVERFLOW):
+def finite_scores(scores, where, item='clip', cause=MODEL_OVERFLOW, first=0):
     """``scores`` if all are finite; else one sentence naming ``where`` (a video, a unit, a file) and the first
     ``item`` whose score is NaN or infinite, which would otherwise surface as an error inside scikit-learn's ROC
-    code, or as a silently wrong AUC."""
+    code, or as a silently wrong AUC. ``first``: the number of the first score's item (a stream's scores come a
+    batch at a time)."""
     bad = np.flatnonzero(~np.isfinite(np.asarray(scores, dtype=np.float64)))
     if bad.size:
-        raise InputError(f'{where}: the score of {item} {bad[0]} (0-based) is {scores[bad[0]]}, {bad.size} of '
-                         f'{len(scores)} are not finite; {cause}')
+        raise InputError(f'{where}: the score of {item} {first + bad[0]} (0-based) is {scores[bad[0]]}, {bad.size} '
+                         f'of {len(scores)} are not finite; {cause}')
     return scores
 
 
