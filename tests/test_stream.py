@@ -256,14 +256,24 @@ def test_a_folder_filled_while_streaming_then_stopped_gives_the_offline_decision
     source = sorted((prepared_root.parent / 'src' / 'UCSDped2' / 'Test' / 'Test002').iterdir())[:given]
     live = tmp_path / 'cam'
     live.mkdir()
+    # as a user's shell runs it: stdout a pipe, block-buffered (no PYTHONUNBUFFERED), so the opening line comes
+    # while the stream waits for frames only because the program flushes it
+    environment = {key: value for key, value in os.environ.items() if key != 'PYTHONUNBUFFERED'}
     process = subprocess.Popen([sys.executable, 'script_testing.py', *flags(prepared_root, calibrated, tmp_path,
                                                                             '--Stream', str(live), *DECIDE)],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, 'PYTHONPATH': str(ROOT)})
+                               env={**environment, 'PYTHONPATH': str(ROOT)})
+    opened = threading.Event()
 
-    for line in process.stdout:  # the stream watches the folder: now fill it
-        if line.startswith('--Stream'):
-            break
+    def read_until_the_opening_line():
+        for line in process.stdout:
+            if line.startswith('--Stream'):
+                opened.set()
+                return
+    threading.Thread(target=read_until_the_opening_line, daemon=True).start()
+    if not opened.wait(WAIT_SECONDS):  # the stream watches the folder: now fill it
+        process.kill()
+        raise AssertionError(f'no opening line while the stream waited for frames: {process.communicate()}')
 
     def fill():
         for file in source:
@@ -359,8 +369,13 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     scripted = ScriptedScorer(errors, monkeypatch)
     assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),
                                               *decide)) == 0
-    announced = [line for line in capsys.readouterr().out.splitlines() if line.startswith('event from frame')]
+    said = capsys.readouterr().out.splitlines()
+    announced = [line for line in said if line.startswith('event from frame')]
     assert announced == ['event from frame 11 (0.110)']
+    threshold = json.loads((tmp_path / 'stream_cam' / 'results.json').read_text())['calibration']['threshold']
+    assert (f'--Stream {movie}: frames at 32 x 32 (from {prepared_root / "UCSD_P2_256" / "prepare.json"}); '
+            f'anomalous above an error of {threshold:.6g} (--DecisionRule global, --FalseAlarmRate 0.25, '
+            f'memae_calibration.json) -> {tmp_path / "stream_cam" / "frame_scores.csv"}') in said
     events = json.loads((tmp_path / 'stream_cam' / 'events.json').read_text())['events']
     assert [(e['first_frame'], e['last_frame']) for e in events] == [(11, 15)]
     assert set(scripted.formats) == set(scripted.scorer_formats) == {torch.channels_last_3d}
@@ -369,6 +384,10 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie), *decide,
                                               '--ClipWindow', '0', '--BatchSize', '5')) == 0
     assert scripted.batch_limits == [5]
+    ScriptedScorer(errors, monkeypatch)  # a ratio rule says what it compares
+    assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),
+                                              *decide[2:], '--DecisionRule', 'running')) == 0
+    assert ' anomalous above running-baseline ratio of ' in capsys.readouterr().out
     # a clip error that is not finite is one sentence naming the stream
     ScriptedScorer([0.0, float('nan')] + errors[2:], monkeypatch)
     assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),
