@@ -372,7 +372,12 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     said = capsys.readouterr().out.splitlines()
     announced = [line for line in said if line.startswith('event from frame')]
     assert announced == ['event from frame 11 (0.110)']
-    threshold = json.loads((tmp_path / 'stream_cam' / 'results.json').read_text())['calibration']['threshold']
+    calibration = json.loads((tmp_path / 'stream_cam' / 'results.json').read_text())['calibration']
+    threshold = calibration['threshold']
+    # calibrated on a folder of frames, streamed from a movie: one warning, naming the stream and both kinds
+    warnings = [line for line in said if line.startswith('warning: ')]
+    assert len(warnings) == 1 and calibration['out_of_calibration'] == warnings[0][len('warning: '):]
+    assert f'--Stream {movie}' in warnings[0] and '.avi video file' in warnings[0] and 'frame images' in warnings[0]
     assert (f'--Stream {movie}: frames at 32 x 32 (from {prepared_root / "UCSD_P2_256" / "prepare.json"}); '
             f'anomalous above an error of {threshold:.6g} (--DecisionRule global, --FalseAlarmRate 0.25, '
             f'memae_calibration.json) -> {tmp_path / "stream_cam" / "frame_scores.csv"}') in said
@@ -384,10 +389,18 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie), *decide,
                                               '--ClipWindow', '0', '--BatchSize', '5')) == 0
     assert scripted.batch_limits == [5]
-    ScriptedScorer(errors, monkeypatch)  # a ratio rule says what it compares
-    assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),
-                                              *decide[2:], '--DecisionRule', 'running')) == 0
-    assert ' anomalous above running-baseline ratio of ' in capsys.readouterr().out
+    # frames of another shape (calibrated at it) and a ratio rule: the line says both
+    wide = tmp_path / 'wide' / 'memae.pt'
+    wide.parent.mkdir()
+    shutil.copy(calibrated, wide)
+    normal = prepared_root.parent / 'src' / 'UCSDped2' / 'Test' / 'Test001'
+    assert script_testing.main(flags(prepared_root, wide, wide.parent, '--Video', str(normal), '--Calibrate', 'True',
+                                     '--VideoSize', '32', '48')) == 0
+    ScriptedScorer(errors, monkeypatch)
+    assert run_cli(script_testing.main, flags(prepared_root, wide, tmp_path, '--Stream', str(movie), *decide[2:],
+                                              '--DecisionRule', 'running', '--VideoSize', '32', '48')) == 0
+    assert ': frames at 32 x 48 (from --VideoSize); anomalous above running-baseline ratio of ' in \
+        capsys.readouterr().out
     # a clip error that is not finite is one sentence naming the stream
     ScriptedScorer([0.0, float('nan')] + errors[2:], monkeypatch)
     assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),
