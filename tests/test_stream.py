@@ -334,17 +334,32 @@ def test_a_stream_of_nothing_or_for_another_model_is_one_sentence(prepared_root,
 
 
 class ScriptedScorer:
-    """Stands in for score_windows in a stream: each clip's error from ``errors`` in clip order, and what the
-    stream handed over (its memory format; the scorer it built, through frame_window_scorer)."""
+    """Stands in for score_windows in a stream: each clip's error from ``errors`` in clip order; and records what
+    the stream handed over: its memory format, the scorer it built (frame_window_scorer), the most frames a batch
+    takes (FrameQueue), the reader's input format and stop event (live_frames; with ``frames_before_loss`` the
+    source goes away after that many frames) and the autocast it scored in."""
 
-    def __init__(self, errors, monkeypatch):
+    def __init__(self, errors, monkeypatch, frames_before_loss=None):
         self.errors, self.clips, self.formats, self.scorer_formats, self.batch_limits = errors, 0, [], [], []
-        real_scorer, real_queue = live_stream.frame_window_scorer, live_stream.FrameQueue
+        self.readers, self.autocasts = [], []
+        real_scorer, real_queue, real_frames = live_stream.frame_window_scorer, live_stream.FrameQueue, \
+            live_stream.live_frames
+        real_autocast = live_stream.autocast
         monkeypatch.setattr(live_stream, 'score_windows', self)
         monkeypatch.setattr(live_stream, 'frame_window_scorer', lambda model, opt, memory_format: (
             self.scorer_formats.append(memory_format), real_scorer(model, opt, memory_format))[1])
         monkeypatch.setattr(live_stream, 'FrameQueue', lambda frames, most, what: (
             self.batch_limits.append(most), real_queue(frames, most, what))[1])
+        monkeypatch.setattr(live_stream, 'autocast', lambda device, amp: (
+            self.autocasts.append((device.type, amp)), real_autocast(device, amp))[1])
+
+        def frames(source, size, channels, input_format=None, stop=None):
+            self.readers.append((input_format, stop))
+            for k, frame in enumerate(real_frames(source, size, channels, input_format, stop)):
+                if k == frames_before_loss:
+                    raise OSError(5, 'Input/output error')
+                yield frame
+        monkeypatch.setattr(live_stream, 'live_frames', frames)
 
     def __call__(self, scorer, windows, clip_len, score, memory_model, batch_size, memory_format):
         self.formats.append(memory_format)
@@ -385,6 +400,9 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     assert [(e['first_frame'], e['last_frame']) for e in events] == [(11, 15)]
     assert set(scripted.formats) == set(scripted.scorer_formats) == {torch.channels_last_3d}
     assert scripted.batch_limits == [16]  # --ClipWindow's default
+    assert scripted.autocasts == [('cpu', 'none')]
+    (input_format, stop), = scripted.readers
+    assert input_format is None and stop.is_set()  # the reader is told to stop when the stream ends
     scripted = ScriptedScorer(errors, monkeypatch)
     assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie), *decide,
                                               '--ClipWindow', '0', '--BatchSize', '5')) == 0
@@ -394,13 +412,21 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     wide.parent.mkdir()
     shutil.copy(calibrated, wide)
     normal = prepared_root.parent / 'src' / 'UCSDped2' / 'Test' / 'Test001'
+    other = ['--VideoSize', '32', '48', '--AMP', 'bf16']
     assert script_testing.main(flags(prepared_root, wide, wide.parent, '--Video', str(normal), '--Calibrate', 'True',
-                                     '--VideoSize', '32', '48')) == 0
-    ScriptedScorer(errors, monkeypatch)
+                                     *other)) == 0
+    scripted = ScriptedScorer(errors, monkeypatch)
     assert run_cli(script_testing.main, flags(prepared_root, wide, tmp_path, '--Stream', str(movie), *decide[2:],
-                                              '--DecisionRule', 'running', '--VideoSize', '32', '48')) == 0
+                                              '--DecisionRule', 'running', '--StreamFormat', 'avi', *other)) == 0
     assert ': frames at 32 x 48 (from --VideoSize); anomalous above running-baseline ratio of ' in \
         capsys.readouterr().out
+    assert scripted.autocasts == [('cpu', 'bf16')] and scripted.readers[0][0] == 'avi'
+    # the source goes away after 20 frames: one sentence naming the stream; the reader told to stop
+    scripted = ScriptedScorer(errors, monkeypatch, frames_before_loss=20)
+    assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),
+                                              *decide)) == 2
+    assert f'error: --Stream {movie} could not be read any more: Input/output error' in capsys.readouterr().err
+    assert scripted.readers[0][1].is_set()
     # a clip error that is not finite is one sentence naming the stream
     ScriptedScorer([0.0, float('nan')] + errors[2:], monkeypatch)
     assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),

@@ -304,6 +304,12 @@ def score_stream(opt, options, model, weights, device, memory_model):
                            memory_model)
 
 
+def say(line):
+    """Print a line of a running stream at once: its reader may be a pipe (a log, a watcher), which Python fills
+    before passing anything on, and a line about a frame is news only while the frame is recent."""
+    print(line, flush=True)
+
+
 def stream_into(folder, opt, options, weights, checked, size, size_origin, score, model, device, memory_model):
     """:func:`score_stream` once ``folder`` is this process's to write."""
     memory_format = memory_layout(opt.ChannelsLast)
@@ -321,9 +327,9 @@ def stream_into(folder, opt, options, weights, checked, size, size_origin, score
     column = 'source_file' if is_folder_source(opt.Stream) else 'time_s'
     rows = DecisionRows(folder, column, labels)
     measured = 'an error' if checked.rule == 'global' else f'{checked.rule}-baseline ratio'
-    print(f'--Stream {opt.Stream}: frames at {size[0]} x {size[1]} (from {size_origin}); anomalous above '
-          f'{measured} of {checked.threshold:.6g} (--DecisionRule {checked.rule}, --FalseAlarmRate '
-          f'{opt.FalseAlarmRate:g}, {checked.file.name}) -> {rows.path}', flush=True)
+    say(f'--Stream {opt.Stream}: frames at {size[0]} x {size[1]} (from {size_origin}); anomalous above '
+        f'{measured} of {checked.threshold:.6g} (--DecisionRule {checked.rule}, --FalseAlarmRate '
+        f'{opt.FalseAlarmRate:g}, {checked.file.name}) -> {rows.path}')
     ended, mismatch = 'the source ended', MismatchCheck(checked, f'--Stream {opt.Stream}', source_kind(opt.Stream),
                                                           opt.BaselineClips)
     stop_reading = threading.Event()
@@ -348,10 +354,10 @@ def stream_into(folder, opt, options, weights, checked, size, size_origin, score
                     rows.write(decided)
                     if decided[-1].anomalous:
                         for first, _ in decisions.started_events():
-                            print(f'event from frame {first} ({labels[first]})', flush=True)
+                            say(f'event from frame {first} ({labels[first]})')
                 clock.scored(len(frames) - opt.FrameNum + 1, time.time() - started, batch, arrivals.waiting())
                 if clock.status_due():
-                    print(clock.status(len(labels)), flush=True)
+                    say(clock.status(len(labels)))
     except BaseException as stop:
         ended = stopped_by(stop)
         raise
