@@ -5,6 +5,7 @@ import csv
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -344,8 +345,11 @@ class ScriptedScorer:
         self.readers, self.autocasts = [], []
         real_scorer, real_queue, real_frames = live_stream.frame_window_scorer, live_stream.FrameQueue, \
             live_stream.live_frames
-        real_autocast = live_stream.autocast
+        real_autocast, real_scored = live_stream.autocast, live_stream.StreamClock.scored
+        self.timed = []  # per batch: (clips scored, clips the clock was told of, seconds it was told)
         monkeypatch.setattr(live_stream, 'score_windows', self)
+        monkeypatch.setattr(live_stream.StreamClock, 'scored', lambda clock, clips, seconds, *rest: (
+            self.timed.append((self.last_count, clips, seconds)), real_scored(clock, clips, seconds, *rest))[1])
         monkeypatch.setattr(live_stream, 'frame_window_scorer', lambda model, opt, memory_format: (
             self.scorer_formats.append(memory_format), real_scorer(model, opt, memory_format))[1])
         monkeypatch.setattr(live_stream, 'FrameQueue', lambda frames, most, what: (
@@ -365,9 +369,9 @@ class ScriptedScorer:
         self.formats.append(memory_format)
         errors = []
         for _, frames in windows:
-            count = len(frames) - clip_len + 1
-            errors += self.errors[self.clips:self.clips + count]
-            self.clips += count
+            self.last_count = len(frames) - clip_len + 1
+            errors += self.errors[self.clips:self.clips + self.last_count]
+            self.clips += self.last_count
         return np.asarray(errors, dtype=np.float64)
 
 
@@ -382,9 +386,21 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     decide = ['--DecisionRule', 'global', '--FalseAlarmRate', '0.25', '--EventMinFrames', '2', '--EventMergeGap', '1',
               '--ChannelsLast', 'True']
     scripted = ScriptedScorer(errors, monkeypatch)
+    monkeypatch.setattr(live_stream, 'STATUS_CLIPS', 5)
+    started = time.monotonic()
     assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),
                                               *decide)) == 0
+    elapsed = time.monotonic() - started
     said = capsys.readouterr().out.splitlines()
+    # the clock is told each batch's clips and a time within the run's; a status line as 5, 10, 15 clips are
+    # reached (one for several, if a batch passes more than one), with the frames read by then
+    assert [told for _, told, _ in scripted.timed] == [scored for scored, _, _ in scripted.timed]
+    assert sum(scored for scored, _, _ in scripted.timed) == 15
+    assert all(0 <= seconds <= elapsed for *_, seconds in scripted.timed)
+    statuses = [line for line in said if re.fullmatch(  # rates and a backlog as the machine's timing makes them
+        r'\d+ frames: scoring( [\d.]+ frames/s)?(, the source delivers [\d.]+/s)?; decisions [\d.]+ s after their '
+        r'newest frame(: falling behind \(\d+ frames were waiting\))?', line)]
+    assert 1 <= len(statuses) <= 3 and all(20 <= int(line.split()[0]) <= 30 for line in statuses)
     announced = [line for line in said if line.startswith('event from frame')]
     assert announced == ['event from frame 11 (0.110)']
     calibration = json.loads((tmp_path / 'stream_cam' / 'results.json').read_text())['calibration']
@@ -541,16 +557,16 @@ def test_a_disk_that_fills_while_streaming_is_one_sentence_naming_the_file(tmp_p
 
 
 def test_a_status_line_is_due_once_per_status_clips_scored_whatever_the_batches():
-    """Due when the clips scored reach the next multiple of STATUS_CLIPS, once; a batch that jumps past one is due
-    once and the next is the following multiple (not STATUS_CLIPS after the jump)."""
+    """Due when the clips scored reach the next multiple of STATUS_CLIPS, once; a batch that jumps past one (here
+    two) is due once and the next is the following multiple (not STATUS_CLIPS after the jump)."""
     every = live_stream.STATUS_CLIPS
     clock = StreamClock(batch=4)
     due = []
-    for added in [1] * (2 * every + 10) + [every + 30, every - 41, 1]:
+    for added in [1] * (2 * every + 10) + [2 * every + 30, every - 41, 1]:
         clock.lags += [0.0] * added
         if clock.status_due():
             due.append(len(clock.lags))
-    assert due == [every, 2 * every, 3 * every + 40, 4 * every]
+    assert due == [every, 2 * every, 4 * every + 40, 5 * every]
 
 
 def test_how_a_stream_ended_names_the_signal_or_the_error():

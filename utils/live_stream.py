@@ -137,7 +137,7 @@ class StreamClock:
     scoring_seconds: float = 0.0
     lags: list = field(default_factory=list)
     largest_backlog: int = 0
-    next_status: int = STATUS_CLIPS
+    statuses: int = 0  # the multiples of STATUS_CLIPS clips reached when a status line was last due
 
     def arrived(self, batch):
         """The frames of ``batch`` (:class:`data.live_frames.LiveFrame`) have arrived."""
@@ -155,9 +155,10 @@ class StreamClock:
 
     def status_due(self):
         """Whether another ``STATUS_CLIPS`` clips have been scored since the last status line."""
-        if len(self.lags) < self.next_status:
+        reached = len(self.lags) // STATUS_CLIPS
+        if reached <= self.statuses:
             return False
-        self.next_status = (len(self.lags) // STATUS_CLIPS + 1) * STATUS_CLIPS
+        self.statuses = reached
         return True
 
     def source_rate(self):
