@@ -187,6 +187,27 @@ def test_a_scorer_keeps_up_while_it_never_finds_more_than_a_batch_waiting():
     assert clock.as_dict()['largest_backlog_frames'] == 5 and clock.scoring_rate() == pytest.approx(3.0)
 
 
+def test_the_status_line_and_the_clock_summary_say_rates_lag_and_backlog(monkeypatch):
+    """Six frames one second apart (1 frame/s), three clips scored in 0.5 s (6 clips/s) at time 10, their newest
+    frames 3, 4 and 5 (lags 7, 6 and 5 s); then what is left out while a rate is not known."""
+    monkeypatch.setattr(live_stream.time, 'time', lambda: 10.0)
+    clock = StreamClock(batch=4)
+    frames = [SimpleNamespace(arrival=float(t)) for t in range(6)]
+    clock.arrived(frames)
+    clock.scored(3, 0.5, frames, waiting=1)
+    assert clock.status(6) == '6 frames: scoring 6.0 frames/s, the source delivers 1.0/s; decisions 5.00 s after ' \
+                              'their newest frame'
+    assert clock.as_dict() == {'source_frames_per_second': 1.0, 'scoring_frames_per_second': 6.0, 'keeps_up': True,
+                               'largest_backlog_frames': 1, 'scoring_seconds': 0.5,
+                               'lag_seconds': {'last': 5.0, 'mean': 6.0, 'max': 7.0}}
+    instant = StreamClock(batch=4)  # one frame (no source rate), scored in no measurable time (no scoring rate)
+    instant.arrived(frames[:1])
+    instant.scored(1, 0.0, frames[:1], waiting=0)
+    assert instant.scoring_rate() is None
+    assert instant.status(1) == '1 frames: scoring; decisions 10.00 s after their newest frame'
+    assert StreamClock(batch=4).as_dict()['lag_seconds'] is None  # nothing scored yet
+
+
 def test_a_movie_read_at_its_rate_gives_the_offline_decisions(prepared_root, calibrated, tmp_path):
     frames = video_frames(30, seed=2, anomalous=lambda t: 12 <= t <= 20)[0]
     movie = tmp_path / 'camera.avi'
@@ -356,6 +377,11 @@ class ScriptedScorer:
             self.batch_limits.append(most), real_queue(frames, most, what))[1])
         monkeypatch.setattr(live_stream, 'autocast', lambda device, amp: (
             self.autocasts.append((device.type, amp)), real_autocast(device, amp))[1])
+        self.plots = []  # (name, clip length, rule) of decisions.png
+        real_plot = live_stream.plot_decisions
+        monkeypatch.setattr(live_stream, 'plot_decisions', lambda path, name, statistic, threshold, events, clip_len,
+                            rule: (self.plots.append((name, clip_len, rule)),
+                                   real_plot(path, name, statistic, threshold, events, clip_len, rule))[1])
 
         def frames(source, size, channels, input_format=None, stop=None):
             self.readers.append((input_format, stop))
@@ -403,8 +429,23 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     assert 1 <= len(statuses) <= 3 and all(20 <= int(line.split()[0]) <= 30 for line in statuses)
     announced = [line for line in said if line.startswith('event from frame')]
     assert announced == ['event from frame 11 (0.110)']
-    calibration = json.loads((tmp_path / 'stream_cam' / 'results.json').read_text())['calibration']
-    threshold = calibration['threshold']
+    text = (tmp_path / 'stream_cam' / 'results.json').read_text()
+    results = json.loads(text)
+    calibration, threshold = results['calibration'], results['calibration']['threshold']
+    assert list(results) == sorted(results)  # written with sorted keys: runs compare line by line
+    assert {key: results[key] for key in ('stream', 'ended', 'frames', 'clips', 'frame_size', 'weights', 'score',
+                                          'outputs')} == {
+        'stream': str(movie), 'ended': 'the source ended', 'frames': 30, 'clips': 15, 'frame_size': [32, 32],
+        'weights': str(calibrated), 'score': 'l2', 'outputs': list(live_stream.STREAM_OUTPUTS)}
+    assert results['setting'] == results['options']['setting'] and results['options']['Stream'] == str(movie)
+    assert {key: calibration[key] for key in ('file', 'false_alarm_rate', 'rule', 'baseline_clips',
+                                              'anomalous_frames', 'events')} == {
+        'file': str(calibrated.with_name('memae_calibration.json')), 'false_alarm_rate': 0.25, 'rule': 'global',
+        'baseline_clips': 10, 'anomalous_frames': 4, 'events': 1}  # frames 11, 12, 14 and 15
+    assert results['scoring_frames_per_second'] == pytest.approx(15 / results['scoring_seconds'])
+    assert results['lag_seconds']['max'] >= results['lag_seconds']['mean'] >= 0
+    assert all((tmp_path / 'stream_cam' / name).is_file() for name in results['outputs'])
+    assert scripted.plots == [('cam', 16, 'global')]
     # calibrated on a folder of frames, streamed from a movie: one warning, naming the stream and both kinds
     warnings = [line for line in said if line.startswith('warning: ')]
     assert len(warnings) == 1 and calibration['out_of_calibration'] == warnings[0][len('warning: '):]
