@@ -404,8 +404,10 @@ class ScriptedScorer:
 def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_events(prepared_root, calibrated,
                                                                                tmp_path, monkeypatch, capsys):
     """Scripted clip errors (the global rule: 0 is normal, 1e6 anomalous) flag frames 11-12 and 14-15: with
-    --EventMergeGap 1 one event, announced once as it starts and the one of events.json; --ChannelsLast reaches
-    the scorer and its clips; --ClipWindow, else --BatchSize, is the most frames taken together."""
+    --EventMergeGap 1 one event, announced once as it starts and the one of events.json; results.json, the opening
+    line, the status lines and the mismatch warning say what the test knows; --ChannelsLast, --ClipWindow (else
+    --BatchSize), --AMP, --StreamFormat and the stop event reach the scorer, the reader and the autocast; a
+    non-finite error and a source that goes away are one sentence naming the stream."""
     movie = tmp_path / 'cam.avi'
     write_movie(movie, video_frames(30, seed=2)[0], rate=100)
     errors = [1e6 if clip in (3, 4, 6, 7) else 0.0 for clip in range(15)]  # clip c decides frame c + 8
@@ -429,8 +431,7 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     assert 1 <= len(statuses) <= 3 and all(20 <= int(line.split()[0]) <= 30 for line in statuses)
     announced = [line for line in said if line.startswith('event from frame')]
     assert announced == ['event from frame 11 (0.110)']
-    text = (tmp_path / 'stream_cam' / 'results.json').read_text()
-    results = json.loads(text)
+    results = json.loads((tmp_path / 'stream_cam' / 'results.json').read_text())
     calibration, threshold = results['calibration'], results['calibration']['threshold']
     assert list(results) == sorted(results)  # written with sorted keys: runs compare line by line
     assert {key: results[key] for key in ('stream', 'ended', 'frames', 'clips', 'frame_size', 'weights', 'score',
