@@ -355,6 +355,14 @@ def test_a_stream_of_nothing_or_for_another_model_is_one_sentence(prepared_root,
     assert message in capsys.readouterr().err
 
 
+def recorded(real, record):
+    """``real``, which first hands its arguments to ``record``."""
+    def call(*args, **kwargs):
+        record(*args, **kwargs)
+        return real(*args, **kwargs)
+    return call
+
+
 class ScriptedScorer:
     """Stands in for score_windows in a stream: each clip's error from ``errors`` in clip order; and records what
     the stream handed over: its memory format, the scorer it built (frame_window_scorer), the most frames a batch
@@ -364,24 +372,20 @@ class ScriptedScorer:
     def __init__(self, errors, monkeypatch, frames_before_loss=None):
         self.errors, self.clips, self.formats, self.scorer_formats, self.batch_limits = errors, 0, [], [], []
         self.readers, self.autocasts = [], []
-        real_scorer, real_queue, real_frames = live_stream.frame_window_scorer, live_stream.FrameQueue, \
-            live_stream.live_frames
-        real_autocast, real_scored = live_stream.autocast, live_stream.StreamClock.scored
         self.timed = []  # per batch: (clips scored, clips the clock was told of, seconds it was told)
-        monkeypatch.setattr(live_stream, 'score_windows', self)
-        monkeypatch.setattr(live_stream.StreamClock, 'scored', lambda clock, clips, seconds, *rest: (
-            self.timed.append((self.last_count, clips, seconds)), real_scored(clock, clips, seconds, *rest))[1])
-        monkeypatch.setattr(live_stream, 'frame_window_scorer', lambda model, opt, memory_format: (
-            self.scorer_formats.append(memory_format), real_scorer(model, opt, memory_format))[1])
-        monkeypatch.setattr(live_stream, 'FrameQueue', lambda frames, most, what: (
-            self.batch_limits.append(most), real_queue(frames, most, what))[1])
-        monkeypatch.setattr(live_stream, 'autocast', lambda device, amp: (
-            self.autocasts.append((device.type, amp)), real_autocast(device, amp))[1])
         self.plots = []  # (name, clip length, rule) of decisions.png
-        real_plot = live_stream.plot_decisions
-        monkeypatch.setattr(live_stream, 'plot_decisions', lambda path, name, statistic, threshold, events, clip_len,
-                            rule: (self.plots.append((name, clip_len, rule)),
-                                   real_plot(path, name, statistic, threshold, events, clip_len, rule))[1])
+        real_frames = live_stream.live_frames
+        monkeypatch.setattr(live_stream, 'score_windows', self)
+        for owner, name, record in (
+                (live_stream.StreamClock, 'scored', lambda clock, clips, seconds, *_: self.timed.append(
+                    (self.last_count, clips, seconds))),
+                (live_stream, 'frame_window_scorer', lambda model, opt, memory_format: self.scorer_formats.append(
+                    memory_format)),
+                (live_stream, 'FrameQueue', lambda frames, most, what: self.batch_limits.append(most)),
+                (live_stream, 'autocast', lambda device, amp: self.autocasts.append((device.type, amp))),
+                (live_stream, 'plot_decisions', lambda path, name, statistic, threshold, events, clip_len, rule:
+                    self.plots.append((name, clip_len, rule)))):
+            monkeypatch.setattr(owner, name, recorded(getattr(owner, name), record))
 
         def frames(source, size, channels, input_format=None, stop=None):
             self.readers.append((input_format, stop))
