@@ -467,8 +467,12 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     assert input_format is None and stop.is_set()  # the reader is told to stop when the stream ends
     scripted = ScriptedScorer(errors, monkeypatch)
     assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie), *decide,
-                                              '--ClipWindow', '0', '--BatchSize', '5')) == 0
+                                              '--ClipWindow', '0', '--BatchSize', '5', '--BaselineClips', '20')) == 0
     assert scripted.batch_limits == [5]
+    # 15 clips, fewer than --BaselineClips: the stream is checked against its calibration when it ends
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith('warning: ')]
+    results = json.loads((tmp_path / 'stream_cam' / 'results.json').read_text())
+    assert len(warnings) == 1 and results['calibration']['out_of_calibration'] == warnings[0][len('warning: '):]
     # frames of another shape (calibrated at it) and a ratio rule: the line says both
     wide = tmp_path / 'wide' / 'memae.pt'
     wide.parent.mkdir()
