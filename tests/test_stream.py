@@ -175,6 +175,21 @@ def test_frames_that_piled_up_are_taken_together_and_a_reader_error_comes_after_
         assert list(batches) == []
 
 
+def test_a_reader_stuck_in_a_silent_source_does_not_keep_the_program_alive():
+    """A camera or URL that stops delivering blocks its reader thread for good; the program still ends when its
+    main thread does (here, by an error), instead of hanging on that thread."""
+    program = ('import threading\n'
+               'from utils.live_stream import FrameQueue\n'
+               'def silent():\n'
+               '    threading.Event().wait()\n'
+               '    yield\n'
+               'FrameQueue(silent(), most=4, what="--Stream cam")\n'
+               'raise SystemExit("the scorer failed")\n')
+    process = subprocess.run([sys.executable, '-c', program], cwd=ROOT, capture_output=True, text=True,
+                             timeout=WAIT_SECONDS, env={**os.environ, 'PYTHONPATH': str(ROOT)})
+    assert (process.returncode, process.stderr.strip()) == (1, 'the scorer failed')
+
+
 def test_a_scorer_keeps_up_while_it_never_finds_more_than_a_batch_waiting():
     clock = StreamClock(batch=4)
     frames = [SimpleNamespace(arrival=float(t)) for t in range(6)]
@@ -435,6 +450,9 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     assert 1 <= len(statuses) <= 3 and all(20 <= int(line.split()[0]) <= 30 for line in statuses)
     announced = [line for line in said if line.startswith('event from frame')]
     assert announced == ['event from frame 11 (0.110)']
+    # the last line: what was read, scored and found, with the clock's status over every frame read
+    assert re.fullmatch(r'30 frames, 15 clips; 1 event\(s\); 30 frames: scoring .* -> ' + re.escape(
+        str(tmp_path / 'stream_cam')), said[-1])
     results = json.loads((tmp_path / 'stream_cam' / 'results.json').read_text())
     calibration, threshold = results['calibration'], results['calibration']['threshold']
     assert list(results) == sorted(results)  # written with sorted keys: runs compare line by line
