@@ -5,6 +5,7 @@ import csv
 import http.server
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -188,6 +189,28 @@ def test_a_reader_stuck_in_a_silent_source_does_not_keep_the_program_alive():
     process = subprocess.run([sys.executable, '-c', program], cwd=ROOT, capture_output=True, text=True,
                              timeout=WAIT_SECONDS, env={**os.environ, 'PYTHONPATH': str(ROOT)})
     assert (process.returncode, process.stderr.strip()) == (1, 'the scorer failed')
+
+
+def test_a_source_slower_than_the_queue_poll_still_delivers_every_frame():
+    """The scorer waits for a frame in polls (so that Ctrl-C reaches it): a poll that ends empty-handed, as every
+    poll does while a camera is between frames, waits again; it is not the end of the stream."""
+    class SlowQueue(queue.SimpleQueue):
+        def __init__(self, empty_polls):
+            self.empty_polls = empty_polls
+
+        def get(self, block=True, timeout=None):
+            assert timeout is not None  # a poll
+            if self.empty_polls:
+                self.empty_polls -= 1
+                raise queue.Empty
+            return super().get(block, timeout)
+    reader = FrameQueue(iter(range(6)), most=4, what='--Stream cam')
+    reader.thread.join()
+    polls, reader.queue = reader.queue, SlowQueue(empty_polls=3)
+    while not polls.empty():
+        reader.queue.put(polls.get())
+    assert list(reader.batches()) == [[0, 1, 2, 3], [4, 5]]
+    assert reader.queue.empty_polls == 0
 
 
 def test_a_scorer_keeps_up_while_it_never_finds_more_than_a_batch_waiting():
@@ -545,6 +568,7 @@ def test_stream_folders_are_named_after_the_source(tmp_path):
     (tmp_path / 'door.mp4').write_bytes(b'')
     assert stream_name(tmp_path / 'cam') == 'cam' and stream_name(tmp_path / 'door.mp4') == 'door'
     assert stream_name('rtsp://user@cam.local:554/live?x=1') == 'user_cam.local_554_live_x_1'
+    assert stream_name('http://Gate-2.local/Video/') == 'Gate-2.local_Video'  # case kept, no trailing _
 
 
 def test_the_source_rate_counts_the_intervals_between_arrivals():

@@ -239,9 +239,9 @@ class FrameQueue:
         """Lists of up to ``most`` frames: those that have arrived, waiting for the first; ends with the source
         (raising the reader's error, if it had one)."""
         while True:
-            batch = [self._next(block=True)]
+            batch = [self._wait_for_next()]
             while len(batch) < self.most and batch[-1] is not None and not self.queue.empty():
-                batch.append(self._next(block=False))
+                batch.append(self.queue.get_nowait())  # this thread alone takes from the queue: it is there
             if batch[-1] is None:
                 if batch[:-1]:
                     yield batch[:-1]
@@ -257,13 +257,14 @@ class FrameQueue:
         """How many frames have arrived and wait to be scored."""
         return self.queue.qsize()
 
-    def _next(self, block):
-        while True:  # a timeout, so that Ctrl-C reaches the main thread while it waits
+    def _wait_for_next(self):
+        """The next frame, or None after the last, waited for in short polls: a get without a timeout would not
+        let Ctrl-C reach the main thread on Windows before Python 3.14 (on POSIX it would)."""
+        while True:
             try:
-                return self.queue.get(timeout=QUEUE_POLL_SECONDS) if block else self.queue.get_nowait()
+                return self.queue.get(timeout=QUEUE_POLL_SECONDS)
             except queue.Empty:
-                if not block:
-                    raise
+                continue
 
 
 STREAM_OUTPUTS = ('frame_scores.csv', 'events.csv', 'events.json', 'decisions.png')
