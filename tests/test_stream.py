@@ -569,6 +569,8 @@ def test_stream_folders_are_named_after_the_source(tmp_path):
     assert stream_name(tmp_path / 'cam') == 'cam' and stream_name(tmp_path / 'door.mp4') == 'door'
     assert stream_name('rtsp://user@cam.local:554/live?x=1') == 'user_cam.local_554_live_x_1'
     assert stream_name('http://Gate-2.local/Video/') == 'Gate-2.local_Video'  # case kept, no trailing _
+    assert stream_name('rtsp://Xcam/') == 'Xcam' and stream_name('http://?') == 'stream'  # nothing left: a name
+    assert stream_name('http://host/' + 'a' * 100 + 'bc') == 'a' * 78 + 'bc'  # the last 80 characters
 
 
 def test_the_source_rate_counts_the_intervals_between_arrivals():
