@@ -522,6 +522,8 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     other = ['--VideoSize', '32', '48', '--AMP', 'bf16']
     assert script_testing.main(flags(prepared_root, wide, wide.parent, '--Video', str(normal), '--Calibrate', 'True',
                                      *other)) == 0
+    assert (f'--Video {normal} (normal footage, --Calibrate): frames at 32 x 48 (from --VideoSize)'
+            in capsys.readouterr().out.splitlines())
     scripted = ScriptedScorer(errors, monkeypatch)
     assert run_cli(script_testing.main, flags(prepared_root, wide, tmp_path, '--Stream', str(movie), *decide[2:],
                                               '--DecisionRule', 'running', '--StreamFormat', 'avi', *other)) == 0
@@ -620,7 +622,8 @@ def test_a_second_stream_into_a_folder_being_written_is_refused(prepared_root, c
     with only_writer(folder, 'another camera'):  # what a live stream of another camera holds
         assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, '--Stream', str(movie),
                                                   *DECIDE)) == 2
-    assert f'another process is writing {folder}' in capsys.readouterr().err
+    assert (f'another process is writing {folder} (--Stream {movie}); give this one its own --OutRoot'
+            in capsys.readouterr().err)
     assert not (folder / 'frame_scores.csv').exists()
 
 
