@@ -218,6 +218,23 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
     assert stored['clips'] == len(normal_errors) and stored['source'] == str(normal)
     assert (stored['quantiles'][0], stored['quantiles'][-1]) == (normal_errors.min(), normal_errors.max())
     assert not (tmp_path / 'cal').exists()  # calibrating writes the calibration only
+    # 5 clips resolve false-alarm rates from 1/5: the default 0.01 is named as too small
+    assert (f'calibration from 5 normal clips of {normal} -> {tmp_path / "w" / "memae_calibration.json"}; too few '
+            'clips for --FalseAlarmRate 0.01: it resolves rates from 0.2; calibrate on more normal footage for '
+            'smaller ones') in capsys.readouterr().out.splitlines()
+    # --Calibration names the file; at a rate of exactly 1/5 the line gives the rule's threshold, here the running
+    # rule's: its statistic's quantile at 1 - 0.2 (not the raw error's)
+    named = tmp_path / 'named_calibration.json'
+    score(prepared_root, own, tmp_path / 'cal', '--Video', str(normal), '--Calibrate', 'True', '--Calibration',
+          str(named), '--FalseAlarmRate', '0.2', '--DecisionRule', 'running')
+    line, = [line for line in capsys.readouterr().out.splitlines() if line.startswith('calibration from')]
+    head, threshold = line.rsplit(' ', 1)
+    assert head == (f'calibration from 5 normal clips of {normal} -> {named}; at --FalseAlarmRate 0.2 the threshold '
+                    'of --DecisionRule running is')
+    quantiles = json.loads(named.read_text())
+    running, raw = (np.interp(0.8, np.linspace(0, 1, len(values)), values)
+                    for values in (quantiles['rules']['running'], quantiles['quantiles']))
+    assert float(threshold) == pytest.approx(running, rel=1e-5) and float(threshold) != pytest.approx(raw, rel=1e-5)
 
     # the calibration footage itself, at a rate whose threshold is one of its five clip errors (the 4th of 5):
     # only the frames of the clip with the largest error lie above it
