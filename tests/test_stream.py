@@ -496,6 +496,8 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     warnings = [line for line in said if line.startswith('warning: ')]
     assert len(warnings) == 1 and calibration['out_of_calibration'] == warnings[0][len('warning: '):]
     assert f'--Stream {movie}' in warnings[0] and '.avi video file' in warnings[0] and 'frame images' in warnings[0]
+    assert 'the normal footage of memae_calibration.json: ' in warnings[0]  # the calibration in use, named
+    assert 'the requested false-alarm rate will not hold' in warnings[0]  # what it means under the global rule
     assert (f'--Stream {movie}: frames at 32 x 32 (from {prepared_root / "UCSD_P2_256" / "prepare.json"}); '
             f'anomalous above an error of {threshold:.6g} (--DecisionRule global, --FalseAlarmRate 0.25, '
             f'memae_calibration.json) -> {tmp_path / "stream_cam" / "frame_scores.csv"}') in said
@@ -527,8 +529,9 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
     scripted = ScriptedScorer(errors, monkeypatch)
     assert run_cli(script_testing.main, flags(prepared_root, wide, tmp_path, '--Stream', str(movie), *decide[2:],
                                               '--DecisionRule', 'running', '--StreamFormat', 'avi', *other)) == 0
-    assert ': frames at 32 x 48 (from --VideoSize); anomalous above running-baseline ratio of ' in \
-        capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert ': frames at 32 x 48 (from --VideoSize); anomalous above running-baseline ratio of ' in said
+    assert "relative to its own first clips' level, which absorbs a change of level" in said  # the ratio rule's
     assert scripted.autocasts == [('cpu', 'bf16')] and scripted.readers[0][0] == 'avi'
     # the source goes away after 20 frames: one sentence naming the stream; the reader told to stop
     scripted = ScriptedScorer(errors, monkeypatch, frames_before_loss=20)
@@ -673,9 +676,9 @@ def test_how_a_stream_ended_names_the_signal_or_the_error():
     assert live_stream.stopped_by(OSError('the camera went away')) == 'OSError: the camera went away'
 
 
-def test_a_stream_is_checked_against_its_calibration_once_after_its_first_clips_or_at_its_end():
+def test_a_stream_is_checked_against_its_calibration_once_after_its_first_clips_or_at_its_end(capsys):
     """MismatchCheck compares the first ``clips`` clip errors with the calibration once (what and kind named), and
-    a stream that ends sooner with what it has; later clips change nothing."""
+    a stream that ends sooner with what it has; later clips change nothing; each check's warning is said once."""
     class Calibrated:
         def __init__(self):
             self.calls = []
@@ -695,3 +698,4 @@ def test_a_stream_is_checked_against_its_calibration_once_after_its_first_clips_
     short.after([5.0])
     short.after([5.0, 6.0], ended=True)
     assert short.done and checked.calls == [('the stream cam', 'a video file', [5.0, 6.0])]
+    assert capsys.readouterr().out.splitlines() == ['warning: the stream cam looks unlike its calibration'] * 2

@@ -384,7 +384,8 @@ def stream_into(folder, opt, options, weights, checked, size, size_origin, score
 
 class MismatchCheck:
     """Whether a stream looks unlike its calibration (:meth:`utils.single_video.CheckedCalibration.mismatch`),
-    checked once: when its first ``clips`` clips have been scored, or when it ends before."""
+    checked once: when its first ``clips`` clips have been scored, or when it ends before; a warning is said at
+    once."""
 
     def __init__(self, checked, what, kind, clips):
         self.checked, self.what, self.kind, self.clips = checked, what, kind, clips
@@ -394,6 +395,8 @@ class MismatchCheck:
         if not self.done and (len(clip_errors) >= self.clips or ended):
             self.done = True
             self.warning = self.checked.mismatch(self.what, self.kind, clip_errors[:self.clips])
+            if self.warning:
+                say(f'warning: {self.warning}')
 
 
 def write_stream_results(opt, folder, weights, checked, decisions, clock, sources, size, score, ended, mismatch):

@@ -207,14 +207,10 @@ class CheckedCalibration:
     baseline_clips: int = None
 
     def mismatch(self, what, kind, first_errors):
-        """The warning (printed, and returned for results.json) when footage ``what`` of kind ``kind`` whose first
-        clips have the raw ``first_errors`` looks unlike the calibration's; else None."""
+        """The warning (for the caller to print and to keep in results.json) when footage ``what`` of kind ``kind``
+        whose first clips have the raw ``first_errors`` looks unlike the calibration's; else None."""
         reasons = calibration_mismatch(self.calibration, first_errors, kind)
-        if not reasons:
-            return None
-        warning = mismatch_warning(what, self.file.name, reasons, self.rule)
-        print(f'warning: {warning}', flush=True)
-        return warning
+        return mismatch_warning(what, self.file.name, reasons, self.rule) if reasons else None
 
 
 @dataclass
@@ -395,7 +391,9 @@ def score_single_video(opt, options, model, weights, device, memory_model):
         if checked:
             mismatch = checked.mismatch(f'--Video {opt.Video}', source_kind(opt.Video),
                                         scores[:opt.BaselineClips])
-            warnings += [mismatch] if mismatch else []
+            if mismatch:
+                print(f'warning: {mismatch}')
+                warnings.append(mismatch)
             decisions = decide(opt, checked, scores, clips_of_frames)
             write_events(folder, sources, decisions)
             plot_decisions(folder / 'decisions.png', video_name(opt.Video), decisions.statistic, checked.threshold,
