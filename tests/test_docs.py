@@ -215,3 +215,18 @@ def test_the_sha256_table_of_the_shipped_weights_matches_the_files():
     assert shipped and sorted(table) == [path.name for path in shipped]
     for path in shipped:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == table[path.name], path.name
+    # the confirmation runs' weights: a row per run, a column per model, in the folders train.sh wrote
+    folders = {'MemAE': 'model_MemAE_FCSpar_', 'MemAE-nonSpar': 'model_MemAE_FC_', 'AE': 'model_AE_FC_'}
+    readme = (REPO / 'memae_models' / 'README.md').read_text()
+    header = '| run | ' + ' | '.join(folders) + ' |'
+    assert header in readme
+    listed = {}
+    for run, *digests in re.findall(r'^\| (\d+) \| `([0-9a-f]{64})` \| `([0-9a-f]{64})` \| `([0-9a-f]{64})` \|$', readme,
+                                    re.M):
+        for prefix, digest in zip(folders.values(), digests):
+            folder, = (REPO / 'memae_models' / 'confirmation').glob(f'{prefix}KDDCUP99*')
+            listed[folder / f'{folder.name[len("model_"):]}_Run{run}.pt'] = digest
+    confirmation = sorted((REPO / 'memae_models' / 'confirmation').rglob('*.pt'))
+    assert len(confirmation) == 60 and sorted(listed) == confirmation
+    for path in confirmation:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == listed[path], path.name
