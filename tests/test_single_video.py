@@ -257,6 +257,15 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
     event_rows = (folder / 'events.csv').read_text().splitlines()
     assert event_rows[0] == 'event,first_frame,last_frame,frames,first_source_file,last_source_file'
     assert len(event_rows) == len(events['events']) + 1
+    for k, (row, event) in enumerate(zip(event_rows[1:], events['events'])):  # frames: the event's length
+        first, last = event['first_frame'], event['last_frame']
+        assert row.split(',') == [str(k), str(first), str(last), str(len(range(first, last + 1))),
+                                  event['first_source_file'], event['last_source_file']]
+        assert (event['first_source_file'], event['last_source_file']) == (f'{first + 1:03d}.tif',
+                                                                             f'{last + 1:03d}.tif')  # UCSD's names
+    assert {key: events[key] for key in ('calibration', 'false_alarm_rate', 'rule', 'baseline_clips')} == {
+        'calibration': str(tmp_path / 'w' / 'memae_calibration.json'), 'false_alarm_rate': 0.25, 'rule': 'global',
+        'baseline_clips': 10}  # --BaselineClips's default, recorded whatever the rule
     assert (folder / 'decisions.png').stat().st_size > 0
     assert json.loads((folder / 'results.json').read_text())['calibration']['events'] == len(events['events'])
 

@@ -503,6 +503,8 @@ def test_a_stream_passes_its_options_to_the_scorer_the_reader_and_the_live_event
             f'memae_calibration.json) -> {tmp_path / "stream_cam" / "frame_scores.csv"}') in said
     events = json.loads((tmp_path / 'stream_cam' / 'events.json').read_text())['events']
     assert [(e['first_frame'], e['last_frame']) for e in events] == [(11, 15)]
+    assert (tmp_path / 'stream_cam' / 'events.csv').read_text().splitlines() == [
+        'event,first_frame,last_frame,frames,first_time_s,last_time_s', '0,11,15,5,0.110,0.150']
     assert set(scripted.formats) == set(scripted.scorer_formats) == {torch.channels_last_3d}
     assert scripted.batch_limits == [16]  # --ClipWindow's default
     assert scripted.autocasts == [('cpu', 'none')]
