@@ -11,7 +11,7 @@ import script_training
 from models import ImageAutoEncoder, ImageMemAE, MLPAutoEncoder, MLPMemAE, weights_init
 from synthetic import make_kdd, make_mnist
 from utils.errors import run_cli
-from utils.lockstep import StackedAdam, StackedUnits, UnitBatches, train_stacked
+from utils.lockstep import StackedAdam, StackedUnits, UnitBatches, in_one_tensor, train_stacked
 from utils.one_class import Schedule, train_unit
 from utils.progress import EpochClock
 from utils.training import LossSettings, NonFiniteLossError, compute_losses
@@ -418,3 +418,13 @@ def test_an_interrupted_lockstep_mnist_run_resumes_to_the_uninterrupted_result(t
         assert parts[name]['epoch_losses'] == result['epoch_losses'], name
         assert parts[name]['validation'] == result['validation'], name
         assert parts[name]['metrics'] == result['metrics'], name
+
+
+def test_units_samples_in_one_tensor_are_found_again_by_their_rows():
+    """in_one_tensor: every unit's rows select exactly its own samples from the shared tensor, an empty unit
+    included, and no unit is left out."""
+    parts = [torch.randn(length, 3) for length in (3, 0, 2, 4)]
+    source, rows = in_one_tensor(parts)
+    assert torch.equal(source, torch.cat(parts)) and len(rows) == len(parts)
+    for part, unit_rows in zip(parts, rows):
+        assert torch.equal(source[unit_rows], part)
