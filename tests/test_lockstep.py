@@ -14,7 +14,7 @@ from utils.errors import run_cli
 from utils.lockstep import StackedAdam, StackedUnits, UnitBatches, in_one_tensor, train_stacked
 from utils.one_class import Schedule, train_unit
 from utils.progress import EpochClock
-from utils.training import LossSettings, NonFiniteLossError, compute_losses
+from utils.training import LOSS_TERMS, LossSettings, NonFiniteLossError, compute_losses
 
 MEMAE = LossSettings('MemAE', 'paper', entropy_weight=0.0002)
 AE = LossSettings('AE', 'paper')
@@ -297,6 +297,57 @@ def test_a_non_finite_loss_names_the_unit_before_any_update():
                       source, [torch.arange(0, 10), torch.arange(20, 30)], Schedule(1e-3, 1, 32), ['run0', 'run1'],
                       [[], []])
     assert all(torch.equal(p, b) for p, b in zip(stacked.params, before))
+
+
+def test_an_epoch_mean_is_the_float64_mean_of_its_batches_and_reaches_the_epoch_hook():
+    """Each unit's epoch mean of every loss term is the float64 mean of the terms of its batches (a float32 sum
+    would round once per batch), recorded in its losses and handed to ``on_epoch_end`` for the units that
+    trained."""
+    torch.manual_seed(0)
+    stacked = StackedUnits(units('MemAE', 2, shrink_thres=0.0, addressing='cosine'), MEMAE)
+    seen = []  # per call: (units of the group, their terms)
+    real = stacked.losses
+
+    def losses(x, picked):
+        loss, terms = real(x, picked)
+        seen.append((picked, terms.detach().double()))
+        return loss, terms
+    stacked.losses = losses
+    told = []
+    rows = [torch.arange(0, 37), torch.arange(30, 90)]
+    epoch_losses = train_stacked(stacked, StackedAdam(stacked.params, 1e-3, 2),
+                                 [torch.Generator().manual_seed(s) for s in (1, 2)], samples('MemAE', 90), rows,
+                                 Schedule(1e-3, 1, 8), ['a', 'b'], [[], []],
+                                 lambda epoch, trained, _, means: told.append((epoch, trained, means)))
+    expected = {}
+    for r in range(2):
+        sums, count = torch.zeros(len(LOSS_TERMS), dtype=torch.float64), 0
+        for picked, terms in seen:
+            members = list(range(2)) if picked is None else picked.tolist()
+            if r in members:
+                sums, count = sums + terms[members.index(r)], count + 1
+        assert count == -(-len(rows[r]) // 8)  # one per batch of 8
+        expected[r] = dict(zip(LOSS_TERMS, (sums / count).tolist()))
+    assert told == [(1, [0, 1], expected)]
+    assert epoch_losses == [[expected[0]['loss']], [expected[1]['loss']]]
+
+
+def test_a_loss_made_infinite_by_its_entropy_term_names_the_unit():
+    """The check is on the total loss: an entropy term that overflows (reconstruction still finite) stops the
+    run too."""
+    stacked = StackedUnits(units('MemAE', 2, shrink_thres=0.0, addressing='cosine'), MEMAE)
+    real = stacked.losses
+
+    def losses(x, picked):
+        loss, terms = real(x, picked)
+        terms = terms.clone()
+        terms[-1, 0] = terms[-1, 2] = float('inf')  # the last unit of the group: run1
+        return loss, terms
+    stacked.losses = losses
+    with pytest.raises(NonFiniteLossError, match=r'^run1: the loss is inf \(reconstruction [0-9.e-]+, entropy inf\)'):
+        train_stacked(stacked, StackedAdam(stacked.params, 1e-3, 2), [torch.Generator().manual_seed(1)] * 2,
+                      samples('MemAE', 30), [torch.arange(0, 10), torch.arange(20, 30)], Schedule(1e-3, 1, 32),
+                      ['run0', 'run1'], [[], []])
 
 
 def test_models_of_different_shapes_are_refused():
