@@ -350,6 +350,22 @@ def test_a_loss_made_infinite_by_its_entropy_term_names_the_unit():
                       ['run0', 'run1'], [[], []])
 
 
+def test_an_epoch_groups_each_step_by_batch_size_and_leaves_out_units_sitting_it_out():
+    """UnitBatches: unit 0 (16 samples) and unit 2 (20) take batches of 8 in their own orders; unit 1 (None: it
+    has done this epoch) takes none; no group is empty when a unit's samples end on a batch boundary."""
+    source = torch.arange(100.0)[:, None]
+    rows = [torch.arange(0, 16), torch.arange(20, 30), torch.arange(50, 70)]
+    orders = [torch.randperm(16, generator=torch.Generator().manual_seed(1)), None,
+              torch.randperm(20, generator=torch.Generator().manual_seed(2))]
+    steps = list(UnitBatches(source, rows, 8).epoch(orders))
+    assert [[(members, None if units is None else units.tolist(), tuple(x.shape)) for members, units, x in groups]
+            for groups in steps] == [[([0, 2], [0, 2], (2, 8, 1))], [([0, 2], [0, 2], (2, 8, 1))],
+                                     [([2], [2], (1, 4, 1))]]
+    for r in (0, 2):  # each unit's samples, in its own order
+        taken = torch.cat([x[members.index(r)] for groups in steps for members, _, x in groups if r in members])
+        assert torch.equal(taken[:, 0], source[rows[r][orders[r]], 0])
+
+
 def test_models_of_different_shapes_are_refused():
     with pytest.raises(ValueError, match='one architecture'):
         StackedUnits([MLPAutoEncoder(D), MLPAutoEncoder(D + 1)], AE)

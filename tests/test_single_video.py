@@ -21,7 +21,7 @@ from options import TestOptions as EvalOptions  # a Test* name would be collecte
 from synthetic import video_frames, write_movie
 from utils.errors import run_cli
 from utils.eval import regularity
-from utils.single_video import GIF_FRAMES, frame_windows, video_frame_size
+from utils.single_video import GIF_FRAMES, frame_clips, frame_windows, most_anomalous, video_frame_size
 
 MEMAE = ['--MemDim', '20', '--UseCUDA', 'False', '--PrintOptions', 'False']
 
@@ -42,6 +42,18 @@ def source_video(prepared_root, name='Test001'):
 def score(prepared_root, weights, out, *extra):
     argv = ['--DataRoot', str(prepared_root), '--OutRoot', str(out), '--ModelFilePath', str(weights), *MEMAE, *extra]
     assert script_testing.main(argv) == 0
+
+
+def test_the_most_anomalous_frames_are_clip_centres_apart_lowest_first_and_the_earliest_of_equals():
+    """Picks: frames that are their own clip's centre (frame 0, which takes clip 0 centred on frame 2, is not),
+    lowest regularity first, the earlier of equal ones (a stable order: 10 before 12), at least a clip apart
+    (12 is 2 frames from 10), each with its own regularity and error. An odd clip length of 5: centre offset 2."""
+    regularity = np.ones(40)
+    regularity[[10, 12, 25]] = 0.1
+    regularity[0] = 0.0
+    error = np.arange(40) / 10
+    picks = most_anomalous(regularity, error, frame_clips(40, 36, 5), 5, count=3)
+    assert [(p.frame, p.regularity, p.error) for p in picks] == [(10, 0.1, 1.0), (25, 0.1, 2.5), (2, 1.0, 0.2)]
 
 
 def test_frames_are_prepared_as_the_data_set_preparation_prepares_them(prepared_root):
