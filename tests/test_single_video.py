@@ -21,7 +21,8 @@ from options import TestOptions as EvalOptions  # a Test* name would be collecte
 from synthetic import video_frames, write_movie
 from utils.errors import run_cli
 from utils.eval import regularity
-from utils.single_video import GIF_FRAMES, frame_clips, frame_windows, most_anomalous, video_frame_size
+from utils.single_video import (GIF_FRAMES, frame_clips, frame_sources, frame_windows, most_anomalous,
+                                video_frame_size)
 
 MEMAE = ['--MemDim', '20', '--UseCUDA', 'False', '--PrintOptions', 'False']
 
@@ -42,6 +43,12 @@ def source_video(prepared_root, name='Test001'):
 def score(prepared_root, weights, out, *extra):
     argv = ['--DataRoot', str(prepared_root), '--OutRoot', str(out), '--ModelFilePath', str(weights), *MEMAE, *extra]
     assert script_testing.main(argv) == 0
+
+
+def test_a_video_file_without_a_readable_rate_is_timed_at_25_frames_a_second(tmp_path):
+    movie = tmp_path / 'cam.mp4'
+    movie.write_bytes(b'no container FFmpeg knows')
+    assert frame_sources(movie, 3) == ('time_s', ['0.000', '0.040', '0.080'])
 
 
 def test_the_most_anomalous_frames_are_clip_centres_apart_lowest_first_and_the_earliest_of_equals():
@@ -83,12 +90,13 @@ def test_video_scores_are_the_test_set_scores_and_the_ends_take_the_nearest_clip
     assert np.array_equal([float(r[3]) for r in rows[1:]], clip_scores[clips])
     assert np.array_equal([float(r[4]) for r in rows[1:]], regularity(clip_scores)[clips])
     assert np.array_equal(np.load(folder / 'regularity.npy'), regularity(clip_scores)[clips])
+    assert np.array_equal(np.load(folder / 'error.npy'), clip_scores[clips])
 
 
 def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prepared_root, weights, tmp_path):
     frames, _ = video_frames(40, seed=9, anomalous=lambda t: 20 <= t <= 30)
     movie = tmp_path / 'street.avi'
-    write_movie(movie, frames)
+    write_movie(movie, frames, rate=20)
     score(prepared_root, weights, tmp_path / 'small', '--Video', str(movie), '--ClipWindow', '4', '--Plots', 'True')
     score(prepared_root, weights, tmp_path / 'whole', '--Video', str(movie), '--ClipWindow', '0')
     folder = tmp_path / 'small' / 'video_street'
@@ -108,8 +116,9 @@ def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prep
     assert 1 <= len(picked) <= 4 and all(abs(a - b) >= 16 for a in picked for b in picked if a != b)
     rows = [line.split(',') for line in (tmp_path / 'whole' / 'video_street' / 'frame_scores.csv').read_text()
             .splitlines()]
-    # a movie's rows give each frame's time (written at 25 frames/s); frame numbers are the CSV's, from 0
-    assert rows[0][:2] == ['frame', 'time_s'] and [r[1] for r in rows[1:4]] == ['0.000', '0.040', '0.080']
+    # a movie's rows give each frame's time (written at 20 frames/s, not the default 25 of a movie without a
+    # rate); frame numbers are the CSV's, from 0
+    assert rows[0][:2] == ['frame', 'time_s'] and [r[1] for r in rows[1:4]] == ['0.000', '0.050', '0.100']
     by_frame = {int(r[0]): float(r[4]) for r in rows[1:]}
     assert all(by_frame[p['frame']] == p['regularity'] for p in results['most_anomalous_frames']
                if p['frame'] in by_frame) and min(picked) >= 0
