@@ -370,6 +370,11 @@ def test_models_of_different_shapes_are_refused():
     with pytest.raises(ValueError, match='one architecture'):
         StackedUnits([MLPAutoEncoder(D), MLPAutoEncoder(D + 1)], AE)
 
+    class Subclass(MLPAutoEncoder):  # the same parameters, another forward pass: not one architecture either
+        pass
+    with pytest.raises(ValueError, match='one architecture'):
+        StackedUnits([MLPAutoEncoder(D), Subclass(D)], AE)
+
 
 KDD = ['--Dataset', 'KDDCUP99', '--Runs', '3', '--EpochNum', '3', '--BatchSize', '64', '--MemDim', '10',
        '--ShrinkThres', '0.1', '--ModelSetting', 'FCSpar', '--UseCUDA', 'False', '--IsTbLog', 'False']
