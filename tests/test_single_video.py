@@ -396,6 +396,18 @@ def test_errors_that_hardly_vary_are_shown_raw_with_a_warning(capsys):
         warnings[0]
     assert utils.single_video.flat_error_warning(np.array([0.1, 0.3, 0.5]), opt, (32, 32)) == []
     assert utils.single_video.flat_error_warning(np.zeros(3), opt, (32, 32))  # all alike: no division by zero
+    # The share is of the errors' level, not of 1: errors near 200 spanning 2 (1 %) are flat; a span of exactly 5 %
+    # (1 at a level of 20; 0.05 * 20 is 1.0 in float64) is not; the frame size is named as height x width.
+    warned = utils.single_video.flat_error_warning(np.array([199.0, 200.0, 201.0]), opt, (32, 48))
+    assert len(warned) == 1 and 'span only 1.0% of their level' in warned[0] and 'at 32 x 48:' in warned[0]
+    assert utils.single_video.flat_error_warning(np.array([19.5, 20.0, 20.5]), opt, (32, 48)) == []
+
+
+def test_a_video_is_named_by_its_folder_or_its_file_stem(tmp_path):
+    (tmp_path / 'cam.01').mkdir()
+    (tmp_path / 'walk.avi').touch()
+    assert utils.single_video.video_name(tmp_path / 'cam.01') == 'cam.01'  # a folder's dot is part of its name
+    assert utils.single_video.video_name(tmp_path / 'walk.avi') == 'walk'
 
 
 def test_the_error_map_store_gives_back_its_maps_and_floors_only_a_scale_of_zeros(tmp_path, monkeypatch):
