@@ -260,7 +260,7 @@ def test_a_resumed_lockstep_run_equals_an_uninterrupted_one_bit_for_bit(kind):
 
 @pytest.mark.skipif(DEFAULT_KERNELS, reason="inductor's generated C++ uses the vectorised ATen headers, which "
                     'ATEN_CPU_CAPABILITY=default leaves out: it does not compile')
-def test_the_compiled_step_trains_as_the_eager_one():
+def test_the_compiled_step_trains_as_the_eager_one(monkeypatch):
     """--Compile: the step of all units compiled (torch.compile), the groups of fewer units (here the last batches
     of 8 and 1 records) eager beside it; the MemAE units end where the eager lockstep's end, up to the rounding
     Adam amplifies under hard shrinkage (test above; measured 5e-4 in the second epoch's loss)."""
@@ -268,9 +268,15 @@ def test_the_compiled_step_trains_as_the_eager_one():
     source = samples('MemAE', 90)
     rows = [torch.arange(0, 40), torch.arange(40, 80), torch.arange(50, 83)]
     memory = {'shrink_thres': 0.1, 'addressing': 'cosine'}
-    results = []
+    results, compiled_calls, real_compile = [], [], torch.compile
+
+    def compile_spy(function):  # the all-units step: compiled once, then called through the compiled function
+        step = real_compile(function)
+        return lambda *args: compiled_calls.append(len(args[2])) or step(*args)
+    monkeypatch.setattr(torch, 'compile', compile_spy)
     for compiled in (False, True):
         stacked = StackedUnits(units('MemAE', 3, **memory), MEMAE, compiled=compiled)
+        assert compiled_calls == []  # nothing compiled or called yet, and never for the eager lockstep
         calls = []
         real = stacked.vmapped
         stacked.vmapped = lambda *args: calls.append(len(args[2])) or real(*args)  # the eager groups
@@ -280,6 +286,7 @@ def test_the_compiled_step_trains_as_the_eager_one():
         results.append((stacked, losses, calls))
     (eager, eager_losses, _), (compiled, compiled_losses, eager_calls) = results
     assert eager_calls == [2, 1] * 2  # per epoch: the 8-record batches of two units, the 1 record of the third
+    assert compiled_calls == [3, 3] * 2  # per epoch: the two 16-record batches of all three units, compiled
     for a, b in zip(eager_losses, compiled_losses):
         assert b[0] == pytest.approx(a[0], rel=1e-5) and b == pytest.approx(a, rel=1e-3)
     for r in range(3):  # 2 epochs of 3 steps at lr 1e-3
@@ -364,6 +371,15 @@ def test_an_epoch_groups_each_step_by_batch_size_and_leaves_out_units_sitting_it
     for r in (0, 2):  # each unit's samples, in its own order
         taken = torch.cat([x[members.index(r)] for groups in steps for members, _, x in groups if r in members])
         assert torch.equal(taken[:, 0], source[rows[r][orders[r]], 0])
+
+
+def test_the_units_weights_are_held_once_in_the_stack():
+    models = units('MemAE', 2, shrink_thres=0.1, addressing='cosine')
+    stacked = StackedUnits(models, MEMAE)
+    # the architecture that functional_call fills has no storage of its own (meta tensors)
+    assert all(t.is_meta for t in [*stacked.template.parameters(), *stacked.template.buffers()])
+    for r, model in enumerate(models):
+        assert all(torch.equal(stacked.unit_state(r)[key], value) for key, value in model.state_dict().items())
 
 
 def test_models_of_different_shapes_are_refused():
