@@ -155,6 +155,8 @@ def test_the_calibration_keeps_each_rule_and_refuses_another_window_or_an_older_
                                           source_kind='frame images')
     expected = np.concatenate([rule_statistics('running', W, v)[0] for v in videos])
     assert calibration.rules['running'] == pytest.approx(np.quantile(expected, np.linspace(0, 1, QUANTILES)).tolist())
+    one = Calibration.from_errors(videos[0], 'normal', SIGNATURE, 'a' * 64, baseline_clips=W)  # one array: one video
+    assert one.rules == Calibration.from_errors(videos[:1], 'normal', SIGNATURE, 'a' * 64, baseline_clips=W).rules
     # the pooled raw errors spread with the three levels; the ratios do not
     spread = {rule: calibration.threshold(0.05, rule) / calibration.threshold(0.5, rule)
               for rule in ('global', 'running')}
