@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from utils.calibration import Calibration, QUANTILES, calibration_mismatch, decision_report, mismatch_warning
+from utils.calibration import (Calibration, QUANTILES, calibration_mismatch, decision_report, mismatch_warning,
+                               source_kind)
 from utils.decision_rules import CausalRule, rule_statistics
 from utils.errors import InputError
 from utils.eval import VideoResult
@@ -180,16 +181,22 @@ def test_the_calibration_keeps_each_rule_and_refuses_another_window_or_an_older_
         Calibration.load(path, SIGNATURE, 'a' * 64, 'running', W)
 
 
-def test_footage_unlike_the_calibration_is_named_with_its_cause():
+def test_footage_unlike_the_calibration_is_named_with_its_cause(tmp_path):
     rng = np.random.default_rng(8)
     calibration = calibrated(rng)
     assert calibration_mismatch(calibration, normal_stream(rng, 1.0, W), 'frame images') == []
+    low, high = calibration.value_at([0.05, 0.95])  # the central 90 % of the normal clips, bounds included
+    assert calibration_mismatch(calibration, [low] * 3, 'frame images') == []
+    assert calibration_mismatch(calibration, [high] * 3, 'frame images') == []
     (above,) = calibration_mismatch(calibration, normal_stream(rng, 1.6, W), 'frame images')
-    assert 'the median error of its first 30 clips' in above and 'lies above' in above
+    assert 'the median error of its first 30 clips' in above and \
+        f"lies above the calibration's normal clips but for the highest 5 % ({high:.4g})" in above
     (below,) = calibration_mismatch(calibration, normal_stream(rng, 0.6, W), 'frame images')
-    assert 'lies below' in below
+    assert f"lies below the calibration's normal clips but for the lowest 5 % ({low:.4g})" in below
     (kind,) = calibration_mismatch(calibration, normal_stream(rng, 1.0, W), '.mp4 video file')
     assert kind == 'it is .mp4 video file, the calibration was made on frame images'
+    assert [source_kind(tmp_path), source_kind('walk.MP4'), source_kind('/dev/video0')] == [
+        'frame images', '.mp4 video file', 'suffix-less video file']
     # the warning joins the reasons and says what the rule can and cannot absorb
     assert mismatch_warning('--Video x.mp4', 'c.json', [kind, above], 'global') == (
         f'--Video x.mp4 looks unlike the normal footage of c.json: {kind}; {above}. If it is normal footage, it '
