@@ -21,7 +21,7 @@ from options import TestOptions as EvalOptions  # a Test* name would be collecte
 from synthetic import video_frames, write_movie
 from utils.errors import run_cli
 from utils.eval import regularity
-from utils.single_video import (GIF_FRAMES, frame_clips, frame_sources, frame_windows, most_anomalous,
+from utils.single_video import (GIF_FRAMES, VIDEO_OUTPUTS, frame_clips, frame_sources, frame_windows, most_anomalous,
                                 video_frame_size)
 
 MEMAE = ['--MemDim', '20', '--UseCUDA', 'False', '--PrintOptions', 'False']
@@ -112,6 +112,8 @@ def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prep
     assert not (folder / 'error_maps.f16').exists()  # the maps waited on disk only while the video was scored
     results = json.loads((folder / 'results.json').read_text())
     assert (results['frames'], results['clips'], results['frame_size']) == (40, 25, [32, 32])
+    assert {*results['outputs'], 'results.json', 'opt.txt', 'opt.json'} == {path.name for path in folder.iterdir()}
+    assert set(results['outputs']) <= set(VIDEO_OUTPUTS)  # what a later run into the folder may remove
     picked = [p['frame'] for p in results['most_anomalous_frames']]
     assert 1 <= len(picked) <= 4 and all(abs(a - b) >= 16 for a in picked for b in picked if a != b)
     rows = [line.split(',') for line in (tmp_path / 'whole' / 'video_street' / 'frame_scores.csv').read_text()
@@ -288,7 +290,9 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
         'calibration': str(tmp_path / 'w' / 'memae_calibration.json'), 'false_alarm_rate': 0.25, 'rule': 'global',
         'baseline_clips': 10}  # --BaselineClips's default, recorded whatever the rule
     assert (folder / 'decisions.png').stat().st_size > 0
-    assert json.loads((folder / 'results.json').read_text())['calibration']['events'] == len(events['events'])
+    results = json.loads((folder / 'results.json').read_text())
+    assert results['calibration']['events'] == len(events['events'])
+    assert {'events.csv', 'events.json', 'decisions.png'} <= set(results['outputs']) <= set(VIDEO_OUTPUTS)
 
     # the test set with the same calibration: calibrated.json beside results.json, whose AUC is unchanged
     score(prepared_root, own, tmp_path / 'set', '--FalseAlarmRate', '0.25', '--DecisionRule', 'global')
@@ -383,7 +387,7 @@ def test_a_rerun_into_a_video_folder_keeps_only_its_own_outputs_and_quotes_odd_n
     score(prepared_root, weights, tmp_path / 'out', '--Video', str(camera))
     left = {path.name for path in folder.iterdir()}
     assert 'most_anomalous.png' not in left and not any(name.startswith('overlay.') for name in left)
-    assert set(json.loads((folder / 'results.json').read_text())['outputs']) <= left
+    assert set(json.loads((folder / 'results.json').read_text())['outputs']) <= left & set(VIDEO_OUTPUTS)
 
 
 def test_errors_that_hardly_vary_are_shown_raw_with_a_warning(capsys):
@@ -401,6 +405,18 @@ def test_errors_that_hardly_vary_are_shown_raw_with_a_warning(capsys):
     warned = utils.single_video.flat_error_warning(np.array([199.0, 200.0, 201.0]), opt, (32, 48))
     assert len(warned) == 1 and 'span only 1.0% of their level' in warned[0] and 'at 32 x 48:' in warned[0]
     assert utils.single_video.flat_error_warning(np.array([19.5, 20.0, 20.5]), opt, (32, 48)) == []
+
+
+def test_only_plain_file_names_an_earlier_run_listed_are_taken_as_its_outputs(tmp_path):
+    """A damaged or edited results.json must not make a run remove files outside its folder, or its own results."""
+    assert utils.single_video.earlier_outputs(tmp_path) == []  # no earlier run
+    outputs = ['overlay.gif', '../elsewhere.txt', '..\\error.npy', 'sub/scores.csv', 5, None, [], 'results.json',
+               'notes.txt', 'error.npy']
+    (tmp_path / 'results.json').write_text(json.dumps({'outputs': outputs}))
+    assert utils.single_video.earlier_outputs(tmp_path) == ['overlay.gif', 'error.npy']
+    for damaged in ('{"outputs": ', '{"outputs": 5}', '{"outputs": "error.npy"}'):
+        (tmp_path / 'results.json').write_text(damaged)
+        assert utils.single_video.earlier_outputs(tmp_path) == []  # nothing is removed
 
 
 def test_a_video_is_named_by_its_folder_or_its_file_stem(tmp_path):

@@ -63,6 +63,9 @@ DEFAULT_FRAME_SIZE = (256, 256)  # what the released preparation (and data.prepa
 PICKS = 4                        # frames in most_anomalous.png
 HEAT_PERCENTILE = 99.5           # per frame; the largest over the video sets the heat maps' colour scale
 GIF_FRAMES = 200                 # overlay.gif (no MP4 encoder): the frames around the most anomalous one
+# every file a --Video run may write besides results.json: the only names an earlier run's list can remove
+VIDEO_OUTPUTS = ('frame_scores.csv', 'error.npy', 'regularity.npy', 'clip_scores.npy', 'score_curve.png', 'events.csv',
+                 'events.json', 'decisions.png', 'overlay.mp4', 'overlay.gif', 'most_anomalous.png')
 
 
 @dataclass
@@ -331,13 +334,14 @@ def calibrate_on_video(opt, model, weights, device, memory_model):
 
 
 def earlier_outputs(folder):
-    """The outputs an earlier run listed in ``folder``'s results.json (none if it has none, or a damaged one)."""
+    """The outputs an earlier run listed in ``folder``'s results.json (none if it has none, or a damaged one),
+    of :data:`VIDEO_OUTPUTS` only: an edited list cannot make a run remove other files (``../x``, ``..\\x``)."""
     path = Path(folder) / 'results.json'
     try:
         outputs = read_json(path, 'the results of an earlier run').get('outputs') if path.is_file() else []
     except InputError:
         return []
-    return [name for name in outputs or [] if isinstance(name, str) and '/' not in name and name != 'results.json']
+    return [name for name in outputs if name in VIDEO_OUTPUTS] if isinstance(outputs, list) else []
 
 
 def remove_outputs(folder, names):
