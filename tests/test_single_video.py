@@ -93,11 +93,16 @@ def test_video_scores_are_the_test_set_scores_and_the_ends_take_the_nearest_clip
     assert np.array_equal(np.load(folder / 'error.npy'), clip_scores[clips])
 
 
-def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prepared_root, weights, tmp_path):
+def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prepared_root, weights, tmp_path,
+                                                                             monkeypatch):
     frames, _ = video_frames(40, seed=9, anomalous=lambda t: 20 <= t <= 30)
     movie = tmp_path / 'street.avi'
     write_movie(movie, frames, rate=20)
+    on_disk, write_overlays = [], utils.single_video.write_overlays
+    monkeypatch.setattr(utils.single_video, 'write_overlays', lambda folder, *args: on_disk.append(
+        (folder / 'error_maps.f16').is_file()) or write_overlays(folder, *args))
     score(prepared_root, weights, tmp_path / 'small', '--Video', str(movie), '--ClipWindow', '4', '--Plots', 'True')
+    assert on_disk == [True]  # the clips' centre error maps wait in the output folder, not in memory
     score(prepared_root, weights, tmp_path / 'whole', '--Video', str(movie), '--ClipWindow', '0')
     folder = tmp_path / 'small' / 'video_street'
     small = np.load(folder / 'clip_scores.npy')
@@ -369,9 +374,13 @@ def test_the_heat_maps_share_the_largest_per_frame_percentile_as_their_scale(tmp
 
 
 def test_a_rerun_into_a_video_folder_keeps_only_its_own_outputs_and_quotes_odd_names(prepared_root, weights,
-                                                                                   tmp_path):
-    """Frame files whose names hold commas stay one CSV field; a second run without --Plots removes the first
-    run's overlay and figure of the most anomalous frames (they would describe the earlier run)."""
+                                                                                   tmp_path, capsys, monkeypatch):
+    """Frame files whose names hold commas stay one CSV field; a second run without --Plots (at another size, in
+    bfloat16) removes the first run's overlay and figure of the most anomalous frames (they would describe the
+    earlier run)."""
+    autocasts, autocast = [], utils.single_video.autocast
+    monkeypatch.setattr(utils.single_video, 'autocast', lambda device, amp: autocasts.append((device.type, amp)) or
+                        autocast(device, amp))
     frames, _ = video_frames(20, seed=3)
     camera = tmp_path / 'camera'
     camera.mkdir()
@@ -384,7 +393,10 @@ def test_a_rerun_into_a_video_folder_keeps_only_its_own_outputs_and_quotes_odd_n
         header, *body = list(csv.reader(file))
     assert len(body) == 20 and all(len(row) == len(header) for row in body)
     assert body[3][1] == '003,cam 1,2026-12-05 10:00:03.png'
-    score(prepared_root, weights, tmp_path / 'out', '--Video', str(camera))
+    capsys.readouterr()
+    score(prepared_root, weights, tmp_path / 'out', '--Video', str(camera), '--VideoSize', '32', '48', '--AMP', 'bf16')
+    assert f'--Video {camera}: frames at 32 x 48 (from --VideoSize), 1 channel(s)' in capsys.readouterr().out
+    assert autocasts == [('cpu', 'none'), ('cpu', 'bf16')]
     left = {path.name for path in folder.iterdir()}
     assert 'most_anomalous.png' not in left and not any(name.startswith('overlay.') for name in left)
     assert set(json.loads((folder / 'results.json').read_text())['outputs']) <= left & set(VIDEO_OUTPUTS)
