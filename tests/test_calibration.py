@@ -44,6 +44,8 @@ def test_a_rate_finer_than_the_calibration_resolves_is_refused():
     with pytest.raises(InputError, match=r'--FalseAlarmRate 0.05 is outside what this calibration resolves: from '
                                          r'0.1 \(10 normal clips'):
         few.threshold(0.05)
+    with pytest.raises(InputError, match=r'--FalseAlarmRate 1.0 is outside .* to below 1$'):
+        few.threshold(1.0)  # every clip flagged: no threshold
     assert calibration(np.arange(100000.0)).resolution == 1 / (QUANTILES - 1)
     with pytest.raises(InputError, match='at least two finite clip errors'):
         calibration([1.0, np.nan])
@@ -130,6 +132,9 @@ def test_the_decision_report_counts_false_alarms_clips_and_events_against_the_la
     (lambda c: c.update(quantiles=['1'] * QUANTILES), '"quantiles" holds something other than numbers'),
     (lambda c: c.update(clips=0), '"clips" must be a whole number of at least 2, not 0'),
     (lambda c: c.update(clips=2.5), '"clips" must be a whole number'),
+    (lambda c: c.update(rules={'median': c['quantiles']}, baseline_clips=10),
+     '"rules" must name rules among warmup, running, with "baseline_clips" a whole number of at least 1; '),
+    (lambda c: c.update(rules={'running': c['quantiles']}, baseline_clips=0), '"rules" must name rules among'),
 ])
 def test_a_calibration_whose_content_cannot_hold_is_refused_naming_the_field(tmp_path, change, message):
     """What parses is not yet trusted: NaN quantiles would never alarm, descending ones always, 0 clips divide."""
@@ -140,6 +145,14 @@ def test_a_calibration_whose_content_cannot_hold_is_refused_naming_the_field(tmp
     path.write_text(json.dumps(stored))
     with pytest.raises(InputError, match=f'{path} is damaged: {message}'):
         Calibration.load(path, SIGNATURE, 'a' * 64)
+
+
+def test_the_smallest_calibration_and_baseline_load(tmp_path):
+    """Two clips and one baseline clip are the least that the content check lets through."""
+    path = tmp_path / 'model_calibration.json'
+    Calibration.from_errors([np.array([1.0, 2.0])], 'n', SIGNATURE, 'a' * 64, baseline_clips=1).save(path)
+    loaded = Calibration.load(path, SIGNATURE, 'a' * 64, 'running', 1)
+    assert (loaded.clips, loaded.baseline_clips, sorted(loaded.rules)) == (2, 1, ['running', 'warmup'])
 
 
 def test_events_and_labelled_runs_that_share_one_frame_at_either_edge_overlap():
