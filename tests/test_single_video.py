@@ -139,7 +139,7 @@ def test_without_an_mp4_encoder_the_overlay_is_a_gif(prepared_root, weights, tmp
 
 
 def test_footage_of_another_kind_than_the_calibration_is_scored_with_a_warning(prepared_root, weights, tmp_path,
-                                                                              capsys):
+                                                                              capsys, monkeypatch):
     """Calibrated on frame images, the same frames encoded as a movie: decided, with one warning that names the
     cause and the remedy, recorded in results.json; the frames themselves are not warned about."""
     own = tmp_path / 'w' / 'memae.pt'
@@ -155,13 +155,21 @@ def test_footage_of_another_kind_than_the_calibration_is_scored_with_a_warning(p
     score(prepared_root, own, tmp_path / 'cal', '--Video', str(folder), '--Calibrate', 'True',
           '--FalseAlarmRate', '0.1')
     capsys.readouterr()
+    plotted, plot_decisions = [], utils.single_video.plot_decisions
+    monkeypatch.setattr(utils.single_video, 'plot_decisions', lambda *args: plotted.append(args) or plot_decisions(
+        *args))
     score(prepared_root, own, tmp_path / 'out', '--Video', str(movie), '--FalseAlarmRate', '0.1')
     warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith('warning: ') and
                 'unlike the normal footage' in line]  # (random weights also draw the flat-errors warning)
     assert len(warnings) == 1 and 'it is .avi video file, the calibration was made on frame images' in warnings[0]
+    assert warnings[0].startswith(f'warning: --Video {movie} looks unlike the normal footage of ')
     assert 'calibrate on normal footage from this source (--Video PATH --Calibrate True)' in warnings[0]
     results = json.loads((tmp_path / 'out' / 'video_cam' / 'results.json').read_text())
     assert results['calibration']['out_of_calibration'] == warnings[0][len('warning: '):]
+    (path, name, statistic, threshold, events, clip_len, rule), = plotted  # the default rule's statistic, per frame
+    assert (path, name, len(statistic), clip_len, rule) == (tmp_path / 'out' / 'video_cam' / 'decisions.png', 'cam',
+                                                            40, 16, 'warmup')
+    assert threshold == results['calibration']['threshold'] and len(events) == results['calibration']['events']
     assert warnings[0][len('warning: '):] in results['warnings']
     score(prepared_root, own, tmp_path / 'same', '--Video', str(folder), '--FalseAlarmRate', '0.1')
     assert json.loads((tmp_path / 'same' / 'video_cam' / 'results.json').read_text())['calibration'][
@@ -298,6 +306,7 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
     results = json.loads((folder / 'results.json').read_text())
     assert results['calibration']['events'] == len(events['events'])
     assert {'events.csv', 'events.json', 'decisions.png'} <= set(results['outputs']) <= set(VIDEO_OUTPUTS)
+    assert {*results['outputs'], 'results.json', 'opt.txt', 'opt.json'} == {path.name for path in folder.iterdir()}
 
     # the test set with the same calibration: calibrated.json beside results.json, whose AUC is unchanged
     score(prepared_root, own, tmp_path / 'set', '--FalseAlarmRate', '0.25', '--DecisionRule', 'global')
