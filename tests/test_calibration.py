@@ -60,9 +60,14 @@ def test_a_calibration_is_refused_for_other_weights_options_or_a_damaged_file(tm
     with pytest.raises(InputError, match=r"made with frame_size = \[32, 32\], but this run has \[64, 64\]"):
         Calibration.load(path, {**SIGNATURE, 'frame_size': [64, 64]}, 'a' * 64)
     stored = json.loads(path.read_text())
-    del stored['quantiles']
-    path.write_text(json.dumps(stored))
-    with pytest.raises(InputError, match='is not a calibration file of this version'):
+    quantiles = stored['quantiles']
+    for change in ({'quantiles': None}, {'quantiles': quantiles[:-1]}, {'signature': [1]}, {'rules': [quantiles]},
+                   {'rules': {'running': quantiles[:3]}, 'baseline_clips': 10}, {'extra': 1}):
+        path.write_text(json.dumps({key: value for key, value in {**stored, **change}.items() if value is not None}))
+        with pytest.raises(InputError, match=f'^{path} is not a calibration file of this version'):
+            Calibration.load(path, SIGNATURE, 'a' * 64)
+    path.write_text('[1, 2]')
+    with pytest.raises(InputError, match=rf'^{path} \(a calibration\) is damaged: not a JSON object'):
         Calibration.load(path, SIGNATURE, 'a' * 64)
     assert calibration_path(tmp_path / 'w' / 'MemAE_x.pt') == tmp_path / 'w' / 'MemAE_x_calibration.json'
 
