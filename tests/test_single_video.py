@@ -101,8 +101,12 @@ def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prep
     on_disk, write_overlays = [], utils.single_video.write_overlays
     monkeypatch.setattr(utils.single_video, 'write_overlays', lambda folder, *args: on_disk.append(
         (folder / 'error_maps.f16').is_file()) or write_overlays(folder, *args))
+    curves, plot_video_scores = [], utils.single_video.plot_video_scores
+    monkeypatch.setattr(utils.single_video, 'plot_video_scores', lambda *args: curves.append(args[:2]) or
+                        plot_video_scores(*args))
     score(prepared_root, weights, tmp_path / 'small', '--Video', str(movie), '--ClipWindow', '4', '--Plots', 'True')
     assert on_disk == [True]  # the clips' centre error maps wait in the output folder, not in memory
+    assert curves == [(tmp_path / 'small' / 'video_street' / 'score_curve.png', 'street')]  # titled by the video
     score(prepared_root, weights, tmp_path / 'whole', '--Video', str(movie), '--ClipWindow', '0')
     folder = tmp_path / 'small' / 'video_street'
     small = np.load(folder / 'clip_scores.npy')
