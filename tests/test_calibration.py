@@ -135,6 +135,7 @@ def test_the_decision_report_counts_false_alarms_clips_and_events_against_the_la
     (lambda c: c.update(quantiles=[float('nan')] * QUANTILES), '"quantiles" holds NaN or infinite values'),
     (lambda c: c.update(quantiles=c['quantiles'][::-1]), '"quantiles" are not in ascending order'),
     (lambda c: c.update(quantiles=['1'] * QUANTILES), '"quantiles" holds something other than numbers'),
+    (lambda c: c.update(quantiles=[[0.0]] * (QUANTILES - 1) + [[1.0, 2.0]]), '"quantiles" holds something other'),
     (lambda c: c.update(clips=0), '"clips" must be a whole number of at least 2, not 0'),
     (lambda c: c.update(clips=2.5), '"clips" must be a whole number'),
     (lambda c: c.update(rules={'median': c['quantiles']}, baseline_clips=10),
@@ -152,12 +153,15 @@ def test_a_calibration_whose_content_cannot_hold_is_refused_naming_the_field(tmp
         Calibration.load(path, SIGNATURE, 'a' * 64)
 
 
-def test_the_smallest_calibration_and_baseline_load(tmp_path):
-    """Two clips and one baseline clip are the least that the content check lets through."""
+def test_the_smallest_calibration_and_baseline_and_equal_errors_load(tmp_path):
+    """Two clips and one baseline clip are the least that the content check lets through; equal errors give
+    equal quantiles, which are in ascending order too."""
     path = tmp_path / 'model_calibration.json'
     Calibration.from_errors([np.array([1.0, 2.0])], 'n', SIGNATURE, 'a' * 64, baseline_clips=1).save(path)
     loaded = Calibration.load(path, SIGNATURE, 'a' * 64, 'running', 1)
     assert (loaded.clips, loaded.baseline_clips, sorted(loaded.rules)) == (2, 1, ['running', 'warmup'])
+    Calibration.from_errors([np.array([1.0, 1.0, 2.0])], 'n', SIGNATURE, 'a' * 64).save(path)
+    assert Calibration.load(path, SIGNATURE, 'a' * 64).quantiles[:2] == [1.0, 1.0]
 
 
 def test_events_and_labelled_runs_that_share_one_frame_at_either_edge_overlap():

@@ -275,6 +275,11 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
     running, raw = (np.interp(0.8, np.linspace(0, 1, len(values)), values)
                     for values in (quantiles['rules']['running'], quantiles['quantiles']))
     assert float(threshold) == pytest.approx(running, rel=1e-5) and float(threshold) != pytest.approx(raw, rel=1e-5)
+    score(prepared_root, own, tmp_path / 'named', '--Video', str(normal), '--Calibration', str(named),
+          '--FalseAlarmRate', '0.2', '--DecisionRule', 'running')  # decided with the named file, not the one beside
+    decided = json.loads((tmp_path / 'named' / 'video_Test001' / 'results.json').read_text())['calibration']
+    assert (decided['file'], decided['rule']) == (str(named), 'running')
+    assert decided['threshold'] == pytest.approx(running, rel=1e-12)
 
     # the calibration footage itself, at a rate whose threshold is one of its five clip errors (the 4th of 5):
     # only the frames of the clip with the largest error lie above it
