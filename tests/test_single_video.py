@@ -121,6 +121,15 @@ def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prep
     assert not (folder / 'error_maps.f16').exists()  # the maps waited on disk only while the video was scored
     results = json.loads((folder / 'results.json').read_text())
     assert (results['frames'], results['clips'], results['frame_size']) == (40, 25, [32, 32])
+    options = json.loads((folder / 'opt.json').read_text())
+    assert {key: results[key] for key in ('video', 'frame_size_from', 'channels', 'setting', 'weights', 'score',
+                                          'device', 'calibration', 'options')} == {
+        'video': str(movie), 'frame_size_from': str(prepared_root / 'UCSD_P2_256' / 'prepare.json'), 'channels': 1,
+        'setting': options['setting'], 'weights': str(weights), 'score': 'l2', 'device': 'cpu', 'calibration': None,
+        'options': options}
+    assert results['seconds'] > 0 and results['clips_per_second'] == pytest.approx(25 / results['seconds'])
+    assert results['error_range'] == [small.min(), small.max()]
+    assert all(set(pick) == {'frame', 'regularity', 'error'} for pick in results['most_anomalous_frames'])
     assert {*results['outputs'], 'results.json', 'opt.txt', 'opt.json'} == {path.name for path in folder.iterdir()}
     assert set(results['outputs']) <= set(VIDEO_OUTPUTS)  # what a later run into the folder may remove
     picked = [p['frame'] for p in results['most_anomalous_frames']]
@@ -313,7 +322,10 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
         'baseline_clips': 10}  # --BaselineClips's default, recorded whatever the rule
     assert (folder / 'decisions.png').stat().st_size > 0
     results = json.loads((folder / 'results.json').read_text())
-    assert results['calibration']['events'] == len(events['events'])
+    assert results['calibration'] == {
+        'file': str(tmp_path / 'w' / 'memae_calibration.json'), 'false_alarm_rate': 0.25, 'rule': 'global',
+        'baseline_clips': 10, 'threshold': events['threshold'], 'anomalous_frames': int(anomalous.sum()),
+        'events': len(events['events']), 'out_of_calibration': None}  # its own footage: not out of calibration
     assert {'events.csv', 'events.json', 'decisions.png'} <= set(results['outputs']) <= set(VIDEO_OUTPUTS)
     assert {*results['outputs'], 'results.json', 'opt.txt', 'opt.json'} == {path.name for path in folder.iterdir()}
 
