@@ -3,6 +3,7 @@ import csv
 import json
 import re
 import shutil
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -104,7 +105,9 @@ def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prep
     curves, plot_video_scores = [], utils.single_video.plot_video_scores
     monkeypatch.setattr(utils.single_video, 'plot_video_scores', lambda *args: curves.append(args[:2]) or
                         plot_video_scores(*args))
+    started = time.perf_counter()
     score(prepared_root, weights, tmp_path / 'small', '--Video', str(movie), '--ClipWindow', '4', '--Plots', 'True')
+    took = time.perf_counter() - started
     assert on_disk == [True]  # the clips' centre error maps wait in the output folder, not in memory
     assert curves == [(tmp_path / 'small' / 'video_street' / 'score_curve.png', 'street')]  # titled by the video
     score(prepared_root, weights, tmp_path / 'whole', '--Video', str(movie), '--ClipWindow', '0')
@@ -127,7 +130,7 @@ def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prep
         'video': str(movie), 'frame_size_from': str(prepared_root / 'UCSD_P2_256' / 'prepare.json'), 'channels': 1,
         'setting': options['setting'], 'weights': str(weights), 'score': 'l2', 'device': 'cpu', 'calibration': None,
         'options': options}
-    assert results['seconds'] > 0 and results['clips_per_second'] == pytest.approx(25 / results['seconds'])
+    assert 0 < results['seconds'] < took and results['clips_per_second'] == pytest.approx(25 / results['seconds'])
     assert results['error_range'] == [small.min(), small.max()]
     assert all(set(pick) == {'frame', 'regularity', 'error'} for pick in results['most_anomalous_frames'])
     assert {*results['outputs'], 'results.json', 'opt.txt', 'opt.json'} == {path.name for path in folder.iterdir()}
@@ -226,6 +229,16 @@ def test_the_frame_size_comes_from_the_flag_then_the_prepared_data_then_the_rele
             video_frame_size(opt)
 
 
+def test_a_video_whose_clip_errors_are_not_finite_is_one_sentence_naming_it(prepared_root, weights, tmp_path,
+                                                                           capsys, monkeypatch):
+    monkeypatch.setattr(utils.single_video, 'score_windows', lambda *args: np.array([0.1, np.nan, 0.2]))
+    video = source_video(prepared_root)
+    argv = ['--DataRoot', str(prepared_root), '--OutRoot', str(tmp_path), '--ModelFilePath', str(weights), *MEMAE,
+            '--Video', str(video)]
+    assert run_cli(script_testing.main, argv) == 2
+    assert f'--Video {video}: the score of clip 1 (0-based) is nan, 1 of 3 are not finite' in capsys.readouterr().err
+
+
 @pytest.mark.parametrize('video, extra, message', [
     ('missing', [], '--Video .*missing does not exist'),
     ('notes.txt', [], 'is neither a folder of frames nor a video file'),
@@ -292,9 +305,11 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
 
     # the calibration footage itself, at a rate whose threshold is one of its five clip errors (the 4th of 5):
     # only the frames of the clip with the largest error lie above it
+    capsys.readouterr()
     score(prepared_root, own, tmp_path / 'out', '--Video', str(normal), '--FalseAlarmRate', '0.25',
           '--EventMinFrames', '1', '--EventMergeGap', '0', '--DecisionRule', 'global')
     folder = tmp_path / 'out' / 'video_Test001'
+    closing = capsys.readouterr().out.splitlines()[-1]
     rows = (folder / 'frame_scores.csv').read_text().splitlines()
     assert rows[0] == 'frame,source_file,clip,error,regularity,tail_probability,anomalous,statistic'
     error = np.array([float(row.split(',')[3]) for row in rows[1:]])
@@ -326,6 +341,10 @@ def test_calibration_on_normal_footage_then_decisions_and_events(prepared_root, 
         'file': str(tmp_path / 'w' / 'memae_calibration.json'), 'false_alarm_rate': 0.25, 'rule': 'global',
         'baseline_clips': 10, 'threshold': events['threshold'], 'anomalous_frames': int(anomalous.sum()),
         'events': len(events['events']), 'out_of_calibration': None}  # its own footage: not out of calibration
+    top = results['most_anomalous_frames'][0]
+    assert closing == (f"20 frames, 5 clips in {results['seconds']:.1f} s; most anomalous frame {top['frame']} "
+                       f"(regularity {top['regularity']:.3f}); {anomalous.sum()} frames above the threshold at "
+                       f"--FalseAlarmRate 0.25, {len(events['events'])} event(s) -> {folder}")
     assert {'events.csv', 'events.json', 'decisions.png'} <= set(results['outputs']) <= set(VIDEO_OUTPUTS)
     assert {*results['outputs'], 'results.json', 'opt.txt', 'opt.json'} == {path.name for path in folder.iterdir()}
 
@@ -425,7 +444,10 @@ def test_a_rerun_into_a_video_folder_keeps_only_its_own_outputs_and_quotes_odd_n
     assert body[3][1] == '003,cam 1,2026-12-05 10:00:03.png'
     capsys.readouterr()
     score(prepared_root, weights, tmp_path / 'out', '--Video', str(camera), '--VideoSize', '32', '48', '--AMP', 'bf16')
-    assert f'--Video {camera}: frames at 32 x 48 (from --VideoSize), 1 channel(s)' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f'--Video {camera}: frames at 32 x 48 (from --VideoSize), 1 channel(s)' in out
+    assert re.fullmatch(rf'20 frames, 5 clips in [0-9.]+ s; most anomalous frame [0-9]+ \(regularity [0-9.]+\) -> '
+                        rf'{re.escape(str(folder))}', out.splitlines()[-1])  # no calibration: no decisions
     assert autocasts == [('cpu', 'none'), ('cpu', 'bf16')]
     left = {path.name for path in folder.iterdir()}
     assert 'most_anomalous.png' not in left and not any(name.startswith('overlay.') for name in left)
