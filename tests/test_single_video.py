@@ -19,6 +19,7 @@ from data.layout import VideoLayout
 from data.readers import DataFormatError, load_frame
 from models import AutoEncoderCov3DMem
 from options import TestOptions as EvalOptions  # a Test* name would be collected by pytest
+from spies import recorded
 from synthetic import video_frames, write_movie
 from utils.errors import run_cli
 from utils.eval import regularity
@@ -99,12 +100,11 @@ def test_a_video_file_streams_window_by_window_and_writes_the_overlay_movie(prep
     frames, _ = video_frames(40, seed=9, anomalous=lambda t: 20 <= t <= 30)
     movie = tmp_path / 'street.avi'
     write_movie(movie, frames, rate=20)
-    on_disk, write_overlays = [], utils.single_video.write_overlays
-    monkeypatch.setattr(utils.single_video, 'write_overlays', lambda folder, *args: on_disk.append(
-        (folder / 'error_maps.f16').is_file()) or write_overlays(folder, *args))
-    curves, plot_video_scores = [], utils.single_video.plot_video_scores
-    monkeypatch.setattr(utils.single_video, 'plot_video_scores', lambda *args: curves.append(args[:2]) or
-                        plot_video_scores(*args))
+    on_disk, curves = [], []
+    monkeypatch.setattr(utils.single_video, 'write_overlays', recorded(
+        utils.single_video.write_overlays, lambda folder, *_: on_disk.append((folder / 'error_maps.f16').is_file())))
+    monkeypatch.setattr(utils.single_video, 'plot_video_scores', recorded(
+        utils.single_video.plot_video_scores, lambda *args: curves.append(args[:2])))
     started = time.perf_counter()
     score(prepared_root, weights, tmp_path / 'small', '--Video', str(movie), '--ClipWindow', '4', '--Plots', 'True')
     took = time.perf_counter() - started
@@ -171,9 +171,9 @@ def test_footage_of_another_kind_than_the_calibration_is_scored_with_a_warning(p
     score(prepared_root, own, tmp_path / 'cal', '--Video', str(folder), '--Calibrate', 'True',
           '--FalseAlarmRate', '0.1')
     capsys.readouterr()
-    plotted, plot_decisions = [], utils.single_video.plot_decisions
-    monkeypatch.setattr(utils.single_video, 'plot_decisions', lambda *args: plotted.append(args) or plot_decisions(
-        *args))
+    plotted = []
+    monkeypatch.setattr(utils.single_video, 'plot_decisions', recorded(utils.single_video.plot_decisions,
+                                                                       lambda *args: plotted.append(args)))
     score(prepared_root, own, tmp_path / 'out', '--Video', str(movie), '--FalseAlarmRate', '0.1')
     warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith('warning: ') and
                 'unlike the normal footage' in line]  # (random weights also draw the flat-errors warning)
@@ -427,9 +427,9 @@ def test_a_rerun_into_a_video_folder_keeps_only_its_own_outputs_and_quotes_odd_n
     """Frame files whose names hold commas stay one CSV field; a second run without --Plots (at another size, in
     bfloat16) removes the first run's overlay and figure of the most anomalous frames (they would describe the
     earlier run)."""
-    autocasts, autocast = [], utils.single_video.autocast
-    monkeypatch.setattr(utils.single_video, 'autocast', lambda device, amp: autocasts.append((device.type, amp)) or
-                        autocast(device, amp))
+    autocasts = []
+    monkeypatch.setattr(utils.single_video, 'autocast', recorded(
+        utils.single_video.autocast, lambda device, amp: autocasts.append((device.type, amp))))
     frames, _ = video_frames(20, seed=3)
     camera = tmp_path / 'camera'
     camera.mkdir()

@@ -28,6 +28,7 @@ import script_testing
 from data.live_frames import folder_arrivals
 from data.readers import DataFormatError
 from models import AutoEncoderCov3DMem
+from spies import recorded
 from synthetic import video_frames, write_movie
 from utils import live_stream
 from utils.calibration import Calibration, anomaly_events
@@ -391,14 +392,6 @@ def test_a_stream_of_nothing_or_for_another_model_is_one_sentence(prepared_root,
     (tmp_path / 'cam').mkdir()
     assert run_cli(script_testing.main, flags(prepared_root, calibrated, tmp_path, *extra, *DECIDE)) == 2
     assert message in capsys.readouterr().err
-
-
-def recorded(real, record):
-    """``real``, which first hands its arguments to ``record``."""
-    def call(*args, **kwargs):
-        record(*args, **kwargs)
-        return real(*args, **kwargs)
-    return call
 
 
 class ScriptedScorer:
