@@ -21,7 +21,7 @@ from models import AutoEncoderCov3DMem
 from options import TestOptions as EvalOptions  # a Test* name would be collected by pytest
 from spies import recorded
 from synthetic import video_frames, write_movie
-from utils.errors import run_cli
+from utils.errors import InputError, run_cli
 from utils.eval import regularity
 from utils.single_video import (GIF_FRAMES, VIDEO_OUTPUTS, frame_clips, frame_sources, frame_windows, most_anomalous,
                                 video_frame_size)
@@ -223,10 +223,17 @@ def test_the_frame_size_comes_from_the_flag_then_the_prepared_data_then_the_rele
     with pytest.raises(SystemExit):
         EvalOptions().parse(['--Video', 'x.mp4', '--VideoSize', '0', '64'], is_print=False)
     (tmp_path / 'UCSD_P2_256').mkdir()
-    for size in ([-5, 0], [1e9, 64], [32], '32x32', [True, 32]):  # parses, but is no frame size
-        (tmp_path / 'UCSD_P2_256' / 'prepare.json').write_text(json.dumps({'size': size}))
+    summary = tmp_path / 'UCSD_P2_256' / 'prepare.json'
+    for size in ([1, 16384], [16384, 1]):  # the bounds are frame sizes
+        summary.write_text(json.dumps({'size': size}))
+        assert video_frame_size(opt) == (tuple(size), str(summary))
+    for size in ([-5, 0], [0, 32], [32, 16385], [1e9, 64], [32], '32x32', [True, 32]):  # parses, but no frame size
+        summary.write_text(json.dumps({'size': size}))
         with pytest.raises(DataFormatError, match=r'prepare.json holds no frame size \("size": \[H, W\], whole'):
             video_frame_size(opt)
+    summary.write_text('{"size": [32,')
+    with pytest.raises(InputError, match=re.escape(f'{summary} (the summary of a preparation) is damaged')):
+        video_frame_size(opt)
 
 
 def test_a_video_whose_clip_errors_are_not_finite_is_one_sentence_naming_it(prepared_root, weights, tmp_path,
@@ -425,11 +432,13 @@ def test_the_heat_maps_share_the_largest_per_frame_percentile_as_their_scale(tmp
 def test_a_rerun_into_a_video_folder_keeps_only_its_own_outputs_and_quotes_odd_names(prepared_root, weights,
                                                                                    tmp_path, capsys, monkeypatch):
     """Frame files whose names hold commas stay one CSV field; a second run without --Plots (at another size, in
-    bfloat16) removes the first run's overlay and figure of the most anomalous frames (they would describe the
-    earlier run)."""
-    autocasts = []
+    bfloat16, channels-last) removes the first run's overlay and figure of the most anomalous frames (they would
+    describe the earlier run)."""
+    autocasts, scorer_formats = [], []
     monkeypatch.setattr(utils.single_video, 'autocast', recorded(
         utils.single_video.autocast, lambda device, amp: autocasts.append((device.type, amp))))
+    monkeypatch.setattr(utils.single_video, 'frame_window_scorer', recorded(
+        utils.single_video.frame_window_scorer, lambda model, opt, memory_format: scorer_formats.append(memory_format)))
     frames, _ = video_frames(20, seed=3)
     camera = tmp_path / 'camera'
     camera.mkdir()
@@ -443,12 +452,14 @@ def test_a_rerun_into_a_video_folder_keeps_only_its_own_outputs_and_quotes_odd_n
     assert len(body) == 20 and all(len(row) == len(header) for row in body)
     assert body[3][1] == '003,cam 1,2026-12-05 10:00:03.png'
     capsys.readouterr()
-    score(prepared_root, weights, tmp_path / 'out', '--Video', str(camera), '--VideoSize', '32', '48', '--AMP', 'bf16')
+    score(prepared_root, weights, tmp_path / 'out', '--Video', str(camera), '--VideoSize', '32', '48', '--AMP', 'bf16',
+          '--ChannelsLast', 'True')
     out = capsys.readouterr().out
     assert f'--Video {camera}: frames at 32 x 48 (from --VideoSize), 1 channel(s)' in out
     assert re.fullmatch(rf'20 frames, 5 clips in [0-9.]+ s; most anomalous frame [0-9]+ \(regularity [0-9.]+\) -> '
                         rf'{re.escape(str(folder))}', out.splitlines()[-1])  # no calibration: no decisions
     assert autocasts == [('cpu', 'none'), ('cpu', 'bf16')]
+    assert scorer_formats == [torch.contiguous_format, torch.channels_last_3d]
     left = {path.name for path in folder.iterdir()}
     assert 'most_anomalous.png' not in left and not any(name.startswith('overlay.') for name in left)
     assert set(json.loads((folder / 'results.json').read_text())['outputs']) <= left & set(VIDEO_OUTPUTS)
