@@ -338,8 +338,8 @@ def earlier_outputs(folder):
     of :data:`VIDEO_OUTPUTS` only: an edited list cannot make a run remove other files (``../x``, ``..\\x``)."""
     path = Path(folder) / 'results.json'
     try:
-        outputs = read_json(path, 'the results of an earlier run').get('outputs') if path.is_file() else []
-    except InputError:
+        outputs = read_json(path, 'the results of an earlier run').get('outputs')
+    except InputError:  # none (cannot be read) or damaged
         return []
     return [name for name in outputs if name in VIDEO_OUTPUTS] if isinstance(outputs, list) else []
 
