@@ -206,6 +206,15 @@ def test_the_checker_catches_a_wrong_flag_experiment_and_path(monkeypatch, tmp_p
         ['bash', 'test.sh', 'kdd', '--Runs', '2']]
 
 
+# The confirmation runs whose weights are shipped (memae_models/README.md): a unit's key columns, and the folder
+# prefix of each model
+CONFIRMATION_WEIGHTS = {
+    'KDDCUP99': (('run',), {'MemAE': 'model_MemAE_FCSpar_', 'MemAE-nonSpar': 'model_MemAE_FC_', 'AE': 'model_AE_FC_'}),
+    'MNIST': (('class', 'run'), {'MemAE': 'model_MemAE_Conv2DSpar_', 'MemAE-nonSpar': 'model_MemAE_Conv2D_',
+                                 'AE': 'model_AE_Conv2D_'}),
+}
+
+
 def test_the_sha256_table_of_the_shipped_weights_matches_the_files():
     """memae_models/README.md lists every shipped weights file with its sha256: the files and the table agree."""
     import hashlib
@@ -215,18 +224,21 @@ def test_the_sha256_table_of_the_shipped_weights_matches_the_files():
     assert shipped and sorted(table) == [path.name for path in shipped]
     for path in shipped:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == table[path.name], path.name
-    # the confirmation runs' weights: a row per run, a column per model, in the folders train.sh wrote
-    folders = {'MemAE': 'model_MemAE_FCSpar_', 'MemAE-nonSpar': 'model_MemAE_FC_', 'AE': 'model_AE_FC_'}
+    # the confirmation runs' weights: a table per data set, a row per unit (its key columns), a column per model,
+    # the files in the folders train.sh wrote
     readme = (REPO / 'memae_models' / 'README.md').read_text()
-    header = '| run | ' + ' | '.join(folders) + ' |'
-    assert header in readme
     listed = {}
     digest_cell = r' `([0-9a-f]{64})` \|'
-    for run, *digests in re.findall(r'^\| (\d+) \|' + digest_cell * 3 + '$', readme, re.M):
-        for prefix, digest in zip(folders.values(), digests):
-            folder, = (REPO / 'memae_models' / 'confirmation').glob(f'{prefix}KDDCUP99*')
-            listed[folder / f'{folder.name[len("model_"):]}_Run{run}.pt'] = digest
+    for dataset, (keys, folders) in CONFIRMATION_WEIGHTS.items():
+        assert '| ' + ' | '.join((*keys, *folders)) + ' |' in readme, dataset
+        rows = re.findall(r'^\|' + r' (\d+) \|' * len(keys) + digest_cell * len(folders) + '$', readme, re.M)
+        assert rows, dataset
+        for row in rows:
+            unit = ''.join(f'_{key.capitalize()}{value}' for key, value in zip(keys, row))
+            for prefix, digest in zip(folders.values(), row[len(keys):]):
+                folder, = (REPO / 'memae_models' / 'confirmation').glob(f'{prefix}{dataset}_*')
+                listed[folder / f'{folder.name[len("model_"):]}{unit}.pt'] = digest
     confirmation = sorted((REPO / 'memae_models' / 'confirmation').rglob('*.pt'))
-    assert len(confirmation) == 60 and sorted(listed) == confirmation
+    assert len(confirmation) == 60 + 90 and sorted(listed) == confirmation
     for path in confirmation:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == listed[path], path.name

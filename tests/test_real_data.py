@@ -125,25 +125,36 @@ def counted_f1(scores, labels, is_test=None, ratio=0.2):
                                  + int((~flagged & (labels == 1)).sum()))
 
 
-@pytest.mark.parametrize('experiment, protocol', [('kdd', 'dagmm'), ('kdd_ae', 'dagmm'), ('kdd_nonspar', 'dagmm'),
-                                                  ('kdd', 'dagmm_reimpl')])
-def test_the_shipped_confirmation_weights_reproduce_the_committed_results(real_data, tmp_path, experiment, protocol):
-    """memae_models/confirmation/ (the weights of the README's KDDCUP99 rows) tested as memae_models/README.md says
-    reproduces the committed result of run 0 (seed 1001), and the F1 counted by hand from its scores. The bound: a
-    record whose score lands on the other side of the threshold on another CPU moves F1 by about 1 / 49,000 (a
-    fifth of 247,011 `dagmm` test records is flagged), so 1e-4 allows a few."""
-    folder = experiment + ('' if protocol == 'dagmm' else '_dagmm_reimpl')
-    committed = json.loads((REPO / 'memae_models' / 'results' / folder / 'run0.json').read_text())
-    result = run_script('bash', 'test.sh', experiment, '--Seed', '1001', '--UseCUDA', 'False', '--Runs', '1',
-                        '--Protocol', protocol, DATA_ROOT=real_data, OUT_ROOT=tmp_path,
-                        MODEL_ROOT=REPO / 'memae_models' / 'confirmation')
+# The confirmation units re-tested from memae_models/confirmation/: experiment, --Protocol, the unit (one of
+# seed 1001's), the flags that select it and the folder of its committed result
+CONFIRMATION_UNITS = [(experiment, protocol, 'run0', ['--Runs', '1', '--Protocol', protocol])
+                      for experiment, protocol in [('kdd', 'dagmm'), ('kdd_ae', 'dagmm'), ('kdd_nonspar', 'dagmm'),
+                                                   ('kdd', 'dagmm_reimpl')]] + \
+                     [(experiment, None, 'class8_run0', ['--Runs', '1', '--NormalClass', '8'])
+                      for experiment in ('mnist', 'mnist_ae', 'mnist_nonspar')]
+
+
+@pytest.mark.parametrize('experiment, protocol, unit, flags', CONFIRMATION_UNITS)
+def test_the_shipped_confirmation_weights_reproduce_the_committed_results(real_data, tmp_path, experiment, protocol,
+                                                                          unit, flags):
+    """memae_models/confirmation/ (the weights of the README's KDDCUP99 and MNIST rows) tested as
+    memae_models/README.md says reproduces the committed result of a unit of seed 1001, and the metric counted by
+    hand from its scores. The bounds: a KDD record whose score lands on the other side of the threshold on another
+    CPU moves F1 by about 1 / 49,000 (a fifth of 247,011 `dagmm` test records is flagged), an MNIST pair of test
+    images whose order flips moves AUC by 1 / (about 1,000 normal x 430 anomalous), so 1e-4 allows a few dozen."""
+    folder = experiment + ('_dagmm_reimpl' if protocol == 'dagmm_reimpl' else '')
+    committed = json.loads((REPO / 'memae_models' / 'results' / folder / f'{unit}.json').read_text())
+    result = run_script('bash', 'test.sh', experiment, '--Seed', '1001', '--UseCUDA', 'False', *flags,
+                        DATA_ROOT=real_data, OUT_ROOT=tmp_path, MODEL_ROOT=REPO / 'memae_models' / 'confirmation')
     assert result.returncode == 0, result.stderr[-2000:]
-    ours = json.loads(next(tmp_path.glob('res_*/run0.json')).read_text())
-    assert (ours['seed'], ours['test_samples']) == (1001, committed['test_samples'])
-    assert ours['metrics']['f1'] == pytest.approx(committed['metrics']['f1'], abs=1e-4)
-    saved = np.load(next(tmp_path.glob('res_*/run0_scores.npz')))
-    assert counted_f1(saved['scores'], saved['labels'], saved['is_test'] if 'is_test' in saved else None) == \
-        pytest.approx(ours['metrics']['f1'], abs=1e-9)
+    ours = json.loads(next(tmp_path.glob(f'res_*/{unit}.json')).read_text())
+    assert (ours['seed'], ours['test_samples']) == (committed['seed'], committed['test_samples'])
+    metric, = committed['metrics'] if protocol is None else ['f1']
+    assert ours['metrics'][metric] == pytest.approx(committed['metrics'][metric], abs=1e-4)
+    saved = np.load(next(tmp_path.glob(f'res_*/{unit}_scores.npz')))
+    counted = pairwise_auc(saved['scores'], saved['labels']) if protocol is None else \
+        counted_f1(saved['scores'], saved['labels'], saved['is_test'] if 'is_test' in saved else None)
+    assert counted == pytest.approx(ours['metrics'][metric], abs=1e-9)
 
 
 @pytest.mark.parametrize('name', sorted(SHIPPED))
