@@ -113,6 +113,14 @@ def train_kdd(tmp_path):
     return next(out.glob('res_*'))
 
 
+def test_machine_paths_are_cut_to_their_last_part_whole_or_inside_a_text():
+    result = {'weights': '/home/me/models/unit.pt', 'source': 'MNIST IDX files in /data/sets/mnist',
+              'protocol': 'train 2/3, test 1/3 / 30 %', 'losses': [1.5, '/tmp/x'], 'relative': 'results/a.pt'}
+    assert results_table.machine_free(result) == {
+        'weights': 'unit.pt', 'source': 'MNIST IDX files in mnist', 'protocol': 'train 2/3, test 1/3 / 30 %',
+        'losses': [1.5, 'x'], 'relative': 'results/a.pt'}
+
+
 def test_a_finished_run_is_collected_without_scores_or_machine_paths_and_feeds_its_row(tmp_path):
     source = train_kdd(tmp_path)
     root = tmp_path / 'committed'

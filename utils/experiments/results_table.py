@@ -89,14 +89,18 @@ RUNNING = 'running'
 
 
 def machine_free(value):
-    """``value`` (a JSON value) with every absolute path cut to its last part: where the run's files lay on its
-    machine says nothing about the result."""
+    """``value`` (a JSON value) with every absolute path cut to its last part, a whole string or a word of a text
+    (an image run's data source reads "MNIST IDX files in <folder>"): where the run's files lay on its machine says
+    nothing about the result."""
     if isinstance(value, dict):
         return {key: machine_free(item) for key, item in value.items()}
     if isinstance(value, list):
         return [machine_free(item) for item in value]
-    if isinstance(value, str) and Path(value).is_absolute():
-        return Path(value).name
+    if isinstance(value, str):
+        if Path(value).is_absolute():
+            return Path(value).name
+        return ' '.join(Path(word).name if word.startswith('/') and len(word) > 1 else word
+                        for word in value.split(' '))
     return value
 
 
