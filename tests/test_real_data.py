@@ -125,8 +125,8 @@ def counted_f1(scores, labels, is_test=None, ratio=0.2):
                                  + int((~flagged & (labels == 1)).sum()))
 
 
-# The confirmation units re-tested from memae_models/confirmation/: experiment, --Protocol, the unit (one of
-# seed 1001's), the flags that select it and the folder of its committed result
+# The confirmation units re-tested from memae_models/confirmation/: experiment, --Protocol (None: an image
+# experiment), the unit (one of seed 1001's) and the flags that select it
 CONFIRMATION_UNITS = [(experiment, protocol, 'run0', ['--Runs', '1', '--Protocol', protocol])
                       for experiment, protocol in [('kdd', 'dagmm'), ('kdd_ae', 'dagmm'), ('kdd_nonspar', 'dagmm'),
                                                    ('kdd', 'dagmm_reimpl')]] + \
