@@ -233,10 +233,13 @@ def test_the_sha256_table_of_the_shipped_weights_matches_the_files():
         assert '| ' + ' | '.join((*keys, *folders)) + ' |' in readme, dataset
         rows = re.findall(r'^\|' + r' (\d+) \|' * len(keys) + digest_cell * len(folders) + '$', readme, re.M)
         assert rows, dataset
+        model_folders = []  # exactly one per model, found once per data set
+        for prefix in folders.values():
+            folder, = (REPO / 'memae_models' / 'confirmation').glob(f'{prefix}{dataset}_*')
+            model_folders.append(folder)
         for row in rows:
             unit = ''.join(f'_{key.capitalize()}{value}' for key, value in zip(keys, row))
-            for prefix, digest in zip(folders.values(), row[len(keys):]):
-                folder, = (REPO / 'memae_models' / 'confirmation').glob(f'{prefix}{dataset}_*')
+            for folder, digest in zip(model_folders, row[len(keys):]):
                 listed[folder / f'{folder.name[len("model_"):]}{unit}.pt'] = digest
     confirmation = sorted((REPO / 'memae_models' / 'confirmation').rglob('*.pt'))
     assert len(confirmation) == 60 + 90 and sorted(listed) == confirmation
