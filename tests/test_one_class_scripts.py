@@ -380,3 +380,12 @@ def test_a_kdd_command_ends_in_one_plain_line_and_keeps_a_summary_of_other_units
     assert 'over 1 run (paper 0.9641)' in printed and '±' not in printed.strip().splitlines()[-1]  # no std of one
     assert script_testing.main(KDD_MEMAE + roots(tmp_path) + ['--UseCUDA', 'False', '--Runs', '2']) == 0
     assert json.loads((tmp_path / 'out' / 'kdd_summary.json').read_text())['f1'] == f1  # the same units: replaced
+    # Another model into the same --OutRoot (as the three models of a confirmation): its one-unit summary goes
+    # beside, named by its setting, and neither the 2-run nor the 1-unit summary of the first setting is replaced.
+    other = [a if a != '0.125' else '0' for a in argv]
+    assert script_training.main(other + ['--Runs', '1']) == 0
+    beside = {p.name: json.loads(p.read_text()) for p in (tmp_path / 'out').glob('kdd_summary*.json')}
+    assert beside.pop('kdd_summary_1units.json') == one and beside.pop('kdd_summary.json')['f1'] == f1
+    (name, nonspar), = beside.items()
+    assert name == f"kdd_summary_{nonspar['setting']}.json" and nonspar['setting'] != one['setting']
+    assert nonspar['units'] == ['run0'] and name in capsys.readouterr().out

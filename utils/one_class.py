@@ -619,15 +619,18 @@ class UnitRunner:
         return result, model
 
     def write_summary(self, summary, results, out_root, summary_name, headline):
-        """``summary.json`` beside the unit results and ``<OutRoot>/<summary_name>_summary.json`` (a summary there
-        of another setting or other units is kept: this one goes beside it, named by its number of units); prints
-        one line: ``headline`` (metric name, its summary key, what its n counts), with the paper's value."""
+        """``summary.json`` beside the unit results and ``<OutRoot>/<summary_name>_summary.json``; prints one line:
+        ``headline`` (metric name, its summary key, what its n counts), with the paper's value. A summary there of
+        other units or another setting is kept, and this one goes beside it, named by what differs: its number of
+        units (``kdd_summary_1units.json``) or its setting (three models sharing one OutRoot each keep their own)."""
         summary = {**summary, 'setting': self.setting, 'score': self.score, 'units': [r['unit'] for r in results],
                    'seconds': float(sum(r['seconds'] for r in results))}
         write_json(self.res_path / 'summary.json', summary)
         shared = Path(out_root, f'{summary_name}_summary.json')
-        if shared.is_file() and not same_units(read_json(shared, 'an earlier summary'), summary):
-            beside = shared.with_name(f'{summary_name}_summary_{len(results)}units.json')
+        earlier = read_json(shared, 'an earlier summary') if shared.is_file() else None
+        if earlier is not None and not same_units(earlier, summary):
+            differs = f'{len(results)}units' if earlier.get('setting') == self.setting else self.setting
+            beside = shared.with_name(f'{summary_name}_summary_{differs}.json')
             print(f'note: {shared} summarises another setting or other units; kept, and this summary written to '
                   f'{beside}')
             shared = beside
