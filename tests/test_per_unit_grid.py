@@ -246,6 +246,30 @@ def test_a_unit_stopped_between_its_weights_and_its_result_is_scored_not_trained
         assert parts[unit]['epoch_losses'] == whole[unit]['epoch_losses'], unit
 
 
+def test_a_finished_run_resumed_from_another_folder_trains_nothing_again(tmp_path, monkeypatch):
+    """Results record their weights relative to the folder the run started in; --Resume auto looks for them in
+    the run's --ModelRoot, so the same run resumed from another folder (or with its roots spelled absolute) finds
+    every unit finished instead of training it again; a unit whose weights are gone trains again."""
+    make_kdd(tmp_path / 'data', num_rows=800)
+    monkeypatch.chdir(tmp_path)
+    argv = [*KDD, '--DataRoot', 'data', '--ModelRoot', 'out/models', '--OutRoot', 'out']
+    assert run_cli(script_training.main, argv) == 0
+    before = {path.name: path.read_bytes() for path in (tmp_path / 'out').rglob('res_*/run?.json')}
+    assert len(before) == 2 and all(not Path(json.loads(text)['weights']).is_absolute() for text in before.values())
+    real_end, ended = EpochClock.end_epoch, []
+    monkeypatch.setattr(EpochClock, 'end_epoch', lambda self, unit, *rest: ended.append(unit) or real_end(
+        self, unit, *rest))
+    (tmp_path / 'elsewhere').mkdir()
+    monkeypatch.chdir(tmp_path / 'elsewhere')
+    resumed = [*KDD, '--DataRoot', '../data', '--ModelRoot', '../out/models', '--OutRoot', '../out', '--Resume', 'auto']
+    assert run_cli(script_training.main, resumed) == 0
+    assert ended == []
+    assert {path.name: path.read_bytes() for path in (tmp_path / 'out').rglob('res_*/run?.json')} == before
+    next((tmp_path / 'out' / 'models').rglob('*_Run1.pt')).unlink()  # a result without its weights: trained again
+    assert run_cli(script_training.main, resumed) == 0
+    assert ended and all(unit.startswith('run1') for unit in ended)
+
+
 @pytest.mark.parametrize('flags, fragment', [
     (['--LRGrid', '1e-3', '1e-2', '--EarlyStopping', 'False'], '--LRGrid lets each unit choose'),
     (['--ShrinkThresGrid', '0.1', '0.1'], '--ShrinkThresGrid lists a value twice'),

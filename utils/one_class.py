@@ -387,12 +387,16 @@ class UnitRunner:
         tag = '' if candidate is None else self.candidate_tag(candidate)
         return UnitCheckpoint(resume_file(self.model_dir, self.unit_setting(unit) + tag), self.signature)
 
+    def unit_weights(self, unit):
+        """Where this run writes (and --Resume auto looks for) a unit's final weights."""
+        return self.model_dir / f'{self.unit_setting(unit)}.pt'
+
     def save_trained(self, unit, state, checkpoints, choice=None):
         """Write a unit's final weights (and its ``choice`` beside them, when it chose on validation data); its
         training states (``checkpoints``, one per candidate) stay until its result is written
         (:meth:`remove_training_states`): a run stopped between the two resumes from them, all epochs done, instead
         of training the unit again. Returns the weights' path."""
-        weights = self.model_dir / f'{self.unit_setting(unit)}.pt'
+        weights = self.unit_weights(unit)
         if choice is not None:
             write_json(choice_path(weights), choice)
         save_torch(state, weights)
@@ -438,7 +442,8 @@ class UnitRunner:
     def finished_result(self, unit):
         """``--Resume auto``: the result a unit finished with before the run was interrupted, or None. A unit
         counts as finished when its result file (written last, atomically) says so for the same options and its
-        weights exist; a result written with other options is refused rather than overwritten."""
+        weights lie in this run's --ModelRoot (not at the path the result records, which may be relative to
+        another working folder); a result written with other options is refused rather than overwritten."""
         path = self.res_path / f'{unit.name}.json'
         if not path.is_file():
             return None
@@ -449,7 +454,7 @@ class UnitRunner:
         if result.get('signature') != self.signature:
             raise InputError(f'the result {path} was written with other options than this run\'s '
                              f'({", ".join(RESUME_SIGNATURE)} must match); delete it or rerun without --Resume')
-        if not Path(result.get('weights', '')).is_file():
+        if not self.unit_weights(unit).is_file():
             return None
         return result
 
