@@ -434,7 +434,7 @@ class UnitRunner:
         return choice
 
     def find_weights(self, unit):
-        name = f'{self.unit_setting(unit)}.pt'
+        name = self.unit_weights(unit).name  # looked for in every weight folder, not only this run's
         return first_existing([folder / name for folder in self.weight_folders], f'no weights for {unit.name}',
                               'train them: bash train.sh EXPERIMENT writes them to ./results/, then '
                               'MODEL_ROOT=./results/ bash test.sh EXPERIMENT; or set --ModelRoot')
